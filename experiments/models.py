@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from datasets_app.models import DatasetVersion, TaskType
+from t4dm_site.models import hash_token
+from t4dm_site.public_ids import PublicIdMixin
+
+JOB_TOKEN_PREFIX = "t4job_"
+
+
+class Experiment(PublicIdMixin, models.Model):
+    """Groups configs and jobs that answer one question, with notes and tags.
+
+    Sharing rule: an experiment and everything under it are private to their owner; admins see all.
+    """
+
+    PUBLIC_ID_PREFIX = "exp"
+
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="experiments")
+    notes = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.name}"
+
+
+class Approach(models.TextChoices):
+    FULL = "full", "Full fine-tune"
+    LORA = "lora", "LoRA"
+    QLORA = "qlora", "QLoRA"
+    PROMPT_TUNING = "prompt_tuning", "Prompt tuning"
+    API = "api", "API fine-tune"
+
+
+class TrainingConfig(PublicIdMixin, models.Model):
+    """A resolved training configuration: what `configure_training` returns."""
+
+    PUBLIC_ID_PREFIX = "cfg"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_configs")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="configs")
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="configs")
+    model_base = models.CharField(max_length=300, help_text="Hub id, local path, or 'tiny' for the built-in model.")
+    approach = models.CharField(max_length=20, choices=Approach.choices, default=Approach.LORA)
+    task_type = models.CharField(max_length=20, choices=TaskType.choices)
+    template = models.CharField(max_length=30, blank=True)
+    hyperparameters = models.JSONField(default=dict)
+    early_stopping = models.JSONField(null=True, blank=True)
+    checkpointing = models.JSONField(default=dict)
+    estimate = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.model_base} {self.approach}"
+
+
+class JobStatus(models.TextChoices):
+    VALIDATING = "validating"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class TrainingJob(PublicIdMixin, models.Model):
+    """One run of a config on a worker. State moves validating → queued → running → a terminal state."""
+
+    PUBLIC_ID_PREFIX = "job"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_jobs")
+    config = models.ForeignKey(TrainingConfig, on_delete=models.PROTECT, related_name="jobs")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="jobs")
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.VALIDATING, db_index=True)
+    epoch = models.FloatField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    latest_metrics = models.JSONField(default=dict, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    resume_from = models.ForeignKey(
+        "Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumed_jobs"
+    )
+    token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    output_dir = models.CharField(max_length=500, blank=True)
+    final_model_path = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    # --- state transitions: each sets every field that must change together -----------------------
+    def issue_token(self) -> str:
+        """A fresh worker token for this job; only its hash is kept. Call before mark_queued."""
+        raw = f"{JOB_TOKEN_PREFIX}{self.pk}_{secrets.token_urlsafe(32)}"
+        self.token_hash = hash_token(raw)
+        self.save(update_fields=["token_hash"])
+        return raw
+
+    def mark_queued(self) -> None:
+        self.status = JobStatus.QUEUED
+        self.queued_at = timezone.now()
+        self.cancel_requested = False
+        self.error = ""
+        self.finished_at = None
+        self.save(update_fields=["status", "queued_at", "cancel_requested", "error", "finished_at"])
+
+    def mark_running(self, *, worker: str) -> None:
+        now = timezone.now()
+        self.status = JobStatus.RUNNING
+        self.worker = worker
+        self.heartbeat_at = now
+        if self.started_at is None:
+            self.started_at = now
+        self.save(update_fields=["status", "worker", "heartbeat_at", "started_at"])
+
+    def record_progress(self, *, step: int, total_steps: int, epoch: float) -> None:
+        self.step, self.total_steps, self.epoch = step, total_steps, epoch
+        self.heartbeat_at = timezone.now()
+        self.save(update_fields=["step", "total_steps", "epoch", "heartbeat_at"])
+
+    def mark_succeeded(self, *, final_model_path: str = "") -> None:
+        self.status = JobStatus.SUCCEEDED
+        self.final_model_path = final_model_path
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "final_model_path", "finished_at"])
+
+    def mark_failed(self, *, error: str) -> None:
+        self.status = JobStatus.FAILED
+        self.error = error
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "error", "finished_at"])
+
+    def mark_cancelled(self) -> None:
+        self.status = JobStatus.CANCELLED
+        self.cancel_requested = True
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "cancel_requested", "finished_at"])
+
+    def request_cancel(self) -> None:
+        """A running job stops at its next step, when its worker sees the flag."""
+        self.cancel_requested = True
+        self.save(update_fields=["cancel_requested"])
+
+
+class JobEvent(models.Model):
+    """The job's history and log tail: status changes, worker messages, interruptions."""
+
+    class Level(models.TextChoices):
+        INFO = "info"
+        WARNING = "warning"
+        ERROR = "error"
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="events")
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.job.public_id} {self.level}: {self.message[:60]}"
+
+
+class MetricPoint(models.Model):
+    """One value of one metric at one step. (job, key, step) is unique: ingest is idempotent on it,
+    and the auto-increment id is the order in which points became visible (websocket resume cursor)."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="metric_points")
+    key = models.CharField(max_length=100)
+    step = models.PositiveBigIntegerField()
+    value = models.FloatField()
+    wall_time = models.FloatField(help_text="Unix time at which the worker measured the value.")
+    epoch = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "key", "step"], name="metric_point_job_key_step_unique"),
+        ]
+        indexes = [models.Index(fields=["job", "id"], name="metric_point_job_id")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.key}@{self.step}={self.value}"
+
+
+class Checkpoint(models.Model):
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="checkpoints")
+    step = models.PositiveIntegerField()
+    path = models.CharField(max_length=500)
+    metrics = models.JSONField(default=dict)
+    is_best = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["job", "step"]
+        constraints = [models.UniqueConstraint(fields=["job", "step"], name="checkpoint_job_step_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job.public_id} step {self.step}"
+
+
+class EvaluationStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Evaluation(PublicIdMixin, models.Model):
+    """The seed's EvaluationResult: metrics on a test split, the deltas to the base, sample outputs."""
+
+    PUBLIC_ID_PREFIX = "eval"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="evaluations")
+    model_path = models.CharField(max_length=500)
+    job = models.ForeignKey(TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations")
+    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL)
+    dataset_version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL)
+    split = models.CharField(max_length=20, default="test")
+    requested_metrics = models.JSONField(default=list)
+    status = models.CharField(max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.QUEUED)
+    metrics = models.JSONField(default=dict, blank=True)
+    comparison_to_base = models.JSONField(default=dict, blank=True)
+    sample_outputs = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.model_path}"

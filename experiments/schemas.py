@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+
+class ExperimentIn(Schema):
+    name: str = Field(..., min_length=1, max_length=200)
+    notes: str = ""
+    tags: list[str] = []
+
+
+class ExperimentOut(Schema):
+    experiment_id: str
+    name: str
+    notes: str
+    tags: list[str]
+    created_at: str
+
+
+class EarlyStoppingIn(Schema):
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.01, ge=0)
+    metric: Literal["val_loss", "loss"] = "val_loss"
+
+
+class CheckpointingIn(Schema):
+    save_steps: int = Field(500, ge=1)
+    save_total_limit: int = Field(3, ge=1)
+    best_only: bool = False
+
+
+class ConfigIn(Schema):
+    model_base: str = Field(..., min_length=1, max_length=300)
+    dataset_id: str
+    approach: str = "lora"
+    hyperparams: dict[str, Any] | None = None
+    template: str | None = None
+    experiment_id: str | None = None
+    early_stopping: EarlyStoppingIn | None = None
+    checkpointing: CheckpointingIn | None = None
+
+
+class ConfigOut(Schema):
+    config_id: str
+    model_base: str
+    approach: str
+    hyperparameters: dict[str, Any]
+    estimated_time: str
+    estimated_cost: str
+    dataset_id: str
+    experiment_id: str
+    estimate: dict[str, Any]
+    early_stopping: dict[str, Any] | None
+    checkpointing: dict[str, Any]
+
+
+class JobIn(Schema):
+    config_id: str
+    resume_from: str | None = None
+
+
+class ProgressOut(Schema):
+    epoch: float
+    step: int
+    total_steps: int
+
+
+class JobMetricsOut(Schema):
+    loss: float | None
+    learning_rate: float | None
+
+
+class JobOut(Schema):
+    job_id: str
+    status: str
+    started_at: str | None
+    progress: ProgressOut
+    metrics: JobMetricsOut
+    config_id: str
+    experiment_id: str
+    finished_at: str | None
+    error: str | None
+    cancel_requested: bool
+
+
+class SeriesOut(Schema):
+    series: dict[str, list[list[float]]]
+    last_id: int
+    downsampled: bool
+
+
+# --- worker and ingest ------------------------------------------------------------------------------
+
+
+class PointSchema(Schema):
+    key: str = Field(..., max_length=200)
+    step: int
+    value: float
+    wall_time: float | None = None
+    epoch: float | None = None
+
+
+class PointsIn(Schema):
+    points: list[PointSchema]
+
+
+class IngestOut(Schema):
+    created: int
+    duplicates: int
+
+
+class StatusIn(Schema):
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    worker: str = ""
+    error: str = ""
+    final_model_path: str = ""
+    result: dict[str, Any] | None = None
+
+
+class ProgressIn(Schema):
+    step: int = Field(..., ge=0)
+    total_steps: int = Field(..., ge=0)
+    epoch: float = Field(..., ge=0)
+
+
+class WorkerAckOut(Schema):
+    status: str
+    cancel_requested: bool
+
+
+class CheckpointIn(Schema):
+    step: int = Field(..., ge=0)
+    path: str
+    metrics: dict[str, float] = {}
+
+
+class EventIn(Schema):
+    level: Literal["info", "warning", "error"] = "info"
+    message: str = Field(..., max_length=10000)

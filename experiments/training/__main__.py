@@ -1,0 +1,40 @@
+"""CLI: ``python -m experiments.training --config spec.json`` or ``... build-tiny-model OUT_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["build-tiny-model"]:
+        parser = argparse.ArgumentParser(prog="python -m experiments.training build-tiny-model")
+        parser.add_argument("output_dir", type=Path)
+        parser.add_argument("--seed", type=int, default=0)
+        args = parser.parse_args(argv[1:])
+        from experiments.training.tiny_model import build_tiny_model
+
+        print(build_tiny_model(args.output_dir, seed=args.seed))
+        return 0
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.training", description=__doc__)
+    parser.add_argument("--config", type=Path, required=True, help="job spec JSON file")
+    args = parser.parse_args(argv)
+    spec = json.loads(args.config.read_text(encoding="utf-8"))
+
+    import datasets
+
+    from experiments.training.engine import train
+    from experiments.training.reporter import StdoutReporter
+
+    datasets.disable_progress_bars()
+    result = train(spec, StdoutReporter())
+    print(json.dumps({"event": "result", **result}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Endpoints for workers and the ingest batch endpoint.
+
+Workers authenticate with their job's token and can only report for that job. The ingest endpoint
+also takes a researcher's API token or session (the SDK logging to their own job).
+"""
+
+from __future__ import annotations
+
+from ninja import Router
+
+from experiments import services
+from experiments.ingest import PointIn, metric_points_ingest
+from experiments.models import TrainingJob
+from experiments.schemas import CheckpointIn, EventIn, IngestOut, PointsIn, ProgressIn, StatusIn, WorkerAckOut
+from experiments.selectors import job_get
+from t4dm_site.auth import job_token_auth, trainer_auth
+from t4dm_site.errors import Forbidden, NotFound
+from t4dm_site.public_ids import parse_public_id
+
+router = Router(tags=["workers and ingest"])
+
+
+def _job_for_token(request, job_id: str) -> TrainingJob:
+    pk = parse_public_id("job", job_id)
+    if request.auth != pk:
+        raise Forbidden(f"this worker token is not valid for {job_id}", code="wrong_job_token")
+    job = TrainingJob.objects.filter(pk=pk).first()
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+def _job_for_ingest(request, job_id: str) -> TrainingJob:
+    if isinstance(request.auth, int):  # a job token
+        return _job_for_token(request, job_id)
+    return job_get(user=request.auth, job_id=job_id)
+
+
+def _ack(job: TrainingJob) -> dict:
+    return {"status": job.status, "cancel_requested": job.cancel_requested}
+
+
+@router.post("/ingest/jobs/{job_id}/metrics", response=IngestOut, auth=[job_token_auth, trainer_auth])
+def metrics_ingest(request, job_id: str, payload: PointsIn):
+    job = _job_for_ingest(request, job_id)
+    points = [PointIn(key=p.key, step=p.step, value=p.value, wall_time=p.wall_time, epoch=p.epoch) for p in payload.points]
+    result = metric_points_ingest(job=job, points=points)
+    return {"created": result.created, "duplicates": result.duplicates}
+
+
+@router.get("/worker/jobs/{job_id}/spec", auth=job_token_auth)
+def worker_spec(request, job_id: str):
+    return services.job_spec_for_worker(job=_job_for_token(request, job_id))
+
+
+@router.post("/worker/jobs/{job_id}/status", response=WorkerAckOut, auth=job_token_auth)
+def worker_status(request, job_id: str, payload: StatusIn):
+    job = services.job_report_status(
+        job=_job_for_token(request, job_id),
+        status=payload.status,
+        worker=payload.worker,
+        error=payload.error,
+        final_model_path=payload.final_model_path,
+        result=payload.result,
+    )
+    return _ack(job)
+
+
+@router.post("/worker/jobs/{job_id}/progress", response=WorkerAckOut, auth=job_token_auth)
+def worker_progress(request, job_id: str, payload: ProgressIn):
+    job = services.job_report_progress(
+        job=_job_for_token(request, job_id), step=payload.step, total_steps=payload.total_steps, epoch=payload.epoch
+    )
+    return _ack(job)
+
+
+@router.post("/worker/jobs/{job_id}/checkpoints", response={201: dict}, auth=job_token_auth)
+def worker_checkpoint(request, job_id: str, payload: CheckpointIn):
+    checkpoint = services.checkpoint_record(
+        job=_job_for_token(request, job_id), step=payload.step, path=payload.path, metrics=payload.metrics
+    )
+    return 201, {"step": checkpoint.step, "path": checkpoint.path}
+
+
+@router.post("/worker/jobs/{job_id}/events", response={201: dict}, auth=job_token_auth)
+def worker_event(request, job_id: str, payload: EventIn):
+    services.job_event_add(job=_job_for_token(request, job_id), message=payload.message, level=payload.level)
+    return 201, {"ok": True}

@@ -1,0 +1,27 @@
+"""The one ASGI application: Django (pages, admin, API) over HTTP and Channels consumers over websockets."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "t4dm_site.settings")
+django_http = get_asgi_application()  # sets up Django before anything imports models
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from experiments.routing import websocket_urlpatterns  # noqa: E402
+from t4dm_site.ws_auth import T4dmAuthStack  # noqa: E402
+
+http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AllowedHostsOriginValidator(T4dmAuthStack(URLRouter(websocket_urlpatterns))),
+    }
+)

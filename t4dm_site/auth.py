@@ -1,0 +1,67 @@
+"""API authentication: user API tokens or the browser session (with CSRF), per-job worker tokens.
+
+- `UserAuth(roles=...)`: `Authorization: Bearer t4dm_...` or a logged-in session. A user without one
+  of the roles gets 403 (e.g. an evaluator on the training API).
+- `JobTokenAuth`: `Authorization: Bearer t4job_<job pk>_...`, valid only for the job in the URL.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from ninja.security import HttpBearer
+from ninja.utils import check_csrf
+
+from t4dm_site.errors import Forbidden
+from t4dm_site.models import hash_token
+from t4dm_site.roles import ADMIN, RESEARCHER, user_roles
+from t4dm_site.services import api_token_authenticate
+
+
+class UserAuth(HttpBearer):
+    def __init__(self, *, roles: set[str] | None = None):
+        super().__init__()
+        self.roles = roles
+
+    def __call__(self, request):
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, raw = header.partition(" ")
+            user = api_token_authenticate(raw=raw.strip()) if scheme.lower() == "bearer" else None
+        elif request.user.is_authenticated:
+            if check_csrf(request) is not None:
+                raise Forbidden("CSRF check failed: send the csrftoken cookie's value in X-CSRFToken", code="csrf_failed")
+            user = request.user
+        else:
+            user = None
+        if user is None:
+            return None
+        if self.roles and not (user_roles(user) & self.roles):
+            raise Forbidden(f"this API needs the role {' or '.join(sorted(self.roles))}")
+        request.user = user
+        return user
+
+    def authenticate(self, request, token):  # HttpBearer's abstract hook; __call__ does the work
+        return api_token_authenticate(raw=token)
+
+
+class JobTokenAuth(HttpBearer):
+    """Returns the job pk the token is valid for; endpoints compare it with the job in the path."""
+
+    def authenticate(self, request, token):
+        from experiments.models import JOB_TOKEN_PREFIX, TrainingJob
+
+        if not token.startswith(JOB_TOKEN_PREFIX):
+            return None
+        pk_text = token[len(JOB_TOKEN_PREFIX) :].split("_", 1)[0]
+        if not pk_text.isdigit():
+            return None
+        stored = TrainingJob.objects.filter(pk=int(pk_text)).values_list("token_hash", flat=True).first()
+        if not stored or not hmac.compare_digest(stored, hash_token(token)):
+            return None
+        return int(pk_text)
+
+
+trainer_auth = UserAuth(roles={ADMIN, RESEARCHER})
+any_user_auth = UserAuth()
+job_token_auth = JobTokenAuth()

@@ -1,0 +1,68 @@
+"""Run the platform: the ASGI server (daphne) and, unless --no-worker, one local Celery worker.
+
+Ctrl-C (or SIGTERM) stops both; if either exits, the other is stopped too.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Start the ASGI server and a local Celery worker together."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", default="8000")
+        parser.add_argument("--no-worker", action="store_true", help="production: workers are started separately")
+
+    def handle(self, *args, host, port, no_worker, **options):
+        commands = {"web": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "t4dm_site.asgi:application"]}
+        if not no_worker:
+            commands["worker"] = worker_command()
+        processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        self.stdout.write(self.style.SUCCESS(f"T4DM is up at http://{host}:{port}/  (Ctrl-C stops it)"))
+
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping and all(p.poll() is None for p in processes.values()):
+                time.sleep(0.2)
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + 15
+            for process in processes.values():
+                try:
+                    process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        exited = [n for n, p in processes.items() if p.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+        if exited and not stopping:
+            self.stderr.write(f"stopped because {', '.join(exited)} exited")
+            sys.exit(1)
+        self.stdout.write("T4DM stopped.")
+
+
+def worker_command() -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "t4dm_site", "worker",
+        "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
+        "-P", "solo",  # one job at a time per worker process (one process per GPU)
+        "-n", "t4dm-local@%h",
+        "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle",
+    ]

@@ -1,0 +1,187 @@
+"""T4DM settings: everything comes from the environment, with embedded defaults that need none.
+
+Embedded default (no variables): SQLite file, kombu filesystem broker, in-memory channel layer,
+artifacts in a local folder, all under T4DM_DATA_DIR (./var). Production: set T4DM_PRODUCTION=1 plus
+DJANGO_SECRET_KEY, DATABASE_URL=postgres://..., CELERY_BROKER_URL=redis://... and
+CHANNEL_LAYER_URL=redis://... . The README has the full table.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from t4dm_site.env import env_bool, env_float, env_int, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+PRODUCTION = env_bool("T4DM_PRODUCTION", False)
+DATA_DIR = Path(env_str("T4DM_DATA_DIR") or BASE_DIR / "var").resolve()
+ARTIFACT_ROOT = Path(env_str("T4DM_ARTIFACT_ROOT") or DATA_DIR / "artifacts").resolve()
+TINY_MODEL_DIR = Path(env_str("T4DM_TINY_MODEL_DIR") or DATA_DIR / "models" / "t4dm-tiny").resolve()
+# The URL that Celery workers use to report metrics and status back (they never touch the database).
+SERVER_URL = env_url("T4DM_SERVER_URL", schemes=("http", "https"), default="http://127.0.0.1:8000")
+
+
+def _secret_key() -> str:
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when T4DM_PRODUCTION=1")
+    # Embedded default: generate once and keep it, so sessions survive a restart.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = [h.strip() for h in (env_str("T4DM_ALLOWED_HOSTS") or "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in (env_str("T4DM_CSRF_TRUSTED_ORIGINS") or "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "t4dm_site",
+    "datasets_app",
+    "experiments",
+    "models_registry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "t4dm_site.urls"
+ASGI_APPLICATION = "t4dm_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------------------
+DATABASE_URL = env_url(
+    "DATABASE_URL",
+    schemes=("sqlite", "postgres", "postgresql", "pgsql"),
+    default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The ASGI server, the test runner and management commands share one SQLite file: wait for the
+    # writer lock instead of failing with "database is locked", and use WAL so readers never block.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # Serves only plotly.min.js out of the plotly wheel (no CDN: there may be no internet).
+    "t4dm_site.staticfinders.PlotlyFinder",
+]
+# The ASGI app serves static files itself unless a front proxy does it (T4DM_SERVE_STATIC=0).
+SERVE_STATIC = env_bool("T4DM_SERVE_STATIC", True)
+
+# --- Celery ---------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL",
+    schemes=("filesystem", "redis", "rediss", "amqp", "pyamqp", "sqla+sqlite"),
+    default="filesystem://",
+)
+BROKER_DIR = DATA_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+        "polling_interval": env_float("T4DM_BROKER_POLL_SECONDS", 0.1, minimum=0.01),
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_TASK_DEFAULT_QUEUE = env_str("T4DM_TRAINING_QUEUE") or "training"
+CELERY_TASK_IGNORE_RESULT = True
+# A worker that dies mid-job leaves its message unacknowledged, so the broker hands it to the next
+# worker, which resumes from the last checkpoint.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Channels -------------------------------------------------------------------------------------
+CHANNEL_LAYER_URL = env_url("CHANNEL_LAYER_URL", schemes=("memory", "redis", "rediss"), default="memory://")
+if CHANNEL_LAYER_URL.startswith("memory://"):
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # socket_timeout=None: with redis-py 8 the default timeout closes idle websockets after ~5 s.
+            "CONFIG": {"hosts": [{"address": CHANNEL_LAYER_URL, "socket_timeout": None}]},
+        }
+    }
+
+# --- T4DM -----------------------------------------------------------------------------------------
+INGEST_MAX_BATCH = env_int("T4DM_INGEST_MAX_BATCH", 5000, minimum=1)
+WS_MAX_POINTS_PER_SERIES = env_int("T4DM_WS_MAX_POINTS", 2000, minimum=10)
+# Where users may point prepare_dataset at a server-side file; nothing outside it is readable.
+IMPORT_ROOT = Path(env_str("T4DM_IMPORT_ROOT") or DATA_DIR / "imports").resolve()
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("T4DM_LOG_LEVEL") or "INFO"},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

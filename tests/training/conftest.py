@@ -5,7 +5,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from experiments.training.tiny_model import CORPUS_DIR, build_tiny_model
+from experiments.training.tiny_model import CORPUS_DIR
 
 KNOWLEDGE_CHAT = CORPUS_DIR / "knowledge_chat.jsonl"
 
@@ -13,11 +13,6 @@ KNOWLEDGE_CHAT = CORPUS_DIR / "knowledge_chat.jsonl"
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_datasets() -> None:
     datasets.disable_progress_bars()
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from experiments.training.data import IGNORE_INDEX, load_split, tokenize_dataset, tokenize_row
-from tests.training.conftest import KNOWLEDGE_CHAT
+from experiments.training.tiny_model import CORPUS_DIR
+
+KNOWLEDGE_CHAT = CORPUS_DIR / "knowledge_chat.jsonl"
 
 CONVERSATION = {
     "messages": [

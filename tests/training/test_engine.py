@@ -8,7 +8,9 @@ import pytest
 
 from experiments.training.engine import train
 from experiments.training.reporter import MemoryReporter
-from tests.training.conftest import KNOWLEDGE_CHAT
+from experiments.training.tiny_model import CORPUS_DIR
+
+KNOWLEDGE_CHAT = CORPUS_DIR / "knowledge_chat.jsonl"
 
 METRIC_KEYS = {"loss", "learning_rate", "grad_norm", "tokens_per_sec"}
 

@@ -1,0 +1,31 @@
+# The two commands: `make run` (set up and run the platform on the embedded default) and `make test`.
+PY := .venv/bin/python
+
+.PHONY: run test setup setup-test lint worker web benchmarks
+
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py build_tiny_model
+	$(PY) manage.py t4dm_bootstrap
+	$(PY) manage.py t4dm_up
+
+test: setup-test
+	scripts/ensure_chromium.sh
+	$(PY) -m pytest
+
+setup:
+	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh --test
+
+lint: setup-test
+	$(PY) -m ruff check .
+
+# Production pieces, started separately (see README "Production mode").
+web: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py t4dm_up --no-worker --host 0.0.0.0
+
+worker: setup
+	$(PY) -m celery -A t4dm_site worker -Q $${T4DM_TRAINING_QUEUE:-training} -P solo --loglevel INFO

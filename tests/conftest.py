@@ -1,0 +1,88 @@
+"""Shared fixtures. Each app's tests live in a folder mirroring the app; e2e tests start real processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # pytest-django live_server + Playwright
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's tiny causal LM, built once per test session (deterministic, offline, ~1 s)."""
+    from experiments.training.tiny_model import build_tiny_model
+
+    return Path(build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0))
+
+
+@pytest.fixture
+def artifact_root(settings, tmp_path: Path, tiny_model_dir: Path) -> Path:
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.TINY_MODEL_DIR = tiny_model_dir
+    return settings.ARTIFACT_ROOT
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+
+    from t4dm_site.services import api_token_create, role_assign
+
+    def make(username: str, role: str | None = "researcher"):
+        user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+        if role:
+            role_assign(user=user, role=role)
+        _, raw = api_token_create(user=user)
+        user.raw_token = raw
+        return user
+
+    return make
+
+
+@pytest.fixture
+def researcher(make_user):
+    return make_user("rita")
+
+
+@pytest.fixture
+def api(client):
+    """Calls /api/v1 with a user's bearer token: api.post(user, "/jobs", {...})."""
+
+    class Api:
+        def _headers(self, user):
+            return {"Authorization": f"Bearer {user.raw_token}"} if user is not None else {}
+
+        def get(self, user, path: str, **params):
+            return client.get(f"/api/v1{path}", params, headers=self._headers(user))
+
+        def post(self, user, path: str, data=None, *, token: str | None = None):
+            headers = {"Authorization": f"Bearer {token}"} if token else self._headers(user)
+            return client.post(f"/api/v1{path}", data or {}, content_type="application/json", headers=headers)
+
+        def upload(self, user, path: str, *, content: bytes, name: str = "data.jsonl", **fields):
+            from django.core.files.uploadedfile import SimpleUploadedFile
+
+            return client.post(
+                f"/api/v1{path}", {"file": SimpleUploadedFile(name, content), **fields}, headers=self._headers(user)
+            )
+
+    return Api()
+
+
+DEMO_ROWS = Path(__file__).resolve().parent.parent / "experiments" / "training" / "corpus" / "knowledge_chat.jsonl"
+
+
+@pytest.fixture
+def demo_config(researcher, artifact_root):
+    """A config for LoRA on the tiny model over the shipped demo dataset, owned by `researcher`."""
+    from datasets_app.services import dataset_prepare
+    from experiments.services import training_config_create
+
+    version = dataset_prepare(owner=researcher, name="demo", content=DEMO_ROWS.read_bytes(), task_type="chat")
+    return training_config_create(
+        owner=researcher, dataset_id=version.dataset.public_id, model_base="t4dm-tiny", approach="lora",
+        hyperparams={"learning_rate": 3e-3, "epochs": 1},
+    )

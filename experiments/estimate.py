@@ -51,7 +51,8 @@ def count_parameters(model_path: str) -> float | None:
 
 def _fmt_hours(hours: float) -> str:
     if hours < 1 / 60:
-        return f"{max(1, round(hours * 3600))} seconds"
+        seconds = max(1, round(hours * 3600))
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
     if hours < 1:
         return f"{round(hours * 60)} minutes"
     return f"{hours:.1f} hours".replace(".0 hours", " hours")

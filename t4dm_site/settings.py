@@ -147,6 +147,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": env_float("T4DM_BROKER_POLL_SECONDS", 0.1, minimum=0.01),
     }
+    # The filesystem transport expects its folders to exist, in producers and workers alike.
+    for _folder in ("queue", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_DEFAULT_QUEUE = env_str("T4DM_TRAINING_QUEUE") or "training"

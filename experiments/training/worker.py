@@ -21,6 +21,8 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
     """Train one job; returns the status it ended in ("skipped" when there was nothing to run)."""
     from experiments.training.engine import train  # heavy imports only once there is work
 
+    _quiet_libraries()
+
     client = PlatformClient(server_url, job_id, token)
     try:
         try:
@@ -47,6 +49,16 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
         return final
     finally:
         client.close()
+
+
+def _quiet_libraries() -> None:
+    """Progress bars and per-request logs drown the worker's own log lines."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _summary(result: dict) -> dict:

@@ -23,7 +23,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="production: workers are started separately")
 
     def handle(self, *args, host, port, no_worker, **options):
-        commands = {"web": [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "t4dm_site.asgi:application"]}
+        access_log = settings.DATA_DIR / "logs" / "access.log"
+        access_log.parent.mkdir(parents=True, exist_ok=True)
+        commands = {
+            "web": [
+                sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                "--access-log", str(access_log), "t4dm_site.asgi:application",
+            ]
+        }
         if not no_worker:
             commands["worker"] = worker_command()
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}

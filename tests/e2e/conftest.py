@@ -1,0 +1,181 @@
+"""Real processes for end-to-end tests: `manage.py t4dm_up` (daphne + a Celery worker) on the embedded
+default, and the production layout (PostgreSQL, Redis broker and channel layer, web and worker
+started separately) against the machine's real servers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("T4DM_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("T4DM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+ADMIN_PASSWORD = "e2e-admin-password"
+
+
+def skip_or_fail(message: str) -> None:
+    """Service-backed tests skip where the service is absent, but CI (T4DM_REQUIRE_SERVICES=1) must run them."""
+    if os.environ.get("T4DM_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message} (T4DM_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    base_url: str
+    env: dict[str, str]
+    token: str = ""
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://")
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def spawn(self, *args: str, log: Path) -> None:
+        handle = open(log, "w")  # noqa: SIM115 - closed when the process is reaped
+        self.processes.append(
+            subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+
+    def wait_until_up(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.processes):
+                raise RuntimeError("a platform process exited during start-up; see its log in the test's tmp dir")
+            try:
+                if httpx.get(self.base_url + "/login/", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError("the ASGI server did not come up")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _clean_env() -> dict[str, str]:
+    prefixes = ("T4DM_", "DJANGO_", "DATABASE_URL", "CELERY_", "CHANNEL_LAYER_URL")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes) or k == "T4DM_REQUIRE_SERVICES"}
+
+
+def _boot(platform: Platform) -> Platform:
+    platform.manage("migrate", "--noinput", "-v", "0")
+    platform.manage("t4dm_bootstrap", "--password", ADMIN_PASSWORD)
+    platform.token = platform.manage("create_api_token", "admin").strip()
+    return platform
+
+
+@pytest.fixture(scope="session")
+def embedded_platform(tmp_path_factory, tiny_model_dir):
+    data = tmp_path_factory.mktemp("embedded")
+    port = free_port()
+    env = {
+        **_clean_env(),
+        "T4DM_DATA_DIR": str(data),
+        "T4DM_TINY_MODEL_DIR": str(tiny_model_dir),
+        "T4DM_SERVER_URL": f"http://127.0.0.1:{port}",
+    }
+    platform = _boot(Platform(base_url=f"http://127.0.0.1:{port}", env=env))
+    # Exactly what `make run` starts: the ASGI server and one worker, under one process.
+    platform.spawn(sys.executable, "manage.py", "t4dm_up", "--port", str(port), log=data / "t4dm_up.log")
+    try:
+        platform.wait_until_up()
+        yield platform
+    finally:
+        platform.stop()
+
+
+def _postgres_database() -> str:
+    import psycopg
+
+    name = f"t4dm_e2e_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
+    return name
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _redis_ready() -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL + "/14", socket_connect_timeout=3)
+        client.flushdb()
+        redis.Redis.from_url(REDIS_URL + "/15").flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def production_platform(tmp_path_factory, tiny_model_dir):
+    _redis_ready()
+    database = _postgres_database()
+    data = tmp_path_factory.mktemp("production")
+    port = free_port()
+    env = {
+        **_clean_env(),
+        "T4DM_PRODUCTION": "1",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/" + database,
+        "CELERY_BROKER_URL": REDIS_URL + "/14",
+        "CHANNEL_LAYER_URL": REDIS_URL + "/15",
+        "T4DM_DATA_DIR": str(data),
+        "T4DM_TINY_MODEL_DIR": str(tiny_model_dir),
+        "T4DM_SERVER_URL": f"http://127.0.0.1:{port}",
+    }
+    platform = _boot(Platform(base_url=f"http://127.0.0.1:{port}", env=env))
+    # Production layout: the web process without a worker, and a separately started worker.
+    platform.spawn(sys.executable, "manage.py", "t4dm_up", "--no-worker", "--port", str(port), log=data / "web.log")
+    platform.spawn(
+        sys.executable, "-m", "celery", "-A", "t4dm_site", "worker", "-Q", "training", "-P", "solo",
+        "-n", "e2e-gpu0@%h", "--without-gossip", "--without-mingle", log=data / "worker.log",
+    )
+    try:
+        platform.wait_until_up()
+        yield platform
+    finally:
+        platform.stop()
+        _drop_postgres_database(database)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from experiments.ingest import PointIn, metric_points_ingest
+from experiments.models import TrainingJob
+from t4dm_site.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture
+def job(demo_config):
+    # Enqueueing is not what these tests look at; the job only needs to exist.
+    return TrainingJob.objects.create(owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment)
+
+
+def _communicator(job, token: str | None, after: int = 0) -> WebsocketCommunicator:
+    headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    return WebsocketCommunicator(application, f"/ws/jobs/{job.public_id}/?after={after}", headers=headers)
+
+
+async def _ingest(job, points):
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(metric_points_ingest)(job=job, points=points)
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_an_anonymous_client_is_refused(job):
+    communicator = _communicator(job, token=None)
+    connected, code = await communicator.connect()
+    assert not connected and code == 4401
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_another_researcher_is_refused(job, make_user):
+    from asgiref.sync import sync_to_async
+
+    other = await sync_to_async(make_user)("oscar")
+    connected, code = await _communicator(job, token=other.raw_token).connect()
+    assert not connected and code == 4404
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_snapshot_then_live_points_then_a_gapless_reconnect(job):
+    token = job.owner.raw_token
+    await _ingest(job, [PointIn("loss", 1, 3.0), PointIn("loss", 2, 2.5)])
+
+    first = _communicator(job, token)
+    assert (await first.connect())[0]
+    snapshot = await first.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot" and snapshot["job"]["job_id"] == job.public_id
+    assert snapshot["series"]["loss"] == [[1, 3.0, pytest.approx(snapshot["series"]["loss"][0][2])], [2, 2.5, pytest.approx(snapshot["series"]["loss"][1][2])]]
+    await _ingest(job, [PointIn("loss", 3, 2.0)])
+    live = await first.receive_json_from(timeout=5)
+    assert live["type"] == "points" and [(p["key"], p["step"]) for p in live["points"]] == [("loss", 3)]
+    last_id = live["last_id"]
+    await first.disconnect()
+
+    # While disconnected, two more points arrive; a duplicate retry of step 3 stores nothing.
+    await _ingest(job, [PointIn("loss", 3, 2.0), PointIn("loss", 4, 1.5), PointIn("loss", 5, 1.2)])
+    second = _communicator(job, token, after=last_id)
+    assert (await second.connect())[0]
+    resumed = await second.receive_json_from(timeout=5)
+    assert [row[0] for row in resumed["series"]["loss"]] == [4, 5]
+    await second.disconnect()
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY, WS_MAX_POINTS_PER_SERIES=30)
+async def test_a_long_series_is_downsampled_on_connect_and_keeps_spikes(job):
+    points = [PointIn("loss", s, 1.0) for s in range(1, 1001)]
+    points[500] = PointIn("loss", 501, 99.0)  # a spike must survive downsampling
+    await _ingest(job, points)
+    communicator = _communicator(job, job.owner.raw_token)
+    await communicator.connect()
+    snapshot = await communicator.receive_json_from(timeout=5)
+    values = [v for _, v, _ in snapshot["series"]["loss"]]
+    assert snapshot["downsampled"] is True and len(values) <= 30 and 99.0 in values
+    assert snapshot["series"]["loss"][-1][0] == 1000
+    await communicator.disconnect()

@@ -45,8 +45,13 @@ def _check_row(row: Any, task_type: str, line: int) -> None:
             if not isinstance(row.get(field), str) or not row[field].strip():
                 raise _row_error(line, f"instruction rows need a non-empty string '{field}'")
     elif task_type == TaskType.COMPLETION:
-        if not (isinstance(row.get("text"), str) or (isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str))):
-            raise _row_error(line, "completion rows need 'prompt' and 'completion' strings, or a 'text' string")
+        if not (
+            isinstance(row.get("text"), str)
+            or (isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str))
+        ):
+            raise _row_error(
+                line, "completion rows need 'prompt' and 'completion' strings, or a 'text' string"
+            )
     elif task_type == TaskType.CLASSIFICATION:
         if not isinstance(row.get("text"), str) or "label" not in row:
             raise _row_error(line, "classification rows need a 'text' string and a 'label'")
@@ -56,7 +61,9 @@ def parse_jsonl(content: bytes, *, task_type: str) -> list[dict]:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the file is not UTF-8 text (byte {exc.start})", code="invalid_encoding") from None
+        raise InvalidInput(
+            f"the file is not UTF-8 text (byte {exc.start})", code="invalid_encoding"
+        ) from None
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -106,7 +113,11 @@ def _split(rows: list[dict], fractions: dict[str, float], seed: int) -> dict[str
     n_train = len(rows) - n_val - n_test
     if n_train < 1:
         raise InvalidInput(f"{len(rows)} rows are too few to split {fractions}")
-    cut = {"train": order[:n_train], "validation": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    cut = {
+        "train": order[:n_train],
+        "validation": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
     return {name: [rows[i] for i in indices] for name, indices in cut.items()}
 
 

@@ -42,7 +42,17 @@ class CheckpointInline(admin.TabularInline):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "status", "config", "step", "total_steps", "worker", "heartbeat_at", "owner", "created_at"]
+    list_display = [
+        "public_id",
+        "status",
+        "config",
+        "step",
+        "total_steps",
+        "worker",
+        "heartbeat_at",
+        "owner",
+        "created_at",
+    ]
     list_filter = ["status", "config__approach", "created_at"]
     search_fields = ["worker", "error", "experiment__name", "config__model_base"]
     readonly_fields = ["token_hash", "created_at", "queued_at", "started_at", "finished_at", "heartbeat_at"]

@@ -23,7 +23,9 @@ def _experiment_out(experiment) -> dict:
 
 @router.post("/experiments", response={201: ExperimentOut})
 def experiment_create(request, payload: ExperimentIn):
-    experiment = services.experiment_create(owner=request.auth, name=payload.name, notes=payload.notes, tags=payload.tags)
+    experiment = services.experiment_create(
+        owner=request.auth, name=payload.name, notes=payload.notes, tags=payload.tags
+    )
     return 201, _experiment_out(experiment)
 
 
@@ -41,7 +43,9 @@ def experiment_detail(request, experiment_id: str):
 def config_create(request, payload: ConfigIn):
     """configure_training: resolve defaults/templates, validate, estimate resources."""
     experiment = (
-        selectors.experiment_get(user=request.auth, experiment_id=payload.experiment_id) if payload.experiment_id else None
+        selectors.experiment_get(user=request.auth, experiment_id=payload.experiment_id)
+        if payload.experiment_id
+        else None
     )
     config = services.training_config_create(
         owner=request.auth,

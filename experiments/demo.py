@@ -11,7 +11,15 @@ from experiments.services import TINY_MODEL_NAME, job_start, training_config_cre
 DEMO_DATASET = Path(__file__).resolve().parent / "training" / "corpus" / "knowledge_chat.jsonl"
 # The tiny model starts from random weights, so it needs a far higher learning rate than the seed's
 # 2e-5 (meant for pretrained 8B models) to show a falling curve within a minute on a CPU.
-DEMO_HYPERPARAMETERS = {"learning_rate": 3e-3, "batch_size": 8, "gradient_accumulation": 1, "epochs": 40, "lora_r": 8, "lora_alpha": 16, "warmup_ratio": 0.05}
+DEMO_HYPERPARAMETERS = {
+    "learning_rate": 3e-3,
+    "batch_size": 8,
+    "gradient_accumulation": 1,
+    "epochs": 40,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "warmup_ratio": 0.05,
+}
 
 
 def demo_job_start(*, owner, hyperparams: dict | None = None) -> TrainingJob:

@@ -58,10 +58,17 @@ def _fmt_hours(hours: float) -> str:
     return f"{hours:.1f} hours".replace(".0 hours", " hours")
 
 
-def estimate_resources(*, params: float | None, approach: str, hyperparameters: dict, train_tokens: int) -> dict:
+def estimate_resources(
+    *, params: float | None, approach: str, hyperparameters: dict, train_tokens: int
+) -> dict:
     if params is None:
-        return {"gpu_memory": "unknown", "training_time": "unknown", "estimated_cost": "unknown",
-                "recommended_gpu": "unknown", "basis": "parameter count unknown for this base model"}
+        return {
+            "gpu_memory": "unknown",
+            "training_time": "unknown",
+            "estimated_cost": "unknown",
+            "recommended_gpu": "unknown",
+            "basis": "parameter count unknown for this base model",
+        }
     bs = hyperparameters["batch_size"]
     seq = hyperparameters.get("max_seq_length", 1024)
     bytes_per_weight = {"qlora": 0.55, "full": 2, "lora": 2, "prompt_tuning": 2}.get(approach, 2)

@@ -51,16 +51,24 @@ def _validate(points: list[PointIn]) -> None:
     for index, p in enumerate(points):
         if not METRIC_KEY.match(p.key or ""):
             problems.append(
-                {"index": index, "key": p.key, "message": "bad key: use 1-100 characters of letters, digits, _ . / -"}
+                {
+                    "index": index,
+                    "key": p.key,
+                    "message": "bad key: use 1-100 characters of letters, digits, _ . / -",
+                }
             )
         if not math.isfinite(p.value):
-            problems.append({"index": index, "key": p.key, "message": f"value {p.value} is not a finite number"})
+            problems.append(
+                {"index": index, "key": p.key, "message": f"value {p.value} is not a finite number"}
+            )
         if p.step < 0:
             problems.append({"index": index, "key": p.key, "message": f"step {p.step} is negative"})
         for name in ("wall_time", "epoch"):
             extra = getattr(p, name)
             if extra is not None and not math.isfinite(extra):
-                problems.append({"index": index, "key": p.key, "message": f"{name} {extra} is not a finite number"})
+                problems.append(
+                    {"index": index, "key": p.key, "message": f"{name} {extra} is not a finite number"}
+                )
     if problems:
         first = problems[0]
         raise InvalidInput(

@@ -47,10 +47,14 @@ class TrainingConfig(PublicIdMixin, models.Model):
 
     PUBLIC_ID_PREFIX = "cfg"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_configs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_configs"
+    )
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="configs")
     dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="configs")
-    model_base = models.CharField(max_length=300, help_text="Hub id, local path, or 'tiny' for the built-in model.")
+    model_base = models.CharField(
+        max_length=300, help_text="Hub id, local path, or 'tiny' for the built-in model."
+    )
     approach = models.CharField(max_length=20, choices=Approach.choices, default=Approach.LORA)
     task_type = models.CharField(max_length=20, choices=TaskType.choices)
     template = models.CharField(max_length=30, blank=True)
@@ -84,10 +88,14 @@ class TrainingJob(PublicIdMixin, models.Model):
 
     PUBLIC_ID_PREFIX = "job"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_jobs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_jobs"
+    )
     config = models.ForeignKey(TrainingConfig, on_delete=models.PROTECT, related_name="jobs")
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="jobs")
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.VALIDATING, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=JobStatus.choices, default=JobStatus.VALIDATING, db_index=True
+    )
     epoch = models.FloatField(default=0)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
@@ -242,12 +250,16 @@ class Evaluation(PublicIdMixin, models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="evaluations")
     model_path = models.CharField(max_length=500)
-    job = models.ForeignKey(TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations")
+    job = models.ForeignKey(
+        TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations"
+    )
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL)
     dataset_version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL)
     split = models.CharField(max_length=20, default="test")
     requested_metrics = models.JSONField(default=list)
-    status = models.CharField(max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.QUEUED)
+    status = models.CharField(
+        max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.QUEUED
+    )
     metrics = models.JSONField(default=dict, blank=True)
     comparison_to_base = models.JSONField(default=dict, blank=True)
     sample_outputs = models.JSONField(default=list, blank=True)

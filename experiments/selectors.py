@@ -84,7 +84,9 @@ def config_to_dict(config: TrainingConfig) -> dict:
     }
 
 
-def _downsample(points: list[tuple[int, int, float, float]], max_points: int) -> list[tuple[int, int, float, float]]:
+def _downsample(
+    points: list[tuple[int, int, float, float]], max_points: int
+) -> list[tuple[int, int, float, float]]:
     """Keep min, max and last of each step bucket, so spikes survive and the curve ends where it ends."""
     if len(points) <= max_points:
         return points
@@ -115,4 +117,8 @@ def metric_series(*, job: TrainingJob, after_id: int = 0, max_points: int = 2000
         key: [[step, value, t] for _, step, value, t in _downsample(points, max_points)]
         for key, points in by_key.items()
     }
-    return {"series": series, "last_id": last_id, "downsampled": any(len(p) > max_points for p in by_key.values())}
+    return {
+        "series": series,
+        "last_id": last_id,
+        "downsampled": any(len(p) > max_points for p in by_key.values()),
+    }

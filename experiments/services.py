@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from datasets_app.models import DatasetVersion
+from datasets_app.selectors import dataset_version_latest
 from experiments.estimate import count_parameters, estimate_resources
 from experiments.live import broadcast_on_commit
 from experiments.models import (
@@ -22,6 +23,7 @@ from experiments.models import (
 )
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
+from t4dm_site.roles import is_admin
 
 TINY_MODEL_NAME = "t4dm-tiny"
 
@@ -40,8 +42,22 @@ DEFAULT_HYPERPARAMETERS = {
     "seed": 42,
 }
 TEMPLATES = {
-    "efficient": {"learning_rate": 2e-5, "batch_size": 4, "gradient_accumulation": 8, "epochs": 3, "lora_r": 8, "lora_alpha": 16},
-    "quality": {"learning_rate": 1e-5, "batch_size": 2, "gradient_accumulation": 16, "epochs": 5, "lora_r": 32, "lora_alpha": 64},
+    "efficient": {
+        "learning_rate": 2e-5,
+        "batch_size": 4,
+        "gradient_accumulation": 8,
+        "epochs": 3,
+        "lora_r": 8,
+        "lora_alpha": 16,
+    },
+    "quality": {
+        "learning_rate": 1e-5,
+        "batch_size": 2,
+        "gradient_accumulation": 16,
+        "epochs": 5,
+        "lora_r": 32,
+        "lora_alpha": 64,
+    },
 }
 DEFAULT_CHECKPOINTING = {"save_steps": 500, "save_total_limit": 3, "best_only": False}
 LOCAL_APPROACHES = {Approach.LORA, Approach.FULL}
@@ -64,7 +80,15 @@ def _hyperparameters(template: str | None, overrides: dict | None) -> dict:
     unknown = set(merged) - set(DEFAULT_HYPERPARAMETERS) - {"max_steps", "logging_steps"}
     if unknown:
         raise InvalidInput(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
-    positive = ["learning_rate", "batch_size", "gradient_accumulation", "epochs", "lora_r", "lora_alpha", "max_seq_length"]
+    positive = [
+        "learning_rate",
+        "batch_size",
+        "gradient_accumulation",
+        "epochs",
+        "lora_r",
+        "lora_alpha",
+        "max_seq_length",
+    ]
     for name in positive:
         value = merged[name]
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
@@ -73,14 +97,6 @@ def _hyperparameters(template: str | None, overrides: dict | None) -> dict:
         if not 0 <= merged[name] < 1:
             raise InvalidInput(f"hyperparameter {name} must be in [0, 1), got {merged[name]!r}")
     return merged
-
-
-def _dataset_version(dataset_id: str, owner) -> DatasetVersion:
-    pk = parse_public_id("ds", dataset_id)
-    version = DatasetVersion.objects.filter(dataset_id=pk).select_related("dataset").order_by("-number").first()
-    if version is None or (version.dataset.owner_id != owner.pk and not owner.is_superuser):
-        raise NotFound(f"dataset {dataset_id} does not exist")
-    return version
 
 
 def _train_tokens(version: DatasetVersion) -> int:
@@ -105,7 +121,7 @@ def training_config_create(
         raise InvalidInput(f"unknown approach {approach!r}; choose one of {', '.join(Approach.values)}")
     if approach not in LOCAL_APPROACHES:
         raise InvalidInput(f"approach {approach!r} is not available on local workers yet; use lora or full")
-    version = _dataset_version(dataset_id, owner)
+    version = dataset_version_latest(user=owner, dataset_id=dataset_id)
     hyperparameters = _hyperparameters(template, hyperparams)
     checkpoint_settings = {**DEFAULT_CHECKPOINTING, **(checkpointing or {})}
     estimate = estimate_resources(
@@ -116,7 +132,9 @@ def training_config_create(
     )
     with transaction.atomic():
         if experiment is None:
-            experiment = Experiment.objects.create(owner=owner, name=f"{model_base} on {version.dataset.name}")
+            experiment = Experiment.objects.create(
+                owner=owner, name=f"{model_base} on {version.dataset.name}"
+            )
         return TrainingConfig.objects.create(
             owner=owner,
             experiment=experiment,
@@ -135,7 +153,8 @@ def training_config_create(
 def job_event_add(*, job: TrainingJob, message: str, level: str = JobEvent.Level.INFO) -> JobEvent:
     event = JobEvent.objects.create(job=job, message=message, level=level)
     broadcast_on_commit(
-        job.pk, {"type": "job.log", "event": {"level": level, "message": message, "t": event.created_at.isoformat()}}
+        job.pk,
+        {"type": "job.log", "event": {"level": level, "message": message, "t": event.created_at.isoformat()}},
     )
     return event
 
@@ -154,7 +173,9 @@ def job_start(*, owner, config: TrainingConfig, resume_from: str | None = None) 
     checkpoint = None
     if resume_from:
         checkpoint = _checkpoint_for_resume(resume_from, owner)
-    job = TrainingJob.objects.create(owner=owner, config=config, experiment=config.experiment, resume_from=checkpoint)
+    job = TrainingJob.objects.create(
+        owner=owner, config=config, experiment=config.experiment, resume_from=checkpoint
+    )
     job.output_dir = str(Path(settings.ARTIFACT_ROOT) / "jobs" / job.public_id)
     job.save(update_fields=["output_dir"])
     token = job.issue_token()
@@ -168,7 +189,7 @@ def _checkpoint_for_resume(resume_from: str, owner) -> Checkpoint:
     """`job-003` (its latest checkpoint) or `job-003/step-40`."""
     job_part, _, step_part = resume_from.partition("/")
     source = TrainingJob.objects.filter(pk=parse_public_id("job", job_part)).first()
-    if source is None or (source.owner_id != owner.pk and not owner.is_superuser):
+    if source is None or (source.owner_id != owner.pk and not is_admin(owner)):
         raise NotFound(f"job {job_part} does not exist")
     checkpoints = source.checkpoints.order_by("-step")
     if step_part:
@@ -232,7 +253,12 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
 
 @transaction.atomic
 def job_report_status(
-    *, job: TrainingJob, status: str, worker: str = "", error: str = "", final_model_path: str = "",
+    *,
+    job: TrainingJob,
+    status: str,
+    worker: str = "",
+    error: str = "",
+    final_model_path: str = "",
     result: dict | None = None,
 ) -> TrainingJob:
     job = TrainingJob.objects.select_for_update().get(pk=job.pk)
@@ -240,7 +266,9 @@ def job_report_status(
         raise Conflict(f"{job.public_id} is already {job.status}", code="job_finished")
     if status == JobStatus.RUNNING:
         if job.step:
-            job_event_add(job=job, message=f"worker {worker} resumed the job from step {job.step}", level="warning")
+            job_event_add(
+                job=job, message=f"worker {worker} resumed the job from step {job.step}", level="warning"
+            )
         else:
             job_event_add(job=job, message=f"worker {worker} started training")
         job.mark_running(worker=worker)
@@ -269,6 +297,8 @@ def job_report_progress(*, job: TrainingJob, step: int, total_steps: int, epoch:
 
 @transaction.atomic
 def checkpoint_record(*, job: TrainingJob, step: int, path: str, metrics: dict) -> Checkpoint:
-    checkpoint, _ = Checkpoint.objects.update_or_create(job=job, step=step, defaults={"path": path, "metrics": metrics})
+    checkpoint, _ = Checkpoint.objects.update_or_create(
+        job=job, step=step, defaults={"path": path, "metrics": metrics}
+    )
     job_event_add(job=job, message=f"checkpoint saved at step {step}")
     return checkpoint

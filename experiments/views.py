@@ -7,12 +7,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from datasets_app.models import Dataset
+from datasets_app.selectors import datasets_visible_to
 from experiments.demo import demo_job_start
 from experiments.models import JobStatus
 from experiments.selectors import configs_visible_to, job_get, job_to_dict, jobs_visible_to
 from t4dm_site.errors import NotFound
-from t4dm_site.roles import can_train, is_admin
+from t4dm_site.roles import can_train
 
 
 @login_required
@@ -20,7 +20,6 @@ def overview(request):
     if not can_train(request.user):
         return render(request, "overview.html", {"can_train": False})
     jobs = list(jobs_visible_to(request.user)[:50])
-    datasets = Dataset.objects.all() if is_admin(request.user) else Dataset.objects.filter(owner=request.user)
     return render(
         request,
         "overview.html",
@@ -29,7 +28,7 @@ def overview(request):
             "jobs": jobs,
             "active": [j for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.RUNNING)],
             "configs": list(configs_visible_to(request.user)[:20]),
-            "datasets": list(datasets.prefetch_related("versions")[:20]),
+            "datasets": list(datasets_visible_to(request.user)[:20]),
         },
     )
 
@@ -45,7 +44,12 @@ def job_detail(request, job_id: str):
     return render(
         request,
         "job_detail.html",
-        {"job": job, "job_json": job_to_dict(job), "config": job.config, "events": list(job.events.order_by("-id")[:50])[::-1]},
+        {
+            "job": job,
+            "job_json": job_to_dict(job),
+            "config": job.config,
+            "events": list(job.events.order_by("-id")[:50])[::-1],
+        },
     )
 
 

@@ -43,7 +43,10 @@ def _ack(job: TrainingJob) -> dict:
 @router.post("/ingest/jobs/{job_id}/metrics", response=IngestOut, auth=[job_token_auth, trainer_auth])
 def metrics_ingest(request, job_id: str, payload: PointsIn):
     job = _job_for_ingest(request, job_id)
-    points = [PointIn(key=p.key, step=p.step, value=p.value, wall_time=p.wall_time, epoch=p.epoch) for p in payload.points]
+    points = [
+        PointIn(key=p.key, step=p.step, value=p.value, wall_time=p.wall_time, epoch=p.epoch)
+        for p in payload.points
+    ]
     result = metric_points_ingest(job=job, points=points)
     return {"created": result.created, "duplicates": result.duplicates}
 
@@ -69,7 +72,10 @@ def worker_status(request, job_id: str, payload: StatusIn):
 @router.post("/worker/jobs/{job_id}/progress", response=WorkerAckOut, auth=job_token_auth)
 def worker_progress(request, job_id: str, payload: ProgressIn):
     job = services.job_report_progress(
-        job=_job_for_token(request, job_id), step=payload.step, total_steps=payload.total_steps, epoch=payload.epoch
+        job=_job_for_token(request, job_id),
+        step=payload.step,
+        total_steps=payload.total_steps,
+        epoch=payload.epoch,
     )
     return _ack(job)
 

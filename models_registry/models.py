@@ -23,7 +23,9 @@ class ModelVersion(models.Model):
     provider = models.CharField(max_length=30, default="local")
     dataset_version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL)
     config = models.ForeignKey(TrainingConfig, null=True, blank=True, on_delete=models.SET_NULL)
-    job = models.ForeignKey(TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
+    job = models.ForeignKey(
+        TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions"
+    )
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL)
     evaluation = models.ForeignKey(Evaluation, null=True, blank=True, on_delete=models.SET_NULL)
     final_loss = models.FloatField(null=True, blank=True)

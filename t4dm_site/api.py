@@ -41,9 +41,7 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
     first = exc.errors[0] if exc.errors else {}
     where = ".".join(str(part) for part in first.get("loc", []) if part not in ("body", "payload"))
     message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "invalid request")
-    return api.create_response(
-        request, error_body("validation_error", message, exc.errors), status=422
-    )
+    return api.create_response(request, error_body("validation_error", message, exc.errors), status=422)
 
 
 @api.exception_handler(HttpError)

@@ -30,7 +30,9 @@ class UserAuth(HttpBearer):
             user = api_token_authenticate(raw=raw.strip()) if scheme.lower() == "bearer" else None
         elif request.user.is_authenticated:
             if check_csrf(request) is not None:
-                raise Forbidden("CSRF check failed: send the csrftoken cookie's value in X-CSRFToken", code="csrf_failed")
+                raise Forbidden(
+                    "CSRF check failed: send the csrftoken cookie's value in X-CSRFToken", code="csrf_failed"
+                )
             user = request.user
         else:
             user = None

@@ -19,7 +19,9 @@ class ApiToken(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, default="default")
-    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to tell tokens apart.")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="First characters, to tell tokens apart."
+    )
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)

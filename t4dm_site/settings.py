@@ -43,7 +43,9 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
-ALLOWED_HOSTS = [h.strip() for h in (env_str("T4DM_ALLOWED_HOSTS") or "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    h.strip() for h in (env_str("T4DM_ALLOWED_HOSTS") or "127.0.0.1,localhost,[::1]").split(",") if h.strip()
+]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in (env_str("T4DM_CSRF_TRUSTED_ORIGINS") or "").split(",") if o.strip()
 ]

@@ -66,13 +66,17 @@ def api(client):
             from django.core.files.uploadedfile import SimpleUploadedFile
 
             return client.post(
-                f"/api/v1{path}", {"file": SimpleUploadedFile(name, content), **fields}, headers=self._headers(user)
+                f"/api/v1{path}",
+                {"file": SimpleUploadedFile(name, content), **fields},
+                headers=self._headers(user),
             )
 
     return Api()
 
 
-DEMO_ROWS = Path(__file__).resolve().parent.parent / "experiments" / "training" / "corpus" / "knowledge_chat.jsonl"
+DEMO_ROWS = (
+    Path(__file__).resolve().parent.parent / "experiments" / "training" / "corpus" / "knowledge_chat.jsonl"
+)
 
 
 @pytest.fixture
@@ -83,6 +87,9 @@ def demo_config(researcher, artifact_root):
 
     version = dataset_prepare(owner=researcher, name="demo", content=DEMO_ROWS.read_bytes(), task_type="chat")
     return training_config_create(
-        owner=researcher, dataset_id=version.dataset.public_id, model_base="t4dm-tiny", approach="lora",
+        owner=researcher,
+        dataset_id=version.dataset.public_id,
+        model_base="t4dm-tiny",
+        approach="lora",
         hyperparams={"learning_rate": 3e-3, "epochs": 1},
     )

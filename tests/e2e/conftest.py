@@ -48,11 +48,18 @@ class Platform:
         return self.base_url.replace("http://", "ws://")
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.base_url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
@@ -60,14 +67,18 @@ class Platform:
     def spawn(self, *args: str, log: Path) -> None:
         handle = open(log, "w")  # noqa: SIM115 - closed when the process is reaped
         self.processes.append(
-            subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+            subprocess.Popen(
+                args, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
         )
 
     def wait_until_up(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self.processes):
-                raise RuntimeError("a platform process exited during start-up; see its log in the test's tmp dir")
+                raise RuntimeError(
+                    "a platform process exited during start-up; see its log in the test's tmp dir"
+                )
             try:
                 if httpx.get(self.base_url + "/login/", timeout=2).status_code == 200:
                     return
@@ -168,10 +179,25 @@ def production_platform(tmp_path_factory, tiny_model_dir):
     }
     platform = _boot(Platform(base_url=f"http://127.0.0.1:{port}", env=env))
     # Production layout: the web process without a worker, and a separately started worker.
-    platform.spawn(sys.executable, "manage.py", "t4dm_up", "--no-worker", "--port", str(port), log=data / "web.log")
     platform.spawn(
-        sys.executable, "-m", "celery", "-A", "t4dm_site", "worker", "-Q", "training", "-P", "solo",
-        "-n", "e2e-gpu0@%h", "--without-gossip", "--without-mingle", log=data / "worker.log",
+        sys.executable, "manage.py", "t4dm_up", "--no-worker", "--port", str(port), log=data / "web.log"
+    )
+    platform.spawn(
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "t4dm_site",
+        "worker",
+        "-Q",
+        "training",
+        "-P",
+        "solo",
+        "-n",
+        "e2e-gpu0@%h",
+        "--without-gossip",
+        "--without-mingle",
+        log=data / "worker.log",
     )
     try:
         platform.wait_until_up()

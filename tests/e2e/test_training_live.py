@@ -3,23 +3,31 @@ a real websocket client live — on the embedded default and on PostgreSQL + Red
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
 import pytest
-import websockets
+from websockets.sync.client import connect
 
 from tests.conftest import DEMO_ROWS
 
 pytestmark = pytest.mark.e2e
 
-HYPERPARAMS = {"learning_rate": 3e-3, "epochs": 25, "batch_size": 8, "gradient_accumulation": 1, "lora_r": 8, "lora_alpha": 16}
+HYPERPARAMS = {
+    "learning_rate": 3e-3,
+    "epochs": 25,
+    "batch_size": 8,
+    "gradient_accumulation": 1,
+    "lora_r": 8,
+    "lora_alpha": 16,
+}
 
 
 def start_job(platform, *, hyperparams=None, checkpointing=None) -> str:
     with platform.http() as http:
-        dataset = http.post("/datasets", files={"file": ("kb.jsonl", DEMO_ROWS.read_bytes())}, data={"task_type": "chat"})
+        dataset = http.post(
+            "/datasets", files={"file": ("kb.jsonl", DEMO_ROWS.read_bytes())}, data={"task_type": "chat"}
+        )
         assert dataset.status_code == 201, dataset.text
         config = http.post(
             "/configs",
@@ -36,7 +44,7 @@ def start_job(platform, *, hyperparams=None, checkpointing=None) -> str:
         return job.json()["job_id"]
 
 
-async def _watch(platform, job_id: str, *, reconnect_after_points: int | None = None, timeout: float = 180):
+def _watch(platform, job_id: str, *, reconnect_after_points: int | None = None, timeout: float = 180):
     """Collect every point the websocket delivers until the job ends; optionally drop the connection
     once mid-run and resume from the last id. Returns (points by (key, step), status sequence, live count)."""
     seen: dict[tuple[str, int], float] = {}
@@ -49,9 +57,9 @@ async def _watch(platform, job_id: str, *, reconnect_after_points: int | None = 
     headers = {"Authorization": f"Bearer {platform.token}"}
     while time.monotonic() < deadline:
         url = f"{platform.ws_url}/ws/jobs/{job_id}/?after={last_id}"
-        async with websockets.connect(url, additional_headers=headers, origin=platform.base_url) as ws:
+        with connect(url, additional_headers=headers, origin=platform.base_url) as ws:
             while time.monotonic() < deadline:
-                message = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+                message = json.loads(ws.recv(timeout=60))
                 if message["type"] == "snapshot":
                     for key, rows in message["series"].items():
                         for step, value, _t in rows:
@@ -71,8 +79,8 @@ async def _watch(platform, job_id: str, *, reconnect_after_points: int | None = 
                     return seen, statuses, live_messages, duplicates
                 if not reconnected and len(seen) >= reconnect_after_points:
                     reconnected = True
-                    break  # leave the `async with`: the socket closes; points keep arriving meanwhile
-        await asyncio.sleep(0.5)
+                    break  # leave the `with`: the socket closes; points keep arriving meanwhile
+        time.sleep(0.5)
     raise TimeoutError(f"job {job_id} did not finish; statuses seen: {statuses}")
 
 
@@ -80,7 +88,7 @@ async def _watch(platform, job_id: str, *, reconnect_after_points: int | None = 
 def test_a_job_trains_on_the_worker_and_streams_live_without_gaps(mode, request):
     platform = request.getfixturevalue(f"{mode}_platform")
     job_id = start_job(platform)
-    seen, statuses, live_messages, duplicates = asyncio.run(_watch(platform, job_id, reconnect_after_points=20))
+    seen, statuses, live_messages, duplicates = _watch(platform, job_id, reconnect_after_points=20)
 
     assert statuses[-1] == "succeeded", statuses
     assert "running" in statuses

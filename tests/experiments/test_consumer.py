@@ -16,7 +16,9 @@ IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 @pytest.fixture
 def job(demo_config):
     # Enqueueing is not what these tests look at; the job only needs to exist.
-    return TrainingJob.objects.create(owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment)
+    return TrainingJob.objects.create(
+        owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment
+    )
 
 
 def _communicator(job, token: str | None, after: int = 0) -> WebsocketCommunicator:
@@ -57,7 +59,10 @@ async def test_snapshot_then_live_points_then_a_gapless_reconnect(job):
     assert (await first.connect())[0]
     snapshot = await first.receive_json_from(timeout=5)
     assert snapshot["type"] == "snapshot" and snapshot["job"]["job_id"] == job.public_id
-    assert snapshot["series"]["loss"] == [[1, 3.0, pytest.approx(snapshot["series"]["loss"][0][2])], [2, 2.5, pytest.approx(snapshot["series"]["loss"][1][2])]]
+    assert snapshot["series"]["loss"] == [
+        [1, 3.0, pytest.approx(snapshot["series"]["loss"][0][2])],
+        [2, 2.5, pytest.approx(snapshot["series"]["loss"][1][2])],
+    ]
     await _ingest(job, [PointIn("loss", 3, 2.0)])
     live = await first.receive_json_from(timeout=5)
     assert live["type"] == "points" and [(p["key"], p["step"]) for p in live["points"]] == [("loss", 3)]

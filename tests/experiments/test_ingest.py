@@ -22,7 +22,9 @@ def job_token(job):
 def _post(client, job_id: str, token: str, points, raw: str | None = None):
     body = raw if raw is not None else json.dumps({"points": points})
     return client.post(
-        f"/api/v1/ingest/jobs/{job_id}/metrics", body, content_type="application/json",
+        f"/api/v1/ingest/jobs/{job_id}/metrics",
+        body,
+        content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
     )
 
@@ -40,10 +42,14 @@ def test_points_are_stored_and_a_repeated_batch_stores_nothing_twice(client, job
 
 @pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_values_reject_the_whole_batch(client, job, job_token, bad):
-    raw = '{"points": [{"key": "loss", "step": 1, "value": 1.0}, {"key": "loss", "step": 2, "value": %s}]}' % bad
+    raw = '{"points": [{"key": "loss", "step": 1, "value": 1.0}, {"key": "loss", "step": 2, "value": BAD}]}'.replace(
+        "BAD", bad
+    )
     response = _post(client, job.public_id, job_token, None, raw=raw)
     assert response.status_code == 400
-    assert "point 1" in response.json()["error"]["message"] and "finite" in response.json()["error"]["message"]
+    assert (
+        "point 1" in response.json()["error"]["message"] and "finite" in response.json()["error"]["message"]
+    )
     assert MetricPoint.objects.count() == 0
 
 
@@ -54,24 +60,33 @@ def test_a_bad_key_is_named_in_the_error(client, job, job_token):
     assert MetricPoint.objects.count() == 0
 
 
-def test_an_unknown_job_is_404_and_a_wrong_job_token_is_refused(client, job, job_token, demo_config, django_capture_on_commit_callbacks):
+def test_an_unknown_job_is_404_and_a_wrong_job_token_is_refused(
+    client, job, job_token, demo_config, django_capture_on_commit_callbacks
+):
     assert _post(client, "job-999", job_token, [{"key": "loss", "step": 1, "value": 1}]).status_code == 403
     with django_capture_on_commit_callbacks(execute=False):
         other = job_start(owner=demo_config.owner, config=demo_config)
     wrong = _post(client, other.public_id, job_token, [{"key": "loss", "step": 1, "value": 1}])
     assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "wrong_job_token"
-    assert _post(client, job.public_id, job_token + "x", [{"key": "loss", "step": 1, "value": 1}]).status_code == 401
+    assert (
+        _post(client, job.public_id, job_token + "x", [{"key": "loss", "step": 1, "value": 1}]).status_code
+        == 401
+    )
     assert MetricPoint.objects.count() == 0
 
 
 def test_unknown_job_with_a_user_token_is_404(api, researcher):
-    response = api.post(researcher, "/ingest/jobs/job-999/metrics", {"points": [{"key": "loss", "step": 1, "value": 1}]})
+    response = api.post(
+        researcher, "/ingest/jobs/job-999/metrics", {"points": [{"key": "loss", "step": 1, "value": 1}]}
+    )
     assert response.status_code == 404
 
 
 def test_an_oversized_batch_is_413_and_stores_nothing(client, job, job_token, settings):
     settings.INGEST_MAX_BATCH = 10
-    response = _post(client, job.public_id, job_token, [{"key": "loss", "step": s, "value": 1.0} for s in range(11)])
+    response = _post(
+        client, job.public_id, job_token, [{"key": "loss", "step": s, "value": 1.0} for s in range(11)]
+    )
     assert response.status_code == 413 and "limit is 10" in response.json()["error"]["message"]
     assert MetricPoint.objects.count() == 0
 
@@ -83,7 +98,11 @@ def test_a_malformed_body_is_422_naming_the_field(client, job, job_token):
 
 
 def test_the_owner_can_log_points_with_an_api_token(api, job):
-    response = api.post(job.owner, f"/ingest/jobs/{job.public_id}/metrics", {"points": [{"key": "sdk/acc", "step": 3, "value": 0.5}]})
+    response = api.post(
+        job.owner,
+        f"/ingest/jobs/{job.public_id}/metrics",
+        {"points": [{"key": "sdk/acc", "step": 3, "value": 0.5}]},
+    )
     assert response.status_code == 200 and response.json()["created"] == 1
 
 

@@ -9,7 +9,9 @@ from experiments.models import Checkpoint, JobStatus, TrainingJob
 def dataset_id(api, researcher, artifact_root):
     from tests.conftest import DEMO_ROWS
 
-    response = api.upload(researcher, "/datasets", content=DEMO_ROWS.read_bytes(), name="kb.jsonl", task_type="chat")
+    response = api.upload(
+        researcher, "/datasets", content=DEMO_ROWS.read_bytes(), name="kb.jsonl", task_type="chat"
+    )
     assert response.status_code == 201, response.content
     return response.json()["dataset_id"]
 
@@ -20,7 +22,9 @@ def test_upload_returns_the_seed_dataset_shape_and_recognises_the_same_content(a
     body = api.get(researcher, f"/datasets/{dataset_id}").json()
     assert set(body) == {"dataset_id", "format", "task_type", "statistics", "validation", "output_path"}
     stats = body["statistics"]
-    assert stats["total_samples"] == stats["train_samples"] + stats["val_samples"] + stats["test_samples"] == 60
+    assert (
+        stats["total_samples"] == stats["train_samples"] + stats["val_samples"] + stats["test_samples"] == 60
+    )
     assert stats["avg_tokens_input"] > 0 and stats["avg_tokens_output"] > 0
     again = api.upload(researcher, "/datasets", content=DEMO_ROWS.read_bytes(), task_type="chat").json()
     assert again["dataset_id"] == dataset_id
@@ -42,24 +46,44 @@ def test_configure_training_returns_the_seed_shape_with_defaults(api, researcher
     body = response.json()
     assert body["approach"] == "lora"
     hp = body["hyperparameters"]
-    assert (hp["learning_rate"], hp["batch_size"], hp["gradient_accumulation"], hp["epochs"]) == (2e-5, 4, 4, 3)
+    assert (hp["learning_rate"], hp["batch_size"], hp["gradient_accumulation"], hp["epochs"]) == (
+        2e-5,
+        4,
+        4,
+        3,
+    )
     assert (hp["warmup_ratio"], hp["lora_r"], hp["lora_alpha"], hp["lora_dropout"]) == (0.1, 16, 32, 0.1)
     assert body["estimated_time"] != "unknown" and body["estimated_cost"].startswith("$")
     assert body["config_id"].startswith("cfg-")
 
 
 def test_templates_and_bad_hyperparameters(api, researcher, dataset_id):
-    quality = api.post(researcher, "/configs", {"model_base": "t4dm-tiny", "dataset_id": dataset_id, "template": "quality"}).json()
-    assert quality["hyperparameters"]["lora_r"] == 32 and quality["hyperparameters"]["gradient_accumulation"] == 16
-    bad = api.post(researcher, "/configs", {"model_base": "t4dm-tiny", "dataset_id": dataset_id, "hyperparams": {"lora_r": 0}})
+    quality = api.post(
+        researcher, "/configs", {"model_base": "t4dm-tiny", "dataset_id": dataset_id, "template": "quality"}
+    ).json()
+    assert (
+        quality["hyperparameters"]["lora_r"] == 32
+        and quality["hyperparameters"]["gradient_accumulation"] == 16
+    )
+    bad = api.post(
+        researcher,
+        "/configs",
+        {"model_base": "t4dm-tiny", "dataset_id": dataset_id, "hyperparams": {"lora_r": 0}},
+    )
     assert bad.status_code == 400 and "lora_r" in bad.json()["error"]["message"]
-    typo = api.post(researcher, "/configs", {"model_base": "t4dm-tiny", "dataset_id": dataset_id, "hyperparams": {"learnin_rate": 1}})
+    typo = api.post(
+        researcher,
+        "/configs",
+        {"model_base": "t4dm-tiny", "dataset_id": dataset_id, "hyperparams": {"learnin_rate": 1}},
+    )
     assert typo.status_code == 400 and "learnin_rate" in typo.json()["error"]["message"]
     missing = api.post(researcher, "/configs", {"model_base": "t4dm-tiny", "dataset_id": "ds-999"})
     assert missing.status_code == 404
 
 
-def test_start_monitor_and_cancel_a_queued_job(api, researcher, demo_config, django_capture_on_commit_callbacks):
+def test_start_monitor_and_cancel_a_queued_job(
+    api, researcher, demo_config, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api.post(researcher, "/jobs", {"config_id": demo_config.public_id})
     assert response.status_code == 201
@@ -88,10 +112,18 @@ def test_the_worker_flow_with_a_job_token(api, researcher, demo_config, django_c
     spec = worker.get(f"/api/v1/worker/jobs/{job_id}/spec").json()
     assert spec["approach"] == "lora" and spec["dataset"]["train"].endswith("train.jsonl")
     assert spec["resume_from_checkpoint"] is None
-    post = lambda path, data: worker.post(f"/api/v1/worker/jobs/{job_id}/{path}", data, content_type="application/json")  # noqa: E731
-    assert post("status", {"status": "running", "worker": "w1"}).json() == {"status": "running", "cancel_requested": False}
+
+    def post(path, data):
+        return worker.post(f"/api/v1/worker/jobs/{job_id}/{path}", data, content_type="application/json")  # noqa: E731
+
+    assert post("status", {"status": "running", "worker": "w1"}).json() == {
+        "status": "running",
+        "cancel_requested": False,
+    }
     assert post("progress", {"step": 3, "total_steps": 10, "epoch": 0.3}).status_code == 200
-    assert post("checkpoints", {"step": 3, "path": "/tmp/ckpt-3", "metrics": {"loss": 1.0}}).status_code == 201
+    assert (
+        post("checkpoints", {"step": 3, "path": "/tmp/ckpt-3", "metrics": {"loss": 1.0}}).status_code == 201
+    )
     api.post(researcher, f"/jobs/{job_id}/cancel")
     assert post("progress", {"step": 4, "total_steps": 10, "epoch": 0.4}).json()["cancel_requested"] is True
     assert post("status", {"status": "cancelled"}).json()["status"] == "cancelled"
@@ -103,23 +135,34 @@ def test_the_worker_flow_with_a_job_token(api, researcher, demo_config, django_c
     assert any("started training" in m for m in messages) and any("checkpoint" in m for m in messages)
 
 
-def test_a_cancelled_job_gives_the_worker_nothing_to_run(api, researcher, demo_config, django_capture_on_commit_callbacks):
+def test_a_cancelled_job_gives_the_worker_nothing_to_run(
+    api, researcher, demo_config, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False):
         job_id = api.post(researcher, "/jobs", {"config_id": demo_config.public_id}).json()["job_id"]
     api.post(researcher, f"/jobs/{job_id}/cancel")
     job = TrainingJob.objects.get(pk=int(job_id.split("-")[1]))
     from django.test import Client
 
-    response = Client(headers={"Authorization": f"Bearer {job.issue_token()}"}).get(f"/api/v1/worker/jobs/{job_id}/spec")
+    response = Client(headers={"Authorization": f"Bearer {job.issue_token()}"}).get(
+        f"/api/v1/worker/jobs/{job_id}/spec"
+    )
     assert response.status_code == 409
 
 
 def test_job_transitions_set_their_fields_together(demo_config):
-    job = TrainingJob.objects.create(owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment)
+    job = TrainingJob.objects.create(
+        owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment
+    )
     assert job.status == JobStatus.VALIDATING
     job.mark_queued()
     job.mark_running(worker="w")
     assert job.started_at is not None and job.heartbeat_at is not None
     job.mark_failed(error="boom")
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and job.error == "boom" and job.finished_at is not None and job.is_terminal
+    assert (
+        job.status == JobStatus.FAILED
+        and job.error == "boom"
+        and job.finished_at is not None
+        and job.is_terminal
+    )

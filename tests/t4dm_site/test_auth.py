@@ -33,7 +33,9 @@ def test_an_evaluator_cannot_use_the_training_api(api, make_user):
     assert api.post(evaluator, "/experiments", {"name": "x"}).status_code == 403
 
 
-def test_a_researcher_cannot_see_another_researchers_job_but_an_admin_can(api, demo_config, make_user, django_capture_on_commit_callbacks):
+def test_a_researcher_cannot_see_another_researchers_job_but_an_admin_can(
+    api, demo_config, make_user, django_capture_on_commit_callbacks
+):
     owner = demo_config.owner
     other = make_user("oscar")
     boss = make_user("ada", role="admin")
@@ -64,7 +66,9 @@ def test_session_login_needs_csrf_for_writes(client, researcher):
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
     strict.get("/login/")  # sets the csrftoken cookie
     csrf = strict.cookies["csrftoken"].value
-    ok = strict.post("/api/v1/experiments", {"name": "x"}, content_type="application/json", headers={"X-CSRFToken": csrf})
+    ok = strict.post(
+        "/api/v1/experiments", {"name": "x"}, content_type="application/json", headers={"X-CSRFToken": csrf}
+    )
     assert ok.status_code == 201
 
 

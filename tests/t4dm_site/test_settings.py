@@ -39,11 +39,17 @@ def _settings_in_subprocess(tmp_path, **env) -> subprocess.CompletedProcess:
         "print(json.dumps({'db': settings.DATABASES['default']['ENGINE'], 'broker': settings.CELERY_BROKER_URL, "
         "'layer': settings.CHANNEL_LAYERS['default']['BACKEND'], 'debug': settings.DEBUG}))"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("T4DM_", "DJANGO_", "DATABASE_URL", "CELERY_", "CHANNEL_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("T4DM_", "DJANGO_", "DATABASE_URL", "CELERY_", "CHANNEL_"))
+    }
     return subprocess.run(
         [sys.executable, "-c", code],
         env={**clean, "DJANGO_SETTINGS_MODULE": "t4dm_site.settings", "T4DM_DATA_DIR": str(tmp_path), **env},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -67,12 +73,17 @@ def test_production_requires_a_secret_key(tmp_path):
 
 def test_production_urls_select_postgres_redis(tmp_path):
     result = _settings_in_subprocess(
-        tmp_path, T4DM_PRODUCTION="1", DJANGO_SECRET_KEY="x" * 50,
-        DATABASE_URL="postgres://u@127.0.0.1:5432/db", CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        tmp_path,
+        T4DM_PRODUCTION="1",
+        DJANGO_SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
         CHANNEL_LAYER_URL="redis://127.0.0.1:6379/1",
     )
     assert result.returncode == 0, result.stderr
-    assert "postgresql" in result.stdout and "redis://" in result.stdout and "RedisChannelLayer" in result.stdout
+    assert (
+        "postgresql" in result.stdout and "redis://" in result.stdout and "RedisChannelLayer" in result.stdout
+    )
     assert '"debug": false' in result.stdout
 
 

@@ -24,10 +24,16 @@ class Command(BaseCommand):
             Group.objects.get_or_create(name=role)
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
-            self.stdout.write("An admin account already exists; log in with it (or `manage.py changepassword`).")
+            self.stdout.write(
+                "An admin account already exists; log in with it (or `manage.py changepassword`)."
+            )
             return
         password = password or secrets.token_urlsafe(12)
         user = User.objects.create_superuser(username=username, email="", password=password)
         role_assign(user=user, role=ADMIN)
         role_assign(user=user, role=RESEARCHER)
-        self.stdout.write(self.style.SUCCESS(f"Created the first admin account: username {username!r} password {password!r}"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created the first admin account: username {username!r} password {password!r}"
+            )
+        )

@@ -20,15 +20,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", default="8000")
-        parser.add_argument("--no-worker", action="store_true", help="production: workers are started separately")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="production: workers are started separately"
+        )
 
     def handle(self, *args, host, port, no_worker, **options):
         access_log = settings.DATA_DIR / "logs" / "access.log"
         access_log.parent.mkdir(parents=True, exist_ok=True)
         commands = {
             "web": [
-                sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                "--access-log", str(access_log), "t4dm_site.asgi:application",
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                host,
+                "-p",
+                str(port),
+                "--access-log",
+                str(access_log),
+                "t4dm_site.asgi:application",
             ]
         }
         if not no_worker:
@@ -66,10 +76,20 @@ class Command(BaseCommand):
 
 def worker_command() -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "t4dm_site", "worker",
-        "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
-        "-P", "solo",  # one job at a time per worker process (one process per GPU)
-        "-n", "t4dm-local@%h",
-        "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "t4dm_site",
+        "worker",
+        "-Q",
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        "-P",
+        "solo",  # one job at a time per worker process (one process per GPU)
+        "-n",
+        "t4dm-local@%h",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
     ]

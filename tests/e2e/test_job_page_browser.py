@@ -1,0 +1,112 @@
+"""The job page in the system Chromium: points reported by the worker appear on the chart live."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ADMIN_PASSWORD, skip_or_fail
+from tests.e2e.test_training_live import HYPERPARAMS, start_job
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(f"no system Chromium at {CHROMIUM} (apt-get install chromium)")
+    return {
+        "executable_path": CHROMIUM,
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+def _log_in(page, base_url: str) -> None:
+    page.goto(base_url + "/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + "/")
+
+
+def _points(page, chart: str) -> int:
+    return int(page.get_attribute(f"#chart-{chart}", "data-points"))
+
+
+def test_worker_points_appear_on_the_chart_live(page, embedded_platform):
+    base = embedded_platform.base_url
+    _log_in(page, base)
+    job_id = start_job(embedded_platform, hyperparams={**HYPERPARAMS, "epochs": 60})
+    page.goto(f"{base}/jobs/{job_id}/")
+    page.wait_for_function("document.getElementById('ws-state').textContent === 'live'", timeout=30_000)
+
+    # The chart grows while the job runs: two readings while running, the second larger.
+    page.wait_for_function(
+        "Number(document.getElementById('chart-loss').dataset.points) > 0", timeout=120_000
+    )
+    first = _points(page, "loss")
+    page.wait_for_function(
+        f"Number(document.getElementById('chart-loss').dataset.points) > {first}", timeout=60_000
+    )
+    assert page.text_content("#job-status") in ("running", "succeeded")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "job_page_running.png"), full_page=True)
+
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'succeeded'", timeout=180_000
+    )
+    time.sleep(0.6)  # one render tick (250 ms) after the last message
+    with embedded_platform.http() as http:
+        stored = http.get(f"/jobs/{job_id}/metrics").json()["series"]
+    assert _points(page, "loss") == len(stored["loss"]) + len(stored.get("val_loss", []))
+    assert _points(page, "learning_rate") == len(stored["learning_rate"])
+    assert "Loss" in page.text_content("#chart-loss .gtitle")
+    page.screenshot(path=str(SCREENSHOTS / "job_page_done.png"), full_page=True)
+
+
+def test_a_dropped_websocket_reconnects_and_fills_the_gap(page, embedded_platform):
+    base = embedded_platform.base_url
+    _log_in(page, base)
+    job_id = start_job(embedded_platform, hyperparams={**HYPERPARAMS, "epochs": 60})
+    page.goto(f"{base}/jobs/{job_id}/")
+    page.wait_for_function(
+        "Number(document.getElementById('chart-loss').dataset.points) > 3", timeout=120_000
+    )
+    page.evaluate("window.t4dmJobSocket().close()")
+    page.wait_for_function(
+        "document.getElementById('ws-state').textContent === 'reconnecting…'", timeout=5_000
+    )
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'succeeded'", timeout=180_000
+    )
+    time.sleep(0.6)
+    with embedded_platform.http() as http:
+        stored = http.get(f"/jobs/{job_id}/metrics").json()["series"]
+    assert _points(page, "loss") == len(stored["loss"]) + len(stored.get("val_loss", []))
+
+
+def test_the_overview_lists_jobs_and_starts_the_demo(page, embedded_platform):
+    base = embedded_platform.base_url
+    _log_in(page, base)
+    page.click("#start-demo")
+    page.wait_for_url(f"{base}/jobs/job-*/")
+    page.wait_for_function(
+        "Number(document.getElementById('chart-loss').dataset.points) > 0", timeout=120_000
+    )
+    page.goto(base + "/")
+    assert page.locator("#jobs tbody tr").count() >= 1
+    page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)

@@ -1,7 +1,7 @@
 # The two commands: `make run` (set up and run the platform on the embedded default) and `make test`.
 PY := .venv/bin/python
 
-.PHONY: run test setup setup-test lint worker web benchmarks
+.PHONY: run test setup setup-test lint worker platform-worker web
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -29,3 +29,7 @@ web: setup
 
 worker: setup
 	$(PY) -m celery -A t4dm_site worker -Q $${T4DM_TRAINING_QUEUE:-training} -P solo --loglevel INFO
+
+# Dataset work, evaluations, human-eval generation and provider follow-ups: needs the database.
+platform-worker: setup
+	$(PY) -m celery -A t4dm_site worker -Q $${T4DM_DATASET_QUEUE:-datasets},$${T4DM_EVAL_QUEUE:-eval} -P solo --loglevel INFO

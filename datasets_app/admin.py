@@ -1,12 +1,12 @@
 from django.contrib import admin
 
-from datasets_app.models import Dataset, DatasetVersion
+from datasets_app.models import Dataset, DatasetTask, DatasetVersion
 
 
 class DatasetVersionInline(admin.TabularInline):
     model = DatasetVersion
     extra = 0
-    fields = ["number", "content_hash", "format", "validation_status", "created_at"]
+    fields = ["number", "origin", "parent", "content_hash", "format", "validation_status", "created_at"]
     readonly_fields = fields
     show_change_link = True
 
@@ -21,7 +21,23 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "task_type", "format", "validation_status", "content_hash", "created_at"]
-    list_filter = ["task_type", "format", "validation_status"]
+    list_display = [
+        "__str__",
+        "task_type",
+        "format",
+        "origin",
+        "validation_status",
+        "content_hash",
+        "created_at",
+    ]
+    list_filter = ["task_type", "format", "origin", "validation_status"]
     search_fields = ["dataset__name", "content_hash"]
     readonly_fields = ["content_hash", "created_at"]
+
+
+@admin.register(DatasetTask)
+class DatasetTaskAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "kind", "status", "progress", "owner", "created_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["owner__username", "message", "error"]
+    readonly_fields = ["created_at", "updated_at"]

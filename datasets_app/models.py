@@ -42,6 +42,14 @@ class ValidationStatus(models.TextChoices):
     FAILED = "failed"
 
 
+class VersionOrigin(models.TextChoices):
+    UPLOAD = "upload", "Uploaded"
+    IMPORT = "import", "Imported from the import root"
+    KNOWLEDGE = "knowledge", "Built from a knowledge base"
+    CLEANED = "cleaned", "Cleaned"
+    AUGMENTED = "augmented", "Augmented"
+
+
 class DatasetVersion(models.Model):
     """Immutable content of a dataset: split files on disk, identified by a content hash."""
 
@@ -55,6 +63,22 @@ class DatasetVersion(models.Model):
     statistics = models.JSONField(default=dict)
     validation_status = models.CharField(max_length=10, choices=ValidationStatus.choices)
     validation_issues = models.JSONField(default=list)
+    origin = models.CharField(max_length=20, choices=VersionOrigin.choices, default=VersionOrigin.UPLOAD)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        help_text="The version this one was cleaned or augmented from.",
+    )
+    source = models.CharField(max_length=500, blank=True, help_text="File name or import path.")
+    seed = models.IntegerField(default=42)
+    split_fractions = models.JSONField(default=dict)
+    tokenizer = models.CharField(max_length=500, blank=True, help_text="Base model whose tokenizer counted.")
+    report = models.JSONField(
+        default=dict, blank=True, help_text="What cleaning/augmentation/import changed, with examples."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -65,3 +89,59 @@ class DatasetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset.public_id} v{self.number}"
+
+
+class DatasetTaskStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class DatasetTask(PublicIdMixin, models.Model):
+    """Long dataset work (augmentation) run by a Celery worker on the datasets queue, with progress."""
+
+    PUBLIC_ID_PREFIX = "dstask"
+
+    kind = models.CharField(max_length=20, default="augment")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    source_version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="tasks")
+    params = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=10, choices=DatasetTaskStatus.choices, default=DatasetTaskStatus.QUEUED
+    )
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    result_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.kind} {self.status}"
+
+    def mark_running(self) -> None:
+        self.status = DatasetTaskStatus.RUNNING
+        self.save(update_fields=["status", "updated_at"])
+
+    def mark_progress(self, fraction: float, message: str = "") -> None:
+        self.progress = max(0.0, min(1.0, fraction))
+        self.message = message[:500]
+        self.save(update_fields=["progress", "message", "updated_at"])
+
+    def mark_succeeded(self, version: DatasetVersion) -> None:
+        self.status = DatasetTaskStatus.SUCCEEDED
+        self.progress = 1.0
+        self.result_version = version
+        self.message = f"created {version}"
+        self.save(update_fields=["status", "progress", "result_version", "message", "updated_at"])
+
+    def mark_failed(self, error: str) -> None:
+        self.status = DatasetTaskStatus.FAILED
+        self.error = error
+        self.save(update_fields=["status", "error", "updated_at"])

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from datasets_app.models import Dataset, DatasetVersion
+from datasets_app import storage
+from datasets_app.models import Dataset, DatasetTask, DatasetVersion
 from t4dm_site.errors import NotFound
 from t4dm_site.public_ids import parse_public_id
 from t4dm_site.roles import is_admin
+
+PREVIEW_PAGE_SIZE = 20
 
 
 def datasets_visible_to(user) -> QuerySet[Dataset]:
@@ -14,9 +17,62 @@ def datasets_visible_to(user) -> QuerySet[Dataset]:
     return datasets if is_admin(user) else datasets.filter(owner=user)
 
 
+def dataset_get(*, user, dataset_id: str) -> Dataset:
+    dataset = datasets_visible_to(user).filter(pk=parse_public_id("ds", dataset_id)).first()
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} does not exist")
+    return dataset
+
+
 def dataset_version_latest(*, user, dataset_id: str) -> DatasetVersion:
     dataset = datasets_visible_to(user).filter(pk=parse_public_id("ds", dataset_id)).first()
     version = dataset.latest_version if dataset else None
     if version is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
     return version
+
+
+def dataset_version_get(*, user, dataset_id: str, number: int | None = None) -> DatasetVersion:
+    """A given version of a visible dataset, or its latest when number is None."""
+    if number is None:
+        return dataset_version_latest(user=user, dataset_id=dataset_id)
+    version = dataset_get(user=user, dataset_id=dataset_id).versions.filter(number=number).first()
+    if version is None:
+        raise NotFound(f"dataset {dataset_id} has no version {number}")
+    return version
+
+
+def dataset_versions(*, dataset: Dataset) -> QuerySet[DatasetVersion]:
+    return dataset.versions.select_related("parent").order_by("-number")
+
+
+def dataset_version_preview(
+    *, version: DatasetVersion, split: str, page: int = 1, page_size: int = PREVIEW_PAGE_SIZE
+) -> dict:
+    info = version.splits.get(split)
+    if info is None:
+        raise NotFound(f"{version} has no split {split!r}; it has {', '.join(version.splits)}")
+    page = max(1, page)
+    rows, total = storage.read_page(
+        version.path, info["file"], offset=(page - 1) * page_size, limit=page_size
+    )
+    pages = max(1, -(-total // page_size))
+    return {
+        "split": split,
+        "page": page,
+        "pages": pages,
+        "page_size": page_size,
+        "total": total,
+        "first_row": (page - 1) * page_size + 1,
+        "rows": rows,
+    }
+
+
+def dataset_task_get(*, user, task_id: str) -> DatasetTask:
+    tasks = DatasetTask.objects.select_related("source_version__dataset", "result_version")
+    if not is_admin(user):
+        tasks = tasks.filter(owner=user)
+    task = tasks.filter(pk=parse_public_id("dstask", task_id)).first()
+    if task is None:
+        raise NotFound(f"dataset task {task_id} does not exist")
+    return task

@@ -1,177 +1,255 @@
-"""Dataset services: turn uploaded rows into an immutable, split, validated dataset version.
+"""Dataset services: prepare, validate, clean, augment and import from a knowledge base.
 
-This is the foundation's first cut (JSONL for chat / instruction / completion); the datasets issue
-extends formats, validation checks, cleaning and augmentation.
+Every service that creates a version goes through `_store_version`: files are written to a staging
+folder first and moved into place inside the transaction that creates the record, so a failure leaves
+neither a record pointing at nothing nor files without a record.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
-import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 
-from datasets_app.models import Dataset, DatasetVersion, TaskType, ValidationStatus
+from datasets_app import pipeline, storage
+from datasets_app.issues import ERROR, IssueLog
+from datasets_app.models import (
+    Dataset,
+    DatasetTask,
+    DatasetVersion,
+    TaskType,
+    VersionOrigin,
+)
+from datasets_app.sources import FORMATS, RawRow, read_rows, resolve_import_path
+from datasets_app.tokens import TINY_MODEL_NAME, load_tokenizer, model_max_length
 from t4dm_site.errors import InvalidInput
 
-DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
-SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
+DEFAULT_SPLIT = pipeline.DEFAULT_FRACTIONS
+SPLITS = pipeline.SPLITS
 
 
-def _row_error(line: int, message: str) -> InvalidInput:
-    return InvalidInput(f"line {line}: {message}", details={"line": line}, code="invalid_row")
-
-
-def _check_row(row: Any, task_type: str, line: int) -> None:
-    if not isinstance(row, dict):
-        raise _row_error(line, "each line must be a JSON object")
-    if task_type == TaskType.CHAT:
-        messages = row.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise _row_error(line, "chat rows need a non-empty 'messages' list")
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in {"system", "user", "assistant"}:
-                raise _row_error(line, f"messages[{index}].role must be system, user or assistant")
-            if not isinstance(message.get("content"), str):
-                raise _row_error(line, f"messages[{index}].content must be a string")
-        if not any(m["role"] == "assistant" for m in messages):
-            raise _row_error(line, "chat rows need at least one assistant message to learn from")
-    elif task_type == TaskType.INSTRUCTION:
-        for field in ("instruction", "output"):
-            if not isinstance(row.get(field), str) or not row[field].strip():
-                raise _row_error(line, f"instruction rows need a non-empty string '{field}'")
-    elif task_type == TaskType.COMPLETION:
-        if not (
-            isinstance(row.get("text"), str)
-            or (isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str))
-        ):
-            raise _row_error(
-                line, "completion rows need 'prompt' and 'completion' strings, or a 'text' string"
-            )
-    elif task_type == TaskType.CLASSIFICATION:
-        if not isinstance(row.get("text"), str) or "label" not in row:
-            raise _row_error(line, "classification rows need a 'text' string and a 'label'")
-
-
-def parse_jsonl(content: bytes, *, task_type: str) -> list[dict]:
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
+def _check_task_type(task_type: str) -> None:
+    if task_type not in TaskType.values:
         raise InvalidInput(
-            f"the file is not UTF-8 text (byte {exc.start})", code="invalid_encoding"
-        ) from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _row_error(number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-        _check_row(row, task_type, number)
-        rows.append(row)
-    if not rows:
+            f"unknown task_type {task_type!r}; choose one of {', '.join(TaskType.values)}",
+            code="unknown_task_type",
+        )
+
+
+@dataclass
+class Analysis:
+    collected: pipeline.Collected
+    split_of: np.ndarray | None
+    statistics: dict
+    status: str
+    issues: list[dict]
+    summary: dict
+
+
+def _analyse(
+    items,
+    *,
+    task_type: str,
+    base_model: str | None,
+    schema: dict | None,
+    fractions: dict[str, float] | None,
+    seed: int,
+    split_of: np.ndarray | None = None,
+    do_split: bool = True,
+    raise_on_error: bool = True,
+) -> Analysis:
+    tokenizer = load_tokenizer(base_model)
+    max_length = model_max_length(base_model)
+    issues = IssueLog()
+    collected = pipeline.collect(
+        items, task_type=task_type, tokenizer=tokenizer, schema=schema, issues=issues
+    )
+    if raise_on_error and issues.error_count:
+        raise _refusal(issues)
+    if collected.n == 0 and raise_on_error:
         raise InvalidInput("the file holds no rows", code="empty_dataset")
-    return rows
+    if split_of is None and do_split and collected.n:
+        split_of = pipeline.split_assignment(
+            collected.n,
+            fractions or DEFAULT_SPLIT,
+            seed,
+            collected.labels if task_type == "classification" else None,
+        )
+    pipeline.dataset_checks(collected, split_of=split_of, max_length=max_length, fractions=fractions)
+    stats = pipeline.statistics(
+        collected, split_of, max_length=max_length, tokenizer_name=base_model or TINY_MODEL_NAME
+    )
+    severities = {"error": 0, "warning": 0, "info": 0}
+    for code, count in issues.counts.items():
+        severities[issues.severity_of[code]] += count
+    summary = {**severities, "by_code": issues.summary()}
+    return Analysis(collected, split_of, stats, issues.status(), issues.to_list(), summary)
 
 
-def _io_text(row: dict, task_type: str) -> tuple[str, str]:
-    if task_type == TaskType.CHAT:
-        prompt = "\n".join(m["content"] for m in row["messages"] if m["role"] != "assistant")
-        answer = "\n".join(m["content"] for m in row["messages"] if m["role"] == "assistant")
-        return prompt, answer
-    if task_type == TaskType.INSTRUCTION:
-        return f"{row['instruction']}\n{row.get('input') or ''}", row["output"]
-    if task_type == TaskType.COMPLETION:
-        return (row["prompt"], row["completion"]) if "prompt" in row else ("", row["text"])
-    return row["text"], str(row["label"])
+def _refusal(issues: IssueLog) -> InvalidInput:
+    first = issues.first_error() or {}
+    listed = issues.to_list()
+    for issue in listed:
+        issue.pop("index", None)
+    more = issues.error_count - 1
+    message = first.get("message", "the dataset has errors")
+    if more > 0:
+        message += f" (and {more} more error{'s' if more > 1 else ''}: see details)"
+    return InvalidInput(
+        message,
+        code=first.get("code", "invalid_row"),
+        details={
+            "line": first.get("line"),
+            "row": first.get("row"),
+            "error_count": issues.error_count,
+            "issues": [i for i in listed if i["severity"] == ERROR][:100],
+        },
+    )
 
 
-def _token_statistics(rows: list[dict], task_type: str) -> dict[str, int]:
-    """Average input/output length in tokens of the built-in tiny model's tokenizer."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(settings.TINY_MODEL_DIR))
-    pairs = [_io_text(row, task_type) for row in rows]
-    inputs = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
-    outputs = tokenizer([a for _, a in pairs], add_special_tokens=False)["input_ids"]
-    return {
-        "avg_tokens_input": round(sum(map(len, inputs)) / len(rows)),
-        "avg_tokens_output": round(sum(map(len, outputs)) / len(rows)),
-    }
-
-
-def _split(rows: list[dict], fractions: dict[str, float], seed: int) -> dict[str, list[dict]]:
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_val = round(len(rows) * fractions["validation"])
-    n_test = round(len(rows) * fractions["test"])
-    n_train = len(rows) - n_val - n_test
-    if n_train < 1:
-        raise InvalidInput(f"{len(rows)} rows are too few to split {fractions}")
-    cut = {
-        "train": order[:n_train],
-        "validation": order[n_train : n_train + n_val],
-        "test": order[n_train + n_val :],
-    }
-    return {name: [rows[i] for i in indices] for name, indices in cut.items()}
+def _open_source(content: bytes | None, source_path: str | None, format: str) -> tuple[Any, str, str]:
+    """(readable source, format, content hash)."""
+    if (content is None) == (source_path is None):
+        raise InvalidInput(
+            "give exactly one source: an uploaded file or a path under the import root", code="no_source"
+        )
+    if content is not None:
+        return io.BytesIO(content), format, storage.content_hash_of_bytes(content)
+    path = resolve_import_path(source_path)
+    if path.is_dir():
+        format = "hf"
+    return path, format, storage.content_hash_of_path(path)
 
 
 def dataset_prepare(
     *,
     owner,
     name: str,
-    content: bytes,
+    content: bytes | None = None,
     task_type: str = TaskType.CHAT,
     format: str = "jsonl",
     seed: int = 42,
+    source_path: str | None = None,
+    split: dict[str, float] | None = None,
+    base_model: str | None = None,
+    schema: dict | None = None,
+    description: str = "",
+    origin: str | None = None,
+    report: dict | None = None,
 ) -> DatasetVersion:
-    """Validate, split and store rows as a new dataset version. The same content from the same owner
-    is recognised by its hash and returns the existing version."""
-    if task_type not in TaskType.values:
-        raise InvalidInput(f"unknown task_type {task_type!r}; choose one of {', '.join(TaskType.values)}")
-    if format != "jsonl":
-        raise InvalidInput(f"format {format!r} is not supported yet; use jsonl")
-    content_hash = hashlib.sha256(content).hexdigest()
+    """prepare_dataset: parse, check, measure, split and store rows as a new dataset version.
+
+    Sources: uploaded bytes or a file/`save_to_disk` folder under settings.IMPORT_ROOT. The same
+    content (and split) from the same owner is recognised by its hash and returns the existing version.
+    Rows with errors refuse the whole file with the first error's line/row; nothing is stored.
+    """
+    _check_task_type(task_type)
+    if format not in FORMATS:
+        raise InvalidInput(
+            f"unknown format {format!r}; choose one of {', '.join(FORMATS)}", code="unknown_format"
+        )
+    fractions = pipeline.parse_fractions(split)
+    source, format, content_hash = _open_source(content, source_path, format)
     existing = DatasetVersion.objects.filter(
-        content_hash=content_hash, dataset__owner=owner, task_type=task_type
+        content_hash=content_hash,
+        dataset__owner=owner,
+        task_type=task_type,
+        seed=seed,
+        split_fractions=fractions,
     ).first()
     if existing:
         return existing
-    rows = parse_jsonl(content, task_type=task_type)
-    splits = _split(rows, DEFAULT_SPLIT, seed)
-    statistics = {
-        "total_samples": len(rows),
-        "train_samples": len(splits["train"]),
-        "val_samples": len(splits["validation"]),
-        "test_samples": len(splits["test"]),
-        **_token_statistics(rows, task_type),
-    }
-    with transaction.atomic():
-        dataset = Dataset.objects.create(name=name, owner=owner, task_type=task_type)
-        folder = Path(settings.ARTIFACT_ROOT) / "datasets" / dataset.public_id / "v1"
-        version = DatasetVersion.objects.create(
-            dataset=dataset,
-            number=1,
-            content_hash=content_hash,
-            format=format,
-            task_type=task_type,
-            path=str(folder),
-            splits={name: {"file": SPLIT_FILES[name], "rows": len(part)} for name, part in splits.items()},
-            statistics=statistics,
-            validation_status=ValidationStatus.PASSED,
-            validation_issues=[],
+    analysis = _analyse(
+        read_rows(source, format),
+        task_type=task_type,
+        base_model=base_model,
+        schema=schema,
+        fractions=fractions,
+        seed=seed,
+    )
+    return _store_version(
+        dataset=None,
+        owner=owner,
+        name=name or "dataset",
+        description=description,
+        analysis=analysis,
+        content_hash=content_hash,
+        format=format,
+        task_type=task_type,
+        seed=seed,
+        fractions=fractions,
+        origin=origin or (VersionOrigin.IMPORT if source_path else VersionOrigin.UPLOAD),
+        source=source_path or name,
+        base_model=base_model,
+        report=report or {},
+    )
+
+
+def _store_version(
+    *,
+    dataset: Dataset | None,
+    owner,
+    name: str = "",
+    description: str = "",
+    analysis: Analysis,
+    content_hash: str,
+    format: str,
+    task_type: str,
+    seed: int,
+    fractions: dict,
+    origin: str,
+    source: str,
+    base_model: str | None,
+    report: dict,
+    parent: DatasetVersion | None = None,
+    provenance: list[str | None] | None = None,
+) -> DatasetVersion:
+    staging = storage.staging_folder()
+    final: Path | None = None
+    try:
+        splits = storage.write_splits(
+            staging, analysis.collected.table, analysis.split_of, provenance=provenance
         )
-        # Files are written inside the transaction: if writing fails, no record points at nothing.
-        folder.mkdir(parents=True, exist_ok=True)
-        for split_name, part in splits.items():
-            tmp = folder / f".{SPLIT_FILES[split_name]}.tmp"
-            tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in part))
-            tmp.replace(folder / SPLIT_FILES[split_name])
+        with transaction.atomic():
+            if dataset is None:
+                dataset = Dataset.objects.create(
+                    name=name, owner=owner, task_type=task_type, description=description
+                )
+                number = 1
+            else:
+                dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+                number = (dataset.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+            final = storage.datasets_root() / dataset.public_id / f"v{number}"
+            version = DatasetVersion.objects.create(
+                dataset=dataset,
+                number=number,
+                content_hash=content_hash,
+                format=format,
+                task_type=task_type,
+                path=str(final),
+                splits=splits,
+                statistics=analysis.statistics,
+                validation_status=analysis.status,
+                validation_issues=analysis.issues,
+                origin=origin,
+                parent=parent,
+                source=str(source)[:500],
+                seed=seed,
+                split_fractions=fractions,
+                tokenizer=base_model or TINY_MODEL_NAME,
+                report=report,
+            )
+            storage.move_into_place(staging, final)
+    except BaseException:
+        storage.remove_quietly(staging, final)
+        raise
     return version
 
 
@@ -185,3 +263,284 @@ def dataset_result(version: DatasetVersion) -> dict:
         "validation": {"status": version.validation_status, "issues": version.validation_issues},
         "output_path": version.path.rstrip("/") + "/",
     }
+
+
+def version_result(version: DatasetVersion) -> dict:
+    """DatasetResult plus the version, its lineage and its change report (clean/augment/knowledge)."""
+    return {
+        **dataset_result(version),
+        "version": version.number,
+        "origin": version.origin,
+        "parent_version": version.parent.number if version.parent else None,
+        "content_hash": version.content_hash,
+        "report": version.report,
+    }
+
+
+# --- validate ------------------------------------------------------------------------------------------
+
+
+def version_rows(version: DatasetVersion, split: str) -> list[dict]:
+    info = version.splits.get(split)
+    if not info:
+        return []
+    table = storage.read_split(version.path, split, info["file"])
+    columns = [c for c in storage.CANONICAL_COLUMNS[version.task_type] if c in table.column_names]
+    return [{k: v for k, v in row.items() if v is not None} for row in table.select(columns).to_pylist()]
+
+
+def _version_items(version: DatasetVersion) -> tuple[list[RawRow], np.ndarray]:
+    items, split_ids = [], []
+    for s, split in enumerate(SPLITS):
+        for i, row in enumerate(version_rows(version, split), start=1):
+            items.append(RawRow(i, None, row))
+            split_ids.append(s)
+    return items, np.asarray(split_ids, dtype=np.int8)
+
+
+def dataset_validate(
+    *,
+    version: DatasetVersion | None = None,
+    content: bytes | None = None,
+    source_path: str | None = None,
+    format: str = "jsonl",
+    task_type: str = TaskType.CHAT,
+    schema: dict | None = None,
+    base_model: str | None = None,
+) -> dict:
+    """validate_dataset → {status: passed|warning|failed, issues, summary, statistics}.
+
+    A stored version is checked split by split, leakage across its splits included; a file (upload or
+    import path) is checked as one set of rows. Nothing is stored either way.
+    """
+    if version is not None:
+        items, split_of = _version_items(version)
+        analysis = _analyse(
+            items,
+            task_type=version.task_type,
+            base_model=base_model or (version.tokenizer or None),
+            schema=schema,
+            fractions=version.split_fractions or None,
+            seed=version.seed,
+            split_of=split_of,
+            raise_on_error=False,
+        )
+        for issue in analysis.issues:
+            if issue.get("split") and issue["message"].startswith("row "):
+                issue["row"] = issue.get("split_row")
+                issue["message"] = f"{issue['split']} {issue['message']}"
+    else:
+        _check_task_type(task_type)
+        source, format, _ = _open_source(content, source_path, format)
+        analysis = _analyse(
+            read_rows(source, format),
+            task_type=task_type,
+            base_model=base_model,
+            schema=schema,
+            fractions=None,
+            seed=0,
+            do_split=False,
+            raise_on_error=False,
+        )
+    return {
+        "status": analysis.status,
+        "issues": analysis.issues,
+        "summary": analysis.summary,
+        "statistics": analysis.statistics,
+    }
+
+
+# --- clean ---------------------------------------------------------------------------------------------
+
+
+def _derived_version(
+    *,
+    parent: DatasetVersion,
+    split_rows: dict[str, list[dict]],
+    origin: str,
+    report: dict,
+    provenance: list[str | None] | None = None,
+) -> DatasetVersion:
+    items, split_ids = [], []
+    for s, split in enumerate(SPLITS):
+        for i, row in enumerate(split_rows.get(split, []), start=1):
+            items.append(RawRow(i, None, {k: v for k, v in row.items() if v is not None}))
+            split_ids.append(s)
+    if not items:
+        raise InvalidInput("the result would hold no rows; nothing was stored", code="empty_dataset")
+    split_of = np.asarray(split_ids, dtype=np.int8)
+    if not (split_of == 0).any():
+        raise InvalidInput(
+            "the result would have an empty train split; nothing was stored", code="empty_dataset"
+        )
+    analysis = _analyse(
+        items,
+        task_type=parent.task_type,
+        base_model=parent.tokenizer or None,
+        schema=None,
+        fractions=parent.split_fractions or None,
+        seed=parent.seed,
+        split_of=split_of,
+    )
+    table_hash = storage.content_hash_of_table(analysis.collected.table, split_of)
+    if provenance is not None:  # train rows first, then the evaluation rows, which have none
+        provenance = provenance + [None] * (len(items) - len(provenance))
+        table_hash = storage.content_hash_of_bytes((table_hash + json.dumps(provenance)).encode())
+    same = parent.dataset.versions.filter(content_hash=table_hash).first()
+    if same:
+        return same
+    return _store_version(
+        dataset=parent.dataset,
+        owner=parent.dataset.owner,
+        analysis=analysis,
+        content_hash=table_hash,
+        format=parent.format,
+        task_type=parent.task_type,
+        seed=parent.seed,
+        fractions=parent.split_fractions,
+        origin=origin,
+        source=f"{parent.dataset.public_id} v{parent.number}",
+        base_model=parent.tokenizer if parent.tokenizer != TINY_MODEL_NAME else None,
+        report=report,
+        parent=parent,
+        provenance=provenance,
+    )
+
+
+def dataset_clean(
+    *,
+    version: DatasetVersion,
+    remove_duplicates: bool = True,
+    fix_formatting: bool = True,
+    near_duplicates: bool = True,
+) -> DatasetVersion:
+    """clean_dataset → a new version and a report of exactly what changed (counts and examples)."""
+    from datasets_app.cleaning import clean_rows
+
+    split_rows = {split: version_rows(version, split) for split in SPLITS}
+    cleaned, report = clean_rows(
+        split_rows,
+        task_type=version.task_type,
+        remove_duplicates=remove_duplicates,
+        fix_formatting=fix_formatting,
+        near_duplicates=near_duplicates,
+    )
+    return _derived_version(parent=version, split_rows=cleaned, origin=VersionOrigin.CLEANED, report=report)
+
+
+# --- augment -------------------------------------------------------------------------------------------
+
+
+def _dataset_queue() -> str:
+    return settings.CELERY_DATASET_QUEUE
+
+
+def dataset_augment_request(
+    *, owner, version: DatasetVersion, methods: list[str], options: dict | None = None
+) -> DatasetTask:
+    """Check the methods now (a missing model is said at once), then queue the work on the datasets queue."""
+    from datasets_app.augmentation import check_methods
+
+    options = dict(options or {})
+    check_methods(methods, options, task_type=version.task_type)
+    with transaction.atomic():
+        task = DatasetTask.objects.create(
+            kind="augment",
+            owner=owner,
+            source_version=version,
+            params={"methods": methods, "options": options},
+        )
+        transaction.on_commit(lambda: _enqueue_augment(task.pk))
+    return task
+
+
+def _enqueue_augment(task_pk: int) -> None:
+    from datasets_app.tasks import augment_dataset_task
+
+    augment_dataset_task.apply_async(args=[task_pk], queue=_dataset_queue())
+
+
+def dataset_augment_run(*, task: DatasetTask) -> DatasetVersion | None:
+    """The worker side of augment_dataset: new rows go to train only, each with its provenance."""
+    from datasets_app.augmentation import augment_rows
+
+    if task.status not in ("queued", "running"):
+        return task.result_version
+    task.mark_running()
+    version = task.source_version
+    try:
+        split_rows = {split: version_rows(version, split) for split in SPLITS}
+        new_rows, provenance, report = augment_rows(
+            split_rows["train"],
+            task_type=version.task_type,
+            methods=task.params["methods"],
+            options=task.params.get("options", {}),
+            progress=lambda fraction, message: task.mark_progress(0.9 * fraction, message),
+        )
+        train = split_rows["train"] + new_rows
+        old = _old_provenance(version, len(split_rows["train"]))
+        result = _derived_version(
+            parent=version,
+            split_rows={**split_rows, "train": train},
+            origin=VersionOrigin.AUGMENTED,
+            report=report,
+            provenance=old + provenance,
+        )
+    except Exception as exc:
+        task.mark_failed(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, InvalidInput):
+            return None
+        raise
+    task.mark_succeeded(result)
+    return result
+
+
+def _old_provenance(version: DatasetVersion, n: int) -> list[str | None]:
+    table = storage.read_split(version.path, "train", version.splits["train"]["file"])
+    if "provenance" in table.column_names:
+        return table.column("provenance").to_pylist()
+    return [None] * n
+
+
+# --- knowledge base --------------------------------------------------------------------------------------
+
+
+def dataset_prepare_from_knowledge(
+    *,
+    owner,
+    content: bytes | None = None,
+    source_path: str | None = None,
+    knowledge_type: str = "all",
+    format: str = "chat",
+    name: str = "",
+    seed: int = 42,
+    phrasings: int = 3,
+    split: dict[str, float] | None = None,
+) -> DatasetVersion:
+    """prepare_from_knowledge: concepts → Q&A, procedures → instruction following, facts → retrieval
+    questions, each in several phrasings, stored as a chat (or instruction) dataset version."""
+    from datasets_app.knowledge import knowledge_to_rows, load_knowledge
+
+    if content is None and source_path is None:
+        from datasets_app.knowledge import EXAMPLE_KB
+
+        content = EXAMPLE_KB.read_bytes()
+    if source_path is not None:
+        content = resolve_import_path(source_path).read_bytes()
+    document = load_knowledge(content)
+    rows, report = knowledge_to_rows(
+        document, knowledge_type=knowledge_type, format=format, phrasings=phrasings
+    )
+    jsonl = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    return dataset_prepare(
+        owner=owner,
+        name=name or f"{document.get('name', 'knowledge base')} ({knowledge_type})",
+        content=jsonl,
+        task_type=TaskType.CHAT if format == "chat" else TaskType.INSTRUCTION,
+        format="jsonl",
+        seed=seed,
+        split=split,
+        origin=VersionOrigin.KNOWLEDGE,
+        report=report,
+        description=document.get("description", ""),
+    )

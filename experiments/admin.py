@@ -8,6 +8,7 @@ from experiments.models import (
     MetricPoint,
     TrainingConfig,
     TrainingJob,
+    Worker,
 )
 
 
@@ -91,3 +92,21 @@ class EvaluationAdmin(admin.ModelAdmin):
     list_filter = ["status", "split"]
     search_fields = ["model_path"]
     raw_id_fields = ["job", "checkpoint", "dataset_version"]
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "status",
+        "queue",
+        "gpu_name",
+        "gpu_count",
+        "gpu_memory_free_mb",
+        "current_job",
+        "last_heartbeat_at",
+    ]
+    list_filter = ["status", "queue"]
+    search_fields = ["name", "hostname", "gpu_name"]
+    raw_id_fields = ["current_job"]
+    readonly_fields = ["started_at", "last_heartbeat_at"]

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from ninja import Router
+from typing import Any
+
+from ninja import Router, Schema
 
 from experiments import selectors, services
-from experiments.schemas import ConfigIn, ConfigOut, ExperimentIn, ExperimentOut, JobIn, JobOut, SeriesOut
+from experiments.schemas import (
+    CheckpointConfigOut,
+    CheckpointingIn,
+    ConfigIn,
+    ConfigOut,
+    EarlyStopConfigOut,
+    EarlyStoppingIn,
+    EstimateIn,
+    ExperimentIn,
+    ExperimentOut,
+    JobIn,
+    JobOut,
+    ResourceEstimateOut,
+    ResumeIn,
+    SeriesOut,
+    WorkerOut,
+)
 from t4dm_site.auth import trainer_auth
+from t4dm_site.errors import InvalidInput
 
 router = Router(tags=["training"], auth=trainer_auth)
 
@@ -57,8 +76,50 @@ def config_create(request, payload: ConfigIn):
         experiment=experiment,
         early_stopping=payload.early_stopping.dict() if payload.early_stopping else None,
         checkpointing=payload.checkpointing.dict() if payload.checkpointing else None,
+        queue=payload.queue,
     )
     return 201, selectors.config_to_dict(config)
+
+
+@router.get("/templates", response=dict[str, dict])
+def config_templates(request):
+    """The hyperparameter templates (`efficient`, `quality`) and the defaults they override."""
+    return {"defaults": services.DEFAULT_HYPERPARAMETERS, **services.TEMPLATES}
+
+
+@router.post("/estimate", response=ResourceEstimateOut)
+def resource_estimate(request, payload: EstimateIn):
+    """estimate_resources: GPU memory, time, cost and GPU for a stored config or a draft one."""
+    if payload.config_id:
+        config = selectors.config_get(user=request.auth, config_id=payload.config_id)
+        return config.estimate
+    if not payload.model_base:
+        raise InvalidInput("give config_id, or model_base (and optionally dataset_id, approach, hyperparams)")
+    return services.resource_estimate(
+        owner=request.auth,
+        model_base=payload.model_base,
+        approach=payload.approach,
+        hyperparams=payload.hyperparams,
+        template=payload.template,
+        dataset_id=payload.dataset_id,
+        task_type=payload.task_type,
+    )
+
+
+@router.post("/configs/{config_id}/early-stopping", response=EarlyStopConfigOut)
+def configure_early_stopping(request, config_id: str, payload: EarlyStoppingIn):
+    config = services.training_config_set_early_stopping(
+        config=selectors.config_get(user=request.auth, config_id=config_id), **payload.dict()
+    )
+    return {"config_id": config.public_id, **config.early_stopping}
+
+
+@router.post("/configs/{config_id}/checkpoints", response=CheckpointConfigOut)
+def configure_checkpoints(request, config_id: str, payload: CheckpointingIn):
+    config = services.training_config_set_checkpointing(
+        config=selectors.config_get(user=request.auth, config_id=config_id), **payload.dict()
+    )
+    return {"config_id": config.public_id, **config.checkpointing}
 
 
 @router.get("/configs", response=list[ConfigOut])
@@ -99,7 +160,115 @@ def job_cancel(request, job_id: str):
     return selectors.job_to_dict(job)
 
 
+@router.post("/jobs/{job_id}/resume", response={201: JobOut})
+def job_resume(request, job_id: str, payload: ResumeIn | None = None):
+    """resume_training: a new job of the same config from one of this job's checkpoints."""
+    job = services.job_resume(
+        owner=request.auth,
+        job=selectors.job_get(user=request.auth, job_id=job_id),
+        step=payload.step if payload else None,
+    )
+    return 201, selectors.job_to_dict(job)
+
+
 @router.get("/jobs/{job_id}/metrics", response=SeriesOut)
-def job_metrics(request, job_id: str, after_id: int = 0, max_points: int = 2000):
+def job_metrics(
+    request,
+    job_id: str,
+    after_id: int = 0,
+    max_points: int = 2000,
+    key: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+):
+    """Every series (points with id > after_id), or with `key` one series between steps `start` and
+    `end`: exact where the range holds few points, min/max per bucket otherwise (a chart's zoom)."""
     job = selectors.job_get(user=request.auth, job_id=job_id)
-    return selectors.metric_series(job=job, after_id=after_id, max_points=max(10, min(max_points, 100_000)))
+    max_points = max(10, min(max_points, 100_000))
+    if key:
+        return selectors.metric_series_range(
+            job=job, key=key, start=start, end=end, max_points=max_points, after_id=after_id
+        )
+    return selectors.metric_series(job=job, after_id=after_id, max_points=max_points)
+
+
+@router.get("/workers", response=list[WorkerOut])
+def worker_list(request):
+    """Training workers as their heartbeats describe them (GPU, queue, current job, last seen)."""
+    return selectors.workers_overview()
+
+
+# --- dashboard reads: the runs list and the comparison ----------------------------------------------
+
+
+class RunMetricOut(Schema):
+    final: float | None
+    min: float | None
+
+
+class RunOut(Schema):
+    job: JobOut
+    experiment_name: str
+    tags: list[str]
+    dataset_id: str
+    model_base: str
+    approach: str
+    metrics: dict[str, RunMetricOut]
+
+
+class CompareParameterOut(Schema):
+    name: str
+    values: list[Any]
+    differs: bool
+
+
+class CompareOut(Schema):
+    runs: list[JobOut]
+    parameters: list[CompareParameterOut]
+    metrics: list[dict[str, Any]]
+    differing: list[str]
+
+
+@router.get("/runs", response=list[RunOut])
+def run_list(
+    request,
+    q: str = "",
+    status: str = "",
+    dataset: str = "",
+    model_base: str = "",
+    approach: str = "",
+    tag: str = "",
+    metric: str = "loss,val_loss",
+):
+    """Runs (jobs) with search and filters, and the final/min value of each metric in `metric`."""
+    jobs = list(
+        selectors.job_runs(
+            user=request.auth,
+            q=q,
+            status=status,
+            dataset=dataset,
+            model_base=model_base,
+            approach=approach,
+            tag=tag,
+        )[:200]
+    )
+    keys = [k.strip() for k in metric.split(",") if k.strip()][:10]
+    summaries = selectors.job_metric_summaries(jobs=jobs, keys=keys)
+    return [
+        {
+            "job": selectors.job_to_dict(j),
+            "experiment_name": j.experiment.name,
+            "tags": j.experiment.tags or [],
+            "dataset_id": j.config.dataset_version.dataset.public_id,
+            "model_base": j.config.model_base,
+            "approach": j.config.approach,
+            "metrics": summaries.get(j.pk, {}),
+        }
+        for j in jobs
+    ]
+
+
+@router.get("/runs/compare", response=CompareOut)
+def run_compare(request, job_ids: str):
+    """compare 2-10 runs: `job_ids=job-001,job-002`."""
+    return selectors.runs_compare(user=request.auth, job_ids=job_ids.split(","))

@@ -1,14 +1,12 @@
-"""The demo: the shipped knowledge-base chat dataset, LoRA on the built-in tiny model."""
+"""The demo: chat samples made from the shipped example knowledge base (datasets_app/knowledge/
+example_kb.json) by prepare_from_knowledge, LoRA on the built-in tiny model."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from datasets_app.services import dataset_prepare
+from datasets_app.services import dataset_prepare_from_knowledge
 from experiments.models import TrainingJob
 from experiments.services import TINY_MODEL_NAME, job_start, training_config_create
 
-DEMO_DATASET = Path(__file__).resolve().parent / "training" / "corpus" / "knowledge_chat.jsonl"
 # The tiny model starts from random weights, so it needs a far higher learning rate than the seed's
 # 2e-5 (meant for pretrained 8B models) to show a falling curve within a minute on a CPU.
 DEMO_HYPERPARAMETERS = {
@@ -23,9 +21,7 @@ DEMO_HYPERPARAMETERS = {
 
 
 def demo_job_start(*, owner, hyperparams: dict | None = None) -> TrainingJob:
-    version = dataset_prepare(
-        owner=owner, name="knowledge-chat (demo)", content=DEMO_DATASET.read_bytes(), task_type="chat"
-    )
+    version = dataset_prepare_from_knowledge(owner=owner, name="T4DM handbook (demo)")
     config = training_config_create(
         owner=owner,
         dataset_id=version.dataset.public_id,

@@ -62,6 +62,11 @@ class TrainingConfig(PublicIdMixin, models.Model):
     early_stopping = models.JSONField(null=True, blank=True)
     checkpointing = models.JSONField(default=dict)
     estimate = models.JSONField(default=dict)
+    queue = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Celery queue (GPU class) the job is routed to; blank = the default training queue.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -110,6 +115,9 @@ class TrainingJob(PublicIdMixin, models.Model):
     output_dir = models.CharField(max_length=500, blank=True)
     final_model_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
+    lost_count = models.PositiveIntegerField(
+        default=0, help_text="How many times the job's worker stopped heartbeating mid-run."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -172,6 +180,14 @@ class TrainingJob(PublicIdMixin, models.Model):
         self.cancel_requested = True
         self.finished_at = timezone.now()
         self.save(update_fields=["status", "cancel_requested", "finished_at"])
+
+    def mark_lost_and_requeued(self) -> None:
+        """Its worker stopped heartbeating: back to the queue (a new token is issued by the caller)."""
+        self.status = JobStatus.QUEUED
+        self.lost_count += 1
+        self.queued_at = timezone.now()
+        self.worker = ""
+        self.save(update_fields=["status", "lost_count", "queued_at", "worker"])
 
     def request_cancel(self) -> None:
         """A running job stops at its next step, when its worker sees the flag."""
@@ -243,12 +259,23 @@ class EvaluationStatus(models.TextChoices):
     FAILED = "failed"
 
 
+class EvaluationKind(models.TextChoices):
+    EVALUATE = "evaluate", "evaluate_model"
+    COMPARE_MODELS = "compare_models", "compare_models"
+    COMPARE_VERSIONS = "compare_versions", "compare_versions"
+
+
 class Evaluation(PublicIdMixin, models.Model):
-    """The seed's EvaluationResult: metrics on a test split, the deltas to the base, sample outputs."""
+    """The seed's EvaluationResult: metrics on a test split, the deltas to the base, sample outputs.
+
+    compare_models / compare_versions runs are evaluations too (``kind``), their result in ``comparison``.
+    A Celery worker fills it in: queued → running (``progress`` 0–1) → succeeded | failed.
+    """
 
     PUBLIC_ID_PREFIX = "eval"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="evaluations")
+    kind = models.CharField(max_length=20, choices=EvaluationKind.choices, default=EvaluationKind.EVALUATE)
     model_path = models.CharField(max_length=500)
     job = models.ForeignKey(
         TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations"
@@ -256,15 +283,41 @@ class Evaluation(PublicIdMixin, models.Model):
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL)
     dataset_version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL)
     split = models.CharField(max_length=20, default="test")
+    task_type = models.CharField(max_length=20, choices=TaskType.choices, blank=True)
+    base_model = models.CharField(
+        max_length=500, blank=True, help_text="What comparison_to_base ran against."
+    )
     requested_metrics = models.JSONField(default=list)
+    params = models.JSONField(default=dict, blank=True, help_text="Engine options: max_samples, models, ...")
     status = models.CharField(
         max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.QUEUED
     )
+    progress = models.FloatField(default=0.0)
+    progress_message = models.CharField(max_length=300, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    base_metrics = models.JSONField(default=dict, blank=True)
     comparison_to_base = models.JSONField(default=dict, blank=True)
     sample_outputs = models.JSONField(default=list, blank=True)
+    details = models.JSONField(
+        default=dict, blank=True, help_text="Confusion matrix, per-class scores, formulas, encoder names."
+    )
+    examples = models.JSONField(
+        default=list, blank=True, help_text="One record per test row, for the browser."
+    )
+    comparison = models.JSONField(
+        default=dict, blank=True, help_text="compare_models / compare_versions result."
+    )
+    thresholds = models.JSONField(
+        default=dict, blank=True, help_text='Applied, e.g. {"accuracy": {">=": 0.85}}.'
+    )
+    threshold_results = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="One entry per applicable threshold: metric, op, threshold, value, passed.",
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -272,3 +325,74 @@ class Evaluation(PublicIdMixin, models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.model_path}"
+
+    @property
+    def thresholds_passed(self) -> bool | None:
+        if not self.threshold_results:
+            return None
+        return all(entry.get("passed") for entry in self.threshold_results)
+
+    # --- state transitions ------------------------------------------------------------------------
+    def mark_running(self) -> None:
+        self.status = EvaluationStatus.RUNNING
+        self.started_at = timezone.now()
+        self.error = ""
+        self.save(update_fields=["status", "started_at", "error"])
+
+    def record_progress(self, *, fraction: float, message: str = "") -> None:
+        self.progress = max(0.0, min(1.0, fraction))
+        self.progress_message = message[:300]
+        self.save(update_fields=["progress", "progress_message"])
+
+    def mark_succeeded(self) -> None:
+        self.status = EvaluationStatus.SUCCEEDED
+        self.progress = 1.0
+        self.finished_at = timezone.now()
+        self.save()
+
+    def mark_failed(self, *, error: str) -> None:
+        self.status = EvaluationStatus.FAILED
+        self.error = error
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "error", "finished_at"])
+
+
+class WorkerStatus(models.TextChoices):
+    IDLE = "idle"
+    BUSY = "busy"
+    LOST = "lost"
+
+
+class Worker(models.Model):
+    """A Celery training worker (one per GPU) as its heartbeats describe it.
+
+    Workers never touch the database: they POST /api/v1/worker/heartbeat with the shared worker
+    secret, and the web side marks a worker (and its job) lost when the heartbeats stop.
+    """
+
+    name = models.CharField(max_length=200, unique=True, help_text="Celery node name, e.g. gpu0@host.")
+    queue = models.CharField(max_length=200, blank=True, help_text="Comma-separated queues it consumes.")
+    hostname = models.CharField(max_length=200, blank=True)
+    gpu_name = models.CharField(max_length=200, blank=True)
+    gpu_count = models.PositiveIntegerField(default=0)
+    gpu_memory_total_mb = models.PositiveIntegerField(null=True, blank=True)
+    gpu_memory_free_mb = models.PositiveIntegerField(null=True, blank=True)
+    current_job = models.ForeignKey(
+        TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="current_workers"
+    )
+    status = models.CharField(
+        max_length=10, choices=WorkerStatus.choices, default=WorkerStatus.IDLE, db_index=True
+    )
+    last_heartbeat_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    def mark_lost(self) -> None:
+        self.status = WorkerStatus.LOST
+        self.current_job = None
+        self.save(update_fields=["status", "current_job"])

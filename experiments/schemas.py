@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from ninja import Field, Schema
@@ -22,7 +23,7 @@ class ExperimentOut(Schema):
 class EarlyStoppingIn(Schema):
     patience: int = Field(3, ge=1)
     min_delta: float = Field(0.01, ge=0)
-    metric: Literal["val_loss", "loss"] = "val_loss"
+    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
 
 
 class CheckpointingIn(Schema):
@@ -40,6 +41,7 @@ class ConfigIn(Schema):
     experiment_id: str | None = None
     early_stopping: EarlyStoppingIn | None = None
     checkpointing: CheckpointingIn | None = None
+    queue: str | None = None
 
 
 class ConfigOut(Schema):
@@ -139,3 +141,76 @@ class CheckpointIn(Schema):
 class EventIn(Schema):
     level: Literal["info", "warning", "error"] = "info"
     message: str = Field(..., max_length=10000)
+
+
+class WorkerHeartbeatIn(Schema):
+    name: str = Field(..., min_length=1, max_length=200)
+    queue: str = Field("", max_length=200)
+    hostname: str = Field("", max_length=200)
+    gpu_name: str = Field("", max_length=200)
+    gpu_count: int = Field(0, ge=0)
+    gpu_memory_total_mb: int | None = Field(None, ge=0)
+    gpu_memory_free_mb: int | None = Field(None, ge=0)
+    current_job_id: str | None = None
+    started_at: datetime | None = None
+
+
+class WorkerOut(Schema):
+    name: str
+    queue: str
+    hostname: str
+    status: str
+    gpu_name: str
+    gpu_count: int
+    gpu_memory_total_mb: int | None
+    gpu_memory_free_mb: int | None
+    current_job_id: str | None
+    last_heartbeat_at: str
+    seconds_since_heartbeat: float
+    started_at: str
+
+
+# --- configure_early_stopping / configure_checkpoints / estimate_resources / resume -------------------
+
+
+class EarlyStopConfigOut(Schema):
+    config_id: str
+    patience: int
+    min_delta: float
+    metric: str
+
+
+class CheckpointConfigOut(Schema):
+    config_id: str
+    save_steps: int
+    save_total_limit: int
+    best_only: bool
+
+
+class EstimateIn(Schema):
+    """Either a stored config's id, or the fields of a config that is not stored yet."""
+
+    config_id: str | None = None
+    model_base: str | None = Field(None, max_length=300)
+    dataset_id: str | None = None
+    approach: str = "lora"
+    hyperparams: dict[str, Any] | None = None
+    template: str | None = None
+    task_type: str = "chat"
+
+
+class ResourceEstimateOut(Schema):
+    gpu_memory: str
+    training_time: str
+    estimated_cost: str
+    recommended_gpu: str
+    gpu_memory_mb: int | None = None
+    memory_breakdown_mb: dict[str, int] | None = None
+    total_parameters: int | None = None
+    trainable_parameters: int | None = None
+    tokens_per_sec: int | None = None
+    basis: str = ""
+
+
+class ResumeIn(Schema):
+    step: int | None = Field(None, ge=0, description="checkpoint step; the newest when left out")

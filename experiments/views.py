@@ -1,55 +1,255 @@
-"""Server-rendered pages. Thin: authorize, select, render."""
+"""Server-rendered pages. Thin: authorize, select, render.
+
+Dashboards are for researchers and admins; evaluators land on their rating queue and get 403 on a
+dashboard URL.
+"""
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache, wraps
+
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from datasets_app.selectors import datasets_visible_to
+from datasets_app.selectors import dataset_version_latest, datasets_visible_to
+from experiments import selectors, services
 from experiments.demo import demo_job_start
-from experiments.models import JobStatus
-from experiments.selectors import configs_visible_to, job_get, job_to_dict, jobs_visible_to
-from t4dm_site.errors import NotFound
-from t4dm_site.roles import can_train
+from experiments.estimate import KNOWN_PARAMS, count_parameters, estimate_resources
+from experiments.models import Approach, JobStatus
+from t4dm_site.errors import DomainError, InvalidInput, NotFound
+from t4dm_site.roles import can_train, is_admin
+
+RUN_METRICS = ("loss", "val_loss")
+SORTABLE = {"created", "status", "model", "approach", "dataset", "job"}
+
+
+def dashboard(view):
+    """Logged in, and a researcher or admin: evaluators are refused every dashboard."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not can_train(request.user):
+            raise PermissionDenied("Dashboards are for researchers and admins; evaluators rate outputs.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _eta_seconds(job) -> float | None:
+    """The worker's own estimate when it sends one, else the average step time so far."""
+    metrics = job.latest_metrics or {}
+    if metrics.get("eta_seconds") is not None:
+        return float(metrics["eta_seconds"])
+    if job.status != JobStatus.RUNNING or not job.started_at or not job.step or not job.total_steps:
+        return None
+    elapsed = (timezone.now() - job.started_at).total_seconds()
+    return max(0.0, elapsed / job.step * (job.total_steps - job.step))
+
+
+def _workers(active_jobs) -> tuple[list[dict], bool]:
+    """Workers from their heartbeats when the platform records them; else what the jobs say."""
+    overview = getattr(selectors, "workers_overview", None)
+    if overview is not None:
+        return overview(), True
+    return [
+        {"name": j.worker, "status": "busy", "current_job_id": j.public_id, "gpu_name": ""}
+        for j in active_jobs
+        if j.worker
+    ], False
+
+
+def _recent_model_versions(user) -> list:
+    from models_registry.models import ModelVersion
+
+    versions = ModelVersion.objects.select_related("job").order_by("-created_at")
+    if not is_admin(user):
+        versions = versions.filter(job__owner=user)
+    return list(versions[:8])
 
 
 @login_required
 def overview(request):
     if not can_train(request.user):
-        return render(request, "overview.html", {"can_train": False})
-    jobs = list(jobs_visible_to(request.user)[:50])
+        return redirect("rating-queue")
+    user = request.user
+    jobs = list(selectors.jobs_visible_to(user)[:50])
+    active = list(
+        selectors.jobs_visible_to(user).filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])[:50]
+    )
+    for job in active:
+        job.eta_seconds = _eta_seconds(job)
+    workers, workers_recorded = _workers(active)
+    datasets = list(datasets_visible_to(user)[:50])
+    problems = []
+    for ds in datasets:
+        version = ds.latest_version
+        if version is not None and version.validation_status != "passed":
+            problems.append((ds, version))
     return render(
         request,
         "overview.html",
         {
             "can_train": True,
             "jobs": jobs,
-            "active": [j for j in jobs if j.status in (JobStatus.QUEUED, JobStatus.RUNNING)],
-            "configs": list(configs_visible_to(request.user)[:20]),
-            "datasets": list(datasets_visible_to(request.user)[:20]),
+            "active": active,
+            "workers": workers,
+            "workers_recorded": workers_recorded,
+            "experiments": list(selectors.experiments_visible_to(user)[:8]),
+            "model_versions": _recent_model_versions(user),
+            "datasets": datasets[:20],
+            "dataset_problems": problems,
         },
     )
 
 
-@login_required
+@dashboard
 def job_detail(request, job_id: str):
-    if not can_train(request.user):
-        raise Http404("no such job")
     try:
-        job = job_get(user=request.user, job_id=job_id)
+        job = selectors.job_get(user=request.user, job_id=job_id)
     except NotFound as exc:
         raise Http404(str(exc)) from None
+    checkpoints = list(job.checkpoints.order_by("step"))
     return render(
         request,
         "job_detail.html",
         {
             "job": job,
-            "job_json": job_to_dict(job),
+            "job_json": selectors.job_to_dict(job),
             "config": job.config,
+            "checkpoints": checkpoints,
+            "can_resume": job.is_terminal and bool(checkpoints),
             "events": list(job.events.order_by("-id")[:50])[::-1],
         },
+    )
+
+
+def _sort_key(sort: str):
+    field = sort.lstrip("-")
+    if field in SORTABLE:
+        getters = {
+            "created": lambda r: r["job"].created_at,
+            "status": lambda r: r["job"].status,
+            "model": lambda r: r["job"].config.model_base,
+            "approach": lambda r: r["job"].config.approach,
+            "dataset": lambda r: r["job"].config.dataset_version.dataset.public_id,
+            "job": lambda r: r["job"].pk,
+        }
+        return getters[field]
+    key, _, stat = field.rpartition("__")
+    return lambda r: r["metrics"].get(key, {}).get(stat)
+
+
+@dashboard
+def experiments_list(request):
+    params = {name: request.GET.get(name, "").strip() for name in ("q", *selectors.RUN_FILTERS)}
+    requested = [k.strip() for raw in request.GET.getlist("metric") for k in raw.split(",")]
+    metric_keys = list(dict.fromkeys(k for k in requested if k))[:6] or list(RUN_METRICS)
+    sort = request.GET.get("sort", "-created")
+    jobs = list(selectors.job_runs(user=request.user, **params)[:200])
+    summaries = selectors.job_metric_summaries(jobs=jobs, keys=metric_keys)
+    rows = [{"job": j, "metrics": summaries.get(j.pk, {})} for j in jobs]
+    getter = _sort_key(sort)
+    present = [r for r in rows if getter(r) is not None]
+    missing = [r for r in rows if getter(r) is None]  # runs without the value sort last either way
+    present.sort(key=getter, reverse=sort.startswith("-"))
+    columns = [(k, stat) for k in metric_keys for stat in ("final", "min")]
+    for row in present + missing:
+        row["cells"] = [row["metrics"].get(k, {}).get(stat) for k, stat in columns]
+    return render(
+        request,
+        "experiments_list.html",
+        {
+            "rows": present + missing,
+            "filters": params,
+            "choices": selectors.job_runs_choices(user=request.user),
+            "statuses": JobStatus.values,
+            "metric_keys": metric_keys,
+            "metric_columns": [(f"{k}__{stat}", f"{k} ({stat})") for k, stat in columns],
+            "sort": sort,
+            "query": request.GET.urlencode(),
+        },
+    )
+
+
+@dashboard
+def experiments_compare(request):
+    job_ids = [j for raw in request.GET.getlist("jobs") for j in raw.split(",")]
+    try:
+        comparison = selectors.runs_compare(user=request.user, job_ids=job_ids)
+    except DomainError as exc:
+        return render(request, "experiments_compare.html", {"error": str(exc)}, status=exc.status)
+    return render(
+        request,
+        "experiments_compare.html",
+        {"comparison": comparison, "compare_json": {"runs": [r["job_id"] for r in comparison["runs"]]}},
+    )
+
+
+@dashboard
+def config_new(request):
+    datasets = []
+    for ds in datasets_visible_to(request.user):
+        version = ds.latest_version
+        if version is not None:
+            datasets.append(
+                {"id": ds.public_id, "name": ds.name, "task_type": ds.task_type, "version": version}
+            )
+    form = {
+        "defaults": services.DEFAULT_HYPERPARAMETERS,
+        "templates": services.TEMPLATES,
+        "approaches": [
+            (value, label, value in services.LOCAL_APPROACHES) for value, label in Approach.choices
+        ],
+        "model_bases": [services.TINY_MODEL_NAME, *sorted(KNOWN_PARAMS)],
+    }
+    return render(request, "config_form.html", {"datasets": datasets, "form": form, "form_json": form})
+
+
+@lru_cache(maxsize=64)
+def _parameter_count(model_base: str) -> float | None:
+    # Counting a local model's parameters imports torch once (seconds); a form asks many times.
+    return count_parameters(services.resolve_model_base(model_base))
+
+
+@dashboard
+@require_POST
+def config_estimate(request):
+    """The form's live estimate. The API's own estimate endpoint replaces this once it exists."""
+    try:
+        payload = json.loads(request.body or b"{}")
+        hyperparameters = services._hyperparameters(
+            payload.get("template") or None, payload.get("hyperparams")
+        )
+        approach = payload.get("approach") or Approach.LORA
+        if approach not in Approach.values:
+            raise InvalidInput(f"unknown approach {approach!r}")
+        train_tokens = 0
+        if payload.get("dataset_id"):
+            version = dataset_version_latest(user=request.user, dataset_id=payload["dataset_id"])
+            train_tokens = services._train_tokens(version)
+        model_base = (payload.get("model_base") or "").strip()
+        if not model_base:
+            raise InvalidInput("pick a base model")
+        estimate = estimate_resources(
+            params=_parameter_count(model_base),
+            approach=approach,
+            hyperparameters=hyperparameters,
+            train_tokens=train_tokens,
+        )
+    except (ValueError, TypeError) as exc:
+        return JsonResponse(
+            {"error": {"code": "invalid_input", "message": str(exc), "details": None}}, status=400
+        )
+    except DomainError as exc:
+        return JsonResponse({"error": {"code": exc.code, "message": str(exc), "details": None}}, status=400)
+    return JsonResponse(
+        {"estimate": estimate, "hyperparameters": hyperparameters, "train_tokens": train_tokens}
     )
 
 
@@ -57,6 +257,6 @@ def job_detail(request, job_id: str):
 @require_POST
 def demo_start(request):
     if not can_train(request.user):
-        raise Http404("not available")
+        raise PermissionDenied("Dashboards are for researchers and admins.")
     job = demo_job_start(owner=request.user)
     return redirect("job-detail", job_id=job.public_id)

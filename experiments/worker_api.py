@@ -6,18 +6,44 @@ also takes a researcher's API token or session (the SDK logging to their own job
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from ninja import Router
+from ninja.security import HttpBearer
 
 from experiments import services
 from experiments.ingest import PointIn, metric_points_ingest
 from experiments.models import TrainingJob
-from experiments.schemas import CheckpointIn, EventIn, IngestOut, PointsIn, ProgressIn, StatusIn, WorkerAckOut
+from experiments.schemas import (
+    CheckpointIn,
+    EventIn,
+    IngestOut,
+    PointsIn,
+    ProgressIn,
+    StatusIn,
+    WorkerAckOut,
+    WorkerHeartbeatIn,
+)
 from experiments.selectors import job_get
 from t4dm_site.auth import job_token_auth, trainer_auth
 from t4dm_site.errors import Forbidden, NotFound
 from t4dm_site.public_ids import parse_public_id
 
 router = Router(tags=["workers and ingest"])
+
+
+class WorkerSecretAuth(HttpBearer):
+    """`Authorization: Bearer <T4DM_WORKER_SECRET>`: a worker process, not tied to one job.
+
+    Per-job tokens exist only while a job runs; an idle worker still has to say it is alive.
+    """
+
+    def authenticate(self, request, token):
+        return "worker" if hmac.compare_digest(token.encode(), settings.WORKER_SECRET.encode()) else None
+
+
+worker_secret_auth = WorkerSecretAuth()
 
 
 def _job_for_token(request, job_id: str) -> TrainingJob:
@@ -92,3 +118,9 @@ def worker_checkpoint(request, job_id: str, payload: CheckpointIn):
 def worker_event(request, job_id: str, payload: EventIn):
     services.job_event_add(job=_job_for_token(request, job_id), message=payload.message, level=payload.level)
     return 201, {"ok": True}
+
+
+@router.post("/worker/heartbeat", response=dict, auth=worker_secret_auth)
+def worker_heartbeat(request, payload: WorkerHeartbeatIn):
+    worker = services.worker_heartbeat(**payload.dict())
+    return {"name": worker.name, "status": worker.status}

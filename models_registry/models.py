@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from datasets_app.models import DatasetVersion
@@ -12,6 +14,30 @@ class Stage(models.TextChoices):
     STAGING = "staging"
     PRODUCTION = "production"
     ARCHIVED = "archived"
+
+
+class RegisteredModel(models.Model):
+    """One model_id: the product that versions belong to, and the text its model cards share.
+
+    Its row is also the lock that serializes version numbering and promotions of that model_id.
+    """
+
+    model_id = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    intended_use = models.TextField(blank=True)
+    limitations = models.TextField(blank=True)
+    thresholds = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Gate thresholds when the evaluation carries none, e.g. {"accuracy": 0.9, "perplexity": {"max": 10}}.',
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["model_id"]
+
+    def __str__(self) -> str:
+        return self.model_id
 
 
 class ModelVersion(models.Model):
@@ -33,12 +59,89 @@ class ModelVersion(models.Model):
     artifact_path = models.CharField(max_length=500, blank=True)
     stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.NONE, db_index=True)
     model_card = models.TextField(blank=True)
+    version_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why auto_version chose this number (the semver rule applied)."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     created_by = models.CharField(max_length=150, default="t4dm-finetune")
 
     class Meta:
         ordering = ["model_id", "-created_at"]
-        constraints = [models.UniqueConstraint(fields=["model_id", "version"], name="model_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["model_id", "version"], name="model_version_unique"),
+            # The database itself refuses a second production version of one model_id.
+            models.UniqueConstraint(
+                fields=["model_id"], condition=Q(stage="production"), name="model_version_one_production"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_id}@{self.version}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model_id}@{self.version}"
+
+    def set_stage(self, stage: str) -> None:
+        self.stage = stage
+        self.save(update_fields=["stage"])
+
+
+class StageTransition(models.Model):
+    """Every stage change of a version: who, when, from, to, why, and the gate as it stood."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="transitions")
+    from_stage = models.CharField(max_length=20, choices=Stage.choices)
+    to_stage = models.CharField(max_length=20, choices=Stage.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
+    reason = models.TextField(blank=True)
+    override = models.BooleanField(default=False, help_text="An admin promoted past failing gate items.")
+    gate = models.JSONField(
+        default=list, blank=True, help_text="Gate items at the time of a production promotion."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.from_stage} → {self.to_stage}"
+
+
+class SampleReviewSignoff(models.Model):
+    """An explicit record that a person read the version's sample outputs and accepts them."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="signoffs")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewer_name = models.CharField(max_length=150)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.version} reviewed by {self.reviewer_name}"
+
+
+class ModelExport(models.Model):
+    """A deployable folder (merged or adapter) with tokenizer, model card and checksum manifest."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="exports")
+    merged = models.BooleanField(help_text="LoRA merged into the base (merge_and_unload) or adapter kept.")
+    path = models.CharField(max_length=500)
+    archive_path = models.CharField(max_length=500)
+    manifest = models.JSONField(default=dict)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.version} {'merged' if self.merged else 'adapter'} export"

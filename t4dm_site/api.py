@@ -52,11 +52,19 @@ def _http_error(request: HttpRequest, exc: HttpError):
 def _mount_routers() -> None:
     from datasets_app.api import router as datasets_router
     from experiments.api import router as experiments_router
+    from experiments.evaluation.api import router as evaluation_router
+    from experiments.human_eval.api import router as human_eval_router
+    from experiments.providers.api import router as providers_router
     from experiments.worker_api import router as worker_router
+    from models_registry.api import router as registry_router
 
     api.add_router("/datasets", datasets_router)
     api.add_router("/", experiments_router)
     api.add_router("/", worker_router)
+    api.add_router("/", evaluation_router)
+    api.add_router("/models", registry_router)
+    api.add_router("/finetune", providers_router)
+    api.add_router("/human-eval", human_eval_router)
 
 
 _mount_routers()

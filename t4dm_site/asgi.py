@@ -15,6 +15,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from experiments.routing import websocket_urlpatterns  # noqa: E402
+from models_registry.routing import websocket_urlpatterns as registry_websocket_urlpatterns  # noqa: E402
 from t4dm_site.ws_auth import T4dmAuthStack  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
@@ -22,6 +23,8 @@ http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else dja
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(T4dmAuthStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(
+            T4dmAuthStack(URLRouter(websocket_urlpatterns + registry_websocket_urlpatterns))
+        ),
     }
 )

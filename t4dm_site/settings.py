@@ -8,6 +8,8 @@ CHANNEL_LAYER_URL=redis://... . The README has the full table.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from pathlib import Path
 
@@ -63,6 +65,9 @@ INSTALLED_APPS = [
     "datasets_app",
     "experiments",
     "models_registry",
+    "experiments.openai_compat",
+    "experiments.mlflow_compat",
+    "experiments.human_eval",
 ]
 
 MIDDLEWARE = [
@@ -155,6 +160,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_DEFAULT_QUEUE = env_str("T4DM_TRAINING_QUEUE") or "training"
+# Queues per GPU class: a config may name one of these; workers consume one (T4DM_WORKER_QUEUES).
+TRAINING_QUEUES = [
+    q.strip() for q in (env_str("T4DM_TRAINING_QUEUES") or CELERY_TASK_DEFAULT_QUEUE).split(",") if q.strip()
+]
+if CELERY_TASK_DEFAULT_QUEUE not in TRAINING_QUEUES:
+    TRAINING_QUEUES.insert(0, CELERY_TASK_DEFAULT_QUEUE)
+# Dataset work (augmentation) needs database access, unlike training workers: it has its own queue.
+CELERY_DATASET_QUEUE = env_str("T4DM_DATASET_QUEUE") or "datasets"
+# The embedded default's one local worker takes training and dataset work alike.
+WORKER_QUEUES = env_str("T4DM_WORKER_QUEUES") or f"{CELERY_TASK_DEFAULT_QUEUE},{CELERY_DATASET_QUEUE}"
 CELERY_TASK_IGNORE_RESULT = True
 # A worker that dies mid-job leaves its message unacknowledged, so the broker hands it to the next
 # worker, which resumes from the last checkpoint.
@@ -177,10 +192,69 @@ else:
     }
 
 # --- T4DM -----------------------------------------------------------------------------------------
+# Workers authenticate their heartbeats with this shared secret. Default: derived from SECRET_KEY, so a
+# worker started with the same settings (t4dm_up, or DJANGO_SECRET_KEY on a GPU box) just works.
+WORKER_SECRET = (
+    env_str("T4DM_WORKER_SECRET")
+    or hmac.new(SECRET_KEY.encode(), b"t4dm-worker-secret", hashlib.sha256).hexdigest()
+)
+WORKER_HEARTBEAT_SECONDS = env_float("T4DM_WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+# A running job (or a worker) whose heartbeats stop for this long is lost.
+HEARTBEAT_TIMEOUT = env_float("T4DM_HEARTBEAT_TIMEOUT", 120.0, minimum=1.0)
+# What happens to a lost job: "requeue" (resume from its last checkpoint on another worker) or "fail".
+LOST_JOB_POLICY = env_str("T4DM_LOST_JOB_POLICY") or "requeue"
+if LOST_JOB_POLICY not in ("requeue", "fail"):
+    raise ImproperlyConfigured(f"T4DM_LOST_JOB_POLICY must be requeue or fail, got {LOST_JOB_POLICY!r}")
+LOST_JOB_MAX_REQUEUES = env_int("T4DM_LOST_JOB_MAX_REQUEUES", 3, minimum=0)
+# How often `t4dm_up` looks for lost jobs (0 = never; then run `manage.py t4dm_reap_lost_jobs` by cron).
+REAP_INTERVAL_SECONDS = env_float("T4DM_REAP_INTERVAL_SECONDS", 15.0, minimum=0.0)
+
+
+# GPU price table for estimates: "NAME=USD_PER_HOUR,..." overrides/extends experiments.estimate.GPUS.
+def _gpu_prices(raw: str) -> dict[str, float]:
+    prices = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, price = item.partition("=")
+        try:
+            prices[name.strip()] = float(price)
+        except ValueError:
+            raise ImproperlyConfigured(f"T4DM_GPU_PRICES: expected NAME=USD_PER_HOUR, got {item!r}") from None
+    return prices
+
+
+GPU_PRICES = _gpu_prices(env_str("T4DM_GPU_PRICES") or "")
+# The seed's `versioning:` block: a succeeded job becomes a model version; compare it to its base.
+T4DM_VERSIONING = {
+    "auto_version": env_bool("T4DM_AUTO_VERSION", True),
+    "compare_to_base": env_bool("T4DM_COMPARE_TO_BASE", True),
+}
 INGEST_MAX_BATCH = env_int("T4DM_INGEST_MAX_BATCH", 5000, minimum=1)
 WS_MAX_POINTS_PER_SERIES = env_int("T4DM_WS_MAX_POINTS", 2000, minimum=10)
 # Where users may point prepare_dataset at a server-side file; nothing outside it is readable.
 IMPORT_ROOT = Path(env_str("T4DM_IMPORT_ROOT") or DATA_DIR / "imports").resolve()
+# Evaluations run on a worker with database access; by default the training queue (the embedded worker).
+EVAL_QUEUE = env_str("T4DM_EVAL_QUEUE") or CELERY_TASK_DEFAULT_QUEUE
+
+
+def _quality_thresholds(raw: str | None) -> dict | None:
+    """T4DM_QUALITY_THRESHOLDS: JSON like {"accuracy": {">=": 0.85}, "perplexity": {"<=": 10}}.
+    (Operators are checked when an evaluation uses them; the engine is too heavy to import here.)"""
+    if not raw:
+        return None  # the evaluation engine's defaults (the seed's 0.85 / 10)
+    import json
+
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"T4DM_QUALITY_THRESHOLDS: not JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(rule, dict | int | float) for rule in value.values()
+    ):
+        raise ImproperlyConfigured('T4DM_QUALITY_THRESHOLDS: expected {"metric": {">=": number}, ...}')
+    return value
+
+
+QUALITY_THRESHOLDS = _quality_thresholds(env_str("T4DM_QUALITY_THRESHOLDS"))
 
 LOGGING = {
     "version": 1,
@@ -190,3 +264,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("T4DM_LOG_LEVEL") or "INFO"},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# finetune_openai: the OpenAI API (or any OpenAI-compatible server, e.g. another T4DM's /v1) and its key.
+OPENAI_BASE_URL = env_str("T4DM_OPENAI_BASE_URL") or "https://api.openai.com/v1"
+OPENAI_API_KEY = env_str("T4DM_OPENAI_API_KEY") or ""

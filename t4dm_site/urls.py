@@ -1,18 +1,38 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
+from datasets_app import views as dataset_views
 from experiments import views as experiment_views
+from experiments.evaluation import views as evaluation_views
+from experiments.human_eval import views as human_eval_views
+from experiments.mlflow_compat.api import mlflow_api
+from experiments.openai_compat.api import openai_api
 from t4dm_site.api import api
 
 urlpatterns = [
     path("", experiment_views.overview, name="overview"),
     path("jobs/<str:job_id>/", experiment_views.job_detail, name="job-detail"),
     path("demo/start/", experiment_views.demo_start, name="demo-start"),
+    path("experiments/", experiment_views.experiments_list, name="experiments-list"),
+    path("experiments/compare/", experiment_views.experiments_compare, name="experiments-compare"),
+    path("configs/new/", experiment_views.config_new, name="config-new"),
+    path("configs/estimate/", experiment_views.config_estimate, name="config-estimate"),
+    path("rate/", human_eval_views.rating_queue, name="rating-queue"),
+    path("rate/<str:task_id>/", human_eval_views.rate_task, name="rate-task"),
+    path("human-eval/", human_eval_views.task_list, name="human-eval-list"),
+    path("human-eval/<str:task_id>/", human_eval_views.task_results, name="human-eval-results"),
+    path("evaluations/", evaluation_views.evaluation_list, name="evaluation-list"),
+    path("evaluations/<str:evaluation_id>/", evaluation_views.evaluation_detail, name="evaluation-detail"),
+    path("datasets/", dataset_views.dataset_list, name="dataset-list"),
+    path("datasets/<str:dataset_id>/", dataset_views.dataset_detail, name="dataset-detail"),
+    path("models/", include("models_registry.urls")),
     path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("v1/", openai_api.urls),
+    path("api/2.0/mlflow/", mlflow_api.urls),
 ]
 
 admin.site.site_header = "T4DM Fine-Tune administration"

@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # pytest-django live_server + Playwright
 
+# Real-process fixtures (the embedded and production platforms, the system Chromium), for every test dir.
+from tests.platform import browser_type_launch_args, embedded_platform, production_platform  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -93,3 +96,11 @@ def demo_config(researcher, artifact_root):
         approach="lora",
         hyperparams={"learning_rate": 3e-3, "epochs": 1},
     )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: pytest-playwright's sync API leaves an event loop running in the main
+    thread for the rest of the session, which async (Channels, pytest-asyncio) tests cannot share."""
+    playwright_fixtures = {"page", "context", "browser"}
+    items.sort(key=lambda item: bool(playwright_fixtures & set(getattr(item, "fixturenames", ()))))

@@ -1,4 +1,5 @@
-"""CLI: ``python -m experiments.training --config spec.json`` or ``... build-tiny-model OUT_DIR``."""
+"""CLI: ``python -m experiments.training --config spec.json``, ``... build-tiny-model OUT_DIR``, or
+``... prepare-benchmark OUT_DIR --shape llama-3-8b`` (see experiments/training/benchmark.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.training.tiny_model import build_tiny_model
 
         print(build_tiny_model(args.output_dir, seed=args.seed))
+        return 0
+
+    if argv[:1] == ["prepare-benchmark"]:
+        parser = argparse.ArgumentParser(prog="python -m experiments.training prepare-benchmark")
+        parser.add_argument("output_dir", type=Path)
+        parser.add_argument("--shape", default="llama-3-8b")
+        parser.add_argument("--steps", type=int, default=30)
+        parser.add_argument("--approach", default="lora")
+        args = parser.parse_args(argv[1:])
+        from experiments.training.benchmark import prepare_benchmark
+
+        print(prepare_benchmark(args.output_dir, shape=args.shape, steps=args.steps, approach=args.approach))
         return 0
 
     parser = argparse.ArgumentParser(prog="python -m experiments.training", description=__doc__)

@@ -9,7 +9,7 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
-TASK_TYPES = ("chat", "instruction", "completion")
+TASK_TYPES = ("chat", "instruction", "completion", "classification")
 CHAT_ROLES = ("system", "user", "assistant")
 INSTRUCTION_PROMPT = "### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
 
@@ -27,6 +27,51 @@ def load_split(path: str | Path) -> datasets.Dataset:
     return datasets.load_dataset(builder, data_files=str(path), split="train")
 
 
+def classification_labels(dataset: datasets.Dataset) -> list[str]:
+    """The label names of a classification split, sorted (the model's id2label order)."""
+    if "label" not in dataset.column_names or "text" not in dataset.column_names:
+        raise ValueError("dataset: a classification row needs 'text' and 'label'")
+    labels = sorted({str(label) for label in dataset["label"]})
+    if len(labels) < 2:
+        raise ValueError(f"dataset: classification needs at least 2 labels, found {labels}")
+    return labels
+
+
+def tokenize_classification(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    labels: list[str],
+    max_seq_length: int,
+) -> datasets.Dataset:
+    """``input_ids``/``attention_mask``/``labels`` (a class index) for a text-classification split."""
+    label2id = {label: i for i, label in enumerate(labels)}
+    if "label" not in dataset.column_names or "text" not in dataset.column_names:
+        raise ValueError("dataset: a classification row needs 'text' and 'label'")
+
+    def encode(row: dict[str, Any], index: int) -> dict[str, Any]:
+        label = str(row["label"])
+        if label not in label2id:
+            raise ValueError(f"row {index + 1}: label {label!r} is not among the training labels {labels}")
+        if not _is_str(row["text"]):
+            raise ValueError(f"row {index + 1}: 'text' must be a string")
+        encoded = tokenizer(row["text"], truncation=True, max_length=max_seq_length)
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "labels": label2id[label],
+        }
+
+    return dataset.map(
+        encode,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        keep_in_memory=True,
+        load_from_cache_file=False,
+        new_fingerprint=f"t4dm-classification-{max_seq_length}-{dataset._fingerprint}",
+    )
+
+
 def tokenize_dataset(
     dataset: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -39,8 +84,8 @@ def tokenize_dataset(
     Rows left with no trainable token after truncation (e.g. a prompt longer than max_seq_length)
     are dropped: they would only add NaN-free zero-weight batches.
     """
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"task_type: unknown {task_type!r}; choose one of {', '.join(TASK_TYPES)}")
+    if task_type not in TASK_TYPES or task_type == "classification":
+        raise ValueError(f"task_type: {task_type!r} is not a generative task; use tokenize_classification")
 
     def encode(row: dict[str, Any], index: int) -> dict[str, list[int]]:
         return tokenize_row(

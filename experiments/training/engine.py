@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from peft import LoraConfig, TaskType, get_peft_model
 from transformers import (
-    AutoModelForCausalLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
+    DataCollatorWithPadding,
     EarlyStoppingCallback,
     PrinterCallback,
     Trainer,
@@ -28,10 +28,26 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from experiments.training.data import IGNORE_INDEX, TASK_TYPES, load_split, tokenize_dataset
+from experiments.training.data import (
+    IGNORE_INDEX,
+    TASK_TYPES,
+    classification_labels,
+    load_split,
+    tokenize_classification,
+    tokenize_dataset,
+)
+from experiments.training.modeling import (
+    ADAPTER_APPROACHES,
+    APPROACHES,
+    bitsandbytes_available,
+    check_target_modules,
+    is_local_model,
+    load_model,
+    meta_model,
+)
 from experiments.training.reporter import Reporter
 
-APPROACHES = ("lora", "full")
+DEVICES = ("auto", "cuda", "cpu")
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "learning_rate": 2e-5,
     "batch_size": 4,
@@ -44,17 +60,28 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "target_modules": ["q_proj", "v_proj"],
     "max_seq_length": 512,
     "seed": 42,
+    "num_virtual_tokens": 20,
+    "device": "auto",
+    "gradient_checkpointing": False,
     "logging_steps": 1,
     "max_steps": None,
 }
 DEFAULT_CHECKPOINTING: dict[str, Any] = {"save_steps": 500, "save_total_limit": 3, "best_only": False}
 DEFAULT_EARLY_STOPPING: dict[str, Any] = {"patience": 3, "min_delta": 0.01, "metric": "val_loss"}
-# Platform metric names → Trainer's eval metric names.
-EARLY_STOPPING_METRICS = {"val_loss": "eval_loss", "eval_loss": "eval_loss"}
+# Platform metric names → (Trainer's eval metric name, greater is better).
+EARLY_STOPPING_METRICS = {
+    "val_loss": ("eval_loss", False),
+    "eval_loss": ("eval_loss", False),
+    "val_accuracy": ("eval_accuracy", True),
+}
 
 
 class ReporterCallback(TrainerCallback):
-    """Forwards Trainer events to the reporter and turns a cancel request into a clean stop."""
+    """Forwards Trainer events to the reporter and turns a cancel request into a clean stop.
+
+    Metrics: loss, val_loss (val_accuracy for classification), learning_rate, grad_norm,
+    tokens_per_sec, eta_seconds, and on CUDA gpu_mem_allocated_mb / gpu_mem_reserved_mb.
+    """
 
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
@@ -62,12 +89,35 @@ class ReporterCallback(TrainerCallback):
         self.latest_metrics: dict[str, float] = {}
         self._last_log_time = time.perf_counter()
         self._last_log_tokens = 0
+        self._begin_time = time.perf_counter()
+        self._begin_step = 0
+        self._begin_tokens = 0
+        # Measured after the first step of this run (which pays for warm-up, compilation, allocation).
+        self._timed_from: tuple[float, int, int] | None = None
+        self.end_time: float | None = None
+        self.end_tokens = 0
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self._last_log_time = time.perf_counter()
-        self._last_log_tokens = state.num_input_tokens_seen
+        self._last_log_time = self._begin_time = time.perf_counter()
+        self._last_log_tokens = self._begin_tokens = state.num_input_tokens_seen
+        self._begin_step = state.global_step
+
+    def eta_seconds(self, state: TrainerState) -> float | None:
+        done = state.global_step - self._begin_step
+        if done <= 0 or not state.max_steps:
+            return None
+        per_step = (time.perf_counter() - self._begin_time) / done
+        return max(0.0, (state.max_steps - state.global_step) * per_step)
+
+    def throughput(self) -> float | None:
+        """Non-padding tokens per second over this run, from the end of its first step."""
+        if self._timed_from is None or self.end_time is None:
+            return None
+        start, _, tokens = self._timed_from
+        elapsed = self.end_time - start
+        return (self.end_tokens - tokens) / elapsed if elapsed > 0 else None
 
     def on_log(
         self,
@@ -81,6 +131,8 @@ class ReporterCallback(TrainerCallback):
         values = {key: float(logs[key]) for key in ("loss", "learning_rate", "grad_norm") if key in logs}
         if "eval_loss" in logs:
             values["val_loss"] = float(logs["eval_loss"])
+        if "eval_accuracy" in logs:
+            values["val_accuracy"] = float(logs["eval_accuracy"])
         if "loss" in logs:
             now = time.perf_counter()
             elapsed = now - self._last_log_time
@@ -88,6 +140,12 @@ class ReporterCallback(TrainerCallback):
             if elapsed > 0:
                 values["tokens_per_sec"] = tokens / elapsed
             self._last_log_time, self._last_log_tokens = now, state.num_input_tokens_seen
+            eta = self.eta_seconds(state)
+            if eta is not None:
+                values["eta_seconds"] = eta
+            if torch.cuda.is_available():
+                values["gpu_mem_allocated_mb"] = torch.cuda.memory_allocated() / 2**20
+                values["gpu_mem_reserved_mb"] = torch.cuda.memory_reserved() / 2**20
         if values:
             self.latest_metrics.update(values)
             self.reporter.metrics(state.global_step, values, epoch=state.epoch)
@@ -95,6 +153,10 @@ class ReporterCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        now = time.perf_counter()
+        if self._timed_from is None:
+            self._timed_from = (now, state.global_step, state.num_input_tokens_seen)
+        self.end_time, self.end_tokens = now, state.num_input_tokens_seen
         self.reporter.progress(
             step=state.global_step, total_steps=state.max_steps, epoch=float(state.epoch or 0.0)
         )
@@ -140,13 +202,29 @@ def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
     _check_int(hp, "seed", minimum=0)
     if hp["max_steps"] is not None:
         _check_int(hp, "max_steps", minimum=1)
-    if approach == "lora":
+    if approach in ADAPTER_APPROACHES:
         _check_int(hp, "lora_r", minimum=1)
         _check_number(hp, "lora_alpha", minimum=0.0, strict=True)
         _check_number(hp, "lora_dropout", minimum=0.0)
+        if hp["lora_dropout"] >= 1:
+            raise ValueError("hyperparameters.lora_dropout: must be below 1")
         modules = hp["target_modules"]
         if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
             raise ValueError("hyperparameters.target_modules: must be a non-empty list of module names")
+    if approach == "prompt_tuning":
+        _check_int(hp, "num_virtual_tokens", minimum=1)
+    if hp["device"] not in DEVICES:
+        raise ValueError(
+            f"hyperparameters.device: unknown {hp['device']!r}; choose one of {', '.join(DEVICES)}"
+        )
+    if hp["device"] == "cuda" and not torch.cuda.is_available():
+        raise ValueError("hyperparameters.device: cuda was requested but this machine has no CUDA GPU")
+    if not isinstance(hp["gradient_checkpointing"], bool):
+        raise ValueError("hyperparameters.gradient_checkpointing: must be true or false")
+    if approach == "qlora" and not bitsandbytes_available():
+        raise ValueError(
+            "approach: qlora needs the bitsandbytes package on the worker (pip install bitsandbytes)"
+        )
 
     dataset = spec["dataset"]
     if not isinstance(dataset, dict) or not dataset.get("train"):
@@ -167,8 +245,13 @@ def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
     early_stopping = spec.get("early_stopping")
     if early_stopping:
         early_stopping = {**DEFAULT_EARLY_STOPPING, **early_stopping}
-        if early_stopping["metric"] not in EARLY_STOPPING_METRICS:
-            raise ValueError(f"early_stopping.metric: unknown {early_stopping['metric']!r}; use val_loss")
+        metric = early_stopping["metric"]
+        if metric not in EARLY_STOPPING_METRICS or (
+            metric == "val_accuracy" and task_type != "classification"
+        ):
+            raise ValueError(
+                f"early_stopping.metric: unknown {metric!r}; use val_loss (or val_accuracy for classification)"
+            )
         _check_int(early_stopping, "patience", minimum=1, prefix="early_stopping")
         _check_number(early_stopping, "min_delta", minimum=0.0, prefix="early_stopping")
         if not has_validation:
@@ -180,6 +263,9 @@ def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
     model_base = str(spec["model_base"])
     if os.path.isabs(model_base) and not Path(model_base).is_dir():
         raise ValueError(f"model_base: not a directory: {model_base}")
+    if approach in ADAPTER_APPROACHES and is_local_model(model_base):
+        # Fail before any weight is loaded: the shapes come from the config alone.
+        check_target_modules(meta_model(model_base, task_type), list(hp["target_modules"]))
 
     return {
         "job_id": str(spec["job_id"]),
@@ -192,6 +278,10 @@ def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "dataset": {"train": dataset["train"], "validation": dataset.get("validation") or None},
         "output_dir": str(Path(spec["output_dir"]).resolve()),
         "resume_from_checkpoint": resume or None,
+        # Evaluate once before the first step: the base's val_loss/val_accuracy as the curves' origin.
+        "eval_on_start": bool(spec.get("eval_on_start")) and has_validation,
+        # Random weights with the config's shapes (benchmarks at real size; nothing to download).
+        "random_init": bool(spec.get("random_init")),
     }
 
 
@@ -199,27 +289,44 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Run one job described by ``spec``; progress goes to ``reporter``; returns the result dict."""
     spec = normalize_spec(spec)
     hp, early_stopping = spec["hyperparameters"], spec["early_stopping"]
+    approach, task_type = spec["approach"], spec["task_type"]
     output_dir = Path(spec["output_dir"])
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(hp["seed"])
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    reporter.log(f"job {spec['job_id']}: loading {spec['model_base']} ({spec['approach']}, bf16={use_bf16})")
+    on_gpu = torch.cuda.is_available() and hp["device"] != "cpu"
+    use_bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    reporter.log(
+        f"job {spec['job_id']}: loading {spec['model_base']} ({approach}, {task_type}, bf16={use_bf16})"
+    )
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model_base"])
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # A frozen LoRA base can live in bf16; full fine-tuning keeps fp32 master weights under bf16 autocast.
-    dtype = torch.bfloat16 if use_bf16 and spec["approach"] == "lora" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(spec["model_base"], dtype=dtype)
-    if spec["approach"] == "lora":
-        model = _with_lora(model, hp)
+    labels = None
+    if task_type == "classification":
+        labels = classification_labels(load_split(spec["dataset"]["train"]))
+    model = load_model(
+        model_base=spec["model_base"],
+        approach=approach,
+        task_type=task_type,
+        hp=hp,
+        on_gpu=on_gpu,
+        use_bf16=use_bf16,
+        labels=labels,
+        random_init=spec["random_init"],
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    reporter.log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.3f}%)")
 
-    train_dataset = _tokenized_split(spec["dataset"]["train"], tokenizer, spec, reporter)
+    train_dataset = _tokenized_split(spec["dataset"]["train"], tokenizer, spec, reporter, labels)
     eval_dataset = None
     if spec["dataset"]["validation"]:
-        eval_dataset = _tokenized_split(spec["dataset"]["validation"], tokenizer, spec, reporter)
+        eval_dataset = _tokenized_split(spec["dataset"]["validation"], tokenizer, spec, reporter, labels)
 
-    args = _training_arguments(spec, use_bf16=use_bf16)
+    args = _training_arguments(spec, use_bf16=use_bf16, on_gpu=on_gpu)
     reporter_callback = ReporterCallback(reporter)
     callbacks: list[TrainerCallback] = [reporter_callback]
     early_stopping_callback = None
@@ -229,14 +336,19 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
             early_stopping_threshold=early_stopping["min_delta"],
         )
         callbacks.append(early_stopping_callback)
+    if task_type == "classification":
+        collator: Any = DataCollatorWithPadding(tokenizer)
+    else:
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     trainer = Trainer(
         model=model,
         args=args,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+        data_collator=collator,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
+        compute_metrics=_accuracy if task_type == "classification" else None,
     )
     # The reporter owns the output; PrinterCallback would mix log dicts into StdoutReporter's JSON lines.
     trainer.remove_callback(PrinterCallback)
@@ -264,39 +376,37 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         "final_model_path": str(final_path),
         "stopped": stopped,
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "tokens_per_sec": reporter_callback.throughput(),
+        "train_runtime_s": output.metrics.get("train_runtime"),
     }
+    for key in ("val_loss", "val_accuracy"):
+        if key in reporter_callback.latest_metrics:
+            result[key] = reporter_callback.latest_metrics[key]
+    if on_gpu:
+        result["device"] = torch.cuda.get_device_name(0)
+        result["peak_gpu_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["peak_gpu_memory_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
     reporter.log(f"job {spec['job_id']}: {stopped} at step {result['global_step']}/{result['total_steps']}")
     return result
 
 
-def _with_lora(model: torch.nn.Module, hp: dict[str, Any]) -> torch.nn.Module:
-    linear_names = sorted(
-        {
-            name.rsplit(".", 1)[-1]
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)
-        }
-    )
-    missing = [m for m in hp["target_modules"] if m not in linear_names]
-    if missing:
-        raise ValueError(
-            f"hyperparameters.target_modules: {', '.join(missing)} not in model; choose from {', '.join(linear_names)}"
-        )
-    config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        r=hp["lora_r"],
-        lora_alpha=hp["lora_alpha"],
-        lora_dropout=hp["lora_dropout"],
-        target_modules=list(hp["target_modules"]),
-    )
-    return get_peft_model(model, config)
+def _accuracy(eval_prediction: Any) -> dict[str, float]:
+    logits = eval_prediction.predictions
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return {"accuracy": float((np.argmax(logits, axis=-1) == eval_prediction.label_ids).mean())}
 
 
-def _tokenized_split(path: str, tokenizer: Any, spec: dict[str, Any], reporter: Reporter) -> Any:
+def _tokenized_split(
+    path: str, tokenizer: Any, spec: dict[str, Any], reporter: Reporter, labels: list[str] | None
+) -> Any:
     raw = load_split(path)
-    tokenized = tokenize_dataset(
-        raw, tokenizer, task_type=spec["task_type"], max_seq_length=spec["hyperparameters"]["max_seq_length"]
-    )
+    max_seq_length = spec["hyperparameters"]["max_seq_length"]
+    if spec["task_type"] == "classification":
+        return tokenize_classification(raw, tokenizer, labels=labels or [], max_seq_length=max_seq_length)
+    tokenized = tokenize_dataset(raw, tokenizer, task_type=spec["task_type"], max_seq_length=max_seq_length)
     dropped = len(raw) - len(tokenized)
     if dropped:
         reporter.log(f"{Path(path).name}: dropped {dropped} rows with no trainable token after truncation")
@@ -305,10 +415,13 @@ def _tokenized_split(path: str, tokenizer: Any, spec: dict[str, Any], reporter: 
     return tokenized
 
 
-def _training_arguments(spec: dict[str, Any], *, use_bf16: bool) -> TrainingArguments:
+def _training_arguments(spec: dict[str, Any], *, use_bf16: bool, on_gpu: bool) -> TrainingArguments:
     hp, checkpointing, early_stopping = spec["hyperparameters"], spec["checkpointing"], spec["early_stopping"]
     has_validation = spec["dataset"]["validation"] is not None
     wants_best = bool(early_stopping) or checkpointing["best_only"]
+    best_metric, greater_is_better = EARLY_STOPPING_METRICS[
+        early_stopping["metric"] if early_stopping else "val_loss"
+    ]
     return TrainingArguments(
         output_dir=spec["output_dir"],
         learning_rate=hp["learning_rate"],
@@ -328,13 +441,15 @@ def _training_arguments(spec: dict[str, Any], *, use_bf16: bool) -> TrainingArgu
         save_total_limit=checkpointing["save_total_limit"],
         eval_strategy="steps" if has_validation else "no",
         eval_steps=checkpointing["save_steps"] if has_validation else None,
+        eval_on_start=spec["eval_on_start"],
         load_best_model_at_end=bool(early_stopping),
-        metric_for_best_model="eval_loss" if wants_best else None,
-        greater_is_better=False if wants_best else None,
+        metric_for_best_model=best_metric if wants_best else None,
+        greater_is_better=greater_is_better if wants_best else None,
         include_num_input_tokens_seen="non_padding",
         report_to="none",
         disable_tqdm=True,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not on_gpu,
+        dataloader_pin_memory=on_gpu,
         remove_unused_columns=False,
     )
 

@@ -163,7 +163,9 @@ class HttpReporter:
                 self._flush_once()
                 self._failures = 0
             except PlatformError as exc:
-                if exc.status == 409:  # the job was finished/cancelled server-side: stop training
+                # 409: the job was finished/cancelled server-side. 401: its token was replaced because
+                # the platform declared this worker lost and requeued the job. Either way: stop.
+                if exc.status in (401, 403, 409):
                     self._cancel_requested = True
                 log.warning("platform rejected a report for %s: %s", self.client.job_id, exc)
                 self._drop_rejected()

@@ -1,52 +1,162 @@
 // Live job page: a websocket that sends a snapshot then live points; reconnects by itself and asks
 // for everything after the last point id it has, so a dropped connection leaves no gap.
+// Long series arrive downsampled (min/max per bucket); zooming a chart fetches the visible range at
+// higher resolution from GET /api/v1/jobs/<id>/metrics?key=&start=&end=.
 (function () {
   "use strict";
+  const C = window.T4DMCharts;
   const job = JSON.parse(document.getElementById("job-data").textContent);
   const CHARTS = {
     loss: { title: "Loss", keys: ["loss", "val_loss"] },
     learning_rate: { title: "Learning rate", keys: ["learning_rate"] },
     grad_norm: { title: "Gradient norm", keys: ["grad_norm"] },
+    gpu_memory: { title: "GPU memory (MB)", keys: ["gpu_mem_allocated_mb", "gpu_mem_reserved_mb"] },
     tokens_per_sec: { title: "Tokens / s", keys: ["tokens_per_sec"] },
   };
-  const series = new Map(); // key -> Map(step -> value)
+  const NOT_CHARTED = new Set(["eta_seconds", "epoch"]);
+  const ZOOM_POINTS = 2000;
+  const series = new Map(); // key -> Map(step -> [value, t])
+  const detail = new Map(); // chart name -> {start, end, byKey: {key: [[step, value, t]]}}
+  const downsampledKeys = new Set();
+  const opts = { smoothing: 0, logScale: false, xAxis: "step" };
   let lastId = 0;
   let dirty = false;
   let retry = 500;
   let socket = null;
-  let finished = ["succeeded", "failed", "cancelled"].includes(job.status);
+  let current = job;
+  const FINISHED = ["succeeded", "failed", "cancelled"];
 
-  function addPoint(key, step, value) {
-    if (!series.has(key)) series.set(key, new Map());
-    series.get(key).set(step, value);
+  function chartFor(key) {
+    for (const [name, chart] of Object.entries(CHARTS)) if (chart.keys.includes(key)) return name;
+    if (NOT_CHARTED.has(key)) return null;
+    // A metric no chart knows (an eval metric, say) gets its own chart.
+    const name = "extra_" + key.replace(/[^A-Za-z0-9_]/g, "_");
+    CHARTS[name] = { title: key, keys: [key] };
+    const card = document.createElement("div");
+    card.className = "card chart-card";
+    const div = document.createElement("div");
+    div.id = "chart-" + name;
+    div.className = "chart";
+    div.dataset.points = "0";
+    div.setAttribute("role", "img");
+    div.setAttribute("aria-label", key);
+    card.append(div);
+    document.getElementById("charts").append(card);
+    return name;
+  }
+
+  function addPoint(key, step, value, t) {
+    if (!series.has(key)) { series.set(key, new Map()); chartFor(key); }
+    series.get(key).set(step, [value, t]);
     dirty = true;
   }
 
-  function render() {
-    if (!dirty) return;
+  function sortedPoints(key) {
+    const points = series.get(key);
+    if (!points) return null;
+    return [...points.entries()].sort((a, b) => a[0] - b[0]).map(([s, [v, t]]) => [s, v, t]);
+  }
+
+  function withDetail(name, key, points) {
+    const zoom = detail.get(name);
+    if (!zoom || !zoom.byKey[key]) return points;
+    const before = points.filter((p) => p[0] < zoom.start);
+    const after = points.filter((p) => p[0] > zoom.end);
+    return before.concat(zoom.byKey[key], after);
+  }
+
+  let firstDraw = false;
+  function render(force) {
+    if (!dirty && !force) return;
     dirty = false;
+    const colors = ["#3b5bdb", "#e8590c", "#2f9e44", "#ae3ec9"];
     for (const [name, chart] of Object.entries(CHARTS)) {
       const div = document.getElementById("chart-" + name);
       if (!div) continue;
       const traces = [];
       let count = 0;
-      for (const key of chart.keys) {
-        const points = series.get(key);
-        if (!points) continue;
-        const steps = [...points.keys()].sort((a, b) => a - b);
-        count += steps.length;
-        traces.push({ x: steps, y: steps.map((s) => points.get(s)), name: key, mode: "lines", type: "scatter" });
-      }
+      chart.keys.forEach((key, i) => {
+        const points = sortedPoints(key);
+        if (!points) return;
+        count += points.length;
+        const shown = withDetail(name, key, points);
+        traces.push(...C.traces(key, shown, { ...opts, color: colors[i % colors.length] }));
+      });
       div.dataset.points = String(count);
-      Plotly.react(div, traces, {
-        title: { text: chart.title }, margin: { t: 40, r: 10, b: 40, l: 60 },
-        xaxis: { title: { text: "step" } }, showlegend: chart.keys.length > 1, uirevision: name,
-      }, { responsive: true, displaylogo: false });
+      const layout = C.layout(chart.title, opts);
+      if (!traces.length) {
+        layout.annotations = [{ text: "no " + chart.keys.join(" / ") + " reported yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }];
+        layout.xaxis.visible = false;
+        layout.yaxis.visible = false;
+      }
+      const drawn = Plotly.react(div, traces, layout, C.CONFIG);
+      if (!div.dataset.zoomBound) { div.dataset.zoomBound = "1"; div.on("plotly_relayout", (ev) => onZoom(name, ev)); }
+      if (!firstDraw && name === "loss" && count > 0) {
+        firstDraw = true;
+        Promise.resolve(drawn).then(() => { window.t4dmFirstDraw = performance.now(); });
+      }
     }
   }
   setInterval(render, 250);
 
+  // --- zoom: fetch the visible range at higher resolution ------------------------------------------
+  function toStep(x, key) {
+    if (opts.xAxis === "step") return Number(x);
+    const ms = new Date(x).getTime() / 1000;
+    const points = sortedPoints(key) || [];
+    let best = points.length ? points[0][0] : 0;
+    for (const p of points) { if (p[2] <= ms) best = p[0]; else break; }
+    return best;
+  }
+
+  async function onZoom(name, ev) {
+    const zoomState = document.getElementById("zoom-state");
+    if (ev["xaxis.autorange"]) {
+      if (detail.delete(name)) render(true);
+      zoomState.textContent = "";
+      return;
+    }
+    const range = ev["xaxis.range"] || [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
+    if (range[0] === undefined) return;
+    const keys = CHARTS[name].keys.filter((k) => downsampledKeys.has(k));
+    if (!keys.length) return;
+    const start = Math.floor(toStep(range[0], keys[0]));
+    const end = Math.ceil(toStep(range[1], keys[0]));
+    zoomState.textContent = "loading steps " + start + "–" + end + "…";
+    const byKey = {};
+    for (const key of keys) {
+      const url = "/api/v1/jobs/" + job.job_id + "/metrics?key=" + encodeURIComponent(key) +
+        "&start=" + Math.max(0, start) + "&end=" + end + "&max_points=" + ZOOM_POINTS;
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) { zoomState.textContent = "zoom fetch failed (" + response.status + ")"; return; }
+      const data = await response.json();
+      byKey[key] = data.series[key] || [];
+    }
+    detail.set(name, { start, end, byKey });
+    const shown = Object.values(byKey).reduce((n, p) => n + p.length, 0);
+    zoomState.textContent = "zoomed: " + shown + " points for steps " + start + "–" + end;
+    render(true);
+  }
+
+  // --- status, progress, ETA, log -------------------------------------------------------------------
+  function formatDuration(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    return (h ? h + "h " : "") + (h || m ? m + "m " : "") + s + "s";
+  }
+
+  function eta(j) {
+    if (FINISHED.includes(j.status)) return "";
+    const etaSeries = sortedPoints("eta_seconds");
+    if (etaSeries && etaSeries.length) return "ETA " + formatDuration(etaSeries[etaSeries.length - 1][1]);
+    const { step, total_steps: total } = j.progress;
+    if (j.status !== "running" || !j.started_at || !step || !total || step >= total) return "";
+    const elapsed = (Date.now() - new Date(j.started_at).getTime()) / 1000;
+    return "ETA " + formatDuration((elapsed / step) * (total - step));
+  }
+
   function setStatus(j) {
+    current = j;
     const badge = document.getElementById("job-status");
     badge.textContent = j.status;
     badge.className = "badge " + j.status;
@@ -55,12 +165,13 @@
     bar.value = j.progress.step;
     document.getElementById("job-progress-text").textContent =
       "step " + j.progress.step + " / " + (j.progress.total_steps || "?") + " · epoch " + Number(j.progress.epoch).toFixed(2);
+    document.getElementById("job-eta").textContent = eta(j);
     const err = document.getElementById("job-error");
     err.hidden = !j.error;
     err.textContent = j.error || "";
-    finished = ["succeeded", "failed", "cancelled"].includes(j.status);
-    document.getElementById("cancel-job").disabled = finished;
+    document.getElementById("cancel-job").disabled = FINISHED.includes(j.status);
   }
+  setInterval(() => { document.getElementById("job-eta").textContent = eta(current); }, 1000);
 
   function addLog(event) {
     const li = document.createElement("li");
@@ -70,6 +181,7 @@
     li.append(time, " " + event.message);
     const log = document.getElementById("job-log");
     log.append(li);
+    while (log.children.length > 500) log.firstElementChild.remove();
     log.scrollTop = log.scrollHeight;
   }
 
@@ -81,12 +193,17 @@
     socket.onmessage = (message) => {
       const data = JSON.parse(message.data);
       if (data.type === "snapshot") {
-        for (const [key, points] of Object.entries(data.series)) for (const [step, value] of points) addPoint(key, step, value);
+        for (const [key, points] of Object.entries(data.series)) {
+          if (data.downsampled) downsampledKeys.add(key);
+          for (const [step, value, t] of points) addPoint(key, step, value, t);
+        }
         lastId = Math.max(lastId, data.last_id);
         setStatus(data.job);
+        render(true); // draw now rather than at the next tick: this is the page's first paint of data
       } else if (data.type === "points") {
-        for (const p of data.points) addPoint(p.key, p.step, p.value);
+        for (const p of data.points) addPoint(p.key, p.step, p.value, p.t);
         lastId = Math.max(lastId, data.last_id);
+        window.t4dmLastReceipt = Date.now();
       } else if (data.type === "status") {
         setStatus(data.job);
       } else if (data.type === "log") {
@@ -102,11 +219,42 @@
   connect();
   window.t4dmJobSocket = () => socket; // lets a browser test drop the connection on purpose
 
+  // --- controls -------------------------------------------------------------------------------------
+  const smoothing = document.getElementById("smoothing");
+  smoothing.addEventListener("input", () => {
+    opts.smoothing = Number(smoothing.value);
+    document.getElementById("smoothing-value").textContent = opts.smoothing.toFixed(2);
+    render(true);
+  });
+  document.getElementById("log-scale").addEventListener("change", (e) => { opts.logScale = e.target.checked; render(true); });
+  document.getElementById("x-axis").addEventListener("change", (e) => { opts.xAxis = e.target.value; detail.clear(); render(true); });
+
+  function csrf() {
+    const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+    return cookie ? cookie.split("=")[1] : "";
+  }
+  async function showError(response) {
+    let message = "request failed (" + response.status + ")";
+    try { message = (await response.json()).error.message; } catch (e) { /* keep the generic text */ }
+    const box = document.getElementById("job-action-error");
+    box.textContent = message;
+    box.hidden = false;
+  }
+
   document.getElementById("cancel-job").addEventListener("click", async () => {
-    const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
     const response = await fetch("/api/v1/jobs/" + job.job_id + "/cancel", {
-      method: "POST", headers: { "X-CSRFToken": csrf ? csrf.split("=")[1] : "" }, credentials: "same-origin",
+      method: "POST", headers: { "X-CSRFToken": csrf() }, credentials: "same-origin",
     });
-    if (response.ok) setStatus(await response.json());
+    if (response.ok) setStatus(await response.json()); else showError(response);
+  });
+
+  document.getElementById("resume-job").addEventListener("click", async () => {
+    const response = await fetch("/api/v1/jobs", {
+      method: "POST", credentials: "same-origin",
+      headers: { "X-CSRFToken": csrf(), "Content-Type": "application/json" },
+      body: JSON.stringify({ config_id: job.config_id, resume_from: job.job_id }),
+    });
+    if (response.ok) location.href = "/jobs/" + (await response.json()).job_id + "/";
+    else showError(response);
   });
 })();

@@ -8,31 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_PASSWORD, skip_or_fail
 from tests.e2e.test_training_live import HYPERPARAMS, start_job
+from tests.platform import ADMIN_PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results"
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(f"no system Chromium at {CHROMIUM} (apt-get install chromium)")
-    return {
-        "executable_path": CHROMIUM,
-        "args": [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    }
+# T4DM_SCREENSHOTS_DIR keeps screenshots out of test-results/, which pytest-playwright empties whenever
+# a session starts (another run on the same tree would delete them before anyone looked).
+SCREENSHOTS = Path(
+    os.environ.get("T4DM_SCREENSHOTS_DIR") or Path(__file__).resolve().parents[2] / "test-results"
+)
 
 
 def _log_in(page, base_url: str) -> None:
@@ -67,7 +52,7 @@ def test_worker_points_appear_on_the_chart_live(page, embedded_platform):
     page.screenshot(path=str(SCREENSHOTS / "job_page_running.png"), full_page=True)
 
     page.wait_for_function(
-        "document.getElementById('job-status').textContent === 'succeeded'", timeout=180_000
+        "document.getElementById('job-status').textContent === 'succeeded'", timeout=300_000
     )
     time.sleep(0.6)  # one render tick (250 ms) after the last message
     with embedded_platform.http() as http:
@@ -91,7 +76,7 @@ def test_a_dropped_websocket_reconnects_and_fills_the_gap(page, embedded_platfor
         "document.getElementById('ws-state').textContent === 'reconnecting…'", timeout=5_000
     )
     page.wait_for_function(
-        "document.getElementById('job-status').textContent === 'succeeded'", timeout=180_000
+        "document.getElementById('job-status').textContent === 'succeeded'", timeout=300_000
     )
     time.sleep(0.6)
     with embedded_platform.http() as http:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from experiments.training.http_reporter import HttpReporter, PlatformClient
-from tests.e2e.conftest import Platform, free_port
 from tests.e2e.test_training_live import HYPERPARAMS, start_job
+from tests.platform import Platform, free_port
 
 pytestmark = pytest.mark.e2e
 

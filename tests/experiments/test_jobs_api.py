@@ -87,7 +87,7 @@ def test_start_monitor_and_cancel_a_queued_job(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api.post(researcher, "/jobs", {"config_id": demo_config.public_id})
     assert response.status_code == 201
-    assert any(cb.__qualname__.startswith("job_start") for cb in callbacks)  # enqueued only after commit
+    assert any(cb.__qualname__.startswith("_enqueue_on_commit") for cb in callbacks)  # enqueued after commit
     body = response.json()
     assert set(body) >= {"job_id", "status", "started_at", "progress", "metrics"}
     assert body["status"] == "queued" and body["progress"] == {"epoch": 0.0, "step": 0, "total_steps": 0}
@@ -110,7 +110,7 @@ def test_the_worker_flow_with_a_job_token(api, researcher, demo_config, django_c
 
     worker = Client(headers={"Authorization": f"Bearer {token}"})
     spec = worker.get(f"/api/v1/worker/jobs/{job_id}/spec").json()
-    assert spec["approach"] == "lora" and spec["dataset"]["train"].endswith("train.jsonl")
+    assert spec["approach"] == "lora" and spec["dataset"]["train"].endswith("train.parquet")
     assert spec["resume_from_checkpoint"] is None
 
     def post(path, data):

@@ -6,7 +6,15 @@ from django.contrib import admin
 
 from t4dm_site.models import ApiToken, hash_token
 
-PROJECT_APPS = {"t4dm_site", "datasets_app", "experiments", "models_registry"}
+PROJECT_APPS = {
+    "t4dm_site",
+    "datasets_app",
+    "experiments",
+    "models_registry",
+    "human_eval",
+    "openai_compat",
+    "mlflow_compat",
+}
 
 
 def test_every_project_model_is_in_the_admin():

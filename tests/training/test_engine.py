@@ -12,7 +12,7 @@ from experiments.training.tiny_model import CORPUS_DIR
 
 KNOWLEDGE_CHAT = CORPUS_DIR / "knowledge_chat.jsonl"
 
-METRIC_KEYS = {"loss", "learning_rate", "grad_norm", "tokens_per_sec"}
+METRIC_KEYS = {"loss", "learning_rate", "grad_norm", "tokens_per_sec", "eta_seconds"}
 
 
 def test_lora_run_learns_and_reports(make_spec) -> None:
@@ -109,7 +109,7 @@ def test_early_stopping_ends_the_run(make_spec) -> None:
     ("overrides", "field"),
     [
         ({"approach": "qlora-ish"}, "approach"),
-        ({"task_type": "classification"}, "task_type"),
+        ({"task_type": "regression"}, "task_type"),
         ({"hyperparameters": {"lora_r": 0}}, "hyperparameters.lora_r"),
         ({"hyperparameters": {"target_modules": ["nope_proj"]}}, "hyperparameters.target_modules"),
         ({"hyperparameters": {"learnin_rate": 1e-4}}, "hyperparameters.learnin_rate"),

@@ -1,6 +1,9 @@
 """Run the platform: the ASGI server (daphne) and, unless --no-worker, one local Celery worker.
 
-Ctrl-C (or SIGTERM) stops both; if either exits, the other is stopped too.
+Ctrl-C (or SIGTERM) stops both; if either exits, the other is stopped too. Every
+T4DM_REAP_INTERVAL_SECONDS it also looks for running jobs whose worker stopped heartbeating (Celery
+beat is not part of the embedded default, so the web side does this; `t4dm_reap_lost_jobs` is the
+same check for a cron job).
 """
 
 from __future__ import annotations
@@ -54,9 +57,14 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        interval = settings.REAP_INTERVAL_SECONDS
+        next_reap = time.monotonic() + interval
         try:
             while not stopping and all(p.poll() is None for p in processes.values()):
                 time.sleep(0.2)
+                if interval and time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + interval
+                    self._reap_lost_jobs()
         finally:
             for process in processes.values():
                 if process.poll() is None:
@@ -73,6 +81,15 @@ class Command(BaseCommand):
             sys.exit(1)
         self.stdout.write("T4DM stopped.")
 
+    def _reap_lost_jobs(self) -> None:
+        from experiments.services import jobs_reap_lost
+
+        try:
+            for job in jobs_reap_lost():
+                self.stdout.write(f"{job.public_id}: its worker stopped heartbeating; now {job.status}")
+        except Exception as exc:  # the database may be briefly locked or away; try again next round
+            self.stderr.write(f"lost-job check failed: {exc}")
+
 
 def worker_command() -> list[str]:
     return [
@@ -83,7 +100,7 @@ def worker_command() -> list[str]:
         "t4dm_site",
         "worker",
         "-Q",
-        settings.CELERY_TASK_DEFAULT_QUEUE,
+        settings.WORKER_QUEUES,
         "-P",
         "solo",  # one job at a time per worker process (one process per GPU)
         "-n",

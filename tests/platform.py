@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: `manage.py t4dm_up` (daphne + a Celery worker) on the embedded
+"""Real processes for end-to-end tests (fixtures registered in tests/conftest.py): `manage.py t4dm_up` (daphne + a Celery worker) on the embedded
 default, and the production layout (PostgreSQL, Redis broker and channel layer, web and worker
 started separately) against the machine's real servers."""
 
@@ -17,10 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("T4DM_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("T4DM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 ADMIN_PASSWORD = "e2e-admin-password"
+
+
+CHROMIUM = "/usr/bin/chromium"
 
 
 def skip_or_fail(message: str) -> None:
@@ -118,6 +121,8 @@ def embedded_platform(tmp_path_factory, tiny_model_dir):
         **_clean_env(),
         "T4DM_DATA_DIR": str(data),
         "T4DM_TINY_MODEL_DIR": str(tiny_model_dir),
+        # Each succeeded job would queue a base comparison on the one worker; tests that want one ask.
+        "T4DM_COMPARE_TO_BASE": "0",
         "T4DM_SERVER_URL": f"http://127.0.0.1:{port}",
     }
     platform = _boot(Platform(base_url=f"http://127.0.0.1:{port}", env=env))
@@ -175,6 +180,8 @@ def production_platform(tmp_path_factory, tiny_model_dir):
         "CHANNEL_LAYER_URL": REDIS_URL + "/15",
         "T4DM_DATA_DIR": str(data),
         "T4DM_TINY_MODEL_DIR": str(tiny_model_dir),
+        # Each succeeded job would queue a base comparison on the one worker; tests that want one ask.
+        "T4DM_COMPARE_TO_BASE": "0",
         "T4DM_SERVER_URL": f"http://127.0.0.1:{port}",
     }
     platform = _boot(Platform(base_url=f"http://127.0.0.1:{port}", env=env))
@@ -205,3 +212,22 @@ def production_platform(tmp_path_factory, tiny_model_dir):
     finally:
         platform.stop()
         _drop_postgres_database(database)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    """pytest-playwright drives the system Chromium (Playwright cannot download its own browser here)."""
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(f"no system Chromium at {CHROMIUM} (apt-get install chromium)")
+    return {
+        "executable_path": CHROMIUM,
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }

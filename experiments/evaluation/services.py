@@ -1,0 +1,497 @@
+"""Evaluation services: check a request, create the Evaluation row, enqueue it; and, on the worker,
+run the engine (experiments.training.evaluation) and store what it returns.
+
+Unlike training, the evaluation worker uses the database directly (simplest design: it writes its
+results through these services). Its queue is settings.EVAL_QUEUE, by default the training queue, so
+the embedded worker runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from datasets_app.models import DatasetVersion
+from datasets_app.selectors import dataset_version_get
+from experiments.models import Checkpoint, Evaluation, EvaluationKind, EvaluationStatus, TrainingJob
+from experiments.services import resolve_model_base
+from experiments.training.evaluation.metrics import resolve_metrics
+from experiments.training.evaluation.paths import check_model_path
+from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS, check_thresholds, parse_thresholds
+from t4dm_site.errors import InvalidInput, NotFound
+from t4dm_site.public_ids import parse_public_id
+from t4dm_site.roles import is_admin
+
+log = logging.getLogger(__name__)
+MAX_TEST_CASES = 1000
+
+
+@dataclass
+class ModelRef:
+    """Where a model reference (job id, job/step, model_id@version, path) points."""
+
+    path: str
+    task_type: str | None = None
+    base_model: str | None = None
+    job: TrainingJob | None = None
+    checkpoint: Checkpoint | None = None
+    dataset_version: DatasetVersion | None = None
+
+
+def eval_queue() -> str:
+    return getattr(settings, "EVAL_QUEUE", None) or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def project_thresholds() -> dict[str, dict[str, float]]:
+    """Project defaults: settings.QUALITY_THRESHOLDS (env T4DM_QUALITY_THRESHOLDS), else the seed's."""
+    configured = getattr(settings, "QUALITY_THRESHOLDS", None)
+    return parse_thresholds(DEFAULT_THRESHOLDS if configured is None else configured)
+
+
+def _job_for(user, job_id: str) -> TrainingJob:
+    job = (
+        TrainingJob.objects.select_related("config__dataset_version")
+        .filter(pk=parse_public_id("job", job_id))
+        .first()
+    )
+    if job is None or (job.owner_id != user.pk and not is_admin(user)):
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+def _from_job(job: TrainingJob, path: str, checkpoint: Checkpoint | None = None) -> ModelRef:
+    config = job.config
+    return ModelRef(
+        path=path,
+        task_type=config.task_type,
+        base_model=resolve_model_base(config.model_base),
+        job=job,
+        checkpoint=checkpoint,
+        dataset_version=config.dataset_version,
+    )
+
+
+def _path_allowed(user, path: Path) -> TrainingJob | None | bool:
+    """A raw path must lie in the tiny model, the import root, or a visible job's output folder."""
+    resolved = path.resolve()
+    roots = [Path(settings.TINY_MODEL_DIR), Path(settings.IMPORT_ROOT)]
+    if any(resolved == r.resolve() or r.resolve() in resolved.parents for r in roots):
+        return True
+    jobs_root = (Path(settings.ARTIFACT_ROOT) / "jobs").resolve()
+    if jobs_root in resolved.parents:
+        job_id = resolved.relative_to(jobs_root).parts[0]
+        job = (
+            TrainingJob.objects.filter(pk=parse_public_id("job", job_id)).first()
+            if job_id.startswith("job-")
+            else None
+        )
+        if job is not None and (job.owner_id == user.pk or is_admin(user)):
+            return job
+    return is_admin(user)
+
+
+def model_ref_resolve(*, user, ref: str) -> ModelRef:
+    """`job-003` (its final model), `job-003/step-40` (a checkpoint), `model_id@1.0.0` (a registered
+    version), `t4dm-tiny`, or a folder path on the server."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise InvalidInput("model_path: required (a job id, job-001/step-40, model_id@x.y.z or a folder)")
+    if ref == "t4dm-tiny":
+        return ModelRef(path=resolve_model_base(ref))
+    head, _, step = ref.partition("/")
+    if head.startswith("job-") and head[4:].isdigit():
+        job = _job_for(user, head)
+        if step:
+            if not (step.startswith("step-") and step[5:].isdigit()):
+                raise InvalidInput(f"model_path {ref!r}: expected job-001 or job-001/step-40")
+            checkpoint = job.checkpoints.filter(step=int(step[5:])).first()
+            if checkpoint is None:
+                raise NotFound(f"{job.public_id} has no checkpoint at {step}")
+            return _from_job(job, checkpoint.path, checkpoint)
+        if not job.final_model_path:
+            raise InvalidInput(
+                f"{job.public_id} is {job.status} and has no final model yet; evaluate a checkpoint"
+            )
+        return _from_job(job, job.final_model_path)
+    if "@" in ref and not ref.startswith(("/", ".")):
+        return _registry_ref(user, ref)
+    path = Path(ref)
+    if not path.is_absolute() or not path.is_dir():
+        raise InvalidInput(
+            f"model_path: {ref} does not exist; give a job id (job-001), a checkpoint (job-001/step-40), "
+            "a registered version (model_id@1.0.0) or an absolute folder on the server",
+            code="model_not_found",
+        )
+    allowed = _path_allowed(user, path)
+    if not allowed:
+        raise InvalidInput(f"model_path: {ref} is outside the folders you may evaluate (your jobs' outputs)")
+    if isinstance(allowed, TrainingJob):
+        checkpoint = allowed.checkpoints.filter(path=str(path)).first()
+        return _from_job(allowed, str(path), checkpoint)
+    return ModelRef(path=ref)
+
+
+def _registry_ref(user, ref: str) -> ModelRef:
+    try:
+        from models_registry.selectors import model_version_by_ref
+    except ImportError as exc:  # the registry app is optional for the evaluation engine
+        raise InvalidInput(f"model_path {ref!r}: the model registry is not installed") from exc
+    version = model_version_by_ref(user=user, ref=ref)
+    if version.job is not None:
+        resolved = _from_job(
+            version.job, version.artifact_path or version.job.final_model_path, version.checkpoint
+        )
+    else:
+        resolved = ModelRef(path=version.artifact_path, dataset_version=version.dataset_version)
+    resolved.base_model = (
+        resolve_model_base(version.base_model) if version.base_model else resolved.base_model
+    )
+    return resolved
+
+
+def _test_version(*, user, dataset_id: str | None, fallback: DatasetVersion | None) -> DatasetVersion:
+    if dataset_id:
+        name, _, number = dataset_id.partition("@v")
+        return dataset_version_get(
+            user=user, dataset_id=name, number=int(number) if number.isdigit() else None
+        )
+    if fallback is None:
+        raise InvalidInput(
+            "test_dataset: required (a dataset id such as ds-001) when the model is not a job's"
+        )
+    return fallback
+
+
+def _split_file(version: DatasetVersion, split: str) -> Path:
+    info = (version.splits or {}).get(split)
+    if not info:
+        raise InvalidInput(
+            f"test_dataset: {version.dataset.public_id} v{version.number} has no {split!r} split; "
+            f"choose one of {', '.join(sorted(version.splits or {}))}"
+        )
+    if not info.get("rows"):
+        raise InvalidInput(
+            f"test_dataset: the {split} split of {version.dataset.public_id} v{version.number} is empty; "
+            "prepare the dataset with a test fraction above 0",
+            code="empty_test_set",
+        )
+    return Path(version.path) / info["file"]
+
+
+def _check_metrics(task_type: str, metrics: list[str] | None) -> list[str]:
+    try:
+        return [spec.name for spec in resolve_metrics(task_type, metrics)]
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_metric") from None
+
+
+def _check_model(path: str) -> None:
+    try:
+        check_model_path(path)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="model_not_found") from None
+
+
+def _thresholds(thresholds: dict | None) -> dict:
+    try:
+        return {**project_thresholds(), **parse_thresholds(thresholds or {})}
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_thresholds") from None
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidInput(f"{name}: must be a positive integer, got {value!r}")
+
+
+@transaction.atomic
+def evaluation_start(
+    *,
+    owner,
+    model_path: str | None = None,
+    job: TrainingJob | None = None,
+    test_dataset: str | None = None,
+    split: str = "test",
+    metrics: list[str] | None = None,
+    base_model: str | None = None,
+    compare_to_base: bool = True,
+    max_samples: int | None = None,
+    thresholds: dict | None = None,
+) -> Evaluation:
+    """evaluate_model: queue an evaluation of a job's final model, a checkpoint, a registered version
+    or a model folder on a dataset split; a worker runs it (see evaluation_run)."""
+    if job is not None and not model_path:
+        model_path = job.public_id
+    ref = model_ref_resolve(user=owner, ref=model_path or "")
+    version = _test_version(user=owner, dataset_id=test_dataset, fallback=ref.dataset_version)
+    task_type = version.task_type
+    if ref.task_type and ref.task_type != task_type:
+        raise InvalidInput(
+            f"test_dataset: {version.dataset.public_id} is a {task_type} dataset but the model was trained for {ref.task_type}"
+        )
+    test_file = _split_file(version, split)
+    names = _check_metrics(task_type, metrics)
+    _check_model(ref.path)
+    base = resolve_model_base(base_model) if base_model else ref.base_model
+    if base:
+        _check_model(base)
+    _positive("max_samples", max_samples)
+    params = {
+        "test_file": str(test_file),
+        "labels_from": _labels_file(version),
+        "compare_to_base": compare_to_base,
+        "max_samples": max_samples,
+    }
+    evaluation = Evaluation.objects.create(
+        owner=owner,
+        kind=EvaluationKind.EVALUATE,
+        model_path=ref.path,
+        job=ref.job,
+        checkpoint=ref.checkpoint,
+        dataset_version=version,
+        split=split,
+        task_type=task_type,
+        base_model=base or "",
+        requested_metrics=names,
+        params=params,
+        thresholds=_thresholds(thresholds),
+    )
+    _enqueue_on_commit(evaluation)
+    return evaluation
+
+
+def _labels_file(version: DatasetVersion) -> str | None:
+    """Classification label names come from the training split (the model's label order)."""
+    train = (version.splits or {}).get("train")
+    return str(Path(version.path) / train["file"]) if train and train.get("rows") else None
+
+
+@transaction.atomic
+def compare_models_start(
+    *,
+    owner,
+    models: list[str],
+    test_cases: list[dict] | None = None,
+    test_dataset: str | None = None,
+    task_type: str | None = None,
+    metrics: list[str] | None = None,
+    max_samples: int | None = None,
+) -> Evaluation:
+    """compare_models: each model's output and scores per test case, plus aggregates."""
+    if len(models) < 2:
+        raise InvalidInput("models: give at least two models to compare")
+    refs = [model_ref_resolve(user=owner, ref=m) for m in models]
+    for ref in refs:
+        _check_model(ref.path)
+    _positive("max_samples", max_samples)
+    version = None
+    if test_cases:
+        if len(test_cases) > MAX_TEST_CASES:
+            raise InvalidInput(f"test_cases: at most {MAX_TEST_CASES} cases per comparison")
+        task_type = task_type or next((r.task_type for r in refs if r.task_type), None)
+        if not task_type:
+            raise InvalidInput("task_type: required with inline test_cases when no model is a job's")
+    else:
+        fallback = next((r.dataset_version for r in refs if r.dataset_version), None)
+        version = _test_version(user=owner, dataset_id=test_dataset, fallback=fallback)
+        task_type = version.task_type
+        _split_file(version, "test")
+    if test_cases is not None and not test_cases and version is None:
+        raise InvalidInput("test_cases: empty; give at least one case", code="empty_test_set")
+    names = _check_metrics(task_type, metrics)
+    base = next((r.base_model for r in refs if r.base_model), None)
+    evaluation = Evaluation.objects.create(
+        owner=owner,
+        kind=EvaluationKind.COMPARE_MODELS,
+        model_path=refs[0].path,
+        job=refs[0].job,
+        dataset_version=version,
+        task_type=task_type,
+        base_model=base or "",
+        requested_metrics=names,
+        params={
+            "models": [r.path for r in refs],
+            "model_refs": list(models),
+            "test_cases": test_cases or None,
+            "test_file": str(_split_file(version, "test")) if version else None,
+            "labels_from": _labels_file(version) if version else None,
+            "max_samples": max_samples,
+        },
+    )
+    _enqueue_on_commit(evaluation)
+    return evaluation
+
+
+@transaction.atomic
+def compare_versions_start(
+    *,
+    owner,
+    version_a: str,
+    version_b: str,
+    test_dataset: str | None = None,
+    metrics: list[str] | None = None,
+    resamples: int = 1000,
+    max_samples: int | None = None,
+) -> Evaluation:
+    """compare_versions: metric deltas (B − A) with paired bootstrap CIs, per-example wins/losses/ties."""
+    a, b = model_ref_resolve(user=owner, ref=version_a), model_ref_resolve(user=owner, ref=version_b)
+    for ref in (a, b):
+        _check_model(ref.path)
+    version = _test_version(
+        user=owner, dataset_id=test_dataset, fallback=b.dataset_version or a.dataset_version
+    )
+    test_file = _split_file(version, "test")
+    names = _check_metrics(version.task_type, metrics)
+    _positive("max_samples", max_samples)
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or not 100 <= resamples <= 10000:
+        raise InvalidInput(f"resamples: must be an integer between 100 and 10000, got {resamples!r}")
+    evaluation = Evaluation.objects.create(
+        owner=owner,
+        kind=EvaluationKind.COMPARE_VERSIONS,
+        model_path=b.path,
+        job=b.job,
+        dataset_version=version,
+        task_type=version.task_type,
+        base_model=a.path,
+        requested_metrics=names,
+        params={
+            "version_a": version_a,
+            "version_b": version_b,
+            "model_a": a.path,
+            "model_b": b.path,
+            "base_model": b.base_model or a.base_model,
+            "test_file": str(test_file),
+            "labels_from": _labels_file(version),
+            "resamples": resamples,
+            "max_samples": max_samples,
+        },
+    )
+    _enqueue_on_commit(evaluation)
+    return evaluation
+
+
+def _enqueue_on_commit(evaluation: Evaluation) -> None:
+    from experiments.evaluation.tasks import evaluate_task
+
+    pk, queue = evaluation.pk, eval_queue()
+    transaction.on_commit(lambda: evaluate_task.apply_async((pk,), queue=queue))
+
+
+# --- the worker side ----------------------------------------------------------------------------------
+
+
+def _progress_writer(evaluation: Evaluation):
+    def report(fraction: float, message: str) -> None:
+        evaluation.record_progress(fraction=fraction, message=message)
+
+    return report
+
+
+def evaluation_run(*, evaluation: Evaluation) -> Evaluation:
+    """Run a queued evaluation with the engine and store its result (called by the Celery task).
+
+    Not one transaction: progress must be visible while it runs. A failure is stored on the row with
+    the engine's message; it is not retried (the same inputs would fail the same way).
+    """
+    # The engine (torch, transformers) is imported on the worker only, not by the web process.
+    from experiments.training import evaluation as engine
+    from experiments.training.data import classification_labels, load_split
+
+    if evaluation.status in (EvaluationStatus.SUCCEEDED, EvaluationStatus.FAILED):
+        return evaluation  # a redelivered message for a finished evaluation
+    evaluation.mark_running()
+    params = evaluation.params or {}
+    progress = _progress_writer(evaluation)
+    try:
+        if evaluation.kind == EvaluationKind.EVALUATE:
+            result = engine.evaluate_model(
+                model_path=evaluation.model_path,
+                test_file=params["test_file"],
+                task_type=evaluation.task_type,
+                metrics=evaluation.requested_metrics,
+                base_model=evaluation.base_model or None,
+                labels_from=params.get("labels_from"),
+                compare_to_base=params.get("compare_to_base", True),
+                max_samples=params.get("max_samples"),
+                progress=progress,
+            )
+            _store_evaluation(evaluation, result)
+        elif evaluation.kind == EvaluationKind.COMPARE_MODELS:
+            cases = params.get("test_cases")
+            if not cases:
+                cases = engine.read_test_rows(params["test_file"], max_samples=params.get("max_samples"))
+            labels = None
+            if evaluation.task_type == "classification" and params.get("labels_from"):
+                labels = classification_labels(load_split(params["labels_from"]))
+            result = engine.compare_models(
+                models=params["models"],
+                test_cases=cases,
+                task_type=evaluation.task_type,
+                metrics=evaluation.requested_metrics,
+                labels=labels,
+                base_model=evaluation.base_model or None,
+                progress=progress,
+            )
+            result["models"] = params.get("model_refs", result["models"])
+            evaluation.comparison = _json_safe(result)
+        else:
+            result = engine.compare_versions(
+                model_a=params["model_a"],
+                model_b=params["model_b"],
+                test_file=params["test_file"],
+                task_type=evaluation.task_type,
+                metrics=evaluation.requested_metrics,
+                labels_from=params.get("labels_from"),
+                base_model=params.get("base_model"),
+                max_samples=params.get("max_samples"),
+                resamples=params.get("resamples", 1000),
+                progress=progress,
+            )
+            result["version_a"], result["version_b"] = params["version_a"], params["version_b"]
+            evaluation.comparison = _json_safe(result)
+            evaluation.metrics = {key: entry["b"] for key, entry in result["metrics"].items()}
+    except Exception as exc:
+        log.exception("evaluation %s failed", evaluation.public_id)
+        evaluation.mark_failed(
+            error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+        )
+        return evaluation
+    evaluation.mark_succeeded()
+    return evaluation
+
+
+def _store_evaluation(evaluation: Evaluation, result: dict[str, Any]) -> None:
+    evaluation.metrics = result["metrics"]
+    evaluation.base_metrics = result["base_metrics"]
+    evaluation.comparison_to_base = result["comparison_to_base"]
+    evaluation.sample_outputs = result["sample_outputs"]
+    evaluation.details = _json_safe(result["details"])
+    evaluation.examples = _json_safe(result["examples"])
+    if result.get("base_model"):
+        evaluation.base_model = result["base_model"]
+    checked = check_thresholds(result["metrics"], evaluation.thresholds or {})
+    # Only the thresholds that apply (a classification run has no perplexity): the registry's gate
+    # reads this list, and a skipped check is neither a pass nor a failure.
+    evaluation.threshold_results = [
+        {**c, "passed": c["status"] == "passed"} for c in checked["checks"] if c["status"] != "skipped"
+    ]
+    evaluation.details["thresholds_skipped"] = [
+        c["metric"] for c in checked["checks"] if c["status"] == "skipped"
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: store them as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,82 @@
+"""The evaluation page: metrics against the base, thresholds, plots and a per-example browser."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.shortcuts import render
+
+from experiments.evaluation import selectors
+from experiments.models import EvaluationKind
+from experiments.training.evaluation.metrics import LOWER_IS_BETTER
+from experiments.views import dashboard
+from t4dm_site.errors import NotFound
+
+
+def _metric_rows(evaluation) -> list[dict]:
+    rows = []
+    for key, value in evaluation.metrics.items():
+        if not isinstance(value, int | float):
+            continue
+        base = evaluation.base_metrics.get(key)
+        delta = evaluation.comparison_to_base.get(f"{key}_delta")
+        better = None
+        if isinstance(base, int | float) and value != base:
+            better = (value < base) if key in LOWER_IS_BETTER else (value > base)
+        rows.append({"key": key, "value": value, "base": base, "delta": delta, "better": better})
+    return rows
+
+
+def _model_versions(evaluation) -> list:
+    try:
+        from models_registry.models import ModelVersion
+    except ImportError:
+        return []
+    return list(ModelVersion.objects.filter(evaluation=evaluation))
+
+
+@dashboard
+def evaluation_detail(request, evaluation_id: str):
+    try:
+        evaluation = selectors.evaluation_get(user=request.user, evaluation_id=evaluation_id)
+    except NotFound as exc:
+        raise Http404(str(exc)) from None
+    data = selectors.evaluation_to_dict(evaluation)
+    return render(
+        request,
+        "evaluations/detail.html",
+        {
+            "evaluation": evaluation,
+            # A comparison shows its own A/B table instead.
+            "metric_rows": _metric_rows(evaluation) if evaluation.kind == EvaluationKind.EVALUATE else [],
+            "is_comparison": evaluation.kind != EvaluationKind.EVALUATE,
+            "score_keys": selectors.example_score_keys(evaluation),
+            "default_sort": selectors.default_sort_key(evaluation),
+            "model_versions": _model_versions(evaluation),
+            "page_data": {
+                "evaluation_id": evaluation.public_id,
+                "status": evaluation.status,
+                "task_type": evaluation.task_type,
+                "kind": evaluation.kind,
+                "details": data["details"],
+                "comparison": evaluation.comparison if evaluation.kind != EvaluationKind.EVALUATE else None,
+                "lower_is_better": sorted(LOWER_IS_BETTER),
+                "histogram": _histogram_data(evaluation),
+            },
+        },
+    )
+
+
+def _histogram_data(evaluation) -> dict:
+    """Per-example main score of the model and of the base, for the histogram."""
+    key = selectors.default_sort_key(evaluation)
+    if not key or evaluation.task_type == "classification":
+        return {}
+    mine = [e["scores"][key] for e in evaluation.examples if key in e.get("scores", {})]
+    base = [e["base_scores"][key] for e in evaluation.examples if key in (e.get("base_scores") or {})]
+    return {"key": key, "model": mine, "base": base}
+
+
+@dashboard
+def evaluation_list(request):
+    evaluations = selectors.evaluations_visible_to(request.user).defer("examples")[:200]
+    return render(request, "evaluations/list.html", {"evaluations": evaluations})

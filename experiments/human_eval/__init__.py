@@ -1,0 +1,1 @@
+"""Human evaluation: rating and blind pairwise tasks, evaluator queues, agreement and leaderboards."""

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from experiments.human_eval.models import HumanEvalAssignment, HumanEvalItem, HumanEvalRating, HumanEvalTask
+from experiments.human_eval.services import assignments_reassign
+from t4dm_site.errors import DomainError
+
+
+@admin.register(HumanEvalTask)
+class HumanEvalTaskAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "mode", "status", "overlap", "owner", "created_at")
+    list_filter = ("mode", "status")
+    search_fields = ("name", "owner__username")
+    filter_horizontal = ("evaluators",)
+
+
+@admin.register(HumanEvalItem)
+class HumanEvalItemAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "task", "model_a", "model_b")
+    list_filter = ("task",)
+    search_fields = ("prompt", "output_a", "output_b")
+
+
+@admin.register(HumanEvalAssignment)
+class HumanEvalAssignmentAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "task", "evaluator", "status", "position", "skips")
+    list_filter = ("status", "task", "evaluator")
+    search_fields = ("evaluator__username", "item__prompt")
+    actions = ["reassign_remaining"]
+
+    @admin.action(description="Reassign the remaining items of the selected assignments' evaluators")
+    def reassign_remaining(self, request, queryset):
+        moved = 0
+        pairs = {(a.task, a.evaluator) for a in queryset.select_related("task", "evaluator")}
+        for task, evaluator in pairs:
+            try:
+                moved += assignments_reassign(task=task, from_evaluator=evaluator)
+            except DomainError as exc:
+                self.message_user(request, f"{task.public_id}, {evaluator}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Moved {moved} remaining item(s) to other evaluators.")
+
+
+@admin.register(HumanEvalRating)
+class HumanEvalRatingAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "task", "evaluator", "scores", "created_at")
+    list_filter = ("task",)
+    search_fields = ("evaluator__username", "comment")

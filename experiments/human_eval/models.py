@@ -1,0 +1,129 @@
+"""HumanEvalTask → items → assignments (one evaluator, one item) → ratings.
+
+In blind pairwise mode an item's outputs are stored as shown: `output_a` on the left, `output_b` on the
+right; `model_a`/`model_b` (indexes into the task's `model_refs`) record the randomised order. Evaluators
+never receive those two fields, nor the task's `model_refs`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from t4dm_site.public_ids import PublicIdMixin
+
+
+class EvalMode(models.TextChoices):
+    RATING = "rating", "Rating (1–5 per criterion)"
+    PAIRWISE = "pairwise", "Blind pairwise (A / B / tie)"
+
+
+class TaskStatus(models.TextChoices):
+    GENERATING = "generating"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class AssignmentStatus(models.TextChoices):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class HumanEvalTask(PublicIdMixin, models.Model):
+    PUBLIC_ID_PREFIX = "he"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    mode = models.CharField(max_length=10, choices=EvalMode.choices, default=EvalMode.RATING)
+    criteria = models.JSONField(default=list)
+    model_refs = models.JSONField(default=list, help_text="[{ref, path}] — never shown to evaluators")
+    questions = models.JSONField(default=list, help_text="[{prompt, reference}] to generate answers for")
+    source = models.CharField(max_length=200, blank=True, help_text="typed, upload, or ds-001 test split")
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="evaluators per item")
+    evaluators = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="human_eval_tasks")
+    params = models.JSONField(default=dict)
+    seed = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=TaskStatus.choices, default=TaskStatus.GENERATING)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.name}"
+
+    def record_progress(self, fraction: float) -> None:
+        self.progress = fraction
+        self.save(update_fields=["progress"])
+
+    def mark_ready(self) -> None:
+        self.status, self.progress, self.finished_at, self.error = TaskStatus.READY, 1.0, timezone.now(), ""
+        self.save(update_fields=["status", "progress", "finished_at", "error"])
+
+    def mark_failed(self, *, error: str) -> None:
+        self.status, self.finished_at, self.error = TaskStatus.FAILED, timezone.now(), error
+        self.save(update_fields=["status", "finished_at", "error"])
+
+
+class HumanEvalItem(models.Model):
+    task = models.ForeignKey(HumanEvalTask, on_delete=models.CASCADE, related_name="items")
+    index = models.PositiveIntegerField()
+    prompt = models.TextField()
+    reference = models.TextField(blank=True)
+    output_a = models.TextField(help_text="the output shown (on the left in pairwise mode)")
+    output_b = models.TextField(blank=True, help_text="pairwise mode: the output on the right")
+    model_a = models.PositiveSmallIntegerField(default=0, help_text="index in task.model_refs of output_a")
+    model_b = models.PositiveSmallIntegerField(null=True, blank=True, help_text="index of output_b")
+
+    class Meta:
+        ordering = ["task", "index"]
+        constraints = [models.UniqueConstraint(fields=["task", "index"], name="human_eval_item_index_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.task.public_id} item {self.index + 1}"
+
+
+class HumanEvalAssignment(models.Model):
+    task = models.ForeignKey(HumanEvalTask, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(HumanEvalItem, on_delete=models.CASCADE, related_name="assignments")
+    evaluator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="human_eval_assignments"
+    )
+    position = models.PositiveIntegerField(help_text="order in the evaluator's queue; a skip moves it last")
+    status = models.CharField(
+        max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.PENDING
+    )
+    draft = models.JSONField(default=dict, blank=True, help_text="autosaved, not yet submitted choices")
+    skips = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "evaluator", "position"]
+        constraints = [
+            # Nobody rates the same item twice.
+            models.UniqueConstraint(fields=["item", "evaluator"], name="human_eval_one_assignment_per_item")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item} → {self.evaluator}"
+
+
+class HumanEvalRating(models.Model):
+    assignment = models.OneToOneField(HumanEvalAssignment, on_delete=models.CASCADE, related_name="rating")
+    task = models.ForeignKey(HumanEvalTask, on_delete=models.CASCADE, related_name="ratings")
+    item = models.ForeignKey(HumanEvalItem, on_delete=models.CASCADE, related_name="ratings")
+    evaluator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    scores = models.JSONField(help_text="rating: {criterion: 1..5}; pairwise: {criterion: 'a'|'b'|'tie'}")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["task", "item", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.item} by {self.evaluator}"

@@ -1,0 +1,45 @@
+"""What MLflow runs carry beyond a TrainingJob: the run uuid, name, params, tags and MLflow status.
+
+An MLflow run is a tracking-only TrainingJob (no worker trains it): its metrics are ordinary metric
+points written by the ingest service, so it has the same live charts as a local job.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from experiments.models import Experiment, TrainingJob
+
+
+def new_run_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "RUNNING"
+    SCHEDULED = "SCHEDULED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+class MLflowRun(models.Model):
+    run_uuid = models.CharField(max_length=32, unique=True, default=new_run_uuid, editable=False)
+    job = models.OneToOneField(TrainingJob, on_delete=models.CASCADE, related_name="mlflow_run")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="mlflow_runs")
+    run_name = models.CharField(max_length=250, blank=True)
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    start_time = models.BigIntegerField(help_text="Unix milliseconds.")
+    end_time = models.BigIntegerField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    lifecycle_stage = models.CharField(max_length=10, default="active")
+
+    class Meta:
+        ordering = ["-start_time", "-id"]
+        verbose_name = "MLflow run"
+
+    def __str__(self) -> str:
+        return f"{self.run_uuid} → {self.job.public_id}"

@@ -1,0 +1,479 @@
+"""MLflow's tracking model on ours: experiments are Experiments, runs are tracking-only TrainingJobs
+(no worker trains them), metrics go through the one ingest service, params and tags live on MLflowRun.
+
+Objects returned here are plain dicts in MLflow's REST shapes (mlflow/protos/service.proto).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+from django.db import transaction
+
+from datasets_app.models import Dataset, DatasetVersion, TaskType, ValidationStatus
+from experiments import services as training
+from experiments.ingest import PointIn, metric_points_ingest
+from experiments.mlflow_compat.models import MLflowRun, RunStatus
+from experiments.models import Approach, Experiment, JobStatus, MetricPoint, TrainingConfig, TrainingJob
+from experiments.selectors import experiments_visible_to
+from t4dm_site.errors import Conflict, InvalidInput, NotFound
+from t4dm_site.roles import is_admin
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+EXTERNAL_DATASET_NAME = "external runs"
+EXTERNAL_MODEL = "external"
+JOB_ID_TAG = "t4dm.job_id"
+# MLflow's own limits (mlflow/utils/validation.py).
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+MAX_ENTITY_KEY_LENGTH = 250
+TERMINAL_RUN_STATUS = {
+    RunStatus.FINISHED: JobStatus.SUCCEEDED,
+    RunStatus.FAILED: JobStatus.FAILED,
+    RunStatus.KILLED: JobStatus.CANCELLED,
+}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- experiments ------------------------------------------------------------------------------------
+
+
+def experiment_object(experiment: Experiment) -> dict:
+    created = int(experiment.created_at.timestamp() * 1000)
+    return {
+        "experiment_id": str(experiment.pk),
+        "name": experiment.name,
+        "artifact_location": "",
+        "lifecycle_stage": "active",
+        "creation_time": created,
+        "last_update_time": created,
+        "tags": [{"key": "t4dm.experiment_id", "value": experiment.public_id}],
+    }
+
+
+def experiment_default(*, owner) -> Experiment:
+    experiment = Experiment.objects.filter(owner=owner, name=DEFAULT_EXPERIMENT_NAME).order_by("pk").first()
+    return experiment or training.experiment_create(owner=owner, name=DEFAULT_EXPERIMENT_NAME)
+
+
+def experiment_get(*, user, experiment_id: str) -> Experiment:
+    if str(experiment_id) == DEFAULT_EXPERIMENT_ID:
+        return experiment_default(owner=user)
+    found = None
+    if str(experiment_id).isdigit():
+        found = experiments_visible_to(user).filter(pk=int(experiment_id)).first()
+    if found is None:
+        raise NotFound(f"No Experiment with id={experiment_id} exists", code="RESOURCE_DOES_NOT_EXIST")
+    return found
+
+
+def experiment_get_by_name(*, user, name: str) -> Experiment:
+    found = experiments_visible_to(user).filter(name=name).order_by("pk").first()
+    if found is None:
+        if name == DEFAULT_EXPERIMENT_NAME:
+            return experiment_default(owner=user)
+        raise NotFound(f"Could not find experiment with name '{name}'", code="RESOURCE_DOES_NOT_EXIST")
+    return found
+
+
+def experiment_create(*, owner, name: str) -> Experiment:
+    if not name or not name.strip():
+        raise InvalidInput("Experiment name must not be empty", code="INVALID_PARAMETER_VALUE")
+    if Experiment.objects.filter(owner=owner, name=name).exists():
+        raise InvalidInput(f"Experiment '{name}' already exists.", code="RESOURCE_ALREADY_EXISTS")
+    return training.experiment_create(owner=owner, name=name)
+
+
+def experiments_search(
+    *, user, filter_string: str = "", max_results: int = 1000, page_token: str = ""
+) -> dict:
+    experiments = experiments_visible_to(user).order_by("pk")
+    for clause in _clauses(filter_string):
+        field, op, value = clause
+        if field.split(".")[-1] != "name":
+            raise InvalidInput(
+                f"experiments can be filtered by name only, not {field}", code="INVALID_PARAMETER_VALUE"
+            )
+        if op == "=":
+            experiments = experiments.filter(name=value)
+        elif op == "!=":
+            experiments = experiments.exclude(name=value)
+        elif op.upper() in ("LIKE", "ILIKE"):
+            regex = "^" + re.escape(value).replace("%", ".*").replace("_", ".") + "$"
+            experiments = experiments.filter(
+                **{"name__iregex" if op.upper() == "ILIKE" else "name__regex": regex}
+            )
+        else:
+            raise InvalidInput(f"unsupported comparison {op!r} for name", code="INVALID_PARAMETER_VALUE")
+    return _paged([experiment_object(e) for e in experiments], "experiments", max_results, page_token)
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+def _external_dataset_version(owner) -> DatasetVersion:
+    """Tracking-only jobs still need a dataset version (configs require one): a per-user empty one."""
+    version = DatasetVersion.objects.filter(
+        dataset__owner=owner, dataset__name=EXTERNAL_DATASET_NAME, content_hash="external"
+    ).first()
+    if version:
+        return version
+    dataset = Dataset.objects.create(
+        name=EXTERNAL_DATASET_NAME,
+        owner=owner,
+        task_type=TaskType.CHAT,
+        description="Placeholder for runs trained outside T4DM (MLflow client, T4DMCallback).",
+    )
+    return DatasetVersion.objects.create(
+        dataset=dataset,
+        number=1,
+        content_hash="external",
+        format="external",
+        task_type=TaskType.CHAT,
+        path="",
+        splits={},
+        statistics={},
+        validation_status=ValidationStatus.PASSED,
+        source="outside T4DM",
+    )
+
+
+@transaction.atomic
+def run_create(
+    *,
+    owner,
+    experiment: Experiment,
+    run_name: str = "",
+    start_time: int | None = None,
+    tags: dict | None = None,
+) -> MLflowRun:
+    """A tracking-only TrainingJob, running from the start: no worker picks it up."""
+    tags = dict(tags or {})
+    run_name = run_name or tags.get("mlflow.runName", "") or ""
+    model_base = tags.get("t4dm.model_base") or EXTERNAL_MODEL
+    config = TrainingConfig.objects.create(
+        owner=owner,
+        experiment=experiment,
+        dataset_version=_external_dataset_version(owner),
+        model_base=model_base,
+        approach=Approach.FULL,
+        task_type=TaskType.CHAT,
+        hyperparameters={},
+        checkpointing={},
+        estimate={},
+    )
+    job = TrainingJob.objects.create(owner=owner, config=config, experiment=experiment)
+    job.mark_running(worker="outside T4DM (MLflow client)")
+    training.job_event_add(job=job, message=f"tracking run {run_name or job.public_id} started outside T4DM")
+    run = MLflowRun.objects.create(
+        job=job,
+        experiment=experiment,
+        run_name=run_name or job.public_id,
+        start_time=start_time or now_ms(),
+        tags={**tags, "mlflow.runName": run_name or job.public_id, JOB_ID_TAG: job.public_id},
+    )
+    return run
+
+
+def runs_visible_to(user):
+    qs = MLflowRun.objects.select_related("job", "experiment")
+    return qs if is_admin(user) else qs.filter(job__owner=user)
+
+
+def run_get(*, user, run_id: str) -> MLflowRun:
+    found = runs_visible_to(user).filter(run_uuid=run_id).first()
+    if found is None:
+        raise NotFound(f"Run with id={run_id} not found", code="RESOURCE_DOES_NOT_EXIST")
+    return found
+
+
+def _active(run: MLflowRun) -> None:
+    if run.lifecycle_stage != "active":
+        raise InvalidInput(f"The run {run.run_uuid} must be in the 'active' state.", code="INVALID_STATE")
+
+
+@transaction.atomic
+def run_update(
+    *, run: MLflowRun, status: str | None = None, end_time: int | None = None, run_name: str | None = None
+) -> MLflowRun:
+    run = MLflowRun.objects.select_for_update().select_related("job").get(pk=run.pk)
+    fields = []
+    if run_name:
+        run.run_name = run_name
+        run.tags = {**run.tags, "mlflow.runName": run_name}
+        fields += ["run_name", "tags"]
+    if status:
+        if status not in RunStatus.values:
+            raise InvalidInput(
+                f"status must be one of {', '.join(RunStatus.values)}", code="INVALID_PARAMETER_VALUE"
+            )
+        run.status = status
+        fields.append("status")
+        job = run.job
+        target = TERMINAL_RUN_STATUS.get(status)
+        if target and not job.is_terminal:
+            run.end_time = end_time or now_ms()
+            fields.append("end_time")
+            if target == JobStatus.SUCCEEDED:
+                job.mark_succeeded()
+            elif target == JobStatus.FAILED:
+                job.mark_failed(error="the MLflow client ended the run as FAILED")
+            else:
+                job.mark_cancelled()
+            training.job_event_add(job=job, message=f"tracking run ended: {status}")
+            training._broadcast_status(job)
+    if end_time and "end_time" not in fields:
+        run.end_time = end_time
+        fields.append("end_time")
+    if fields:
+        run.save(update_fields=list(dict.fromkeys(fields)))
+    return run
+
+
+def _key(key: str, what: str) -> str:
+    if not key or len(key) > MAX_ENTITY_KEY_LENGTH:
+        raise InvalidInput(
+            f"{what} key must be 1-{MAX_ENTITY_KEY_LENGTH} characters", code="INVALID_PARAMETER_VALUE"
+        )
+    return key
+
+
+def run_log_batch(
+    *, run: MLflowRun, metrics: list[dict] = (), params: list[dict] = (), tags: list[dict] = ()
+) -> None:
+    """runs/log-batch (and log-metric / log-parameter / set-tag, which are batches of one)."""
+    if len(metrics) > MAX_METRICS_PER_BATCH:
+        raise InvalidInput(
+            f"A batch logging request can contain at most {MAX_METRICS_PER_BATCH} metrics. Got {len(metrics)} metrics.",
+            code="INVALID_PARAMETER_VALUE",
+        )
+    for name, items in (("params", params), ("tags", tags)):
+        if len(items) > MAX_PARAMS_TAGS_PER_BATCH:
+            raise InvalidInput(
+                f"A batch logging request can contain at most {MAX_PARAMS_TAGS_PER_BATCH} {name}. Got {len(items)}.",
+                code="INVALID_PARAMETER_VALUE",
+            )
+    if len(metrics) + len(params) + len(tags) > MAX_ENTITIES_PER_BATCH:
+        raise InvalidInput(
+            f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} metrics, params and tags in total.",
+            code="INVALID_PARAMETER_VALUE",
+        )
+    _active(run)
+    points = []
+    for m in metrics:
+        value = float(m.get("value", "nan")) if not isinstance(m.get("value"), str) else float(m["value"])
+        if not math.isfinite(value):
+            raise InvalidInput(
+                f"metric {m.get('key')!r}: value {value} is not a finite number",
+                code="INVALID_PARAMETER_VALUE",
+            )
+        timestamp = m.get("timestamp")
+        points.append(
+            PointIn(
+                key=_key(str(m.get("key", "")), "metric"),
+                step=int(m.get("step") or 0),
+                value=value,
+                wall_time=float(timestamp) / 1000 if timestamp is not None else None,
+            )
+        )
+    with transaction.atomic():
+        locked = MLflowRun.objects.select_for_update().get(pk=run.pk)
+        new_params = dict(locked.params)
+        for p in params:
+            key, value = _key(str(p.get("key", "")), "param"), str(p.get("value", ""))
+            if len(value) > MAX_PARAM_VAL_LENGTH:
+                raise InvalidInput(
+                    f"param {key!r} value exceeds {MAX_PARAM_VAL_LENGTH} characters",
+                    code="INVALID_PARAMETER_VALUE",
+                )
+            if key in new_params and new_params[key] != value:
+                raise InvalidInput(
+                    f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                    f"value='{new_params[key]}' for run ID='{run.run_uuid}'. Attempted logging new value '{value}'.",
+                    code="INVALID_PARAMETER_VALUE",
+                )
+            new_params[key] = value
+        new_tags = dict(locked.tags)
+        for t in tags:
+            key, value = _key(str(t.get("key", "")), "tag"), str(t.get("value", ""))
+            if len(value) > MAX_TAG_VAL_LENGTH:
+                raise InvalidInput(
+                    f"tag {key!r} value exceeds {MAX_TAG_VAL_LENGTH} characters",
+                    code="INVALID_PARAMETER_VALUE",
+                )
+            new_tags[key] = value
+        locked.params, locked.tags = new_params, new_tags
+        locked.save(update_fields=["params", "tags"])
+        if params:
+            # The run's own config shows its params, so run lists and comparisons show them as parameters.
+            TrainingConfig.objects.filter(pk=run.job.config_id).update(hyperparameters=new_params)
+        if points:
+            metric_points_ingest(job=run.job, points=points)
+
+
+def run_object(run: MLflowRun) -> dict:
+    latest: dict[str, dict] = {}
+    for key, step, value, wall_time in (
+        MetricPoint.objects.filter(job=run.job)
+        .order_by("step", "id")
+        .values_list("key", "step", "value", "wall_time")
+    ):
+        latest[key] = {"key": key, "value": value, "timestamp": int(wall_time * 1000), "step": step}
+    info = {
+        "run_id": run.run_uuid,
+        "run_uuid": run.run_uuid,
+        "run_name": run.run_name,
+        "experiment_id": str(run.experiment_id),
+        "user_id": run.job.owner.username,
+        "status": run.status,
+        "start_time": run.start_time,
+        "artifact_uri": "",
+        "lifecycle_stage": run.lifecycle_stage,
+    }
+    if run.end_time is not None:
+        info["end_time"] = run.end_time
+    return {
+        "info": info,
+        "data": {
+            "metrics": list(latest.values()),
+            "params": [{"key": k, "value": v} for k, v in run.params.items()],
+            "tags": [{"key": k, "value": v} for k, v in run.tags.items()],
+        },
+        "inputs": {},
+    }
+
+
+def metric_history(*, run: MLflowRun, key: str, max_results: int = 25000, page_token: str = "") -> dict:
+    rows = (
+        MetricPoint.objects.filter(job=run.job, key=key)
+        .order_by("step")
+        .values_list("step", "value", "wall_time")
+    )
+    history = [{"key": key, "value": v, "timestamp": int(t * 1000), "step": s} for s, v, t in rows]
+    return _paged(history, "metrics", max_results, page_token)
+
+
+# --- search -----------------------------------------------------------------------------------------
+
+_CLAUSE = re.compile(
+    r"""\s*(?P<field>[`"\w.\-/]+(?:\.(?:`[^`]+`|"[^"]+"|[\w.\-/]+))?)\s*
+        (?P<op>!=|>=|<=|=|<|>|\bI?LIKE\b)\s*
+        (?P<value>'[^']*'|"[^"]*"|[-+\d.eE]+)\s*""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def _clauses(filter_string: str) -> list[tuple[str, str, str]]:
+    """MLflow's basic filter grammar: clauses joined by AND, each `entity.key <op> value`."""
+    if not filter_string or not filter_string.strip():
+        return []
+    out = []
+    for part in re.split(r"\s+AND\s+", filter_string.strip(), flags=re.IGNORECASE):
+        match = _CLAUSE.fullmatch(part)
+        if not match:
+            raise InvalidInput(f"could not parse filter clause {part!r}", code="INVALID_PARAMETER_VALUE")
+        value = match["value"]
+        if value[:1] in "'\"":
+            value = value[1:-1]
+        out.append((match["field"].replace("`", "").replace('"', ""), match["op"], value))
+    return out
+
+
+def _compare(left, op: str, right) -> bool:
+    if left is None:
+        return False
+    if op.upper() in ("LIKE", "ILIKE"):
+        regex = "^" + re.escape(str(right)).replace("%", ".*").replace("_", ".") + "$"
+        return re.match(regex, str(left), re.IGNORECASE if op.upper() == "ILIKE" else 0) is not None
+    return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
+            ">": left > right, ">=": left >= right}[op]  # fmt: skip
+
+
+def _matches(obj: dict, clauses) -> bool:
+    metrics = {m["key"]: m["value"] for m in obj["data"]["metrics"]}
+    params = {p["key"]: p["value"] for p in obj["data"]["params"]}
+    tags = {t["key"]: t["value"] for t in obj["data"]["tags"]}
+    for field, op, value in clauses:
+        entity, _, key = field.partition(".")
+        entity = entity.lower()
+        if entity in ("metric", "metrics"):
+            if not _compare(metrics.get(key), op, float(value)):
+                return False
+        elif entity in ("param", "params"):
+            if not _compare(params.get(key), op, value):
+                return False
+        elif entity in ("tag", "tags"):
+            if not _compare(tags.get(key), op, value):
+                return False
+        elif entity in ("attribute", "attributes", "run"):
+            attr = {"run_name": "run_name", "status": "status", "run_id": "run_id", "start_time": "start_time",
+                    "end_time": "end_time"}.get(key)  # fmt: skip
+            if attr is None:
+                raise InvalidInput(f"unsupported attribute {key!r} in filter", code="INVALID_PARAMETER_VALUE")
+            actual = obj["info"].get(attr)
+            right = int(value) if attr in ("start_time", "end_time") else value
+            if not _compare(actual, op, right):
+                return False
+        elif entity in ("run_name", "status"):
+            if not _compare(obj["info"].get(entity), op, value):
+                return False
+        else:
+            raise InvalidInput(f"unsupported filter field {field!r}", code="INVALID_PARAMETER_VALUE")
+    return True
+
+
+def runs_search(
+    *,
+    user,
+    experiment_ids: list[str],
+    filter_string: str = "",
+    max_results: int = 1000,
+    page_token: str = "",
+    order_by: list[str] | None = None,
+) -> dict:
+    clauses = _clauses(filter_string)
+    experiments = [experiment_get(user=user, experiment_id=e) for e in experiment_ids]
+    runs = runs_visible_to(user).filter(experiment__in=experiments, lifecycle_stage="active")
+    objects = [obj for obj in (run_object(r) for r in runs) if _matches(obj, clauses)]
+    for spec in reversed(order_by or []):
+        field, _, direction = spec.strip().partition(" ")
+        descending = direction.strip().upper() == "DESC"
+        entity, _, key = field.partition(".")
+        if entity.lower() in ("metric", "metrics"):
+            objects.sort(
+                key=lambda o, k=key: next(
+                    (m["value"] for m in o["data"]["metrics"] if m["key"] == k), math.inf
+                ),
+                reverse=descending,
+            )
+        else:
+            objects.sort(
+                key=lambda o, k=key or entity: (o["info"].get(k) is None, o["info"].get(k) or 0),
+                reverse=descending,
+            )
+    return _paged(objects, "runs", max_results, page_token)
+
+
+def _paged(objects: list[dict], name: str, max_results: int, page_token: str) -> dict:
+    if max_results is not None and not 1 <= int(max_results) <= 50000:
+        raise InvalidInput("max_results must be between 1 and 50000", code="INVALID_PARAMETER_VALUE")
+    start = int(page_token) if page_token and page_token.isdigit() else 0
+    end = start + int(max_results or 1000)
+    out: dict = {name: objects[start:end]}
+    if end < len(objects):
+        out["next_page_token"] = str(end)
+    return out
+
+
+def check_not_finished(run: MLflowRun) -> None:
+    if run.job.status == JobStatus.CANCELLED:
+        raise Conflict(f"run {run.run_uuid} was cancelled", code="INVALID_STATE")

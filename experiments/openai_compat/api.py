@@ -1,0 +1,191 @@
+"""The OpenAI-compatible fine-tuning API at /v1/: its own NinjaAPI, because the `openai` package
+expects OpenAI's error objects ({"error": {"message", "type", "param", "code"}}), not ours.
+
+Authenticate with a T4DM API token as the API key: `OpenAI(base_url=".../v1", api_key="t4dm_...")`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import File, Form, NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.files import UploadedFile
+
+from experiments.openai_compat import services
+from t4dm_site.auth import trainer_auth
+from t4dm_site.errors import DomainError
+
+openai_api = NinjaAPI(
+    title="T4DM OpenAI-compatible fine-tuning API",
+    version="openai-1",
+    urls_namespace="openai-v1",
+    auth=trainer_auth,
+    description="`/v1/files` and `/v1/fine_tuning/jobs` as the `openai` package expects, trained locally.",
+    docs_url="/docs",
+)
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
+               404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+               422: "invalid_request_error"}  # fmt: skip
+
+
+def _error(request, status: int, message: str, *, code: str | None = None, param: str | None = None):
+    body = {
+        "error": {
+            "message": message,
+            "type": ERROR_TYPES.get(status, "api_error"),
+            "param": param,
+            "code": code,
+        }
+    }
+    return openai_api.create_response(request, body, status=status)
+
+
+@openai_api.exception_handler(DomainError)
+def _domain_error(request: HttpRequest, exc: DomainError):
+    param = exc.details.get("param") if isinstance(exc.details, dict) else None
+    return _error(request, exc.status, exc.message, code=exc.code, param=param)
+
+
+@openai_api.exception_handler(AuthenticationError)
+def _auth_error(request: HttpRequest, exc: AuthenticationError):
+    return _error(
+        request, 401, "Incorrect API key provided: use a T4DM API token (t4dm_...) as the API key.",
+        code="invalid_api_key",
+    )  # fmt: skip
+
+
+@openai_api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError):
+    first = exc.errors[0] if exc.errors else {}
+    where = ".".join(str(p) for p in first.get("loc", []) if p not in ("body", "payload", "form", "query"))
+    return _error(
+        request, 400, f"{where}: {first.get('msg', 'invalid')}", code="invalid_value", param=where or None
+    )
+
+
+@openai_api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError):
+    return _error(request, exc.status_code, str(exc))
+
+
+# --- files ------------------------------------------------------------------------------------------
+
+
+@openai_api.post("/files", tags=["files"])
+def file_create(request, file: UploadedFile = File(...), purpose: str = Form(...)):
+    f = services.file_upload(owner=request.auth, filename=file.name, content=file.read(), purpose=purpose)
+    return services.file_object(f)
+
+
+@openai_api.get("/files", tags=["files"])
+def file_list(
+    request, purpose: str | None = None, after: str | None = None, limit: int = 100, order: str = "desc"
+):
+    files = services.files_visible_to(request.auth)
+    if purpose:
+        files = files.filter(purpose=purpose)
+    objects = [services.file_object(f) for f in files]
+    if order == "asc":
+        objects.reverse()
+    return services.page(objects, after=after, limit=min(limit, 100))
+
+
+@openai_api.get("/files/{file_id}", tags=["files"])
+def file_retrieve(request, file_id: str):
+    return services.file_object(services.file_get(user=request.auth, file_id=file_id))
+
+
+@openai_api.get("/files/{file_id}/content", tags=["files"])
+def file_content(request, file_id: str):
+    from django.http import HttpResponse
+
+    f = services.file_get(user=request.auth, file_id=file_id)
+    return HttpResponse(bytes(f.content), content_type="application/octet-stream")
+
+
+# --- fine-tuning jobs -------------------------------------------------------------------------------
+
+
+class HyperparametersIn(Schema):
+    n_epochs: Any = "auto"
+    batch_size: Any = "auto"
+    learning_rate_multiplier: Any = "auto"
+
+
+class SupervisedIn(Schema):
+    hyperparameters: HyperparametersIn | None = None
+
+
+class MethodIn(Schema):
+    type: str = "supervised"
+    supervised: SupervisedIn | None = None
+
+
+class JobCreateIn(Schema):
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: HyperparametersIn | None = None
+    method: MethodIn | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    metadata: dict[str, Any] | None = None
+    integrations: list[Any] | None = None
+
+
+@openai_api.post("/fine_tuning/jobs", tags=["fine-tuning"])
+def job_create(request, payload: JobCreateIn):
+    hp = payload.hyperparameters
+    if payload.method is not None:
+        if payload.method.type != "supervised":
+            from t4dm_site.errors import InvalidInput
+
+            raise InvalidInput(
+                f"method.type {payload.method.type!r} is not supported here; use 'supervised'",
+                details={"param": "method.type"},
+            )
+        if payload.method.supervised and payload.method.supervised.hyperparameters:
+            hp = payload.method.supervised.hyperparameters
+    ftjob = services.job_create(
+        owner=request.auth,
+        model=payload.model,
+        training_file=payload.training_file,
+        validation_file=payload.validation_file,
+        hyperparameters=services.Hyperparameters(**hp.dict()) if hp else None,
+        suffix=payload.suffix,
+        seed=payload.seed,
+        metadata=payload.metadata,
+    )
+    return services.job_object(ftjob)
+
+
+@openai_api.get("/fine_tuning/jobs", tags=["fine-tuning"])
+def job_list(request, after: str | None = None, limit: int = 20):
+    objects = [services.job_object(j) for j in services.jobs_visible_to(request.auth)]
+    return services.page(objects, after=after, limit=limit)
+
+
+@openai_api.get("/fine_tuning/jobs/{fine_tuning_job_id}", tags=["fine-tuning"])
+def job_retrieve(request, fine_tuning_job_id: str):
+    return services.job_object(services.job_get(user=request.auth, ftjob_id=fine_tuning_job_id))
+
+
+@openai_api.post("/fine_tuning/jobs/{fine_tuning_job_id}/cancel", tags=["fine-tuning"])
+def job_cancel(request, fine_tuning_job_id: str):
+    ftjob = services.job_get(user=request.auth, ftjob_id=fine_tuning_job_id)
+    return services.job_object(services.job_cancel(ftjob=ftjob))
+
+
+@openai_api.get("/fine_tuning/jobs/{fine_tuning_job_id}/events", tags=["fine-tuning"])
+def job_events(request, fine_tuning_job_id: str, after: str | None = None, limit: int = 20):
+    ftjob = services.job_get(user=request.auth, ftjob_id=fine_tuning_job_id)
+    return services.page(services.job_events(ftjob), after=after, limit=limit)
+
+
+@openai_api.get("/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints", tags=["fine-tuning"])
+def job_checkpoints(request, fine_tuning_job_id: str, after: str | None = None, limit: int = 10):
+    ftjob = services.job_get(user=request.auth, ftjob_id=fine_tuning_job_id)
+    return services.page(services.job_checkpoints(ftjob), after=after, limit=limit)

@@ -1,0 +1,342 @@
+"""OpenAI fine-tuning objects on top of datasets and training jobs.
+
+Files are prepared as chat dataset versions at upload (so format errors answer at once, as OpenAI's
+upload does); a fine-tuning job is a training config plus a TrainingJob on the local workers. The
+objects returned here are plain dicts in OpenAI's shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from datasets_app.models import TaskType
+from datasets_app.services import dataset_prepare
+from experiments import services as training
+from experiments.models import Approach, Checkpoint, JobEvent, JobStatus, MetricPoint, TrainingJob
+from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob
+from t4dm_site.errors import InvalidInput, NotFound
+from t4dm_site.roles import is_admin
+
+PURPOSES = ("fine-tune",)
+MAX_FILE_BYTES = 512 * 1024 * 1024
+ORGANIZATION_ID = "org-t4dm"
+# Our status words are OpenAI's, except the first one.
+STATUS_OUT = {JobStatus.VALIDATING: "validating_files"}
+# OpenAI's metric names for ours, in the `metrics` events and checkpoint metrics.
+METRIC_NAMES = {"loss": "train_loss", "val_loss": "valid_loss", "accuracy": "train_accuracy"}
+
+
+# --- files ------------------------------------------------------------------------------------------
+
+
+def _visible(queryset, user):
+    return queryset if is_admin(user) else queryset.filter(owner=user)
+
+
+def file_upload(*, owner, filename: str, content: bytes, purpose: str) -> OpenAIFile:
+    """POST /v1/files: validate the JSONL as OpenAI chat rows and store it as a dataset version."""
+    if purpose not in PURPOSES:
+        raise InvalidInput(
+            f"purpose {purpose!r} is not supported here; use 'fine-tune'", details={"param": "purpose"}
+        )
+    if not content.strip():
+        raise InvalidInput("the file is empty", details={"param": "file"})
+    if len(content) > MAX_FILE_BYTES:
+        raise InvalidInput(f"the file has {len(content)} bytes; the limit is {MAX_FILE_BYTES}")
+    # OpenAI trains on the whole training file; a separate validation file gives valid_loss.
+    version = dataset_prepare(
+        owner=owner,
+        name=filename or "upload.jsonl",
+        content=content,
+        task_type=TaskType.CHAT,
+        format="jsonl",
+        split={"train": 1.0},
+        origin=None,
+    )
+    return OpenAIFile.objects.create(
+        owner=owner,
+        filename=filename or "upload.jsonl",
+        purpose=purpose,
+        content=content,
+        dataset_version=version,
+    )
+
+
+def file_get(*, user, file_id: str) -> OpenAIFile:
+    found = _visible(OpenAIFile.objects.all(), user).filter(file_id=file_id).first()
+    if found is None:
+        raise NotFound(f"No such File object: {file_id}", details={"param": "id"})
+    return found
+
+
+def files_visible_to(user):
+    return _visible(OpenAIFile.objects.all(), user)
+
+
+def file_object(f: OpenAIFile) -> dict:
+    return {
+        "id": f.file_id,
+        "object": "file",
+        "bytes": len(bytes(f.content)),
+        "created_at": int(f.created_at.timestamp()),
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+# --- jobs -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    n_epochs: int | str = "auto"
+    batch_size: int | str = "auto"
+    learning_rate_multiplier: float | str = "auto"
+
+
+def _resolve(name: str, value, auto, kind):
+    if value is None or value == "auto":
+        return auto
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidInput(
+            f"hyperparameters.{name} must be a positive number or 'auto', got {value!r}",
+            details={"param": f"hyperparameters.{name}"},
+        )
+    if kind is int and value != int(value):
+        raise InvalidInput(
+            f"hyperparameters.{name} must be a whole number", details={"param": f"hyperparameters.{name}"}
+        )
+    return kind(value)
+
+
+def _training_hyperparameters(hp: Hyperparameters, seed: int) -> tuple[dict, dict]:
+    """(our config's hyperparameters, OpenAI's resolved n_epochs/batch_size/learning_rate_multiplier)."""
+    defaults = training.DEFAULT_HYPERPARAMETERS
+    resolved = {
+        "n_epochs": _resolve("n_epochs", hp.n_epochs, defaults["epochs"], int),
+        "batch_size": _resolve("batch_size", hp.batch_size, defaults["batch_size"], int),
+        "learning_rate_multiplier": _resolve(
+            "learning_rate_multiplier", hp.learning_rate_multiplier, 1.0, float
+        ),
+    }
+    ours = {
+        "epochs": resolved["n_epochs"],
+        "batch_size": resolved["batch_size"],
+        "gradient_accumulation": 1,
+        "learning_rate": defaults["learning_rate"] * resolved["learning_rate_multiplier"],
+        "seed": seed,
+        "logging_steps": 1,
+    }
+    return ours, resolved
+
+
+def _check_metadata(metadata: dict | None) -> None:
+    if metadata is None:
+        return
+    if len(metadata) > 16 or any(
+        not isinstance(k, str) or not isinstance(v, str) or len(k) > 64 or len(v) > 512
+        for k, v in metadata.items()
+    ):
+        raise InvalidInput(
+            "metadata takes at most 16 string pairs, keys ≤ 64 and values ≤ 512 characters",
+            details={"param": "metadata"},
+        )
+
+
+def job_create(
+    *,
+    owner,
+    model: str,
+    training_file: str,
+    validation_file: str | None = None,
+    hyperparameters: Hyperparameters | None = None,
+    suffix: str | None = None,
+    seed: int | None = None,
+    metadata: dict | None = None,
+) -> OpenAIFineTuneJob:
+    """POST /v1/fine_tuning/jobs: a LoRA config of `model` on the file's dataset, started at once."""
+    if suffix and len(suffix) > 64:
+        raise InvalidInput("suffix must be at most 64 characters", details={"param": "suffix"})
+    _check_metadata(metadata)
+    train = file_get(user=owner, file_id=training_file)
+    validation = file_get(user=owner, file_id=validation_file) if validation_file else None
+    if train.dataset_version is None:
+        raise InvalidInput(
+            f"file {training_file} has no prepared dataset", details={"param": "training_file"}
+        )
+    seed = int(seed) if seed is not None else 42
+    ours, resolved = _training_hyperparameters(hyperparameters or Hyperparameters(), seed)
+    with transaction.atomic():
+        config = training.training_config_create(
+            owner=owner,
+            dataset_id=train.dataset_version.dataset.public_id,
+            model_base=model,
+            approach=Approach.LORA,
+            hyperparams=ours,
+        )
+        job = training.job_start(owner=owner, config=config)
+        return OpenAIFineTuneJob.objects.create(
+            job=job,
+            training_file=train,
+            validation_file=validation,
+            model=model,
+            suffix=suffix or "",
+            seed=seed,
+            metadata=metadata,
+            hyperparameters=resolved,
+        )
+
+
+def jobs_visible_to(user):
+    qs = OpenAIFineTuneJob.objects.select_related("job", "training_file", "validation_file")
+    return qs if is_admin(user) else qs.filter(job__owner=user)
+
+
+def job_get(*, user, ftjob_id: str) -> OpenAIFineTuneJob:
+    found = jobs_visible_to(user).filter(ftjob_id=ftjob_id).first()
+    if found is None:
+        raise NotFound(f"No such fine-tuning job: {ftjob_id}", details={"param": "fine_tuning_job_id"})
+    return found
+
+
+def job_cancel(*, ftjob: OpenAIFineTuneJob) -> OpenAIFineTuneJob:
+    training.job_cancel(job=ftjob.job)
+    ftjob.job.refresh_from_db()
+    return ftjob
+
+
+def fine_tuned_model_name(ftjob: OpenAIFineTuneJob, step: int | None = None) -> str:
+    name = f"ft:{ftjob.model}:{ORGANIZATION_ID}:{ftjob.suffix}:{ftjob.ftjob_id}"
+    return f"{name}:ckpt-step-{step}" if step is not None else name
+
+
+def _ts(value) -> int | None:
+    return int(value.timestamp()) if value else None
+
+
+def job_object(ftjob: OpenAIFineTuneJob) -> dict:
+    job: TrainingJob = ftjob.job
+    succeeded = job.status == JobStatus.SUCCEEDED
+    error = None
+    if job.status == JobStatus.FAILED:
+        error = {"code": "training_failed", "message": job.error or "training failed", "param": None}
+    hyperparameters = dict(ftjob.hyperparameters)
+    return {
+        "object": "fine_tuning.job",
+        "id": ftjob.ftjob_id,
+        "created_at": _ts(ftjob.created_at),
+        "error": error,
+        "fine_tuned_model": fine_tuned_model_name(ftjob) if succeeded else None,
+        "finished_at": _ts(job.finished_at),
+        "hyperparameters": hyperparameters,
+        "model": ftjob.model,
+        "organization_id": ORGANIZATION_ID,
+        "result_files": [],
+        "seed": ftjob.seed,
+        "status": STATUS_OUT.get(job.status, job.status),
+        "trained_tokens": None,
+        "training_file": ftjob.training_file.file_id,
+        "validation_file": ftjob.validation_file.file_id if ftjob.validation_file else None,
+        "estimated_finish": None,
+        "integrations": [],
+        "metadata": ftjob.metadata,
+        "user_provided_suffix": ftjob.suffix or None,
+        "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        # Where the same run lives on the T4DM dashboard.
+        "t4dm_job_id": job.public_id,
+    }
+
+
+def job_events(ftjob: OpenAIFineTuneJob) -> list[dict]:
+    """The job's log lines and one `metrics` event per logged step, newest first (OpenAI's order)."""
+    job = ftjob.job
+    events = [
+        {
+            "object": "fine_tuning.job.event",
+            "id": f"ftevent-{e.pk}",
+            "created_at": _ts(e.created_at),
+            "level": "warn" if e.level == JobEvent.Level.WARNING else e.level,
+            "message": e.message,
+            "data": {},
+            "type": "message",
+            "_order": (e.created_at.timestamp(), 0, e.pk),
+        }
+        for e in job.events.all()
+    ]
+    by_step: dict[int, dict] = {}
+    times: dict[int, float] = {}
+    for key, step, value, wall_time in MetricPoint.objects.filter(job=job).values_list(
+        "key", "step", "value", "wall_time"
+    ):
+        by_step.setdefault(step, {})[METRIC_NAMES.get(key, key)] = value
+        times[step] = max(times.get(step, 0.0), wall_time)
+    for step, values in by_step.items():
+        data = {"step": step, "total_steps": job.total_steps or None, **values}
+        events.append(
+            {
+                "object": "fine_tuning.job.event",
+                "id": f"ftevent-m{job.pk}s{step}",
+                "created_at": int(times[step]),
+                "level": "info",
+                "message": f"Step {step}/{job.total_steps or '?'}: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in values.items()),
+                "data": data,
+                "type": "metrics",
+                "_order": (times[step], 1, step),
+            }
+        )
+    events.sort(key=lambda e: e["_order"], reverse=True)
+    for e in events:
+        del e["_order"]
+    return events
+
+
+def job_checkpoints(ftjob: OpenAIFineTuneJob) -> list[dict]:
+    checkpoints = Checkpoint.objects.filter(job=ftjob.job).order_by("-step")
+    return [
+        {
+            "object": "fine_tuning.job.checkpoint",
+            "id": f"ftckpt_{c.pk}",
+            "created_at": _ts(c.created_at),
+            "fine_tuned_model_checkpoint": fine_tuned_model_name(ftjob, c.step),
+            "fine_tuning_job_id": ftjob.ftjob_id,
+            "step_number": c.step,
+            "metrics": {"step": c.step, **{METRIC_NAMES.get(k, k): v for k, v in (c.metrics or {}).items()}},
+        }
+        for c in checkpoints
+    ]
+
+
+def page(objects: list[dict], *, after: str | None, limit: int) -> dict:
+    """Cursor pagination: the objects after the one whose id is `after`, `limit` of them."""
+    if not 1 <= limit <= 100:
+        raise InvalidInput("limit must be between 1 and 100", details={"param": "limit"})
+    start = 0
+    if after:
+        ids = [o["id"] for o in objects]
+        if after not in ids:
+            raise InvalidInput(f"after: no object with id {after!r} in this list", details={"param": "after"})
+        start = ids.index(after) + 1
+    data = objects[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": start + limit < len(objects),
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
+def parse_json_body(raw: bytes) -> dict:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise InvalidInput(f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body

@@ -1,0 +1,19 @@
+"""What kind of model folder a path is. Plain pathlib: the platform checks requests with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def is_adapter(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def check_model_path(model_path: str) -> None:
+    """ValueError unless ``model_path`` is a model folder (adapter or full) or looks like a hub id."""
+    path = Path(model_path)
+    if path.is_absolute() or model_path.startswith("."):
+        if not path.is_dir():
+            raise ValueError(f"model_path: {model_path} does not exist")
+        if not (is_adapter(path) or (path / "config.json").is_file()):
+            raise ValueError(f"model_path: {model_path} holds neither adapter_config.json nor config.json")

@@ -1,0 +1,127 @@
+"""Model registry API (/api/v1/models/...). Thin: parse → service/selector → schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.http import FileResponse
+from ninja import Router
+
+from experiments.selectors import job_get
+from models_registry import selectors, services
+from models_registry.models import ModelExport
+from models_registry.schemas import (
+    ExportIn,
+    ExportOut,
+    GateOut,
+    ModelCardIn,
+    ModelSummaryOut,
+    RegisteredModelIn,
+    RegisteredModelOut,
+    SignoffIn,
+    StageIn,
+    VersionCreateIn,
+    VersionDetailOut,
+)
+from t4dm_site.auth import trainer_auth
+from t4dm_site.errors import InvalidInput, NotFound
+
+router = Router(tags=["registry"], auth=trainer_auth)
+
+
+def _detail(version) -> dict:
+    return selectors.model_version_detail(version)
+
+
+@router.get("", response=list[ModelSummaryOut])
+def model_list(request):
+    return selectors.models_overview(user=request.auth)
+
+
+@router.post("/versions", response={201: VersionDetailOut})
+def model_version_create(request, payload: VersionCreateIn):
+    """Register a succeeded job's model as the next version (the auto_version rule picks the number)."""
+    job = job_get(user=request.auth, job_id=payload.job_id)
+    version = services.model_version_create(
+        job=job, model_id=payload.model_id, created_by=request.auth.username
+    )
+    return 201, _detail(version)
+
+
+@router.get("/{model_id}/versions", response=list[VersionDetailOut])
+def model_version_list(request, model_id: str):
+    return [_detail(v) for v in selectors.model_versions(user=request.auth, model_id=model_id)]
+
+
+@router.patch("/{model_id}", response=RegisteredModelOut)
+def registered_model_update(request, model_id: str, payload: RegisteredModelIn):
+    selectors.model_versions(user=request.auth, model_id=model_id)  # 404 unless the user sees a version
+    return services.registered_model_update(model_id=model_id, **payload.dict())
+
+
+@router.get("/{model_id}/versions/{version}", response=VersionDetailOut)
+def model_version_detail(request, model_id: str, version: str):
+    return _detail(selectors.model_version_get(user=request.auth, model_id=model_id, version=version))
+
+
+@router.get("/{model_id}/versions/{version}/gate", response=GateOut)
+def model_version_gate(request, model_id: str, version: str, thresholds: str | None = None):
+    """The deployment gate as it stands; `thresholds` (JSON) checks against other thresholds."""
+    found = selectors.model_version_get(user=request.auth, model_id=model_id, version=version)
+    try:
+        parsed = json.loads(thresholds) if thresholds else None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f'thresholds must be JSON, e.g. {{"accuracy": 0.9}}: {exc}') from exc
+    return selectors.gate_status(found, thresholds=parsed)
+
+
+@router.post("/{model_id}/versions/{version}/stage", response=VersionDetailOut)
+def model_version_stage(request, model_id: str, version: str, payload: StageIn):
+    """Move to a stage. Production: 409 `gate_failed` with `details.failing` unless the gate passes
+    (or an admin overrides with a reason)."""
+    found = selectors.model_version_get(user=request.auth, model_id=model_id, version=version)
+    services.model_version_transition(
+        version=found,
+        to_stage=payload.stage,
+        actor=request.auth,
+        reason=payload.reason,
+        override=payload.override,
+        thresholds=payload.thresholds,
+    )
+    return _detail(selectors.model_version_get(user=request.auth, model_id=model_id, version=version))
+
+
+@router.post("/{model_id}/versions/{version}/signoff", response={201: VersionDetailOut})
+def model_version_signoff(request, model_id: str, version: str, payload: SignoffIn):
+    """Record that you reviewed the sample outputs (the gate's "Sample outputs reviewed")."""
+    found = selectors.model_version_get(user=request.auth, model_id=model_id, version=version)
+    services.sample_review_signoff(version=found, reviewer=request.auth, note=payload.note)
+    return 201, _detail(found)
+
+
+@router.put("/{model_id}/versions/{version}/model-card", response=VersionDetailOut)
+def model_version_card(request, model_id: str, version: str, payload: ModelCardIn):
+    """Replace the model card, or regenerate it from the records with `{"text": null}`."""
+    found = selectors.model_version_get(user=request.auth, model_id=model_id, version=version)
+    return _detail(services.model_card_update(version=found, text=payload.text))
+
+
+@router.post("/{model_id}/versions/{version}/exports", response={201: ExportOut})
+def model_version_export(request, model_id: str, version: str, payload: ExportIn):
+    found = selectors.model_version_get(user=request.auth, model_id=model_id, version=version)
+    export = services.model_version_export(version=found, merge=payload.merge, actor=request.auth)
+    return 201, next(
+        e for e in selectors.model_version_detail(found)["exports"] if e["export_id"] == export.pk
+    )
+
+
+@router.get("/{model_id}/versions/{version}/exports/{export_id}/archive")
+def model_version_export_archive(request, model_id: str, version: str, export_id: int):
+    """The export folder as a .tar.gz."""
+    found = selectors.model_version_get(user=request.auth, model_id=model_id, version=version)
+    export = ModelExport.objects.filter(pk=export_id, version=found).first()
+    if export is None or not Path(export.archive_path).is_file():
+        raise NotFound(f"export {export_id} of {found.ref} does not exist")
+    path = Path(export.archive_path)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

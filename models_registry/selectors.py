@@ -1,0 +1,205 @@
+"""Registry reads: what a user may see, the seed's version schema, lineage, gate status, history."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from models_registry.gates import gate_check, gate_failures, version_evaluation
+from models_registry.models import ModelVersion, RegisteredModel
+from models_registry.services import semver_key
+from t4dm_site.errors import NotFound
+from t4dm_site.roles import is_admin
+
+
+def versions_visible_to(user) -> QuerySet[ModelVersion]:
+    """Sharing rule of the experiments: a version is visible to the owner of its job; admins see all."""
+    queryset = ModelVersion.objects.select_related(
+        "dataset_version__dataset", "config", "job", "checkpoint", "evaluation"
+    )
+    return queryset if is_admin(user) else queryset.filter(job__owner=user)
+
+
+def model_version_get(*, user, model_id: str, version: str) -> ModelVersion:
+    found = versions_visible_to(user).filter(model_id=model_id, version=version).first()
+    if found is None:
+        raise NotFound(f"model version {model_id}@{version} does not exist")
+    return found
+
+
+def model_version_by_ref(*, user, ref: str) -> ModelVersion:
+    """`t4dm-knowledge@1.2.0`."""
+    model_id, sep, version = ref.partition("@")
+    if not sep:
+        raise NotFound(f"{ref!r} is not a version reference; expected model_id@x.y.z")
+    return model_version_get(user=user, model_id=model_id, version=version)
+
+
+def model_versions(*, user, model_id: str) -> list[ModelVersion]:
+    versions = list(versions_visible_to(user).filter(model_id=model_id))
+    if not versions:
+        raise NotFound(f"model {model_id} does not exist")
+    return sorted(versions, key=lambda v: semver_key(v.version), reverse=True)
+
+
+def models_overview(*, user) -> list[dict]:
+    """One row per model_id: how many versions, the newest, which one is in production."""
+    by_model: dict[str, list[ModelVersion]] = {}
+    for version in versions_visible_to(user):
+        by_model.setdefault(version.model_id, []).append(version)
+    descriptions = dict(
+        RegisteredModel.objects.filter(model_id__in=by_model).values_list("model_id", "description")
+    )
+    rows = []
+    for model_id, versions in sorted(by_model.items()):
+        newest = max(versions, key=lambda v: semver_key(v.version))
+        production = next((v for v in versions if v.stage == "production"), None)
+        rows.append(
+            {
+                "model_id": model_id,
+                "description": descriptions.get(model_id, ""),
+                "versions": len(versions),
+                "latest_version": newest.version,
+                "base_model": newest.base_model,
+                "production_version": production.version if production else None,
+                "updated_at": max(v.created_at for v in versions).isoformat(),
+            }
+        )
+    return rows
+
+
+def model_version_schema(version: ModelVersion) -> dict:
+    """The seed's version schema, field for field."""
+    evaluation = version_evaluation(version)
+    metrics = (evaluation.metrics if evaluation else None) or version.evaluation_metrics or {}
+    dv = version.dataset_version
+    return {
+        "model_id": version.model_id,
+        "version": version.version,
+        "base_model": version.base_model,
+        "training": {
+            "dataset": dv.dataset.public_id if dv else None,
+            "config": version.config.public_id if version.config else None,
+            "final_loss": version.final_loss,
+        },
+        "evaluation": dict(metrics),
+        "created_at": version.created_at.isoformat(),
+        "created_by": version.created_by,
+    }
+
+
+def model_version_lineage(version: ModelVersion) -> list[dict]:
+    """dataset → config → job → evaluation → version, each step with its id and a line of detail."""
+    dv, config, job = version.dataset_version, version.config, version.job
+    evaluation = version_evaluation(version)
+    return [
+        {
+            "kind": "dataset",
+            "id": f"{dv.dataset.public_id} v{dv.number}" if dv else None,
+            "detail": f"{dv.dataset.name}: {dv.task_type}, validation {dv.validation_status}" if dv else "",
+            "url": f"/datasets/{dv.dataset.public_id}/" if dv else None,
+        },
+        {
+            "kind": "config",
+            "id": config.public_id if config else None,
+            "detail": f"{config.model_base}, {config.approach}" if config else "",
+        },
+        {
+            "kind": "job",
+            "id": job.public_id if job else None,
+            "detail": (
+                f"{job.status}, final loss {version.final_loss:.4g}"
+                if version.final_loss is not None
+                else job.status
+            )
+            if job
+            else "",
+            "url": f"/jobs/{job.public_id}/" if job else None,
+        },
+        {
+            "kind": "checkpoint",
+            "id": f"step {version.checkpoint.step}" if version.checkpoint else None,
+            "detail": "best checkpoint" if version.checkpoint else "final model",
+        },
+        {
+            "kind": "evaluation",
+            "id": evaluation.public_id if evaluation else None,
+            "detail": ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in (evaluation.metrics or {}).items()
+            )
+            if evaluation
+            else "",
+            "url": f"/evaluations/{evaluation.public_id}/" if evaluation else None,
+        },
+        {"kind": "version", "id": version.ref, "detail": version.stage},
+    ]
+
+
+def stage_history(version: ModelVersion) -> list[dict]:
+    return [
+        {
+            "from_stage": t.from_stage,
+            "to_stage": t.to_stage,
+            "who": t.actor_name,
+            "when": t.created_at.isoformat(),
+            "why": t.reason,
+            "override": t.override,
+            "failing": [item["key"] for item in gate_failures(t.gate)] if t.gate else [],
+        }
+        for t in version.transitions.all()
+    ]
+
+
+def gate_status(version: ModelVersion, *, thresholds: dict | None = None) -> dict:
+    if thresholds is None:
+        registered = RegisteredModel.objects.filter(model_id=version.model_id).first()
+        thresholds = (registered.thresholds if registered else None) or None
+    items = gate_check(version=version, thresholds=thresholds)
+    failing = gate_failures(items)
+    return {"passed": not failing, "items": items, "failing": [item["key"] for item in failing]}
+
+
+def model_version_detail(version: ModelVersion) -> dict:
+    """The schema plus what the registry adds: stage, lineage, history, gate, exports, sign-offs."""
+    return {
+        **model_version_schema(version),
+        "stage": version.stage,
+        "version_reason": version.version_reason,
+        "provider": version.provider,
+        "job_id": version.job.public_id if version.job else None,
+        "evaluation_id": (version_evaluation(version).public_id if version_evaluation(version) else None),
+        "artifact_path": version.artifact_path,
+        "model_card": version.model_card,
+        "lineage": model_version_lineage(version),
+        "history": stage_history(version),
+        "gate": gate_status(version),
+        "signoffs": [
+            {"reviewer": s.reviewer_name, "note": s.note, "when": s.created_at.isoformat()}
+            for s in version.signoffs.all()
+        ],
+        "exports": [
+            {
+                "export_id": e.pk,
+                "merged": e.merged,
+                "path": e.path,
+                "files": len(e.manifest.get("files", {})),
+                "created_at": e.created_at.isoformat(),
+                "download_url": f"/api/v1/models/{version.model_id}/versions/{version.version}/exports/{e.pk}/archive",
+            }
+            for e in version.exports.all()
+        ],
+    }
+
+
+def playground_targets(version: ModelVersion) -> dict:
+    """What the playground can run for a version: its final folder, its checkpoints, its base."""
+    from experiments.services import resolve_model_base
+
+    base = version.config.model_base if version.config else version.base_model
+    checkpoints = {c.step: c.path for c in version.job.checkpoints.all()} if version.job else {}
+    return {
+        "version": version.artifact_path,
+        "base": base,
+        "base_path": resolve_model_base(base),
+        "checkpoints": checkpoints,
+    }

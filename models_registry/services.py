@@ -1,0 +1,331 @@
+"""Registry services: versions (auto_version), stage transitions behind the deployment gate,
+sample-output sign-offs, model cards and exports.
+
+Semver rule of auto_version, against the newest version of the same model_id:
+
+- no version yet                                   → 1.0.0
+- a different base model or task type              → major: (X+1).0.0
+- the same base and task, a different dataset version → minor: X.(Y+1).0
+- only hyperparameters / approach differ (or a re-run) → patch: X.Y.(Z+1)
+
+A model_id names what the model is for: by default `t4dm-<dataset name>`, so a new version of the
+same dataset is a minor bump and a new base model a major one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from experiments.models import JobStatus, TrainingJob
+from models_registry.cards import model_card_render
+from models_registry.gates import SEMVER, gate_check, gate_failures, version_evaluation
+from models_registry.models import (
+    ModelExport,
+    ModelVersion,
+    RegisteredModel,
+    SampleReviewSignoff,
+    Stage,
+    StageTransition,
+)
+from t4dm_site.errors import Conflict, DomainError, Forbidden, InvalidInput
+from t4dm_site.roles import is_admin
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "t4dm-finetune"
+DEFAULT_VERSIONING = {"auto_version": True, "compare_to_base": True}
+
+# Allowed moves between stages. Production is reached only from staging; leaving production (or being
+# replaced there) archives or demotes.
+TRANSITIONS: dict[str, set[str]] = {
+    Stage.NONE: {Stage.STAGING, Stage.ARCHIVED},
+    Stage.STAGING: {Stage.PRODUCTION, Stage.ARCHIVED, Stage.NONE},
+    Stage.PRODUCTION: {Stage.STAGING, Stage.ARCHIVED},
+    Stage.ARCHIVED: {Stage.STAGING},
+}
+
+
+class GateFailed(Conflict):
+    code = "gate_failed"
+
+
+def versioning_settings() -> dict:
+    return {**DEFAULT_VERSIONING, **getattr(settings, "T4DM_VERSIONING", {})}
+
+
+def semver_key(version: str) -> tuple[int, int, int]:
+    match = SEMVER.match(version)
+    return tuple(int(part) for part in match.groups()) if match else (-1, -1, -1)
+
+
+def default_model_id(job: TrainingJob) -> str:
+    return f"t4dm-{slugify(job.config.dataset_version.dataset.name) or 'model'}"
+
+
+def next_version(
+    *, previous: ModelVersion | None, base_model: str, task_type: str, dataset_version_id
+) -> tuple[str, str]:
+    """(version, why) by the module's semver rule."""
+    if previous is None:
+        return "1.0.0", "first version of this model"
+    major, minor, patch = semver_key(previous.version)
+    previous_task = previous.config.task_type if previous.config else None
+    if previous.base_model != base_model or (previous_task is not None and previous_task != task_type):
+        changed = "base model" if previous.base_model != base_model else "task type"
+        return f"{major + 1}.0.0", f"major: new {changed} since {previous.version}"
+    if previous.dataset_version_id != dataset_version_id:
+        return f"{major}.{minor + 1}.0", f"minor: new dataset version since {previous.version}"
+    return f"{major}.{minor}.{patch + 1}", f"patch: same base, task and data as {previous.version}"
+
+
+def _lock_model(model_id: str) -> RegisteredModel:
+    """Row lock on the model_id: serializes numbering and promotions (SQLite: the IMMEDIATE
+    transaction already holds the database's write lock)."""
+    RegisteredModel.objects.get_or_create(model_id=model_id)
+    return RegisteredModel.objects.select_for_update().get(model_id=model_id)
+
+
+def _newest(model_id: str) -> ModelVersion | None:
+    versions = list(ModelVersion.objects.filter(model_id=model_id).select_related("config"))
+    return max(versions, key=lambda v: semver_key(v.version)) if versions else None
+
+
+@transaction.atomic
+def model_version_create(
+    *, job: TrainingJob, model_id: str | None = None, created_by: str = SYSTEM_ACTOR
+) -> ModelVersion:
+    """Register a succeeded job's final model as the next version of `model_id`."""
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"{job.public_id} is {job.status}; only a succeeded job's model can be versioned")
+    if not job.final_model_path:
+        raise Conflict(f"{job.public_id} reported no final model folder")
+    config = job.config
+    model_id = (model_id or default_model_id(job)).strip()
+    if not model_id or slugify(model_id) != model_id.lower():
+        raise InvalidInput(f"model_id {model_id!r} must be letters, digits and dashes, e.g. t4dm-knowledge")
+    registered = _lock_model(model_id)
+    version, why = next_version(
+        previous=_newest(model_id),
+        base_model=config.model_base,
+        task_type=config.task_type,
+        dataset_version_id=config.dataset_version_id,
+    )
+    best = job.checkpoints.filter(is_best=True).order_by("-step").first()
+    final_loss = (job.latest_metrics or {}).get("loss")
+    created = ModelVersion.objects.create(
+        model_id=model_id,
+        version=version,
+        version_reason=why,
+        base_model=config.model_base,
+        provider="local",
+        dataset_version=config.dataset_version,
+        config=config,
+        job=job,
+        checkpoint=best,
+        final_loss=final_loss if isinstance(final_loss, int | float) else None,
+        artifact_path=job.final_model_path,
+        created_by=created_by,
+    )
+    evaluation = version_evaluation(created)
+    if evaluation is not None:
+        created.evaluation = evaluation
+        created.evaluation_metrics = evaluation.metrics or {}
+    created.model_card = model_card_render(created, registered)
+    created.save(update_fields=["evaluation", "evaluation_metrics", "model_card"])
+    StageTransition.objects.create(
+        version=created,
+        from_stage=Stage.NONE,
+        to_stage=Stage.NONE,
+        actor_name=created_by,
+        reason=f"registered ({why})",
+    )
+    return created
+
+
+def model_version_auto_create(*, job: TrainingJob) -> ModelVersion | None:
+    """auto_version: a succeeded job gets a version once (idempotent); None when auto_version is off."""
+    if not versioning_settings()["auto_version"]:
+        return None
+    existing = job.model_versions.order_by("created_at").first()
+    if existing is not None:
+        return existing
+    version = model_version_create(job=job)
+    if versioning_settings()["compare_to_base"]:
+        _compare_to_base_on_commit(version)
+    return version
+
+
+def _compare_to_base_on_commit(version: ModelVersion) -> None:
+    """compare_to_base: queue an evaluation of the new version against its base model (the gate's
+    metrics and comparison items read it when it finishes)."""
+    from experiments.evaluation.services import evaluation_start
+
+    if version.job is None:
+        return
+    job_pk, ref = version.job.pk, version.ref
+
+    def start() -> None:
+        job = TrainingJob.objects.get(pk=job_pk)
+        try:
+            evaluation_start(owner=job.owner, model_path=ref, compare_to_base=True)
+        except DomainError as exc:  # e.g. a dataset without a test split: the version stays, unevaluated
+            log.warning("compare_to_base for %s not started: %s", ref, exc.message)
+
+    transaction.on_commit(start)
+
+
+def _actor_name(actor) -> str:
+    return getattr(actor, "username", None) or SYSTEM_ACTOR
+
+
+@transaction.atomic
+def model_version_transition(
+    *,
+    version: ModelVersion,
+    to_stage: str,
+    actor,
+    reason: str = "",
+    override: bool = False,
+    thresholds: dict | None = None,
+) -> ModelVersion:
+    """Move a version to another stage and record it. Production needs the gate to pass (or an
+    admin override with a reason); promoting a version archives the model_id's current production one."""
+    if to_stage not in Stage.values:
+        raise InvalidInput(f"unknown stage {to_stage!r}; choose one of {', '.join(Stage.values)}")
+    registered = _lock_model(version.model_id)
+    # Lock every version of the model_id: two promotions at once are served one after the other, and
+    # the second sees the first's result.
+    siblings = {v.pk: v for v in ModelVersion.objects.select_for_update().filter(model_id=version.model_id)}
+    version = siblings[version.pk]
+    current = version.stage
+    if to_stage == current:
+        raise Conflict(f"{version.ref} is already in {current}")
+    if to_stage not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current]))
+        raise Conflict(
+            f"{version.ref} cannot move from {current} to {to_stage}; from {current} it can go to {allowed}"
+        )
+    if override and not is_admin(actor):
+        raise Forbidden("only an admin can override the deployment gate")
+    gate: list[dict] = []
+    if to_stage == Stage.PRODUCTION:
+        gate = gate_check(version=version, thresholds=thresholds or registered.thresholds or None)
+        failing = gate_failures(gate)
+        if failing and not override:
+            raise GateFailed(
+                f"{version.ref} cannot go to production; failing checks: "
+                + "; ".join(item["label"] for item in failing),
+                details={"failing": failing, "gate": gate},
+            )
+        if failing and not reason.strip():
+            raise InvalidInput("an override of the deployment gate needs a reason")
+        for other in siblings.values():
+            if other.pk != version.pk and other.stage == Stage.PRODUCTION:
+                _record(other, Stage.ARCHIVED, actor, f"replaced in production by {version.version}")
+    else:
+        override = False
+    _record(version, to_stage, actor, reason, override=override, gate=gate)
+    return version
+
+
+def _record(
+    version: ModelVersion, to_stage: str, actor, reason: str, *, override: bool = False, gate=None
+) -> None:
+    from_stage = version.stage
+    version.set_stage(to_stage)
+    StageTransition.objects.create(
+        version=version,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_name=_actor_name(actor),
+        reason=reason.strip(),
+        override=override,
+        gate=gate or [],
+    )
+
+
+@transaction.atomic
+def sample_review_signoff(*, version: ModelVersion, reviewer, note: str = "") -> SampleReviewSignoff:
+    """The explicit "sample outputs reviewed" record for the gate."""
+    if version_evaluation(version) is None and not note.strip():
+        raise InvalidInput(
+            "there are no evaluated sample outputs to review; say in the note what you reviewed"
+        )
+    return SampleReviewSignoff.objects.create(
+        version=version, reviewer=reviewer, reviewer_name=_actor_name(reviewer), note=note.strip()
+    )
+
+
+@transaction.atomic
+def model_card_update(*, version: ModelVersion, text: str | None = None) -> ModelVersion:
+    """Replace the card with `text`, or regenerate it from the records when `text` is None."""
+    if text is None:
+        registered = RegisteredModel.objects.filter(model_id=version.model_id).first()
+        text = model_card_render(version, registered)
+    version.model_card = text
+    version.save(update_fields=["model_card"])
+    return version
+
+
+@transaction.atomic
+def registered_model_update(
+    *,
+    model_id: str,
+    description: str | None = None,
+    intended_use: str | None = None,
+    limitations: str | None = None,
+    thresholds: dict | None = None,
+) -> RegisteredModel:
+    registered = _lock_model(model_id)
+    fields = {
+        "description": description,
+        "intended_use": intended_use,
+        "limitations": limitations,
+        "thresholds": thresholds,
+    }
+    changed = [name for name, value in fields.items() if value is not None]
+    for name in changed:
+        setattr(registered, name, fields[name])
+    registered.save(update_fields=changed or None)
+    return registered
+
+
+def model_version_export(*, version: ModelVersion, merge: bool, actor) -> ModelExport:
+    """Write the deployable folder (merged or adapter), tokenizer, a fresh model card and a checksum
+    manifest, then a .tar.gz of it. Runs in the caller's process: seconds for small models."""
+    from models_registry import export
+
+    source = Path(version.artifact_path)
+    if not source.is_dir():
+        raise Conflict(f"{version.ref}: the trained model folder {version.artifact_path!r} is missing")
+    if merge and not export.is_adapter(source):
+        merge = False  # a full fine-tune has nothing to merge
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{version.model_id}-{version.version}-{'merged' if merge else 'adapter'}"
+    folder = Path(settings.ARTIFACT_ROOT) / "exports" / version.model_id / version.version / stamp / name
+    task_type = version.config.task_type if version.config else "chat"
+    export.write_model_folder(source=source, dest=folder, merge=merge, task_type=task_type)
+    registered = RegisteredModel.objects.filter(model_id=version.model_id).first()
+    card = model_card_render(version, registered)
+    (folder / "README.md").write_text(card)
+    manifest = export.write_manifest(folder)
+    archive = export.make_archive(folder, folder.parent / f"{name}.tar.gz")
+    with transaction.atomic():
+        if not version.model_card.strip():
+            version.model_card = card
+            version.save(update_fields=["model_card"])
+        return ModelExport.objects.create(
+            version=version,
+            merged=merge,
+            path=str(folder),
+            archive_path=str(archive),
+            manifest=manifest,
+            created_by=_actor_name(actor),
+        )

@@ -1,0 +1,165 @@
+"""Registry pages: models list, a model's versions, a version's detail (lineage, gate, history,
+stage actions, sign-off, export). Thin: authorize, select or call a service, render or redirect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.contrib import messages
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from experiments.views import dashboard
+from models_registry import selectors, services
+from models_registry.models import ModelExport, Stage
+from models_registry.services import TRANSITIONS, GateFailed
+from t4dm_site.errors import DomainError, NotFound
+from t4dm_site.roles import is_admin
+
+
+def _version_or_404(request, model_id: str, version: str):
+    try:
+        return selectors.model_version_get(user=request.user, model_id=model_id, version=version)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+@dashboard
+def model_list(request):
+    return render(
+        request, "registry/models_list.html", {"models": selectors.models_overview(user=request.user)}
+    )
+
+
+@dashboard
+def model_detail(request, model_id: str):
+    try:
+        versions = selectors.model_versions(user=request.user, model_id=model_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return render(
+        request,
+        "registry/model_detail.html",
+        {"model_id": model_id, "versions": versions},
+    )
+
+
+@dashboard
+def version_detail(request, model_id: str, version: str):
+    found = _version_or_404(request, model_id, version)
+    detail = selectors.model_version_detail(found)
+    schema = json.dumps(selectors.model_version_schema(found), indent=2)
+    return render(
+        request,
+        "registry/version_detail.html",
+        {
+            "v": found,
+            "detail": detail,
+            "schema_json": schema,
+            "next_stages": sorted(TRANSITIONS[found.stage]),
+            "is_admin": is_admin(request.user),
+            "production": Stage.PRODUCTION,
+        },
+    )
+
+
+@dashboard
+def playground(request, model_id: str, version: str):
+    found = _version_or_404(request, model_id, version)
+    targets = selectors.playground_targets(found)
+    return render(request, "registry/playground.html", {"v": found, "base": targets["base"]})
+
+
+@require_POST
+@dashboard
+def version_stage(request, model_id: str, version: str):
+    found = _version_or_404(request, model_id, version)
+    stage = request.POST.get("stage", "")
+    try:
+        services.model_version_transition(
+            version=found,
+            to_stage=stage,
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+            override=request.POST.get("override") == "on",
+        )
+        messages.success(request, f"{found.ref} moved to {stage}.")
+    except GateFailed as exc:
+        failing = ", ".join(item["label"] for item in exc.details["failing"])
+        messages.error(request, f"Promotion to production refused. Failing checks: {failing}.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("registry-version", model_id=model_id, version=version)
+
+
+@require_POST
+@dashboard
+def versions_compare(request, model_id: str):
+    """compare_versions (the evaluation engine) on two versions of this model; shows its evaluation page."""
+    from experiments.evaluation.services import compare_versions_start
+
+    try:
+        evaluation = compare_versions_start(
+            owner=request.user,
+            version_a=f"{model_id}@{request.POST.get('version_a', '')}",
+            version_b=f"{model_id}@{request.POST.get('version_b', '')}",
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("registry-model", model_id=model_id)
+    return redirect("evaluation-detail", evaluation_id=evaluation.public_id)
+
+
+@require_POST
+@dashboard
+def version_evaluate(request, model_id: str, version: str):
+    """evaluate_model on this version, compared to its base; the gate reads the result."""
+    from experiments.evaluation.services import evaluation_start
+
+    found = _version_or_404(request, model_id, version)
+    try:
+        evaluation = evaluation_start(owner=request.user, model_path=found.ref, compare_to_base=True)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("registry-version", model_id=model_id, version=version)
+    return redirect("evaluation-detail", evaluation_id=evaluation.public_id)
+
+
+@require_POST
+@dashboard
+def version_signoff(request, model_id: str, version: str):
+    found = _version_or_404(request, model_id, version)
+    try:
+        services.sample_review_signoff(
+            version=found, reviewer=request.user, note=request.POST.get("note", "")
+        )
+        messages.success(request, "Sample-output review recorded.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("registry-version", model_id=model_id, version=version)
+
+
+@require_POST
+@dashboard
+def version_export(request, model_id: str, version: str):
+    found = _version_or_404(request, model_id, version)
+    try:
+        export = services.model_version_export(
+            version=found, merge=request.POST.get("merge") == "on", actor=request.user
+        )
+        messages.success(request, f"Exported to {export.path}.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("registry-version", model_id=model_id, version=version)
+
+
+@dashboard
+def export_download(request, model_id: str, version: str, export_id: int):
+    found = _version_or_404(request, model_id, version)
+    export = ModelExport.objects.filter(pk=export_id, version=found).first()
+    if export is None or not Path(export.archive_path).is_file():
+        raise Http404("no such export")
+    path = Path(export.archive_path)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

@@ -1,0 +1,54 @@
+// Chart helpers shared by the job page and the compare page: EMA smoothing, traces, layout.
+(function () {
+  "use strict";
+
+  // TensorBoard-style EMA with debiasing, so the first points are not pulled towards zero.
+  function ema(values, weight) {
+    if (!weight) return values;
+    const out = new Array(values.length);
+    let last = 0;
+    let n = 0;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (!Number.isFinite(v)) { out[i] = v; continue; }
+      last = last * weight + (1 - weight) * v;
+      n += 1;
+      out[i] = last / (1 - Math.pow(weight, n));
+    }
+    return out;
+  }
+
+  // points: [[step, value, t], ...] sorted by step. Returns plotly traces (raw faded + smoothed).
+  function traces(name, points, opts) {
+    const byTime = opts.xAxis === "time";
+    const x = points.map((p) => (byTime ? new Date(p[2] * 1000) : p[0]));
+    const y = points.map((p) => p[1]);
+    const steps = points.map((p) => p[0]);
+    const hover = "<b>" + name + "</b>: %{y:.8g}<br>step %{customdata}<extra></extra>";
+    // A sparse series (validation every N steps) gets markers, or a single point would not show.
+    const mode = points.length < 30 ? "lines+markers" : "lines";
+    const base = { x, y, customdata: steps, type: "scatter", mode, name, hovertemplate: hover };
+    if (opts.color) base.line = { color: opts.color };
+    if (!opts.smoothing) return [base];
+    const smoothed = { ...base, y: ema(y, opts.smoothing), name: name + " (smoothed)", legendgroup: name };
+    const raw = { ...base, y, opacity: 0.25, showlegend: false, legendgroup: name, hoverinfo: "skip" };
+    delete raw.hovertemplate;
+    return [raw, smoothed];
+  }
+
+  function layout(title, opts) {
+    return {
+      title: { text: title },
+      margin: { t: 40, r: 10, b: 40, l: 60 },
+      xaxis: { title: { text: opts.xAxis === "time" ? "wall time" : "step" }, type: opts.xAxis === "time" ? "date" : "linear" },
+      yaxis: { type: opts.logScale ? "log" : "linear", exponentformat: "e" },
+      hovermode: "x unified",
+      showlegend: true,
+      legend: { x: 1, xanchor: "right", y: 1, bgcolor: "rgba(255,255,255,0.75)" },
+      uirevision: title + opts.xAxis + opts.logScale,
+    };
+  }
+
+  const CONFIG = { responsive: true, displaylogo: false };
+  window.T4DMCharts = { ema, traces, layout, CONFIG };
+})();

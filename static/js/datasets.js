@@ -1,0 +1,40 @@
+// Browser upload with a progress bar: posts the form to the API (session + CSRF), then opens the dataset.
+(function () {
+  const form = document.getElementById("upload-form");
+  if (!form) return;
+  const bar = document.getElementById("upload-progress");
+  const status = document.getElementById("upload-status");
+  const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const data = new FormData(form);
+    data.delete("csrfmiddlewaretoken");
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.dataset.api);
+    xhr.setRequestHeader("X-CSRFToken", csrf);
+    bar.hidden = false;
+    bar.value = 0;
+    status.textContent = "Uploading…";
+    xhr.upload.onprogress = function (e) {
+      if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
+    };
+    xhr.upload.onload = function () {
+      bar.value = 100;
+      status.textContent = "Uploaded; checking, measuring and splitting…";
+    };
+    xhr.onload = function () {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+      if (xhr.status === 201) {
+        status.textContent = "Stored as " + body.dataset_id + ".";
+        window.location.href = "/datasets/" + body.dataset_id + "/";
+      } else {
+        const error = body.error || {};
+        status.textContent = "Refused: " + (error.message || xhr.statusText);
+        status.className = "error";
+      }
+    };
+    xhr.onerror = function () { status.textContent = "The upload failed: the server could not be reached."; };
+    xhr.send(data);
+  });
+})();

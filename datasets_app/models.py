@@ -12,6 +12,7 @@ class TaskType(models.TextChoices):
     INSTRUCTION = "instruction", "Instruction (instruction/input/output)"
     COMPLETION = "completion", "Completion (prompt/completion or text)"
     CLASSIFICATION = "classification", "Classification (text/label)"
+    PREFERENCE = "preference", "Preference (prompt/chosen/rejected)"
 
 
 class Dataset(PublicIdMixin, models.Model):

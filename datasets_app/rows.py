@@ -5,6 +5,7 @@ Canonical rows (also the Parquet columns):
 - instruction: {"instruction", "input", "output"}
 - completion: {"prompt", "completion", "text"} (prompt/completion, or text; the others null)
 - classification: {"text", "label"} (label: a string or an integer)
+- preference: {"prompt", "chosen", "rejected"} (pairwise human preferences, e.g. from human eval)
 
 Structural problems are errors (the row cannot be stored). Problems `clean_dataset` can fix (role case,
 empty content) are warnings: the row is stored as it came, and the warning says how to fix it.
@@ -24,11 +25,13 @@ TASK_FIELDS = {
     "instruction": ("instruction", "input", "output"),
     "completion": ("prompt", "completion", "text"),
     "classification": ("text", "label"),
+    "preference": ("prompt", "chosen", "rejected"),
 }
 ARROW_SCHEMAS = {
     "chat": pa.schema([("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))]),
     "instruction": pa.schema([("instruction", pa.string()), ("input", pa.string()), ("output", pa.string())]),
     "completion": pa.schema([("prompt", pa.string()), ("completion", pa.string()), ("text", pa.string())]),
+    "preference": pa.schema([("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())]),
 }
 
 Problem = tuple[str, str, str | None, str]  # code, severity, field, message
@@ -42,6 +45,8 @@ def guess_task_type(raw: dict) -> str | None:
         return "instruction"
     if "label" in keys:
         return "classification"
+    if {"chosen", "rejected"} <= keys:
+        return "preference"
     if "prompt" in keys or "completion" in keys:
         return "completion"
     return None
@@ -211,11 +216,19 @@ def _classification(raw: dict, problems: list[Problem]) -> dict:
     return {"text": text, "label": label}
 
 
+def _preference(raw: dict, problems: list[Problem]) -> dict:
+    return {
+        name: _text_field(raw, name, problems, required=True, task="preference")
+        for name in ("prompt", "chosen", "rejected")
+    }
+
+
 _NORMALISERS = {
     "chat": _chat,
     "instruction": _instruction,
     "completion": _completion,
     "classification": _classification,
+    "preference": _preference,
 }
 
 
@@ -232,6 +245,8 @@ def io_text(row: dict, task_type: str) -> tuple[str, str]:
         if row.get("text") is not None:
             return "", row["text"]
         return row["prompt"], row["completion"]
+    if task_type == "preference":
+        return row["prompt"], row["chosen"]
     return row["text"], str(row["label"])
 
 
@@ -252,6 +267,7 @@ def output_field(task_type: str) -> str:
         "instruction": "output",
         "completion": "completion",
         "classification": "label",
+        "preference": "chosen",
     }[task_type]
 
 

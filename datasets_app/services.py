@@ -143,12 +143,15 @@ def dataset_prepare(
     description: str = "",
     origin: str | None = None,
     report: dict | None = None,
+    validation_content: bytes | None = None,
 ) -> DatasetVersion:
     """prepare_dataset: parse, check, measure, split and store rows as a new dataset version.
 
     Sources: uploaded bytes or a file/`save_to_disk` folder under settings.IMPORT_ROOT. The same
     content (and split) from the same owner is recognised by its hash and returns the existing version.
     Rows with errors refuse the whole file with the first error's line/row; nothing is stored.
+    `validation_content` (JSONL): a separate validation file; then `content` is all train, these rows
+    all validation, and there is no test split (what OpenAI's `validation_file` means).
     """
     _check_task_type(task_type)
     if format not in FORMATS:
@@ -156,6 +159,9 @@ def dataset_prepare(
             f"unknown format {format!r}; choose one of {', '.join(FORMATS)}", code="unknown_format"
         )
     fractions = pipeline.parse_fractions(split)
+    split_of = None
+    if validation_content is not None:
+        content, split_of, fractions = _with_validation_file(content, validation_content, format)
     source, format, content_hash = _open_source(content, source_path, format)
     existing = DatasetVersion.objects.filter(
         content_hash=content_hash,
@@ -173,6 +179,7 @@ def dataset_prepare(
         schema=schema,
         fractions=fractions,
         seed=seed,
+        split_of=split_of,
     )
     return _store_version(
         dataset=None,
@@ -190,6 +197,22 @@ def dataset_prepare(
         base_model=base_model,
         report=report or {},
     )
+
+
+def _with_validation_file(
+    content: bytes | None, validation_content: bytes, format: str
+) -> tuple[bytes, np.ndarray, dict[str, float]]:
+    """Train rows then validation rows in one JSONL, with the split of each row fixed in advance."""
+    if format != "jsonl" or content is None:
+        raise InvalidInput("a separate validation file is supported for uploaded JSONL only")
+    n_train = sum(1 for line in content.splitlines() if line.strip())
+    n_validation = sum(1 for line in validation_content.splitlines() if line.strip())
+    if not n_train or not n_validation:
+        raise InvalidInput("the training and the validation file must each hold at least one row")
+    combined = content.rstrip(b"\r\n") + b"\n" + validation_content
+    split_of = np.array([0] * n_train + [1] * n_validation, dtype=np.int8)
+    total = n_train + n_validation
+    return combined, split_of, {"train": n_train / total, "validation": n_validation / total, "test": 0.0}
 
 
 def _store_version(

@@ -254,6 +254,11 @@ def training_config_create(
     """configure_training: resolve defaults and a template, validate against the model and the
     hardware, estimate resources, store."""
     version = dataset_version_latest(user=owner, dataset_id=dataset_id)
+    if version.task_type == "preference":
+        raise InvalidInput(
+            f"{dataset_id} is a preference dataset (prompt/chosen/rejected): preference tuning (DPO) is not "
+            "available yet; train on a chat, instruction, completion or classification dataset"
+        )
     hyperparameters = _hyperparameters(template, hyperparams)
     hyperparameters = _check_approach(
         approach=approach,

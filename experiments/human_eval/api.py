@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Literal
 
 from django.http import HttpResponse
-from ninja import Router, Schema
+from ninja import File, Form, Router, Schema
+from ninja.files import UploadedFile
+from pydantic import ValidationError
 
 from experiments.human_eval import selectors, services
 from t4dm_site.auth import any_user_auth, trainer_auth
+from t4dm_site.errors import InvalidInput
 
 router = Router(tags=["human evaluation"])
 
@@ -42,6 +45,20 @@ class PreferenceIn(Schema):
 @router.post("/tasks", auth=trainer_auth, response={201: dict})
 def setup_human_eval(request, payload: SetupIn):
     task = services.human_eval_setup(owner=request.user, **payload.dict())
+    return 201, selectors.task_summary(task)
+
+
+@router.post("/tasks/upload", auth=trainer_auth, response={201: dict})
+def setup_human_eval_from_file(request, file: UploadedFile = File(...), setup: str = Form(...)):
+    """set-up with the questions in an uploaded file (JSONL or one question per line); `setup` is the
+    JSON of the other set-up fields."""
+    try:
+        fields = SetupIn.model_validate_json(setup)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"setup.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    questions = services.parse_questions_upload(file.read())
+    task = services.human_eval_setup(owner=request.user, **{**fields.dict(), "eval_questions": questions})
     return 201, selectors.task_summary(task)
 
 

@@ -85,7 +85,10 @@ def _typed_questions(eval_questions: list) -> list[dict]:
 def parse_questions_upload(content: bytes) -> list[str]:
     """An uploaded question file: JSONL ({"question"|"prompt": ...} or a JSON string per line) or plain
     text with one question per line."""
-    text = content.decode("utf-8-sig", errors="strict")
+    try:
+        text = content.decode("utf-8-sig", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"questions file: not UTF-8 text (byte {exc.start})") from None
     questions = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

@@ -171,10 +171,21 @@ def job_create(
         )
     seed = int(seed) if seed is not None else 42
     ours, resolved = _training_hyperparameters(hyperparameters or Hyperparameters(), seed)
+    dataset_version = train.dataset_version
+    if validation is not None:
+        # The validation file's rows become the validation split: the job then reports valid_loss.
+        dataset_version = dataset_prepare(
+            owner=owner,
+            name=f"{train.filename} + {validation.filename}",
+            content=bytes(train.content),
+            validation_content=bytes(validation.content),
+            task_type=TaskType.CHAT,
+            format="jsonl",
+        )
     with transaction.atomic():
         config = training.training_config_create(
             owner=owner,
-            dataset_id=train.dataset_version.dataset.public_id,
+            dataset_id=dataset_version.dataset.public_id,
             model_base=model,
             approach=Approach.LORA,
             hyperparams=ours,

@@ -211,3 +211,74 @@ def test_pairwise_results_count_wins_by_model_not_by_side(api, researcher, make_
     )
     client_page = api.get(researcher, f"/human-eval/tasks/{task.public_id}")
     assert client_page.status_code == 200
+
+
+def test_pairwise_preferences_become_a_preference_dataset(api, researcher, make_task, evaluators):
+    # given: every evaluator prefers model 0's output, whichever side it is shown on
+    task = make_task(mode="pairwise", n=4, overlap=3)
+    for evaluator in evaluators:
+        while (item := _next(api, evaluator, task)["item"]) is not None:
+            shown = HumanEvalAssignment.objects.get(pk=item["assignment_id"]).item
+            choice = "a" if shown.model_a == 0 else "b"
+            api.post(
+                evaluator,
+                f"/human-eval/assignments/{item['assignment_id']}/rating",
+                {"scores": {"overall": choice}},
+            )
+    # when
+    response = api.post(researcher, f"/human-eval/tasks/{task.public_id}/preference-dataset", {})
+    # then
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["task_type"] == "preference" and body["rows"] == 4
+    dataset = api.get(researcher, f"/datasets/{body['dataset_id']}").json()
+    assert dataset["task_type"] == "preference" and dataset["statistics"]["train_samples"] == 4
+    rows = api.get(researcher, f"/datasets/{body['dataset_id']}/versions/1/rows").json()
+    assert all(
+        r["chosen"].startswith("answer 0-") and r["rejected"].startswith("answer 1-") for r in rows["rows"]
+    )
+    # a preference dataset cannot be trained on until preference tuning exists: a clear 400
+    refused = api.post(researcher, "/configs", {"model_base": "t4dm-tiny", "dataset_id": body["dataset_id"]})
+    assert refused.status_code == 400 and "preference" in refused.json()["error"]["message"]
+
+
+def test_a_rating_task_has_no_preferences_to_export(api, researcher, make_task):
+    task = make_task(mode="rating", n=2, overlap=1)
+    response = api.post(researcher, f"/human-eval/tasks/{task.public_id}/preference-dataset", {})
+    assert response.status_code == 400 and "pairwise" in response.json()["error"]["message"]
+
+
+def test_questions_can_be_uploaded_with_the_set_up(api, researcher, evaluators, artifact_root):
+    from experiments.human_eval.models import HumanEvalTask
+
+    setup = json.dumps({"model_path": "t4dm-tiny", "evaluators": ["ann"], "overlap": 1})
+    content = (
+        b'{"question": "What port does the dashboard use?"}\n"How do I resume a job?"\nPlain question?\n'
+    )
+    response = api.upload(
+        researcher, "/human-eval/tasks/upload", content=content, name="q.jsonl", setup=setup
+    )
+    assert response.status_code == 201, response.content
+    assert [q["prompt"] for q in HumanEvalTask.objects.get().questions] == [
+        "What port does the dashboard use?",
+        "How do I resume a job?",
+        "Plain question?",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "setup", "message"),
+    [
+        (b'{"question": 3}\n', '{"model_path": "t4dm-tiny", "evaluators": ["ann"]}', "line 1"),
+        (b"\xff\xfe\x00bad", '{"model_path": "t4dm-tiny", "evaluators": ["ann"]}', "UTF-8"),
+        (b"q?\n", '{"model_path": "t4dm-tiny"}', "setup.evaluators"),
+    ],
+)
+def test_a_bad_upload_is_a_clear_400_and_creates_nothing(
+    api, researcher, evaluators, artifact_root, content, setup, message
+):
+    from experiments.human_eval.models import HumanEvalTask
+
+    response = api.upload(researcher, "/human-eval/tasks/upload", content=content, name="q.txt", setup=setup)
+    assert response.status_code == 400 and message in response.json()["error"]["message"]
+    assert not HumanEvalTask.objects.exists()

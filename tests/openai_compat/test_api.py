@@ -111,3 +111,22 @@ def test_other_users_jobs_and_missing_ids_are_404_and_bad_keys_401(v1, client, m
     assert v1.get("/files/file-nope").status_code == 404
     unauthorized = client.get("/v1/files", headers={"Authorization": "Bearer t4dm_wrong"})
     assert unauthorized.status_code == 401 and unauthorized.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_validation_file_becomes_the_validation_split(v1):
+    from experiments.openai_compat.models import OpenAIFineTuneJob
+
+    rows = DEMO_ROWS.read_bytes().splitlines(keepends=True)
+    train_id = v1.upload(content=b"".join(rows[:50])).json()["id"]
+    validation_id = v1.upload(content=b"".join(rows[50:])).json()["id"]
+    created = v1.post(
+        "/fine_tuning/jobs",
+        {"model": "t4dm-tiny", "training_file": train_id, "validation_file": validation_id},
+    )
+    assert created.status_code == 200, created.content
+    assert created.json()["validation_file"] == validation_id
+    version = OpenAIFineTuneJob.objects.get().job.config.dataset_version
+    assert {name: part["rows"] for name, part in version.splits.items() if part.get("rows")} == {
+        "train": 50,
+        "validation": 10,
+    }

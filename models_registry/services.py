@@ -65,7 +65,8 @@ def semver_key(version: str) -> tuple[int, int, int]:
 
 
 def default_model_id(job: TrainingJob) -> str:
-    return f"t4dm-{slugify(job.config.dataset_version.dataset.name) or 'model'}"
+    slug = slugify(job.config.dataset_version.dataset.name) or "model"
+    return slug if slug.startswith("t4dm-") else f"t4dm-{slug}"
 
 
 def next_version(

@@ -501,6 +501,10 @@ def job_report_status(
     elif status == JobStatus.SUCCEEDED:
         job.mark_succeeded(final_model_path=final_model_path)
         job_event_add(job=job, message=f"succeeded: {json.dumps(result or {})}")
+        best = (result or {}).get("best_checkpoint")
+        if best:  # the Trainer's best checkpoint by the early-stopping / best_only metric
+            Checkpoint.objects.filter(job=job).update(is_best=False)
+            Checkpoint.objects.filter(job=job, path=best).update(is_best=True)
         # auto_version: the registry records a version once the success is committed; a registry
         # error is logged and never fails the worker's status report (robust=True).
         from models_registry.services import model_version_auto_create

@@ -124,6 +124,7 @@ def job_detail(request, job_id: str):
             "config": job.config,
             "checkpoints": checkpoints,
             "can_resume": job.is_terminal and bool(checkpoints),
+            "version": job.model_versions.order_by("-created_at").first(),
             "events": list(job.events.order_by("-id")[:50])[::-1],
         },
     )

@@ -257,4 +257,25 @@
     if (response.ok) location.href = "/jobs/" + (await response.json()).job_id + "/";
     else showError(response);
   });
+
+  // Checkpoint actions: evaluate one checkpoint, then open its evaluation page.
+  for (const button of document.querySelectorAll(".ckpt-evaluate")) {
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+      const response = await fetch("/api/v1/evaluations", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.split("=")[1] : "" },
+        body: JSON.stringify({ model_path: button.dataset.modelPath }),
+      });
+      const body = await response.json();
+      if (response.ok) {
+        location.href = "/evaluations/" + body.evaluation_id + "/";
+      } else {
+        button.disabled = false;
+        button.title = (body.error && body.error.message) || "evaluation could not start";
+        alert(button.title);
+      }
+    });
+  }
 })();

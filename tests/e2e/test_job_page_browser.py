@@ -95,3 +95,26 @@ def test_the_overview_lists_jobs_and_starts_the_demo(page, embedded_platform):
     page.goto(base + "/")
     assert page.locator("#jobs tbody tr").count() >= 1
     page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+
+
+def test_checkpoint_actions_evaluate_and_link_to_the_version(page, embedded_platform):
+    base = embedded_platform.base_url
+    job_id = start_job(embedded_platform, hyperparams={**HYPERPARAMS, "epochs": 10})  # 60 steps, ckpt at 50
+    with embedded_platform.http() as http:
+        deadline = time.monotonic() + 300
+        while http.get(f"/jobs/{job_id}").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline, "the job did not succeed in time"
+            time.sleep(0.5)
+    _log_in(page, base)
+    page.goto(f"{base}/jobs/{job_id}/")
+    # auto_version made the job a model version: Promote and Chat lead to it.
+    assert (
+        page.locator("#checkpoints a", has_text="Promote").first.get_attribute("href").startswith("/models/")
+    )
+    page.locator(".ckpt-evaluate").first.click()
+    page.wait_for_url(f"{base}/evaluations/eval-*/", timeout=30_000)
+    with embedded_platform.http() as http:
+        evaluation_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+        body = http.get(f"/evaluations/{evaluation_id}").json()
+    # The first checkpoint of the job is what is being evaluated.
+    assert body["job_id"] == job_id and body["model_path"].endswith(f"/jobs/{job_id}/checkpoint-50")

@@ -166,3 +166,25 @@ def test_job_transitions_set_their_fields_together(demo_config):
         and job.finished_at is not None
         and job.is_terminal
     )
+
+
+def test_the_best_checkpoint_reported_at_success_is_marked(
+    api, researcher, demo_config, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    with django_capture_on_commit_callbacks(execute=False):
+        job_id = api.post(researcher, "/jobs", {"config_id": demo_config.public_id}).json()["job_id"]
+    job = TrainingJob.objects.get(pk=int(job_id.split("-")[1]))
+    worker = Client(headers={"Authorization": f"Bearer {job.issue_token()}"})
+
+    def post(path, data):
+        return worker.post(f"/api/v1/worker/jobs/{job_id}/{path}", data, content_type="application/json")
+
+    post("status", {"status": "running", "worker": "w1"})
+    for step in (10, 20, 30):
+        post("checkpoints", {"step": step, "path": f"/ckpt/checkpoint-{step}", "metrics": {"val_loss": 1.0}})
+    with django_capture_on_commit_callbacks(execute=False):
+        done = post("status", {"status": "succeeded", "result": {"best_checkpoint": "/ckpt/checkpoint-20"}})
+    assert done.status_code == 200
+    assert list(Checkpoint.objects.filter(job=job, is_best=True).values_list("step", flat=True)) == [20]

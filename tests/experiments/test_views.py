@@ -70,7 +70,8 @@ def test_the_job_page_shows_charts_checkpoints_and_a_resume_button(client, job):
     for chart in ("loss", "learning_rate", "grad_norm", "gpu_memory", "tokens_per_sec"):
         assert f'id="chart-{chart}"' in html
     assert 'id="checkpoints"' in html and "★ best" in html and "1.5000" in html
-    assert 'title="arrives with the evaluation issue"' in html  # disabled, not a fake action
+    assert 'class="ckpt-evaluate"' in html  # wired to the evaluation API (browser test clicks it)
+    assert 'title="the job becomes a model version when it succeeds"' in html  # no version: disabled
     assert 'id="resume-job" disabled' not in html  # enabled: the job finished and has a checkpoint
     assert "Start a new job from this job's latest checkpoint" in html
 

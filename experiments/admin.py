@@ -6,6 +6,7 @@ from experiments.models import (
     Experiment,
     JobEvent,
     MetricPoint,
+    MetricRollup,
     TrainingConfig,
     TrainingJob,
     Worker,
@@ -110,3 +111,12 @@ class WorkerAdmin(admin.ModelAdmin):
     search_fields = ["name", "hostname", "gpu_name"]
     raw_id_fields = ["current_job"]
     readonly_fields = ["started_at", "last_heartbeat_at"]
+
+
+@admin.register(MetricRollup)
+class MetricRollupAdmin(admin.ModelAdmin):
+    list_display = ["job", "key", "bucket", "lo", "hi", "n", "last_step"]
+    list_filter = ["key"]
+    search_fields = ["key"]
+    raw_id_fields = ["job"]
+    show_full_result_count = False

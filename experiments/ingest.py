@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from experiments.live import broadcast_on_commit
-from experiments.models import MetricPoint, TrainingJob
+from experiments.models import MetricPoint, MetricRollup, TrainingJob
 from t4dm_site.errors import Conflict, InvalidInput, PayloadTooLarge
 
 METRIC_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./\-]{0,99}$")
@@ -79,6 +79,49 @@ def _validate(points: list[PointIn]) -> None:
         )
 
 
+def _rollups_fold(*, job_pk: int, points: list[MetricPoint]) -> None:
+    """Fold new points into their series' fixed-width rollups (inside the ingest transaction)."""
+    if not points:
+        return
+    width = MetricRollup.ROLLUP_WIDTH
+    fresh: dict[tuple[str, int], list] = {}
+    for p in points:
+        agg = fresh.get((p.key, p.step // width))
+        if agg is None:
+            fresh[(p.key, p.step // width)] = [p.value, p.value, 1, p.wall_time, p.step]
+        else:
+            agg[0], agg[1], agg[2] = min(agg[0], p.value), max(agg[1], p.value), agg[2] + 1
+            agg[3], agg[4] = min(agg[3], p.wall_time), max(agg[4], p.step)
+    existing = {
+        (r.key, r.bucket): r
+        for r in MetricRollup.objects.filter(
+            job_id=job_pk, key__in={k for k, _ in fresh}, bucket__in={b for _, b in fresh}
+        )
+    }
+    changed, new = [], []
+    for (key, bucket), (lo, hi, n, t, last) in fresh.items():
+        row = existing.get((key, bucket))
+        if row is None:
+            new.append(
+                MetricRollup(
+                    job_id=job_pk,
+                    key=key,
+                    bucket=bucket,
+                    lo=lo,
+                    hi=hi,
+                    n=n,
+                    first_wall_time=t,
+                    last_step=last,
+                )
+            )
+        else:
+            row.lo, row.hi, row.n = min(row.lo, lo), max(row.hi, hi), row.n + n
+            row.first_wall_time, row.last_step = min(row.first_wall_time, t), max(row.last_step, last)
+            changed.append(row)
+    MetricRollup.objects.bulk_create(new)
+    MetricRollup.objects.bulk_update(changed, ["lo", "hi", "n", "first_wall_time", "last_step"])
+
+
 def metric_points_ingest(*, job: TrainingJob, points: list[PointIn]) -> IngestResult:
     _validate(points)
     if not points:
@@ -108,6 +151,7 @@ def metric_points_ingest(*, job: TrainingJob, points: list[PointIn]) -> IngestRe
             if (key, step) not in existing
         ]
         created = MetricPoint.objects.bulk_create(new)
+        _rollups_fold(job_pk=job.pk, points=created)
         if created and created[0].pk is None:  # a backend that cannot return ids from bulk inserts
             raise Conflict("database backend cannot return ids from bulk inserts")
         latest = {}

@@ -236,6 +236,33 @@ class MetricPoint(models.Model):
         return f"{self.job_id}:{self.key}@{self.step}={self.value}"
 
 
+class MetricRollup(models.Model):
+    """Min/max/count of one series over a fixed run of ROLLUP_WIDTH steps, kept by the ingest service in
+    the same transaction as the points. A chart's first look at a million-point series reads ~16k of
+    these instead of aggregating every point."""
+
+    ROLLUP_WIDTH = 256
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="metric_rollups")
+    key = models.CharField(max_length=100)
+    bucket = models.PositiveBigIntegerField(help_text="step // ROLLUP_WIDTH")
+    lo = models.FloatField()
+    hi = models.FloatField()
+    n = models.PositiveIntegerField()
+    first_wall_time = models.FloatField()
+    last_step = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "key", "bucket"], name="metric_rollup_job_key_bucket_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.key}[{self.bucket}]"
+
+
 class Checkpoint(models.Model):
     job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="checkpoints")
     step = models.PositiveIntegerField()

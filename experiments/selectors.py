@@ -6,9 +6,10 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict, defaultdict
 
-from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Max, Min, Q, QuerySet
+from django.db import transaction
+from django.db.models import Max, Min, Q, QuerySet
 
-from experiments.models import Experiment, MetricPoint, TrainingConfig, TrainingJob, Worker
+from experiments.models import Experiment, MetricPoint, MetricRollup, TrainingConfig, TrainingJob, Worker
 from t4dm_site.errors import InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
 from t4dm_site.roles import is_admin
@@ -167,21 +168,36 @@ class _SeriesSummary:
         return MetricPoint.objects.filter(job_id=self.job_pk, key=self.key)
 
     def _build(self) -> None:
-        bounds = self._points().aggregate(top=Max("id"), high=Max("step"))
-        self.up_to_id = bounds["top"] or 0
-        self.width = max(1, -(-((bounds["high"] or 0) + 1) // FINE_BUCKETS))
-        rows = (
-            self._points()
-            .filter(id__lte=self.up_to_id)
-            .annotate(bucket=ExpressionWrapper(F("step") / self.width, output_field=BigIntegerField()))
-            .values("bucket")
-            .annotate(lo=Min("value"), hi=Max("value"), n=Count("id"), t=Min("wall_time"), s=Max("step"))
-            .values_list("bucket", "lo", "hi", "n", "t", "s")
-        )
-        self.buckets = {b: [lo, hi, n, t, s] for b, lo, hi, n, t, s in rows}
+        with transaction.atomic():
+            # The ingest service holds this row lock while it stores points and their rollups, so
+            # the rollups and the id cursor read here are one consistent snapshot.
+            list(TrainingJob.objects.select_for_update().filter(pk=self.job_pk).values_list("pk"))
+            # The job-wide highest id is a valid cursor for this series too, and the (job, id) index
+            # answers it at once; the series' own max id would need a visit to every row.
+            self.up_to_id = (
+                MetricPoint.objects.filter(job_id=self.job_pk).aggregate(top=Max("id"))["top"] or 0
+            )
+            high = self._points().aggregate(high=Max("step"))["high"] or 0
+            self._build_from_rollups(high)
         last = self._points().order_by("-step").values_list("step", "value", "wall_time").first()
         self.last = tuple(last) if last else None
         self._sorted = None
+
+    def _build_from_rollups(self, high: int) -> None:
+        """Merge the stored fixed-width rollups (ROLLUP_WIDTH steps each) into ≤ FINE_BUCKETS buckets."""
+        factor = max(1, -(-(high + 1) // (MetricRollup.ROLLUP_WIDTH * FINE_BUCKETS)))
+        self.width = MetricRollup.ROLLUP_WIDTH * factor
+        self.buckets = {}
+        rows = MetricRollup.objects.filter(job_id=self.job_pk, key=self.key).values_list(
+            "bucket", "lo", "hi", "n", "first_wall_time", "last_step"
+        )
+        for bucket, lo, hi, n, t, last_step in rows:
+            into = self.buckets.get(bucket // factor)
+            if into is None:
+                self.buckets[bucket // factor] = [lo, hi, n, t, last_step]
+            else:
+                into[0], into[1], into[2] = min(into[0], lo), max(into[1], hi), into[2] + n
+                into[3], into[4] = min(into[3], t), max(into[4], last_step)
 
     def refresh(self) -> None:
         """Fold in the points stored since the summary was last brought up to date."""

@@ -112,3 +112,26 @@ def test_ingest_broadcasts_after_commit_only(job, django_capture_on_commit_callb
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         metric_points_ingest(job=job, points=[PointIn(key="loss", step=1, value=1.0)])
     assert len(callbacks) == 1  # the broadcast waits for the commit
+
+
+def test_ingest_keeps_the_series_rollups_exact(job):
+    from experiments.ingest import PointIn, metric_points_ingest
+    from experiments.models import MetricRollup
+
+    width = MetricRollup.ROLLUP_WIDTH
+    first = [PointIn("loss", s, float(s % 7), wall_time=1000.0 + s) for s in range(0, 100)]
+    second = [PointIn("loss", s, float(s % 7), wall_time=1000.0 + s) for s in range(90, 200)]  # 10 repeats
+    metric_points_ingest(job=job, points=first)
+    metric_points_ingest(job=job, points=second)
+    metric_points_ingest(job=job, points=second)  # a retried batch changes nothing
+    rollups = {r.bucket: r for r in MetricRollup.objects.filter(job=job, key="loss")}
+    for bucket, rollup in rollups.items():
+        stored = MetricPoint.objects.filter(
+            job=job, key="loss", step__gte=bucket * width, step__lt=(bucket + 1) * width
+        )
+        values = list(stored.values_list("value", flat=True))
+        assert rollup.n == len(values) == stored.count()
+        assert (rollup.lo, rollup.hi) == (min(values), max(values))
+        assert rollup.last_step == max(stored.values_list("step", flat=True))
+        assert rollup.first_wall_time == min(stored.values_list("wall_time", flat=True))
+    assert sum(r.n for r in rollups.values()) == MetricPoint.objects.filter(job=job).count() == 200

@@ -6,7 +6,7 @@ import pytest
 
 from experiments import selectors
 from experiments.ingest import PointIn, metric_points_ingest
-from experiments.models import MetricPoint, TrainingJob
+from experiments.models import MetricPoint, MetricRollup, TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +19,10 @@ def job(demo_config):
 
 
 def _bulk(job, key: str, steps, value=lambda s: 1.0):
-    MetricPoint.objects.bulk_create(
-        [MetricPoint(job=job, key=key, step=s, value=value(s), wall_time=1_700_000_000 + s) for s in steps]
-    )
+    # Through the ingest service, which also keeps the series' rollups.
+    points = [PointIn(key, s, value(s), wall_time=1_700_000_000 + s) for s in steps]
+    for begin in range(0, len(points), 5000):
+        metric_points_ingest(job=job, points=points[begin : begin + 5000])
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def small_long_series(settings, monkeypatch):
     # The same code paths at a size a unit test can afford.
     monkeypatch.setattr(selectors, "LONG_SERIES_POINTS", 500)
     monkeypatch.setattr(selectors, "FINE_BUCKETS", 256)
+    monkeypatch.setattr(MetricRollup, "ROLLUP_WIDTH", 16)  # the ingest service's rollups, scaled down too
 
 
 def test_a_short_range_is_exact(job):

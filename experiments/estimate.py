@@ -1,20 +1,18 @@
 """Resource estimates for configs: the engine's shape-based model (experiments.training.resources)
 with the platform's price table (settings.GPU_PRICES overrides/extends the built-in GPU list).
 
-`estimate_for(model_base=..., ...)` is the one to call. `estimate_resources(params=...)` and
-`count_parameters` remain for callers that only have a parameter count (a rough estimate).
+`estimate_for(model_base=..., ...)` is the one to call (through services.resource_estimate for drafts).
 """
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
 
 from experiments.training import resources
-from experiments.training.resources import ASSUMED_MFU, GPUS, fmt_hours
+from experiments.training.resources import GPUS
 
 # Parameter counts of the known bases (the fallback table, for ids not available locally).
 KNOWN_PARAMS = {
@@ -54,48 +52,3 @@ def estimate_for(
         train_tokens=train_tokens,
         gpus=gpu_table(),
     )
-
-
-def count_parameters(model_path: str) -> float | None:
-    shape = _shape(model_path, "chat")
-    return float(shape.total_params) if shape else None
-
-
-def estimate_resources(
-    *,
-    params: float | None,
-    approach: str,
-    hyperparameters: dict,
-    train_tokens: int,
-) -> dict:
-    """A rough estimate from a parameter count alone (no shapes): prefer estimate_for."""
-    if params is None:
-        return {
-            "gpu_memory": "unknown",
-            "training_time": "unknown",
-            "estimated_cost": "unknown",
-            "recommended_gpu": "unknown",
-            "basis": "parameter count unknown for this base model",
-        }
-    bs = hyperparameters["batch_size"]
-    seq = hyperparameters.get("max_seq_length", 1024)
-    bytes_per_weight = {"qlora": 0.55, "full": 4, "lora": 2, "prompt_tuning": 2}.get(approach, 2)
-    weights = params * bytes_per_weight
-    trainable = params if approach == "full" else params * 0.005
-    optimizer_and_grads = trainable * 12
-    hidden = max(1.0, (params / 1.2e4) ** 0.5)  # rough width for a transformer of this size
-    activations = bs * seq * hidden * 34 * 2 * max(1.0, math.log2(params / 1e8 + 1))
-    total_gib = (weights + optimizer_and_grads + activations) / 2**30 * 1.1 + 0.5
-    epochs = hyperparameters["epochs"]
-    flops = (6 if approach == "full" else 4) * params * train_tokens * epochs
-    gpus = gpu_table()
-    fitting = [g for g in gpus if g[1] >= total_gib] or [gpus[-1]]
-    name, _, tflops, price = fitting[0]
-    hours = flops / (tflops * 1e12 * ASSUMED_MFU) / 3600
-    return {
-        "gpu_memory": f"{math.ceil(total_gib)}GB",
-        "training_time": fmt_hours(hours),
-        "estimated_cost": f"${hours * price:.2f}",
-        "recommended_gpu": name,
-        "basis": f"{params / 1e9:.3g}B params (count only), {train_tokens} train tokens × {epochs} epochs",
-    }

@@ -99,7 +99,7 @@ def experiment_create(*, owner, name: str, notes: str = "", tags: list[str] | No
     return Experiment.objects.create(owner=owner, name=name.strip(), notes=notes, tags=list(tags or []))
 
 
-def _hyperparameters(template: str | None, overrides: dict | None) -> dict:
+def hyperparameters_resolve(template: str | None, overrides: dict | None) -> dict:
     if template and template not in TEMPLATES:
         raise InvalidInput(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
     merged = {**DEFAULT_HYPERPARAMETERS, **TEMPLATES.get(template or "", {}), **(overrides or {})}
@@ -259,7 +259,7 @@ def training_config_create(
             f"{dataset_id} is a preference dataset (prompt/chosen/rejected): preference tuning (DPO) is not "
             "available yet; train on a chat, instruction, completion or classification dataset"
         )
-    hyperparameters = _hyperparameters(template, hyperparams)
+    hyperparameters = hyperparameters_resolve(template, hyperparams)
     hyperparameters = _check_approach(
         approach=approach,
         model_base=resolve_model_base(model_base),
@@ -311,11 +311,13 @@ def resource_estimate(
     task_type: str = "chat",
 ) -> dict:
     """estimate_resources for a config that is not stored yet (the config form's live estimate)."""
+    if not model_base.strip():
+        raise InvalidInput("pick a base model")
     train_tokens = 0
     if dataset_id:
         version = dataset_version_latest(user=owner, dataset_id=dataset_id)
         train_tokens, task_type = _train_tokens(version), version.task_type
-    hyperparameters = _hyperparameters(template, hyperparams)
+    hyperparameters = hyperparameters_resolve(template, hyperparams)
     hyperparameters = _check_approach(
         approach=approach,
         model_base=resolve_model_base(model_base),

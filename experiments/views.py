@@ -7,7 +7,7 @@ dashboard URL.
 from __future__ import annotations
 
 import json
-from functools import lru_cache, wraps
+from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -16,12 +16,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from datasets_app.selectors import dataset_version_latest, datasets_visible_to
+from datasets_app.selectors import datasets_visible_to
 from experiments import selectors, services
 from experiments.demo import demo_job_start
-from experiments.estimate import KNOWN_PARAMS, count_parameters, estimate_resources
+from experiments.estimate import KNOWN_PARAMS
 from experiments.models import Approach, JobStatus
-from t4dm_site.errors import DomainError, InvalidInput, NotFound
+from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.roles import can_train, is_admin
 
 RUN_METRICS = ("loss", "val_loss")
@@ -212,36 +212,22 @@ def config_new(request):
     return render(request, "config_form.html", {"datasets": datasets, "form": form, "form_json": form})
 
 
-@lru_cache(maxsize=64)
-def _parameter_count(model_base: str) -> float | None:
-    # Counting a local model's parameters imports torch once (seconds); a form asks many times.
-    return count_parameters(services.resolve_model_base(model_base))
-
-
 @dashboard
 @require_POST
 def config_estimate(request):
-    """The form's live estimate. The API's own estimate endpoint replaces this once it exists."""
+    """The form's live estimate: the same service as POST /api/v1/estimate."""
     try:
         payload = json.loads(request.body or b"{}")
-        hyperparameters = services._hyperparameters(
+        hyperparameters = services.hyperparameters_resolve(
             payload.get("template") or None, payload.get("hyperparams")
         )
-        approach = payload.get("approach") or Approach.LORA
-        if approach not in Approach.values:
-            raise InvalidInput(f"unknown approach {approach!r}")
-        train_tokens = 0
-        if payload.get("dataset_id"):
-            version = dataset_version_latest(user=request.user, dataset_id=payload["dataset_id"])
-            train_tokens = services._train_tokens(version)
-        model_base = (payload.get("model_base") or "").strip()
-        if not model_base:
-            raise InvalidInput("pick a base model")
-        estimate = estimate_resources(
-            params=_parameter_count(model_base),
-            approach=approach,
-            hyperparameters=hyperparameters,
-            train_tokens=train_tokens,
+        estimate = services.resource_estimate(
+            owner=request.user,
+            model_base=(payload.get("model_base") or "").strip(),
+            approach=payload.get("approach") or Approach.LORA,
+            hyperparams=payload.get("hyperparams"),
+            template=payload.get("template") or None,
+            dataset_id=payload.get("dataset_id") or None,
         )
     except (ValueError, TypeError) as exc:
         return JsonResponse(
@@ -249,9 +235,7 @@ def config_estimate(request):
         )
     except DomainError as exc:
         return JsonResponse({"error": {"code": exc.code, "message": str(exc), "details": None}}, status=400)
-    return JsonResponse(
-        {"estimate": estimate, "hyperparameters": hyperparameters, "train_tokens": train_tokens}
-    )
+    return JsonResponse({"estimate": estimate, "hyperparameters": hyperparameters})
 
 
 @login_required

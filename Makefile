@@ -1,7 +1,7 @@
 # The two commands: `make run` (set up and run the platform on the embedded default) and `make test`.
 PY := .venv/bin/python
 
-.PHONY: run test setup setup-test lint worker platform-worker web
+.PHONY: run test test-faults setup setup-test lint worker platform-worker web
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -12,6 +12,11 @@ run: setup
 test: setup-test
 	scripts/ensure_chromium.sh
 	$(PY) -m pytest
+
+# Real processes killed, frozen and restarted (tests/reliability; ~10 min on a lightly loaded 2-core box): CI's second stage.
+test-faults: setup-test
+	scripts/ensure_chromium.sh
+	$(PY) -m pytest -m faults tests/reliability
 
 setup:
 	scripts/setup.sh

@@ -27,7 +27,7 @@ from datasets_app.models import (
     TaskType,
     VersionOrigin,
 )
-from datasets_app.sources import FORMATS, RawRow, read_rows, resolve_import_path
+from datasets_app.sources import FORMATS, RawRow, check_name, read_rows, resolve_import_path
 from datasets_app.tokens import TINY_MODEL_NAME, load_tokenizer, model_max_length
 from t4dm_site.errors import InvalidInput
 
@@ -154,6 +154,7 @@ def dataset_prepare(
     all validation, and there is no test split (what OpenAI's `validation_file` means).
     """
     _check_task_type(task_type)
+    check_name(name or "", "dataset name")
     if format not in FORMATS:
         raise InvalidInput(
             f"unknown format {format!r}; choose one of {', '.join(FORMATS)}", code="unknown_format"
@@ -365,12 +366,42 @@ def dataset_validate(
             do_split=False,
             raise_on_error=False,
         )
-    return {
+    report = {
         "status": analysis.status,
         "issues": analysis.issues,
         "summary": analysis.summary,
         "statistics": analysis.statistics,
     }
+    return _with_hook_issues(report, analysis, version=version, task_type=task_type)
+
+
+def _with_hook_issues(
+    report: dict, analysis: Analysis, *, version: DatasetVersion | None, task_type: str
+) -> dict:
+    """The pluggable validator hook (T4DM_VALIDATOR_HOOK / T4DM_VALIDATOR_URL), if configured: its
+    issues join the report with source "hook"; a failing hook is an issue too, never a 500."""
+    from experiments.integrations import validator
+
+    if not validator.hooks():
+        return report
+    collected = analysis.collected
+    n = min(collected.n, validator.MAX_ROWS)
+    data = collected.table.slice(0, n).to_pylist()
+    split_of = analysis.split_of
+    rows = [
+        {
+            "row": int(collected.rows[i]),
+            "split": SPLITS[int(split_of[i])] if split_of is not None and len(split_of) > i else None,
+            "data": data[i],
+        }
+        for i in range(n)
+    ]
+    issues = validator.dataset_issues(
+        task_type=version.task_type if version is not None else task_type,
+        rows=rows,
+        dataset_id=version.dataset.public_id if version is not None else None,
+    )
+    return validator.merge_into_report(report, issues)
 
 
 # --- clean ---------------------------------------------------------------------------------------------

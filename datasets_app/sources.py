@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,13 @@ _MAGIC = [
 
 def max_row_bytes() -> int:
     return int(getattr(settings, "DATASET_MAX_ROW_BYTES", DEFAULT_MAX_ROW_BYTES))
+
+
+DEFAULT_MAX_DECODED_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def max_decoded_bytes() -> int:
+    return int(getattr(settings, "DATASET_MAX_DECODED_BYTES", DEFAULT_MAX_DECODED_BYTES))
 
 
 @dataclass(slots=True)
@@ -280,9 +288,25 @@ def _read_parquet(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
         parquet = pq.ParquetFile(stream)
     except (pa.ArrowException, OSError) as exc:
         raise fatal(f"the Parquet file cannot be read: {exc}", code="invalid_parquet") from None
-    row = 0
+    # Parquet compresses: a few KB can decode to gigabytes. Refuse by the footer's uncompressed sizes,
+    # and count the decoded bytes too (a footer can lie).
+    limit = max_decoded_bytes()
+    declared = sum(parquet.metadata.row_group(g).total_byte_size for g in range(parquet.metadata.num_row_groups))
+    if declared > limit:
+        raise fatal(
+            f"the Parquet file decodes to {declared} bytes; the limit is {limit} (DATASET_MAX_DECODED_BYTES)",
+            code="too_large",
+        )
+    row = decoded = 0
     try:
         for batch in parquet.iter_batches(batch_size=10_000):
+            decoded += batch.nbytes
+            if decoded > limit:
+                raise fatal(
+                    f"row {row + 1}: the Parquet file decodes to more than {limit} bytes (DATASET_MAX_DECODED_BYTES)",
+                    code="too_large",
+                    row=row + 1,
+                )
             for value in batch.to_pylist():
                 row += 1
                 yield RawRow(row, None, value)
@@ -310,8 +334,30 @@ def _read_hf(folder: Path) -> Iterator[RawRow | RawProblem]:
                 yield RawRow(row, None, value)
 
 
+MAX_NAME_LENGTH = 200
+
+
+def _control_characters(text: str) -> list[str]:
+    """Control and format characters (newlines, ESC, NUL, bidi overrides such as U+202E)."""
+    return sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf")})
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """A dataset or file name as a person sees it: printable and at most MAX_NAME_LENGTH characters."""
+    bad = _control_characters(name)
+    if bad:
+        raise InvalidInput(f"the {what} holds control characters ({', '.join(bad)}); rename it", code="invalid_name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(
+            f"the {what} has {len(name)} characters; the limit is {MAX_NAME_LENGTH}", code="invalid_name"
+        )
+    return name
+
+
 def resolve_import_path(path: str) -> Path:
     """A path under settings.IMPORT_ROOT; anything outside it (.., absolute, symlinks) is refused."""
+    if _control_characters(path):
+        raise InvalidInput(f"the path {path!r} holds control characters", code="invalid_path")
     root = Path(settings.IMPORT_ROOT).resolve()
     candidate = Path(path)
     if not candidate.is_absolute():

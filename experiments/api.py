@@ -74,8 +74,8 @@ def config_create(request, payload: ConfigIn):
         hyperparams=payload.hyperparams,
         template=payload.template,
         experiment=experiment,
-        early_stopping=payload.early_stopping.dict() if payload.early_stopping else None,
-        checkpointing=payload.checkpointing.dict() if payload.checkpointing else None,
+        early_stopping=payload.early_stopping.dict(exclude_none=True) if payload.early_stopping else None,
+        checkpointing=payload.checkpointing.dict(exclude_none=True) if payload.checkpointing else None,
         queue=payload.queue,
     )
     return 201, selectors.config_to_dict(config)
@@ -84,7 +84,7 @@ def config_create(request, payload: ConfigIn):
 @router.get("/templates", response=dict[str, dict])
 def config_templates(request):
     """The hyperparameter templates (`efficient`, `quality`) and the defaults they override."""
-    return {"defaults": services.DEFAULT_HYPERPARAMETERS, **services.TEMPLATES}
+    return {"defaults": services.default_hyperparameters(), **services.TEMPLATES}
 
 
 @router.post("/estimate", response=ResourceEstimateOut)
@@ -109,7 +109,7 @@ def resource_estimate(request, payload: EstimateIn):
 @router.post("/configs/{config_id}/early-stopping", response=EarlyStopConfigOut)
 def configure_early_stopping(request, config_id: str, payload: EarlyStoppingIn):
     config = services.training_config_set_early_stopping(
-        config=selectors.config_get(user=request.auth, config_id=config_id), **payload.dict()
+        config=selectors.config_get(user=request.auth, config_id=config_id), **payload.dict(exclude_none=True)
     )
     return {"config_id": config.public_id, **config.early_stopping}
 
@@ -117,7 +117,7 @@ def configure_early_stopping(request, config_id: str, payload: EarlyStoppingIn):
 @router.post("/configs/{config_id}/checkpoints", response=CheckpointConfigOut)
 def configure_checkpoints(request, config_id: str, payload: CheckpointingIn):
     config = services.training_config_set_checkpointing(
-        config=selectors.config_get(user=request.auth, config_id=config_id), **payload.dict()
+        config=selectors.config_get(user=request.auth, config_id=config_id), **payload.dict(exclude_none=True)
     )
     return {"config_id": config.public_id, **config.checkpointing}
 

@@ -51,4 +51,5 @@ def estimate_for(
         hyperparameters=hyperparameters,
         train_tokens=train_tokens,
         gpus=gpu_table(),
+        task_type=task_type,
     )

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ninja import Field, Schema
+from pydantic import BaseModel
 
 
 class ExperimentIn(Schema):
@@ -21,21 +22,23 @@ class ExperimentOut(Schema):
 
 
 class EarlyStoppingIn(Schema):
-    patience: int = Field(3, ge=1)
+    # None: the finetune configuration file's training.early_stopping_patience.
+    patience: int | None = Field(None, ge=1)
     min_delta: float = Field(0.01, ge=0)
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
 
 
 class CheckpointingIn(Schema):
-    save_steps: int = Field(500, ge=1)
-    save_total_limit: int = Field(3, ge=1)
+    # None: the finetune configuration file's checkpointing values.
+    save_steps: int | None = Field(None, ge=1)
+    save_total_limit: int | None = Field(None, ge=1)
     best_only: bool = False
 
 
 class ConfigIn(Schema):
     model_base: str = Field(..., min_length=1, max_length=300)
     dataset_id: str
-    approach: str = "lora"
+    approach: str | None = None  # None: the finetune configuration file's default_approach
     hyperparams: dict[str, Any] | None = None
     template: str | None = None
     experiment_id: str | None = None
@@ -96,7 +99,9 @@ class SeriesOut(Schema):
 # --- worker and ingest ------------------------------------------------------------------------------
 
 
-class PointSchema(Schema):
+class PointSchema(BaseModel):
+    # A plain pydantic model, not a ninja Schema: Schema's per-object wrap validator (built for reading
+    # ORM objects) was the largest part of the ingest endpoint's CPU on 5,000-point batches.
     key: str = Field(..., max_length=200)
     step: int
     value: float
@@ -136,6 +141,11 @@ class CheckpointIn(Schema):
     step: int = Field(..., ge=0)
     path: str
     metrics: dict[str, float] = {}
+
+
+class RefuseIn(Schema):
+    worker: str = Field("", max_length=200)
+    reason: str = Field(..., min_length=1, max_length=2000)
 
 
 class EventIn(Schema):
@@ -193,7 +203,7 @@ class EstimateIn(Schema):
     config_id: str | None = None
     model_base: str | None = Field(None, max_length=300)
     dataset_id: str | None = None
-    approach: str = "lora"
+    approach: str | None = None
     hyperparams: dict[str, Any] | None = None
     template: str | None = None
     task_type: str = "chat"

@@ -26,6 +26,7 @@ from experiments.models import (
     Worker,
     WorkerStatus,
 )
+from t4dm_site import finetune_config
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
 from t4dm_site.roles import is_admin
@@ -74,6 +75,12 @@ OPTIONAL_HYPERPARAMETERS = {
     "num_virtual_tokens",  # prompt tuning (default 20)
     "device",  # auto | cuda | cpu: "cuda" makes a worker without a GPU refuse the job
     "gradient_checkpointing",
+    # GPU speed switches of the engine (experiments/training/engine.py): "auto" | true | false
+    "packing",
+    "fused_kernels",
+    "compile",
+    "micro_batch_tokens",
+    "gpus",  # several GPUs: the worker launches the engine with torchrun (data parallel)
 }
 DEVICES = ("auto", "cuda", "cpu")
 LOCAL_APPROACHES = {Approach.LORA, Approach.FULL, Approach.QLORA, Approach.PROMPT_TUNING}
@@ -99,10 +106,33 @@ def experiment_create(*, owner, name: str, notes: str = "", tags: list[str] | No
     return Experiment.objects.create(owner=owner, name=name.strip(), notes=notes, tags=list(tags or []))
 
 
+def default_hyperparameters() -> dict:
+    """DEFAULT_HYPERPARAMETERS with the finetune configuration file's `lora:` and `training:` values.
+    training.max_epochs caps the default epochs (3, as the seed's configure_training shows); a config
+    that turns early stopping on trains up to max_epochs by default (see training_config_create)."""
+    config = finetune_config.effective().values
+    lora, training = config["lora"], config["training"]
+    return {
+        **DEFAULT_HYPERPARAMETERS,
+        "learning_rate": training["learning_rate"],
+        "batch_size": training["batch_size"],
+        "gradient_accumulation": training["gradient_accumulation"],
+        "epochs": min(DEFAULT_HYPERPARAMETERS["epochs"], training["max_epochs"]),
+        "lora_r": lora["r"],
+        "lora_alpha": lora["alpha"],
+        "lora_dropout": lora["dropout"],
+        "target_modules": list(lora["target_modules"]),
+    }
+
+
+def default_approach() -> str:
+    return finetune_config.effective().values["default_approach"]
+
+
 def hyperparameters_resolve(template: str | None, overrides: dict | None) -> dict:
     if template and template not in TEMPLATES:
         raise InvalidInput(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
-    merged = {**DEFAULT_HYPERPARAMETERS, **TEMPLATES.get(template or "", {}), **(overrides or {})}
+    merged = {**default_hyperparameters(), **TEMPLATES.get(template or "", {}), **(overrides or {})}
     unknown = set(merged) - set(DEFAULT_HYPERPARAMETERS) - OPTIONAL_HYPERPARAMETERS
     if unknown:
         raise InvalidInput(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
@@ -129,6 +159,8 @@ def hyperparameters_resolve(template: str | None, overrides: dict | None) -> dic
         "max_seq_length",
         "max_steps",
         "num_virtual_tokens",
+        "gpus",
+        "micro_batch_tokens",
     ):
         value = merged.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -173,7 +205,7 @@ def _check_approach(
     if names is None:  # a hub id we cannot inspect here: the worker checks when it loads the model
         return hyperparameters
     if not targets_given:
-        for candidate in TARGET_MODULE_DEFAULTS:
+        for candidate in (default_hyperparameters()["target_modules"], *TARGET_MODULE_DEFAULTS):
             if all(m in names for m in candidate):
                 return {**hyperparameters, "target_modules": list(candidate)}
     missing = [m for m in hyperparameters["target_modules"] if m not in names]
@@ -188,7 +220,8 @@ def _check_approach(
 def _early_stopping(value: dict | None, *, task_type: str, has_validation: bool) -> dict | None:
     if not value:
         return None
-    merged = {**DEFAULT_EARLY_STOPPING, **value}
+    patience = finetune_config.effective().values["training"]["early_stopping_patience"]
+    merged = {**DEFAULT_EARLY_STOPPING, "patience": patience, **value}
     unknown = set(merged) - set(DEFAULT_EARLY_STOPPING)
     if unknown:
         raise InvalidInput(f"unknown early_stopping field(s): {', '.join(sorted(unknown))}")
@@ -207,7 +240,7 @@ def _early_stopping(value: dict | None, *, task_type: str, has_validation: bool)
 
 
 def _checkpointing(value: dict | None, *, has_validation: bool) -> dict:
-    merged = {**DEFAULT_CHECKPOINTING, **(value or {})}
+    merged = {**DEFAULT_CHECKPOINTING, **finetune_config.effective().values["checkpointing"], **(value or {})}
     unknown = set(merged) - set(DEFAULT_CHECKPOINTING)
     if unknown:
         raise InvalidInput(f"unknown checkpointing field(s): {', '.join(sorted(unknown))}")
@@ -243,7 +276,7 @@ def training_config_create(
     owner,
     dataset_id: str,
     model_base: str,
-    approach: str = Approach.LORA,
+    approach: str | None = None,
     hyperparams: dict | None = None,
     template: str | None = None,
     experiment: Experiment | None = None,
@@ -253,6 +286,7 @@ def training_config_create(
 ) -> TrainingConfig:
     """configure_training: resolve defaults and a template, validate against the model and the
     hardware, estimate resources, store."""
+    approach = approach or default_approach()
     version = dataset_version_latest(user=owner, dataset_id=dataset_id)
     if version.task_type == "preference":
         raise InvalidInput(
@@ -271,6 +305,10 @@ def training_config_create(
     early_stopping = _early_stopping(
         early_stopping, task_type=version.task_type, has_validation=has_validation
     )
+    epochs_given = "epochs" in (hyperparams or {}) or "epochs" in TEMPLATES.get(template or "", {})
+    if early_stopping and not epochs_given:
+        # With early stopping on, training runs up to the file's max_epochs unless it stops sooner.
+        hyperparameters["epochs"] = finetune_config.effective().values["training"]["max_epochs"]
     checkpoint_settings = _checkpointing(checkpointing, has_validation=has_validation)
     estimate = estimate_for(
         model_base=resolve_model_base(model_base),
@@ -304,7 +342,7 @@ def resource_estimate(
     *,
     owner,
     model_base: str,
-    approach: str = Approach.LORA,
+    approach: str | None = None,
     hyperparams: dict | None = None,
     template: str | None = None,
     dataset_id: str | None = None,
@@ -313,6 +351,7 @@ def resource_estimate(
     """estimate_resources for a config that is not stored yet (the config form's live estimate)."""
     if not model_base.strip():
         raise InvalidInput("pick a base model")
+    approach = approach or default_approach()
     train_tokens = 0
     if dataset_id:
         version = dataset_version_latest(user=owner, dataset_id=dataset_id)
@@ -336,11 +375,13 @@ def resource_estimate(
 
 @transaction.atomic
 def training_config_set_early_stopping(
-    *, config: TrainingConfig, patience: int = 3, min_delta: float = 0.01, metric: str = "val_loss"
+    *, config: TrainingConfig, patience: int | None = None, min_delta: float = 0.01, metric: str = "val_loss"
 ) -> TrainingConfig:
-    """configure_early_stopping for a config; jobs started afterwards use it."""
+    """configure_early_stopping for a config; jobs started afterwards use it (patience: the finetune
+    configuration file's training.early_stopping_patience unless given)."""
+    given = {"patience": patience} if patience is not None else {}
     config.early_stopping = _early_stopping(
-        {"patience": patience, "min_delta": min_delta, "metric": metric},
+        {**given, "min_delta": min_delta, "metric": metric},
         task_type=config.task_type,
         has_validation=_has_validation(config.dataset_version),
     )
@@ -350,11 +391,17 @@ def training_config_set_early_stopping(
 
 @transaction.atomic
 def training_config_set_checkpointing(
-    *, config: TrainingConfig, save_steps: int = 500, save_total_limit: int = 3, best_only: bool = False
+    *,
+    config: TrainingConfig,
+    save_steps: int | None = None,
+    save_total_limit: int | None = None,
+    best_only: bool = False,
 ) -> TrainingConfig:
-    """configure_checkpoints for a config; jobs started afterwards use it."""
+    """configure_checkpoints for a config; jobs started afterwards use it (unset values: the finetune
+    configuration file's checkpointing block)."""
+    given = {"save_steps": save_steps, "save_total_limit": save_total_limit}
     config.checkpointing = _checkpointing(
-        {"save_steps": save_steps, "save_total_limit": save_total_limit, "best_only": best_only},
+        {**{k: v for k, v in given.items() if v is not None}, "best_only": best_only},
         has_validation=_has_validation(config.dataset_version),
     )
     config.save(update_fields=["checkpointing"])
@@ -399,6 +446,7 @@ def job_start(*, owner, config: TrainingConfig, resume_from: str | None = None) 
     job.mark_queued()
     job_event_add(job=job, message=f"queued for a worker on queue {job_queue(job)!r}")
     _enqueue_on_commit(job, token)
+    _emit_job_event(job)
     return job
 
 
@@ -441,6 +489,8 @@ def job_cancel(*, job: TrainingJob) -> TrainingJob:
     else:
         job.mark_cancelled()
         job_event_add(job=job, message="cancelled before a worker started it")
+        _emit_job_event(job)
+        _workflow_continue_on_commit(job)
     _broadcast_status(job)
     return job
 
@@ -476,7 +526,39 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
         },
         "output_dir": job.output_dir,
         "resume_from_checkpoint": resume,
+        # What a worker checks before taking the job (worker.refusal_reason): GPU memory per GPU from
+        # the config's estimate, and the number of GPUs.
+        "resources": {
+            "gpu_memory_mb": (config.estimate or {}).get("gpu_memory_mb"),
+            "gpus": int(config.hyperparameters.get("gpus") or 1),
+        },
     }
+
+
+REFUSED_PREFIX = "refused by "
+
+
+@transaction.atomic
+def job_refuse(*, job: TrainingJob, worker: str, reason: str) -> dict:
+    """A worker that cannot run the job (too little GPU memory, too few GPUs) hands it back: it is
+    queued again for another worker, up to JOB_MAX_REFUSALS times, then failed with the reason."""
+    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+    if job.status != JobStatus.QUEUED:
+        raise Conflict(f"{job.public_id} is {job.status}; only a queued job can be refused", code="not_queued")
+    refusals = job.events.filter(message__startswith=REFUSED_PREFIX).count() + 1
+    job_event_add(job=job, level=JobEvent.Level.WARNING, message=f"{REFUSED_PREFIX}{worker or 'a worker'}: {reason}")
+    if refusals < settings.JOB_MAX_REFUSALS:
+        token = job.issue_token()
+        job.mark_queued()
+        _enqueue_on_commit(job, token)
+        _broadcast_status(job)
+        return {"requeued": True, "refusals": refusals}
+    job.mark_failed(error=f"no worker could take it after {refusals} refusals; last: {reason}")
+    job_event_add(job=job, level=JobEvent.Level.ERROR, message=f"failed: {job.error}")
+    _broadcast_status(job)
+    _emit_job_event(job)
+    _workflow_continue_on_commit(job)
+    return {"requeued": False, "refusals": refusals}
 
 
 @transaction.atomic
@@ -494,8 +576,12 @@ def job_report_status(
         raise Conflict(f"{job.public_id} is already {job.status}", code="job_finished")
     if status == JobStatus.RUNNING:
         if job.step:
+            own = [c for c in job.checkpoints.order_by("-step") if Path(c.path).exists()]
+            start = f"its checkpoint at step {own[0].step}" if own else "the start (no checkpoint left)"
             job_event_add(
-                job=job, message=f"worker {worker} resumed the job from step {job.step}", level="warning"
+                job=job,
+                message=f"worker {worker} resumed the job (interrupted at step {job.step}) from {start}",
+                level="warning",
             )
         else:
             job_event_add(job=job, message=f"worker {worker} started training")
@@ -521,7 +607,27 @@ def job_report_status(
     else:
         raise InvalidInput(f"a worker cannot set status {status!r}")
     _broadcast_status(job)
+    _emit_job_event(job)
+    _workflow_continue_on_commit(job, result)
     return job
+
+
+def _workflow_continue_on_commit(job: TrainingJob, result: dict | None = None) -> None:
+    """A workflow whose train step waits on this job continues once its end is committed (after the
+    auto_version hook above, so the version exists by then)."""
+    if job.is_terminal:
+        from experiments.workflows.services import workflow_job_finished
+
+        job_pk = job.pk
+        transaction.on_commit(lambda: workflow_job_finished(job_pk=job_pk, result=result), robust=True)
+
+
+def _emit_job_event(job: TrainingJob) -> None:
+    """Webhooks: job.queued / running / succeeded / failed / cancelled (after commit)."""
+    from experiments.integrations.events import emit
+    from experiments.selectors import job_to_dict
+
+    emit(f"job.{job.status}", {"job": job_to_dict(job)})
 
 
 def job_report_progress(*, job: TrainingJob, step: int, total_steps: int, epoch: float) -> TrainingJob:
@@ -582,6 +688,15 @@ def worker_heartbeat(
     if not created and started_at and worker.started_at != started_at:
         worker.started_at = started_at  # the worker restarted under the same name
         worker.save(update_fields=["started_at"])
+        # Whatever it was running before it restarted (killed, crashed, OOM-killed) is lost: requeue
+        # it now instead of waiting HEARTBEAT_TIMEOUT for its heartbeats to be missed.
+        orphans = (
+            TrainingJob.objects.select_for_update()
+            .filter(status=JobStatus.RUNNING, worker=worker.name, heartbeat_at__lt=started_at)
+            .exclude(pk=job.pk if job is not None else None)
+        )
+        for orphan in orphans.select_related("config"):
+            _job_lost(orphan, reason=f"{worker.name} restarted while running it")
     if job is not None and job.status == JobStatus.RUNNING and job.worker == worker.name:
         TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=now)
     return worker
@@ -607,20 +722,27 @@ def jobs_reap_lost(*, now: datetime | None = None) -> list[TrainingJob]:
     stale = TrainingJob.objects.select_for_update().filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
     for job in stale.select_related("config"):
         silent = int((now - job.heartbeat_at).total_seconds())
-        who = job.worker or "its worker"
-        if settings.LOST_JOB_POLICY == "requeue" and job.lost_count < settings.LOST_JOB_MAX_REQUEUES:
-            token = job.issue_token()
-            job.mark_lost_and_requeued()
-            job_event_add(
-                job=job,
-                level=JobEvent.Level.WARNING,
-                message=f"lost: {who} sent no heartbeat for {silent} s; requeued on {job_queue(job)!r} "
-                f"(attempt {job.lost_count + 1}), it resumes from its last checkpoint",
-            )
-            _enqueue_on_commit(job, token)
-        else:
-            job.mark_failed(error=f"lost: {who} sent no heartbeat for {silent} s")
-            job_event_add(job=job, level=JobEvent.Level.ERROR, message=f"failed: {job.error}")
-        _broadcast_status(job)
+        _job_lost(job, reason=f"{job.worker or 'its worker'} sent no heartbeat for {silent} s")
         changed.append(job)
     return changed
+
+
+def _job_lost(job: TrainingJob, *, reason: str) -> None:
+    """A running job whose worker is gone: requeue it (LOST_JOB_POLICY=requeue, up to
+    LOST_JOB_MAX_REQUEUES times; it resumes from its newest recorded checkpoint) or fail it."""
+    if settings.LOST_JOB_POLICY == "requeue" and job.lost_count < settings.LOST_JOB_MAX_REQUEUES:
+        token = job.issue_token()
+        job.mark_lost_and_requeued()
+        job_event_add(
+            job=job,
+            level=JobEvent.Level.WARNING,
+            message=f"lost: {reason}; requeued on {job_queue(job)!r} "
+            f"(attempt {job.lost_count + 1}), it resumes from its last checkpoint",
+        )
+        _enqueue_on_commit(job, token)
+    else:
+        job.mark_failed(error=f"lost: {reason}")
+        job_event_add(job=job, level=JobEvent.Level.ERROR, message=f"failed: {job.error}")
+    _broadcast_status(job)
+    _emit_job_event(job)
+    _workflow_continue_on_commit(job)

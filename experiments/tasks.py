@@ -11,10 +11,13 @@ from experiments.training.worker import WorkerHeartbeat, run_job
 _heartbeat: list[WorkerHeartbeat] = []
 
 
-@shared_task(name="experiments.train_job", acks_late=True, reject_on_worker_lost=True)
-def train_job(job_pk: int, token: str) -> str:
-    # The worker reports over HTTP with the job's token; it does not touch the database.
-    return run_job(server_url=settings.SERVER_URL, job_id=f"job-{job_pk:03d}", token=token)
+@shared_task(bind=True, name="experiments.train_job", acks_late=True, reject_on_worker_lost=True)
+def train_job(self, job_pk: int, token: str) -> str:
+    # The worker reports over HTTP with the job's token; it does not touch the database. It names
+    # itself as its heartbeat does, so the heartbeat keeps this job alive and a restart frees it.
+    return run_job(
+        server_url=settings.SERVER_URL, job_id=f"job-{job_pk:03d}", token=token, name=self.request.hostname
+    )
 
 
 @worker_ready.connect

@@ -202,7 +202,8 @@ def config_new(request):
                 {"id": ds.public_id, "name": ds.name, "task_type": ds.task_type, "version": version}
             )
     form = {
-        "defaults": services.DEFAULT_HYPERPARAMETERS,
+        "defaults": services.default_hyperparameters(),
+        "default_approach": services.default_approach(),
         "templates": services.TEMPLATES,
         "approaches": [
             (value, label, value in services.LOCAL_APPROACHES) for value, label in Approach.choices
@@ -224,7 +225,7 @@ def config_estimate(request):
         estimate = services.resource_estimate(
             owner=request.user,
             model_base=(payload.get("model_base") or "").strip(),
-            approach=payload.get("approach") or Approach.LORA,
+            approach=payload.get("approach") or None,
             hyperparams=payload.get("hyperparams"),
             template=payload.get("template") or None,
             dataset_id=payload.get("dataset_id") or None,

@@ -7,6 +7,7 @@ also takes a researcher's API token or session (the SDK logging to their own job
 from __future__ import annotations
 
 import hmac
+import os
 
 from django.conf import settings
 from ninja import Router
@@ -21,13 +22,14 @@ from experiments.schemas import (
     IngestOut,
     PointsIn,
     ProgressIn,
+    RefuseIn,
     StatusIn,
     WorkerAckOut,
     WorkerHeartbeatIn,
 )
 from experiments.selectors import job_get
 from t4dm_site.auth import job_token_auth, trainer_auth
-from t4dm_site.errors import Forbidden, NotFound
+from t4dm_site.errors import Forbidden, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
 
 router = Router(tags=["workers and ingest"])
@@ -62,6 +64,18 @@ def _job_for_ingest(request, job_id: str) -> TrainingJob:
     return job_get(user=request.auth, job_id=job_id)
 
 
+def _artifact_path(path: str, field: str) -> str:
+    """A folder a worker reports must lie under the artifact root: the server later reads it (export,
+    evaluation, resume), so `/etc` or `../..` from a worker token is refused."""
+    if not path:
+        return path
+    root = os.path.normpath(str(settings.ARTIFACT_ROOT))
+    normal = os.path.normpath(path)
+    if not os.path.isabs(path) or "\x00" in path or os.path.commonpath([root, normal]) != root:
+        raise InvalidInput(f"{field} {path!r} is not under the artifact root {root}", code="path_outside_artifact_root")
+    return path
+
+
 def _ack(job: TrainingJob) -> dict:
     return {"status": job.status, "cancel_requested": job.cancel_requested}
 
@@ -89,7 +103,7 @@ def worker_status(request, job_id: str, payload: StatusIn):
         status=payload.status,
         worker=payload.worker,
         error=payload.error,
-        final_model_path=payload.final_model_path,
+        final_model_path=_artifact_path(payload.final_model_path, "final_model_path"),
         result=payload.result,
     )
     return _ack(job)
@@ -109,9 +123,17 @@ def worker_progress(request, job_id: str, payload: ProgressIn):
 @router.post("/worker/jobs/{job_id}/checkpoints", response={201: dict}, auth=job_token_auth)
 def worker_checkpoint(request, job_id: str, payload: CheckpointIn):
     checkpoint = services.checkpoint_record(
-        job=_job_for_token(request, job_id), step=payload.step, path=payload.path, metrics=payload.metrics
+        job=_job_for_token(request, job_id),
+        step=payload.step,
+        path=_artifact_path(payload.path, "path"),
+        metrics=payload.metrics,
     )
     return 201, {"step": checkpoint.step, "path": checkpoint.path}
+
+
+@router.post("/worker/jobs/{job_id}/refuse", response=dict, auth=job_token_auth)
+def worker_refuse(request, job_id: str, payload: RefuseIn):
+    return services.job_refuse(job=_job_for_token(request, job_id), worker=payload.worker, reason=payload.reason)
 
 
 @router.post("/worker/jobs/{job_id}/events", response={201: dict}, auth=job_token_auth)

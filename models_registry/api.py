@@ -65,6 +65,15 @@ def model_version_detail(request, model_id: str, version: str):
     return _detail(selectors.model_version_get(user=request.auth, model_id=model_id, version=version))
 
 
+@router.get("/{model_id}/versions/{version}/metadata", response=dict)
+def model_version_metadata(request, model_id: str, version: str):
+    """Everything a knowledge store keeps about a version, in one call: base model, approach, dataset
+    version and its statistics, config, training metrics, evaluation results, stage, artifact paths."""
+    from experiments.integrations.selectors import model_version_metadata as metadata
+
+    return metadata(selectors.model_version_get(user=request.auth, model_id=model_id, version=version))
+
+
 @router.get("/{model_id}/versions/{version}/gate", response=GateOut)
 def model_version_gate(request, model_id: str, version: str, thresholds: str | None = None):
     """The deployment gate as it stands; `thresholds` (JSON) checks against other thresholds."""

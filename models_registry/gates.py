@@ -99,7 +99,13 @@ def _threshold_failures_from_json(metrics: dict, thresholds: dict) -> tuple[list
     `{"accuracy": {">=": 0.85}}`), checked by the evaluation engine's own rules."""
     from experiments.training.evaluation.thresholds import check_thresholds, parse_thresholds
 
-    checks = check_thresholds(metrics, parse_thresholds(thresholds))["checks"]
+    try:
+        parsed = parse_thresholds(thresholds)
+    except ValueError as exc:
+        from t4dm_site.errors import InvalidInput
+
+        raise InvalidInput(str(exc), code="invalid_thresholds") from None
+    checks = check_thresholds(metrics, parsed)["checks"]
     failing = [_describe(c) for c in checks if c["status"] != "passed"]
     return failing, len(checks)
 

@@ -146,7 +146,27 @@ def model_version_create(
         actor_name=created_by,
         reason=f"registered ({why})",
     )
+    _emit_version_event("model_version.created", created)
     return created
+
+
+def _emit_version_event(event_type: str, version: ModelVersion, **extra) -> None:
+    """Webhooks for other systems (delivered after commit); see experiments.integrations."""
+    from experiments.integrations.events import emit
+
+    emit(
+        event_type,
+        {
+            "model_id": version.model_id,
+            "version": version.version,
+            "ref": version.ref,
+            "stage": version.stage,
+            "base_model": version.base_model,
+            "job_id": version.job.public_id if version.job_id else None,
+            "metadata_url": f"/api/v1/models/{version.model_id}/versions/{version.version}/metadata",
+            **extra,
+        },
+    )
 
 
 def model_version_auto_create(*, job: TrainingJob) -> ModelVersion | None:
@@ -250,6 +270,13 @@ def _record(
         override=override,
         gate=gate or [],
     )
+    _emit_version_event(
+        "model_version.stage_changed",
+        version,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        actor=_actor_name(actor),
+    )
 
 
 @transaction.atomic
@@ -284,6 +311,13 @@ def registered_model_update(
     limitations: str | None = None,
     thresholds: dict | None = None,
 ) -> RegisteredModel:
+    if thresholds is not None:
+        from experiments.training.evaluation.thresholds import parse_thresholds
+
+        try:  # checked now: a bad shape stored here would break every later gate check
+            parse_thresholds(thresholds)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), code="invalid_thresholds") from None
     registered = _lock_model(model_id)
     fields = {
         "description": description,

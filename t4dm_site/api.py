@@ -54,8 +54,10 @@ def _mount_routers() -> None:
     from experiments.api import router as experiments_router
     from experiments.evaluation.api import router as evaluation_router
     from experiments.human_eval.api import router as human_eval_router
+    from experiments.integrations.api import router as integrations_router
     from experiments.providers.api import router as providers_router
     from experiments.worker_api import router as worker_router
+    from experiments.workflows.api import router as workflows_router
     from models_registry.api import router as registry_router
 
     api.add_router("/datasets", datasets_router)
@@ -65,6 +67,8 @@ def _mount_routers() -> None:
     api.add_router("/models", registry_router)
     api.add_router("/finetune", providers_router)
     api.add_router("/human-eval", human_eval_router)
+    api.add_router("/", integrations_router)
+    api.add_router("/workflows", workflows_router)
 
 
 _mount_routers()

@@ -17,6 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from t4dm_site.env import env_bool, env_float, env_int, env_str, env_url
+from t4dm_site.finetune_config import load_for_settings as load_finetune_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,32 @@ CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in (env_str("T4DM_CSRF_TRUSTED_ORIGINS") or "").split(",") if o.strip()
 ]
 
+# --- transport security ---------------------------------------------------------------------------
+# Production mode assumes HTTPS (a TLS-terminating proxy in front): secure cookies, HSTS, redirect to
+# https (`manage.py check --deploy` is clean). T4DM_HTTPS=0 serves plain http (e.g. a private network);
+# the embedded default is plain http on localhost.
+HTTPS = env_bool("T4DM_HTTPS", PRODUCTION)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = HTTPS and env_bool("T4DM_SSL_REDIRECT", True)
+# Workers may report over the internal network by plain http (T4DM_SERVER_URL): never redirect a POST.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/worker/", r"^api/v1/ingest/"]
+SECURE_HSTS_SECONDS = env_int("T4DM_HSTS_SECONDS", 31_536_000, minimum=0) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("T4DM_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("T4DM_HSTS_PRELOAD", True)
+if env_bool("T4DM_TRUST_X_FORWARDED_PROTO", HTTPS):
+    # Behind the proxy that terminates TLS and sets X-Forwarded-Proto (it must strip a client's own).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Request limits: a body larger than this is refused with 413 before it is parsed (0 = no limit).
+MAX_UPLOAD_BYTES = env_int("T4DM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=0)
+# Failed logins / bad API tokens per client address before 429 (with Retry-After), per window.
+LOGIN_RATE_LIMIT = env_int("T4DM_LOGIN_RATE_LIMIT", 10, minimum=1)
+TOKEN_RATE_LIMIT = env_int("T4DM_TOKEN_RATE_LIMIT", 30, minimum=1)
+RATE_LIMIT_WINDOW_SECONDS = env_int("T4DM_RATE_LIMIT_WINDOW", 300, minimum=1)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -68,10 +95,13 @@ INSTALLED_APPS = [
     "experiments.openai_compat",
     "experiments.mlflow_compat",
     "experiments.human_eval",
+    "experiments.workflows",
+    "experiments.integrations",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "t4dm_site.ratelimit.RequestLimitsMiddleware",  # 413 for oversized bodies, 429 after failed logins
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -191,6 +221,17 @@ else:
         }
     }
 
+# --- cache (rate-limit counters) ------------------------------------------------------------------
+# T4DM_CACHE_URL=redis://... shares the counters between web processes; production defaults to the
+# channel layer's Redis. The embedded default keeps them in each process's memory.
+CACHE_URL = env_url("T4DM_CACHE_URL", schemes=("redis", "rediss", "locmem"), default=None) or (
+    CHANNEL_LAYER_URL if CHANNEL_LAYER_URL.startswith(("redis://", "rediss://")) else "locmem://"
+)
+if CACHE_URL.startswith("locmem://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+
 # --- T4DM -----------------------------------------------------------------------------------------
 # Workers authenticate their heartbeats with this shared secret. Default: derived from SECRET_KEY, so a
 # worker started with the same settings (t4dm_up, or DJANGO_SECRET_KEY on a GPU box) just works.
@@ -206,6 +247,9 @@ LOST_JOB_POLICY = env_str("T4DM_LOST_JOB_POLICY") or "requeue"
 if LOST_JOB_POLICY not in ("requeue", "fail"):
     raise ImproperlyConfigured(f"T4DM_LOST_JOB_POLICY must be requeue or fail, got {LOST_JOB_POLICY!r}")
 LOST_JOB_MAX_REQUEUES = env_int("T4DM_LOST_JOB_MAX_REQUEUES", 3, minimum=0)
+# A job that workers hand back (too little GPU memory, too few GPUs) is queued again this many times
+# before it fails with the reason.
+JOB_MAX_REFUSALS = env_int("T4DM_JOB_MAX_REFUSALS", 5, minimum=1)
 # How often `t4dm_up` looks for lost jobs (0 = never; then run `manage.py t4dm_reap_lost_jobs` by cron).
 REAP_INTERVAL_SECONDS = env_float("T4DM_REAP_INTERVAL_SECONDS", 15.0, minimum=0.0)
 
@@ -223,11 +267,15 @@ def _gpu_prices(raw: str) -> dict[str, float]:
 
 
 GPU_PRICES = _gpu_prices(env_str("T4DM_GPU_PRICES") or "")
+# The finetune configuration file (the seed's `finetune:` YAML): T4DM_FINETUNE_CONFIG, else ./finetune.yaml
+# if present, else built-in defaults. A bad file stops start-up naming the key and line.
+FINETUNE_CONFIG = load_finetune_config(env_path=env_str("T4DM_FINETUNE_CONFIG"), base_dir=BASE_DIR)
 # The seed's `versioning:` block: a succeeded job becomes a model version; compare it to its base.
-T4DM_VERSIONING = {
-    "auto_version": env_bool("T4DM_AUTO_VERSION", True),
-    "compare_to_base": env_bool("T4DM_COMPARE_TO_BASE", True),
-}
+# The file gives the values; T4DM_AUTO_VERSION / T4DM_COMPARE_TO_BASE still override them.
+for _key, _env in (("auto_version", "T4DM_AUTO_VERSION"), ("compare_to_base", "T4DM_COMPARE_TO_BASE")):
+    if env_str(_env) is not None:
+        FINETUNE_CONFIG.override(f"versioning.{_key}", env_bool(_env, True), f"env {_env}")
+T4DM_VERSIONING = dict(FINETUNE_CONFIG.values["versioning"])
 INGEST_MAX_BATCH = env_int("T4DM_INGEST_MAX_BATCH", 5000, minimum=1)
 WS_MAX_POINTS_PER_SERIES = env_int("T4DM_WS_MAX_POINTS", 2000, minimum=10)
 # Where users may point prepare_dataset at a server-side file; nothing outside it is readable.
@@ -268,3 +316,17 @@ LOGGING = {
 # finetune_openai: the OpenAI API (or any OpenAI-compatible server, e.g. another T4DM's /v1) and its key.
 OPENAI_BASE_URL = env_str("T4DM_OPENAI_BASE_URL") or "https://api.openai.com/v1"
 OPENAI_API_KEY = env_str("T4DM_OPENAI_API_KEY") or ""
+
+# --- integrations (webhooks, validator hook) ------------------------------------------------------
+# Webhook deliveries need the database: by default the datasets queue (the embedded worker takes it).
+WEBHOOK_QUEUE = env_str("T4DM_WEBHOOK_QUEUE") or CELERY_DATASET_QUEUE
+WEBHOOK_MAX_RETRIES = env_int("T4DM_WEBHOOK_MAX_RETRIES", 5, minimum=0)
+# Retry n waits BACKOFF * 2**n seconds (10 s, 20 s, 40 s, ...).
+WEBHOOK_RETRY_BACKOFF_SECONDS = env_float("T4DM_WEBHOOK_RETRY_BACKOFF_SECONDS", 10.0, minimum=0.0)
+WEBHOOK_TIMEOUT_SECONDS = env_float("T4DM_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# A pluggable dataset/output validator: "package.module:function" or an http(s) URL (or both).
+VALIDATOR_HOOK = env_str("T4DM_VALIDATOR_HOOK") or ""
+if VALIDATOR_HOOK and not all(VALIDATOR_HOOK.partition(":")[::2]):
+    raise ImproperlyConfigured(f"T4DM_VALIDATOR_HOOK must look like package.module:function, got {VALIDATOR_HOOK!r}")
+VALIDATOR_URL = env_url("T4DM_VALIDATOR_URL", schemes=("http", "https"), default="")
+VALIDATOR_TIMEOUT_SECONDS = env_float("T4DM_VALIDATOR_TIMEOUT_SECONDS", 30.0, minimum=0.1)

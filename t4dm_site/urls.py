@@ -6,8 +6,10 @@ from datasets_app import views as dataset_views
 from experiments import views as experiment_views
 from experiments.evaluation import views as evaluation_views
 from experiments.human_eval import views as human_eval_views
+from experiments.integrations import views as integration_views
 from experiments.mlflow_compat.api import mlflow_api
 from experiments.openai_compat.api import openai_api
+from experiments.workflows import views as workflow_views
 from t4dm_site.api import api
 
 urlpatterns = [
@@ -24,9 +26,14 @@ urlpatterns = [
     path("human-eval/<str:task_id>/", human_eval_views.task_results, name="human-eval-results"),
     path("evaluations/", evaluation_views.evaluation_list, name="evaluation-list"),
     path("evaluations/<str:evaluation_id>/", evaluation_views.evaluation_detail, name="evaluation-detail"),
+    path("workflows/", workflow_views.workflow_list, name="workflow-list"),
+    path("workflows/demo/", workflow_views.workflow_demo, name="workflow-demo"),
+    path("workflows/<str:workflow_id>/", workflow_views.workflow_detail, name="workflow-detail"),
+    path("workflows/<str:workflow_id>/retry/", workflow_views.workflow_retry, name="workflow-retry"),
     path("datasets/", dataset_views.dataset_list, name="dataset-list"),
     path("datasets/<str:dataset_id>/", dataset_views.dataset_detail, name="dataset-detail"),
     path("models/", include("models_registry.urls")),
+    path("settings/finetune/", integration_views.finetune_settings, name="finetune-settings"),
     path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -13,6 +13,14 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # pytest-django live
 from tests.platform import browser_type_launch_args, embedded_platform, production_platform  # noqa: E402, F401
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """The rate limiter's counters (t4dm_site/ratelimit.py) live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's tiny causal LM, built once per test session (deterministic, offline, ~1 s)."""

@@ -4,6 +4,7 @@ started separately) against the machine's real servers."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -45,6 +46,8 @@ class Platform:
     env: dict[str, str]
     token: str = ""
     processes: list[subprocess.Popen] = field(default_factory=list)
+    base_urls: list[str] = field(default_factory=list)  # one per ASGI process (production_web)
+    database: str = ""  # the throwaway PostgreSQL database (production_web)
 
     @property
     def ws_url(self) -> str:
@@ -75,7 +78,8 @@ class Platform:
             )
         )
 
-    def wait_until_up(self, timeout: float = 90) -> None:
+    def wait_until_up(self, timeout: float = 90, url: str | None = None) -> None:
+        url = url or self.base_url
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self.processes):
@@ -83,7 +87,7 @@ class Platform:
                     "a platform process exited during start-up; see its log in the test's tmp dir"
                 )
             try:
-                if httpx.get(self.base_url + "/login/", timeout=2).status_code == 200:
+                if httpx.get(url + "/login/", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -165,6 +169,95 @@ def _redis_ready() -> None:
         skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
 
 
+def production_web(data: Path, *, asgi_processes: int = 2, tiny_model_dir: Path | None = None) -> Platform:
+    """The production web tier without a worker, for load tests and benchmarks: a fresh PostgreSQL
+    database, Redis as the channel layer, and `asgi_processes` daphne processes on their own ports
+    behind it (`platform.base_urls`; `base_url` is the first). `stop_production_web` ends it.
+    Redis databases 12 and 13, so that it never flushes those of a production_platform running beside it."""
+    import redis
+
+    try:
+        for db in (12, 13):
+            redis.Redis.from_url(f"{REDIS_URL}/{db}", socket_connect_timeout=3).flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    database = _postgres_database()
+    ports = [free_port() for _ in range(asgi_processes)]
+    env = {
+        **_clean_env(),
+        "T4DM_PRODUCTION": "1",
+        "T4DM_HTTPS": "0",  # plain http on localhost (production over https: tests/security)
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/" + database,
+        "CELERY_BROKER_URL": REDIS_URL + "/12",
+        "CHANNEL_LAYER_URL": REDIS_URL + "/13",
+        "T4DM_DATA_DIR": str(data),
+        "T4DM_COMPARE_TO_BASE": "0",
+        "T4DM_SERVER_URL": f"http://127.0.0.1:{ports[0]}",
+    }
+    if tiny_model_dir is not None:
+        env["T4DM_TINY_MODEL_DIR"] = str(tiny_model_dir)
+    platform = Platform(base_url=f"http://127.0.0.1:{ports[0]}", env=env)
+    platform.database = database
+    platform.base_urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        _boot(platform)
+        for index, port in enumerate(ports):
+            platform.spawn(
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "t4dm_site.asgi:application",
+                log=data / f"web{index}.log",
+            )
+        for url in platform.base_urls:
+            platform.wait_until_up(url=url)
+    except BaseException:
+        stop_production_web(platform)
+        raise
+    return platform
+
+
+def stop_production_web(platform: Platform) -> None:
+    platform.stop()
+    _drop_postgres_database(platform.database)
+
+
+# Makes `count` running jobs owned by the admin, as a worker would have them: (public id, job token).
+_FAKE_JOBS = """
+import json
+from django.contrib.auth import get_user_model
+from datasets_app.models import Dataset, DatasetVersion
+from experiments.models import Experiment, TrainingConfig, TrainingJob
+admin = get_user_model().objects.get(username="admin")
+dataset = Dataset.objects.create(name="load", owner=admin, task_type="chat")
+version = DatasetVersion.objects.create(dataset=dataset, number=1, content_hash="load", format="jsonl",
+    task_type="chat", path="/nonexistent", validation_status="passed")
+experiment = Experiment.objects.create(name="load", owner=admin)
+config = TrainingConfig.objects.create(owner=admin, experiment=experiment, dataset_version=version,
+    model_base="t4dm-tiny", task_type="chat")
+jobs = []
+for _ in range(COUNT):
+    job = TrainingJob.objects.create(owner=admin, config=config, experiment=experiment)
+    token = job.issue_token()
+    job.mark_queued()
+    job.mark_running(worker="load")
+    jobs.append([job.public_id, token])
+print(json.dumps(jobs))
+"""
+
+
+def running_jobs(platform: Platform, count: int) -> list[tuple[str, str]]:
+    """`count` running jobs (no worker trains them): their public ids and job tokens, for a load
+    generator that reports like a worker."""
+    out = platform.manage("shell", "-c", _FAKE_JOBS.replace("COUNT", str(int(count))))
+    return [tuple(job) for job in json.loads(out.strip().splitlines()[-1])]
+
+
 @pytest.fixture(scope="session")
 def production_platform(tmp_path_factory, tiny_model_dir):
     _redis_ready()
@@ -174,6 +267,7 @@ def production_platform(tmp_path_factory, tiny_model_dir):
     env = {
         **_clean_env(),
         "T4DM_PRODUCTION": "1",
+        "T4DM_HTTPS": "0",  # plain http on localhost (production over https: tests/security)
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/" + database,
         "CELERY_BROKER_URL": REDIS_URL + "/14",

@@ -24,6 +24,7 @@ from experiments.services import resolve_model_base
 from experiments.training.evaluation.metrics import resolve_metrics
 from experiments.training.evaluation.paths import check_model_path
 from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS, check_thresholds, parse_thresholds
+from t4dm_site import finetune_config
 from t4dm_site.errors import InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
 from t4dm_site.roles import is_admin
@@ -184,7 +185,30 @@ def _split_file(version: DatasetVersion, split: str) -> Path:
     return Path(version.path) / info["file"]
 
 
+def default_metrics(task_type: str) -> list[str] | None:
+    """The finetune configuration file's evaluation.metrics that fit this task type, then the task
+    type's standard set (the seed's list mixes classification and generative metrics)."""
+    from experiments.training.evaluation.metrics import DEFAULT_METRICS, metrics_for_task
+
+    if task_type not in DEFAULT_METRICS:
+        return None
+    fitting = metrics_for_task(task_type)
+    configured = [m for m in finetune_config.effective().values["evaluation"]["metrics"] if m in fitting]
+    return list(dict.fromkeys([*configured, *DEFAULT_METRICS[task_type]]))
+
+
+def _validator_outputs(evaluation: Evaluation, result: dict[str, Any]) -> None:
+    """The validator hook (T4DM_VALIDATOR_HOOK / T4DM_VALIDATOR_URL), if configured, judges the sample
+    outputs; its verdicts (or its error) go into details["validator"]."""
+    from experiments.integrations.validator import outputs_validate
+
+    report = outputs_validate(evaluation=evaluation, sample_outputs=result.get("sample_outputs") or [])
+    if report is not None:
+        result.setdefault("details", {})["validator"] = report
+
+
 def _check_metrics(task_type: str, metrics: list[str] | None) -> list[str]:
+    metrics = metrics or default_metrics(task_type)
     try:
         return [spec.name for spec in resolve_metrics(task_type, metrics)]
     except ValueError as exc:
@@ -242,6 +266,8 @@ def evaluation_start(
     if base:
         _check_model(base)
     _positive("max_samples", max_samples)
+    if max_samples is None:  # the finetune configuration file's evaluation.test_samples
+        max_samples = finetune_config.effective().values["evaluation"]["test_samples"]
     params = {
         "test_file": str(test_file),
         "labels_from": _labels_file(version),
@@ -461,12 +487,39 @@ def evaluation_run(*, evaluation: Evaluation) -> Evaluation:
         evaluation.mark_failed(
             error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
         )
+        _emit_evaluation_event(evaluation)
+        _workflow_continue(evaluation)
         return evaluation
     evaluation.mark_succeeded()
+    _emit_evaluation_event(evaluation)
+    _workflow_continue(evaluation)
     return evaluation
 
 
+def _workflow_continue(evaluation: Evaluation) -> None:
+    """A workflow whose evaluate step waits on this evaluation goes on (or stops with its error)."""
+    from experiments.workflows.services import workflow_evaluation_finished
+
+    try:
+        workflow_evaluation_finished(evaluation_pk=evaluation.pk)
+    except Exception:  # the evaluation is stored; a workflow problem must not undo or hide it
+        log.exception("workflow continuation after %s failed", evaluation.public_id)
+
+
+def _emit_evaluation_event(evaluation: Evaluation) -> None:
+    """Webhooks: evaluation.completed / evaluation.failed. Never fails the evaluation itself."""
+    from experiments.evaluation.selectors import evaluation_to_dict
+    from experiments.integrations.events import emit
+
+    event = "evaluation.completed" if evaluation.status == EvaluationStatus.SUCCEEDED else "evaluation.failed"
+    try:
+        emit(event, {"evaluation": evaluation_to_dict(evaluation)})
+    except Exception:
+        log.exception("webhook event for %s not recorded", evaluation.public_id)
+
+
 def _store_evaluation(evaluation: Evaluation, result: dict[str, Any]) -> None:
+    _validator_outputs(evaluation, result)
     evaluation.metrics = result["metrics"]
     evaluation.base_metrics = result["base_metrics"]
     evaluation.comparison_to_base = result["comparison_to_base"]

@@ -89,11 +89,16 @@ def parse_questions_upload(content: bytes) -> list[str]:
         text = content.decode("utf-8-sig", errors="strict")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"questions file: not UTF-8 text (byte {exc.start})") from None
+    if "\x00" in text:
+        raise InvalidInput(f"questions file: binary data (a NUL byte at {text.index(chr(0))}), not a text file")
     questions = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
+        control = next((ch for ch in line if ch < " " and ch != "\t" or ch == "\x7f"), None)
+        if control is not None:
+            raise InvalidInput(f"questions file line {number}: a control character (U+{ord(control):04X})")
         if line.startswith(("{", '"')):
             try:
                 value = json.loads(line)

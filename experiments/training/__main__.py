@@ -35,17 +35,46 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m experiments.training", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="job spec JSON file")
+    parser.add_argument("--result", type=Path, help="also write the result JSON here (rank 0)")
+    parser.add_argument(
+        "--report-to",
+        metavar="SERVER_URL",
+        help="report to the platform (job token in T4DM_JOB_TOKEN) instead of printing JSON lines",
+    )
     args = parser.parse_args(argv)
     spec = json.loads(args.config.read_text(encoding="utf-8"))
+
+    import os
 
     import datasets
 
     from experiments.training.engine import train
-    from experiments.training.reporter import StdoutReporter
+    from experiments.training.reporter import NullReporter, StdoutReporter
 
     datasets.disable_progress_bars()
-    result = train(spec, StdoutReporter())
-    print(json.dumps({"event": "result", **result}), flush=True)
+    # Under torchrun every process trains its share; only rank 0 reports and writes the result.
+    rank = int(os.environ.get("RANK", "0"))
+    client = None
+    if rank != 0:
+        reporter = NullReporter()
+    elif args.report_to:
+        from experiments.training.http_reporter import HttpReporter, PlatformClient
+
+        client = PlatformClient(args.report_to, spec["job_id"], os.environ["T4DM_JOB_TOKEN"])
+        reporter = HttpReporter(client)
+    else:
+        reporter = StdoutReporter()
+    try:
+        result = train(spec, reporter)
+    finally:
+        if client is not None:
+            reporter.close()
+            client.close()
+    if rank == 0:
+        if args.result:
+            args.result.write_text(json.dumps(result))
+        if not args.report_to:
+            print(json.dumps({"event": "result", **result}), flush=True)
     return 0
 
 

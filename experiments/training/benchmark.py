@@ -37,16 +37,24 @@ def prepare_benchmark(
     mean_tokens: int = 350,
     max_seq_length: int = 1024,
     seed: int = 0,
+    fixed_length: bool = False,
+    shape_params: dict | None = None,
+    save_weights: bool = False,
 ) -> Path:
+    """Write OUT/model (config + tokenizer; random weights too with ``save_weights``, which QLoRA needs
+    to quantize), OUT/train.jsonl, OUT/spec.json and OUT/estimate.json.
+
+    ``fixed_length``: every row is max_seq_length tokens, so every batch is the worst case the memory
+    estimate is for. ``shape_params``: a config dict instead of a known shape (e.g. a tiny one)."""
     from transformers import AutoConfig
 
     out = Path(out).resolve()
     model_dir = out / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    known = resolve_known(shape)
+    known = shape if shape_params else resolve_known(shape)
     if known is None:
         raise ValueError(f"--shape: unknown {shape!r}; choose one of {', '.join(KNOWN_CONFIGS)}")
-    params = dict(KNOWN_CONFIGS[known])
+    params = dict(shape_params or KNOWN_CONFIGS[known])
     tokenizer = build_tokenizer()
     config = AutoConfig.for_model(
         params.pop("model_type"),
@@ -58,6 +66,15 @@ def prepare_benchmark(
     )
     config.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+    if save_weights:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(seed)
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.save_pretrained(model_dir)
+        del model
 
     # Seed defaults: LoRA r16/alpha32 on q,v; batch 4 x gradient accumulation 4.
     hyperparameters = {"batch_size": 4, "gradient_accumulation": 4, "max_seq_length": max_seq_length}
@@ -69,9 +86,10 @@ def prepare_benchmark(
     mu = math.log(mean_tokens) - sigma**2 / 2
     lines, total_tokens = [], 0
     for _ in range(rows_needed):
-        length = min(max_seq_length, max(8, int(rng.lognormvariate(mu, sigma))))
+        length = max_seq_length if fixed_length else min(max_seq_length, max(8, int(rng.lognormvariate(mu, sigma))))
         start = rng.randrange(0, len(words) - 1)
-        count = max(1, int(length / tokens_per_word))
+        # fixed_length: enough words to be truncated at exactly max_seq_length tokens
+        count = max(1, int(length / tokens_per_word * (1.5 if fixed_length else 1)))
         text = " ".join(words[(start + i) % len(words)] for i in range(count))
         lines.append(json.dumps({"text": text}))
         total_tokens += min(length, max_seq_length)
@@ -80,7 +98,7 @@ def prepare_benchmark(
     spec = {
         "job_id": f"bench-{known}-{approach}",
         "model_base": str(model_dir),
-        "random_init": True,
+        "random_init": not save_weights,
         "approach": approach,
         "task_type": "completion",
         "hyperparameters": {**hyperparameters, "max_steps": steps, "logging_steps": 5, "epochs": 1},
@@ -92,10 +110,9 @@ def prepare_benchmark(
     from experiments.training.engine import DEFAULT_HYPERPARAMETERS
 
     hp = {**DEFAULT_HYPERPARAMETERS, **spec["hyperparameters"]}
-    predicted = estimate(
-        shape=model_shape(known), approach=approach, hyperparameters=hp, train_tokens=total_tokens
-    )
-    per_token = training_flops(model_shape(known), approach, hp, 1.0)
+    model_shape_ = model_shape(str(model_dir))
+    predicted = estimate(shape=model_shape_, approach=approach, hyperparameters=hp, train_tokens=total_tokens)
+    per_token = training_flops(model_shape_, approach, hp, 1.0)
     predicted["tokens_per_sec_by_gpu"] = {g[0]: round(g[2] * 1e12 * ASSUMED_MFU / per_token) for g in GPUS}
     predicted["train_tokens"] = total_tokens
     (out / "estimate.json").write_text(json.dumps(predicted, indent=2))

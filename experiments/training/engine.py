@@ -19,7 +19,6 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     PrinterCallback,
-    Trainer,
     TrainerCallback,
     TrainerControl,
     TrainerState,
@@ -28,6 +27,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from experiments.training.checkpoints import AtomicCheckpointTrainer
 from experiments.training.data import (
     IGNORE_INDEX,
     TASK_TYPES,
@@ -45,7 +45,18 @@ from experiments.training.modeling import (
     load_model,
     meta_model,
 )
+from experiments.training.packing import (
+    FinalHiddenState,
+    PackedCollator,
+    base_causal_lm,
+    chunked_causal_lm_loss,
+    liger_available,
+    register_varlen_attention,
+    split_packed_batch,
+    varlen_available,
+)
 from experiments.training.reporter import Reporter
+from experiments.training.resources import micro_batch_tokens
 
 DEVICES = ("auto", "cuda", "cpu")
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -65,7 +76,18 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "gradient_checkpointing": False,
     "logging_steps": 1,
     "max_steps": None,
+    # Padding-free batches with per-document attention (causal tasks; full, LoRA, QLoRA): "auto" = on.
+    "packing": "auto",
+    # Liger Kernel's fused RMSNorm/SwiGLU/RoPE and fused linear + cross entropy on CUDA when installed.
+    "fused_kernels": "auto",
+    # torch.compile each decoder layer (dynamic shapes) on CUDA.
+    "compile": "auto",
+    # GPUs for one job: more than 1 makes the worker launch the engine with torchrun (data parallel).
+    "gpus": 1,
+    # Packed micro-batch size in tokens; None = 3/4 × batch_size × max_seq_length (see micro_batch_tokens).
+    "micro_batch_tokens": None,
 }
+SWITCHES = ("auto", True, False)
 DEFAULT_CHECKPOINTING: dict[str, Any] = {"save_steps": 500, "save_total_limit": 3, "best_only": False}
 DEFAULT_EARLY_STOPPING: dict[str, Any] = {"patience": 3, "min_delta": 0.01, "metric": "val_loss"}
 # Platform metric names → (Trainer's eval metric name, greater is better).
@@ -83,8 +105,9 @@ class ReporterCallback(TrainerCallback):
     tokens_per_sec, eta_seconds, and on CUDA gpu_mem_allocated_mb / gpu_mem_reserved_mb.
     """
 
-    def __init__(self, reporter: Reporter) -> None:
+    def __init__(self, reporter: Reporter, *, warmup_steps: int = 1) -> None:
         self.reporter = reporter
+        self.warmup_steps = max(1, warmup_steps)
         self.cancelled = False
         self.latest_metrics: dict[str, float] = {}
         self._last_log_time = time.perf_counter()
@@ -153,14 +176,19 @@ class ReporterCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        now = time.perf_counter()
-        if self._timed_from is None:
-            self._timed_from = (now, state.global_step, state.num_input_tokens_seen)
-        self.end_time, self.end_tokens = now, state.num_input_tokens_seen
+        # Throughput is timed from the end of the warm-up steps to the end of the run; the GPU is
+        # synchronised only at those two points.
+        done = state.global_step - self._begin_step
+        if self._timed_from is None and done >= self.warmup_steps:
+            _synchronize()
+            self._timed_from = (time.perf_counter(), state.global_step, state.num_input_tokens_seen)
+        elif state.global_step >= state.max_steps:
+            _synchronize()
+        self.end_time, self.end_tokens = time.perf_counter(), state.num_input_tokens_seen
         self.reporter.progress(
             step=state.global_step, total_steps=state.max_steps, epoch=float(state.epoch or 0.0)
         )
-        if self.reporter.should_stop():
+        if _any_rank(self.reporter.should_stop()):
             self.cancelled = True
             control.should_training_stop = True
             # Keep a checkpoint so that a cancelled job can be resumed.
@@ -171,6 +199,23 @@ class ReporterCallback(TrainerCallback):
     ) -> None:
         path = Path(args.output_dir).resolve() / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         self.reporter.checkpoint(step=state.global_step, path=str(path), metrics=dict(self.latest_metrics))
+
+
+def _any_rank(flag: bool) -> bool:
+    """In a multi-process run only rank 0 hears a cancel request: every rank must stop together."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +266,18 @@ def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("hyperparameters.device: cuda was requested but this machine has no CUDA GPU")
     if not isinstance(hp["gradient_checkpointing"], bool):
         raise ValueError("hyperparameters.gradient_checkpointing: must be true or false")
+    for key in ("packing", "fused_kernels", "compile"):
+        if hp[key] not in SWITCHES:
+            raise ValueError(f"hyperparameters.{key}: must be \"auto\", true or false, got {hp[key]!r}")
+    packable = task_type != "classification" and approach != "prompt_tuning"
+    if hp["packing"] is True and not packable:
+        raise ValueError(
+            "hyperparameters.packing: only for chat, instruction and completion with full, lora or qlora"
+        )
+    hp["packing"] = packable and hp["packing"] in ("auto", True)
+    _check_int(hp, "gpus", minimum=1)
+    if hp["micro_batch_tokens"] is not None:
+        _check_int(hp, "micro_batch_tokens", minimum=hp["max_seq_length"])
     if approach == "qlora" and not bitsandbytes_available():
         raise ValueError(
             "approach: qlora needs the bitsandbytes package on the worker (pip install bitsandbytes)"
@@ -282,6 +339,8 @@ def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "eval_on_start": bool(spec.get("eval_on_start")) and has_validation,
         # Random weights with the config's shapes (benchmarks at real size; nothing to download).
         "random_init": bool(spec.get("random_init")),
+        # Steps left out of the reported tokens/s (warm-up: allocation, kernel selection).
+        "throughput_warmup_steps": int(spec.get("throughput_warmup_steps") or 1),
     }
 
 
@@ -307,6 +366,13 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     labels = None
     if task_type == "classification":
         labels = classification_labels(load_split(spec["dataset"]["train"]))
+    packing = hp["packing"]
+    attention = "sdpa"
+    if packing and on_gpu and varlen_available():
+        attention = register_varlen_attention()
+    fused = on_gpu and hp["fused_kernels"] in ("auto", True) and liger_available()
+    if hp["fused_kernels"] is True and on_gpu and not fused:
+        raise ValueError("hyperparameters.fused_kernels: needs the liger-kernel package on the worker")
     model = load_model(
         model_base=spec["model_base"],
         approach=approach,
@@ -316,7 +382,17 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         use_bf16=use_bf16,
         labels=labels,
         random_init=spec["random_init"],
+        attn_implementation=attention,
     )
+    compiled = on_gpu and hp["compile"] in ("auto", True) and packing
+    if compiled:
+        compile_decoder_layers(model)
+    if packing:
+        reporter.log(
+            f"padding-free batches, attention {attention}, "
+            f"loss {'Liger fused linear+CE' if fused else 'chunked linear+CE'}, "
+            f"compiled layers {compiled}"
+        )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     reporter.log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.3f}%)")
@@ -327,7 +403,7 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         eval_dataset = _tokenized_split(spec["dataset"]["validation"], tokenizer, spec, reporter, labels)
 
     args = _training_arguments(spec, use_bf16=use_bf16, on_gpu=on_gpu)
-    reporter_callback = ReporterCallback(reporter)
+    reporter_callback = ReporterCallback(reporter, warmup_steps=spec["throughput_warmup_steps"])
     callbacks: list[TrainerCallback] = [reporter_callback]
     early_stopping_callback = None
     if early_stopping:
@@ -336,12 +412,21 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
             early_stopping_threshold=early_stopping["min_delta"],
         )
         callbacks.append(early_stopping_callback)
+    trainer_class: type[AtomicCheckpointTrainer] = AtomicCheckpointTrainer
+    compute_loss_func = None
     if task_type == "classification":
         collator: Any = DataCollatorWithPadding(tokenizer)
+    elif packing:
+        collator = PackedCollator(varlen_kwargs=attention != "sdpa")
+        trainer_class = PackedTrainer
+        PackedTrainer.micro_batch_tokens = micro_batch_tokens(hp)
+        compute_loss_func = PackedLoss(model, fused=fused, compute_dtype=torch.bfloat16 if use_bf16 else None)
     else:
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
-    trainer = Trainer(
+    # Checkpoints are written to a staging folder and renamed into place (experiments/training/checkpoints.py).
+    trainer = trainer_class(
         model=model,
+        compute_loss_func=compute_loss_func,
         args=args,
         data_collator=collator,
         train_dataset=train_dataset,
@@ -352,7 +437,13 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     )
     # The reporter owns the output; PrinterCallback would mix log dicts into StdoutReporter's JSON lines.
     trainer.remove_callback(PrinterCallback)
+    if fused:
+        decoder = base_causal_lm(model).get_decoder()
+        reporter.log(f"final norm forward: {getattr(decoder.norm.forward, '__qualname__', '?')}")
     output = trainer.train(resume_from_checkpoint=spec["resume_from_checkpoint"])
+    if attention != "sdpa":
+        # The saved model must load anywhere: our attention name is registered only in this process.
+        base_causal_lm(model).config._attn_implementation = "sdpa"
 
     final_path = output_dir / "final"
     trainer.save_model(str(final_path))
@@ -384,6 +475,7 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     for key in ("val_loss", "val_accuracy"):
         if key in reporter_callback.latest_metrics:
             result[key] = reporter_callback.latest_metrics[key]
+    result["processes"] = int(os.environ.get("WORLD_SIZE", "1"))
     if on_gpu:
         result["device"] = torch.cuda.get_device_name(0)
         result["peak_gpu_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -415,7 +507,65 @@ def _tokenized_split(
     return tokenized
 
 
-def _training_arguments(spec: dict[str, Any], *, use_bf16: bool, on_gpu: bool) -> TrainingArguments:
+def compile_decoder_layers(model: Any) -> None:
+    """torch.compile every decoder layer with dynamic shapes (packed rows vary in length): fuses the
+    element-wise work (norms, rotary, SwiGLU, LoRA scaling) and recomputes it in the backward pass
+    instead of keeping it, so fewer kernels run and fewer activations are stored."""
+    import torch._dynamo
+
+    decoder = base_causal_lm(model).get_decoder()
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        return
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    for layer in layers:
+        layer.compile(dynamic=True)
+
+
+class PackedTrainer(AtomicCheckpointTrainer):
+    """HF Trainer over padding-free batches. Each training step receives the whole optimizer step
+    (batch_size × gradient_accumulation samples, flattened) and runs it as micro-batches of whole
+    samples holding at most ``micro_batch_tokens`` tokens (see ``micro_batch_tokens()``), so memory is
+    bounded as for padded batches while typical micro-batches carry several times more real tokens.
+    Gradients accumulate across them; the
+    loss is normalised by the step's target count, exactly as gradient accumulation does. Real tokens
+    are counted from batch shapes on the host, so no step waits on the GPU for them."""
+
+    micro_batch_tokens = 4096
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        self.state.num_input_tokens_seen += int(inputs["input_ids"].shape[-1])
+        loss = None
+        for micro_batch in split_packed_batch(inputs, self.micro_batch_tokens):
+            part = super().training_step(model, micro_batch, num_items_in_batch)
+            loss = part if loss is None else loss + part
+        return loss
+
+
+class PackedLoss:
+    """Trainer's compute_loss_func for packed batches: the loss comes from the decoder's last hidden
+    state through chunked (or Liger's fused) linear + cross entropy, never from full-vocabulary logits
+    (the collator asks the model for the last position's logits only)."""
+
+    def __init__(self, model: Any, *, fused: bool, compute_dtype: torch.dtype | None = None) -> None:
+        self.hidden = FinalHiddenState(base_causal_lm(model))
+        self.fused = fused
+        self.compute_dtype = compute_dtype
+
+    def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        return chunked_causal_lm_loss(
+            self.hidden.take(),
+            self.hidden.head,
+            labels,
+            num_items_in_batch=num_items_in_batch,
+            fused=self.fused,
+            compute_dtype=self.compute_dtype,
+        )
+
+
+def _training_arguments(
+    spec: dict[str, Any], *, use_bf16: bool, on_gpu: bool, fused: bool = False
+) -> TrainingArguments:
     hp, checkpointing, early_stopping = spec["hyperparameters"], spec["checkpointing"], spec["early_stopping"]
     has_validation = spec["dataset"]["validation"] is not None
     wants_best = bool(early_stopping) or checkpointing["best_only"]
@@ -425,9 +575,11 @@ def _training_arguments(spec: dict[str, Any], *, use_bf16: bool, on_gpu: bool) -
     return TrainingArguments(
         output_dir=spec["output_dir"],
         learning_rate=hp["learning_rate"],
-        per_device_train_batch_size=hp["batch_size"],
+        # Packed: the Trainer hands over a whole optimizer step (batch_size × gradient_accumulation
+        # samples) and PackedTrainer splits it into micro-batches by token budget.
+        per_device_train_batch_size=hp["batch_size"] * (hp["gradient_accumulation"] if hp["packing"] else 1),
         per_device_eval_batch_size=hp["batch_size"],
-        gradient_accumulation_steps=hp["gradient_accumulation"],
+        gradient_accumulation_steps=1 if hp["packing"] else hp["gradient_accumulation"],
         num_train_epochs=hp["epochs"],
         max_steps=hp["max_steps"] or -1,
         # transformers 5 folded warmup_ratio into warmup_steps: a float below 1 is a ratio.
@@ -445,7 +597,12 @@ def _training_arguments(spec: dict[str, Any], *, use_bf16: bool, on_gpu: bool) -
         load_best_model_at_end=bool(early_stopping),
         metric_for_best_model=best_metric if wants_best else None,
         greater_is_better=greater_is_better if wants_best else None,
-        include_num_input_tokens_seen="non_padding",
+        # Packed batches have no padding: PackedTrainer counts their tokens from the batch shape.
+        include_num_input_tokens_seen="no" if hp["packing"] else "non_padding",
+        prediction_loss_only=spec["task_type"] != "classification",
+        optim="adamw_torch_fused" if on_gpu else "adamw_torch",
+        use_liger_kernel=fused,
+        liger_kernel_config={"fused_linear_cross_entropy": False, "cross_entropy": False} if fused else None,
         report_to="none",
         disable_tqdm=True,
         use_cpu=not on_gpu,

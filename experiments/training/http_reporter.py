@@ -75,6 +75,9 @@ class PlatformClient:
             {"step": step, "path": path, "metrics": metrics},
         )
 
+    def refuse(self, *, worker: str, reason: str) -> dict:
+        return self._call("POST", f"/worker/jobs/{self.job_id}/refuse", {"worker": worker, "reason": reason})
+
     def event(self, message: str, level: str = "info") -> dict:
         return self._call("POST", f"/worker/jobs/{self.job_id}/events", {"message": message, "level": level})
 

@@ -78,6 +78,7 @@ def load_model(
     use_bf16: bool,
     labels: list[str] | None = None,
     random_init: bool = False,
+    attn_implementation: str | None = None,
 ) -> torch.nn.Module:
     """Load the base for ``approach`` and wrap it with peft where the approach calls for it."""
     kwargs: dict[str, Any] = {}
@@ -89,6 +90,8 @@ def load_model(
             label2id={label: i for i, label in enumerate(labels)},
         )
     compute_dtype = torch.bfloat16 if use_bf16 else torch.float32
+    if attn_implementation and task_type != "classification":
+        kwargs["attn_implementation"] = attn_implementation
     if approach == "qlora":
         if not bitsandbytes_available():
             raise ValueError(
@@ -115,7 +118,9 @@ def load_model(
             if key in kwargs:
                 setattr(config, key, kwargs.pop(key))
         with torch.device("cuda" if on_gpu else "cpu"):
-            model = _auto_class(task_type).from_config(config, dtype=kwargs["dtype"])
+            model = _auto_class(task_type).from_config(
+                config, dtype=kwargs["dtype"], attn_implementation=kwargs.get("attn_implementation")
+            )
     else:
         model = _auto_class(task_type).from_pretrained(model_base, **kwargs)
     if task_type == "classification" and model.config.pad_token_id is None:

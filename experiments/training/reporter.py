@@ -77,3 +77,22 @@ class StdoutReporter:
 
     def should_stop(self) -> bool:
         return False
+
+
+class NullReporter:
+    """Reports nothing: the non-zero ranks of a multi-process run (rank 0 reports for all)."""
+
+    def metrics(self, step: int, values: dict[str, float], *, epoch: float | None = None) -> None:
+        pass
+
+    def progress(self, *, step: int, total_steps: int, epoch: float) -> None:
+        pass
+
+    def checkpoint(self, *, step: int, path: str, metrics: dict[str, float]) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False

@@ -5,13 +5,19 @@ the server URL and the artifact storage — never database credentials."""
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import traceback
+from pathlib import Path
 
 import httpx
 
@@ -134,25 +140,130 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
                 log.info("job %s: nothing to run (%s)", job_id, exc)
                 return "skipped"
             raise
+        reason = refusal_reason(spec, gpu_info())
+        if reason:
+            # Hand it back: the platform queues it again for another worker (or fails it in the end).
+            log.warning("job %s: refused: %s", job_id, reason)
+            client.refuse(worker=name or worker_name(), reason=reason)
+            return "refused"
         client.status("running", worker=name or worker_name())
+        gpus = int((spec.get("resources") or {}).get("gpus") or 1)
         reporter = HttpReporter(client)
         try:
-            result = train(spec, reporter)
+            if gpus > 1:
+                reporter.log(f"launching {gpus} processes with torchrun (data parallel, one per GPU)")
+                reporter.close(timeout=30)  # rank 0 of the launched run reports from here on
+                reporter = _NoReports()
+                result = train_distributed(spec, gpus, server_url=server_url, token=token)
+            else:
+                result = train(spec, reporter)
         except Exception as exc:
+            from experiments.training.failures import describe_failure
+
             reporter.close(timeout=30)
-            message = f"{type(exc).__name__}: {exc}"
+            # Out of memory says what to change; a failed checkpoint says where and why (failures.py).
+            message = describe_failure(exc, hyperparameters=spec.get("hyperparameters"))
             log.error("job %s failed: %s\n%s", job_id, message, traceback.format_exc())
-            client.status("failed", error=message)
-            return "failed"
+            return _report_final(client, job_id, "failed", error=message)
         if not reporter.close():
             log.warning("job %s: some reports could not be delivered", job_id)
         final = "cancelled" if result.get("stopped") == "cancelled" else "succeeded"
-        client.status(final, final_model_path=result.get("final_model_path", ""), result=_summary(result))
-        return final
+        return _report_final(
+            client,
+            job_id,
+            final,
+            final_model_path=result.get("final_model_path", ""),
+            result=_summary(result),
+        )
     finally:
         _current_job["job_id"] = None
         _job_changed.set()
         client.close()
+
+
+def offered_gpu_memory_mb(info: dict) -> int | None:
+    """GPU memory this worker offers a job: T4DM_WORKER_GPU_MEMORY_MB (a share of a GPU, a MIG slice),
+    else the GPU's total; None on a machine without a GPU."""
+    override = os.environ.get("T4DM_WORKER_GPU_MEMORY_MB", "").strip()
+    if override:
+        return int(override)
+    return info.get("gpu_memory_total_mb") if info.get("gpu_count") else None
+
+
+def refusal_reason(spec: dict, info: dict) -> str | None:
+    """Why this worker cannot run the job, or None: the estimate's GPU memory (per GPU) is more than
+    its GPU has, or the job asks for more GPUs than it has (CPU runs are never refused here)."""
+    resources = spec.get("resources") or {}
+    hp = spec.get("hyperparameters") or {}
+    gpus = int(resources.get("gpus") or 1)
+    if hp.get("device") == "cpu":
+        return None
+    if gpus > 1 and int(info.get("gpu_count") or 0) < gpus:
+        return f"needs {gpus} GPUs; this worker has {int(info.get('gpu_count') or 0)}"
+    needed, offered = resources.get("gpu_memory_mb"), offered_gpu_memory_mb(info)
+    if needed and offered is not None and offered < needed:
+        return (
+            f"needs {needed:,} MiB of GPU memory (estimate); this worker offers {offered:,} MiB"
+            f"{' on ' + info['gpu_name'] if info.get('gpu_name') else ''}"
+        )
+    return None
+
+
+def train_distributed(spec: dict, processes: int, *, server_url: str | None, token: str | None) -> dict:
+    """Run the engine in ``processes`` data-parallel processes with torchrun (one per GPU); rank 0
+    reports to the platform and writes the result. Raises with the run's last output on failure."""
+    with tempfile.TemporaryDirectory(prefix="t4dm-ddp-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+            "-m", "experiments.training", "--config", str(spec_path), "--result", str(result_path),
+        ]
+        env = dict(os.environ)
+        if server_url and token:
+            command += ["--report-to", server_url]
+            env["T4DM_JOB_TOKEN"] = token  # not on the command line, where `ps` would show it
+        run = subprocess.run(command, env=env, capture_output=True, text=True)
+        if run.returncode != 0 or not result_path.is_file():
+            lines = (run.stderr or run.stdout).strip().splitlines()
+            # torchrun ends with its own summary; the processes' exception line says what went wrong
+            errors = [line.strip() for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*: ", line.strip())]
+            detail = errors[0] if errors else "\n".join(lines[-15:])
+            raise RuntimeError(f"the {processes}-process run failed (exit {run.returncode}): {detail}")
+        return json.loads(result_path.read_text())
+
+
+class _NoReports:
+    """Stands in for the reporter while the launched processes report themselves."""
+
+    def close(self, timeout: float = 0) -> bool:
+        return True
+
+
+def _report_final(
+    client: PlatformClient, job_id: str, status: str, *, retry_for: float = 600.0, **fields
+) -> str:
+    """Report the final status, retrying while the server is away (a restart, a network blip)."""
+    deadline, delay = time.monotonic() + retry_for, 0.5
+    while True:
+        try:
+            client.status(status, **fields)
+            return status
+        except PlatformError as exc:
+            # 401: the platform declared this worker lost and requeued the job under a new token (another
+            # run resumes it); 409: it was finished meanwhile (or a retried report had landed).
+            if exc.status in (401, 403, 409):
+                log.warning(
+                    "job %s: %s not recorded, the job was taken from this worker (%s)", job_id, status, exc
+                )
+                return "abandoned"
+            raise
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("job %s: final status not delivered (%s); retrying in %.1fs", job_id, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _quiet_libraries() -> None:

@@ -122,7 +122,8 @@ def test_the_worker_flow_with_a_job_token(api, researcher, demo_config, django_c
     }
     assert post("progress", {"step": 3, "total_steps": 10, "epoch": 0.3}).status_code == 200
     assert (
-        post("checkpoints", {"step": 3, "path": "/tmp/ckpt-3", "metrics": {"loss": 1.0}}).status_code == 201
+        post("checkpoints", {"step": 3, "path": f"{job.output_dir}/checkpoint-3", "metrics": {"loss": 1.0}}).status_code
+        == 201
     )
     api.post(researcher, f"/jobs/{job_id}/cancel")
     assert post("progress", {"step": 4, "total_steps": 10, "epoch": 0.4}).json()["cancel_requested"] is True
@@ -183,8 +184,50 @@ def test_the_best_checkpoint_reported_at_success_is_marked(
 
     post("status", {"status": "running", "worker": "w1"})
     for step in (10, 20, 30):
-        post("checkpoints", {"step": step, "path": f"/ckpt/checkpoint-{step}", "metrics": {"val_loss": 1.0}})
+        # Reported folders must lie under the artifact root (the job's output_dir is).
+        post("checkpoints", {"step": step, "path": f"{job.output_dir}/checkpoint-{step}", "metrics": {"val_loss": 1.0}})
     with django_capture_on_commit_callbacks(execute=False):
-        done = post("status", {"status": "succeeded", "result": {"best_checkpoint": "/ckpt/checkpoint-20"}})
+        best = f"{job.output_dir}/checkpoint-20"
+        done = post("status", {"status": "succeeded", "result": {"best_checkpoint": best}})
     assert done.status_code == 200
     assert list(Checkpoint.objects.filter(job=job, is_best=True).values_list("step", flat=True)) == [20]
+
+
+def test_a_worker_hands_back_a_job_it_cannot_hold_and_it_fails_after_the_limit(
+    api, researcher, demo_config, django_capture_on_commit_callbacks, settings
+):
+    from django.test import Client
+
+    settings.JOB_MAX_REFUSALS = 2
+    with django_capture_on_commit_callbacks(execute=False):
+        job_id = api.post(researcher, "/jobs", {"config_id": demo_config.public_id}).json()["job_id"]
+    job = TrainingJob.objects.get(pk=int(job_id.split("-")[1]))
+    token = job.issue_token()
+    worker = Client(headers={"Authorization": f"Bearer {token}"})
+    spec = worker.get(f"/api/v1/worker/jobs/{job_id}/spec").json()
+    assert spec["resources"]["gpus"] == 1 and spec["resources"]["gpu_memory_mb"] > 0  # from the estimate
+    reason = "needs 40,000 MiB of GPU memory (estimate); this worker offers 23,034 MiB on NVIDIA L4"
+
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        first = worker.post(
+            f"/api/v1/worker/jobs/{job_id}/refuse", {"worker": "l4-box", "reason": reason},
+            content_type="application/json",
+        )
+    assert first.status_code == 200 and first.json() == {"requeued": True, "refusals": 1}
+    # a new message, with a new token, for another worker
+    assert sum("_enqueue_on_commit" in callback.__qualname__ for callback in enqueued) == 1
+    assert worker.get(f"/api/v1/worker/jobs/{job_id}/spec").status_code == 401  # the old token is void
+    job.refresh_from_db()
+    assert job.status == "queued"
+
+    new_token = job.issue_token()
+    again = Client(headers={"Authorization": f"Bearer {new_token}"}).post(
+        f"/api/v1/worker/jobs/{job_id}/refuse", {"worker": "l4-box", "reason": reason},
+        content_type="application/json",
+    )
+    assert again.json() == {"requeued": False, "refusals": 2}
+    job.refresh_from_db()
+    assert job.status == "failed" and "no worker could take it after 2 refusals" in job.error
+    assert reason in job.error
+    events = [e.message for e in job.events.order_by("id")]
+    assert sum(m.startswith("refused by l4-box: needs 40,000 MiB") for m in events) == 2

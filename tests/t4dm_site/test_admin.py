@@ -11,6 +11,8 @@ PROJECT_APPS = {
     "datasets_app",
     "experiments",
     "models_registry",
+    "workflows",
+    "integrations",
     "human_eval",
     "openai_compat",
     "mlflow_compat",

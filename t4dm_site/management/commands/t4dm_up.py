@@ -9,6 +9,7 @@ same check for a cron job).
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,10 +59,15 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         interval = settings.REAP_INTERVAL_SECONDS
-        next_reap = time.monotonic() + interval
+        # A web side that was just (re)started gives workers one full timeout, counted from when it
+        # accepts connections, to get a heartbeat through before it judges them: their last heartbeats
+        # are old because the server itself was away.
+        next_reap = float("inf")
         try:
             while not stopping and all(p.poll() is None for p in processes.values()):
                 time.sleep(0.2)
+                if next_reap == float("inf") and _accepting(host, port):
+                    next_reap = time.monotonic() + max(interval, settings.HEARTBEAT_TIMEOUT)
                 if interval and time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + interval
                     self._reap_lost_jobs()
@@ -89,6 +95,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"{job.public_id}: its worker stopped heartbeating; now {job.status}")
         except Exception as exc:  # the database may be briefly locked or away; try again next round
             self.stderr.write(f"lost-job check failed: {exc}")
+
+
+def _accepting(host: str, port: str) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "::") else host, int(port)), 0.5):
+            return True
+    except OSError:
+        return False
 
 
 def worker_command() -> list[str]:

@@ -1,0 +1,154 @@
+"""A Workflow is one run of the seed's fine-tuning chain; each WorkflowStep records one link of it
+(status, timing, error, output links) so a failed chain can be retried from the failed step."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from t4dm_site.public_ids import PublicIdMixin
+
+
+class WorkflowStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StepName(models.TextChoices):
+    PREPARE = "prepare"
+    VALIDATE = "validate"
+    CONFIGURE = "configure"
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+    VERSION = "version"
+    PROMOTE = "promote"
+
+
+STEP_ORDER = list(StepName.values)
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Workflow(PublicIdMixin, models.Model):
+    PUBLIC_ID_PREFIX = "wf"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="workflows")
+    name = models.CharField(max_length=200)
+    input_spec = models.JSONField(default=dict, help_text="What the workflow was asked to do.")
+    status = models.CharField(max_length=20, choices=WorkflowStatus.choices, default=WorkflowStatus.PENDING)
+    error = models.TextField(blank=True)
+    # What the steps produced, for the hooks that continue the chain and for the result page.
+    dataset_version = models.ForeignKey(
+        "datasets_app.DatasetVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    config = models.ForeignKey(
+        "experiments.TrainingConfig", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job = models.ForeignKey(
+        "experiments.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="workflows"
+    )
+    evaluation = models.ForeignKey(
+        "experiments.Evaluation", null=True, blank=True, on_delete=models.SET_NULL, related_name="workflows"
+    )
+    model_version = models.ForeignKey(
+        "models_registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.name}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
+
+    def mark_running(self) -> None:
+        self.status = WorkflowStatus.RUNNING
+        self.started_at = self.started_at or timezone.now()
+        self.finished_at = None
+        self.error = ""
+        self.save(update_fields=["status", "started_at", "finished_at", "error"])
+
+    def mark_succeeded(self) -> None:
+        self.status = WorkflowStatus.SUCCEEDED
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "finished_at"])
+
+    def mark_failed(self, *, error: str) -> None:
+        self.status = WorkflowStatus.FAILED
+        self.error = error
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "error", "finished_at"])
+
+
+class WorkflowStep(models.Model):
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=20, choices=StepName.choices)
+    position = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    output = models.JSONField(default=dict, blank=True, help_text="Ids, links and figures the step produced.")
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["workflow", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="workflow_step_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.public_id} {self.name} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+    def mark_running(self) -> None:
+        self.status = StepStatus.RUNNING
+        self.started_at = timezone.now()
+        self.finished_at = None
+        self.error = ""
+        self.attempts += 1
+        self.save(update_fields=["status", "started_at", "finished_at", "error", "attempts"])
+
+    def mark_succeeded(self, *, output: dict) -> None:
+        self.status = StepStatus.SUCCEEDED
+        self.output = output
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "output", "finished_at"])
+
+    def mark_failed(self, *, error: str) -> None:
+        self.status = StepStatus.FAILED
+        self.error = error
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "error", "finished_at"])
+
+    def mark_skipped(self, *, reason: str) -> None:
+        self.status = StepStatus.SKIPPED
+        self.output = {"reason": reason}
+        self.save(update_fields=["status", "output"])
+
+    def reset_for_retry(self) -> None:
+        self.status = StepStatus.PENDING
+        self.error = ""
+        self.finished_at = None
+        self.save(update_fields=["status", "error", "finished_at"])

@@ -1,0 +1,60 @@
+"""The live workflow websocket: the workflow on connect, then each change of a step; others refused."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from experiments.workflows.models import STEP_ORDER, Workflow, WorkflowStep
+from t4dm_site.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture
+def workflow(researcher):
+    # Created directly: what the consumer shows is under test here, not running the steps.
+    created = Workflow.objects.create(owner=researcher, name="live", input_spec={"source": "knowledge"})
+    WorkflowStep.objects.bulk_create(
+        WorkflowStep(workflow=created, name=name, position=i) for i, name in enumerate(STEP_ORDER)
+    )
+    created.mark_running()
+    return created
+
+
+def _communicator(workflow, token: str | None) -> WebsocketCommunicator:
+    headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    return WebsocketCommunicator(application, f"/ws/workflows/{workflow.public_id}/", headers=headers)
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_anonymous_and_other_users_are_refused(workflow, make_user):
+    connected, code = await _communicator(workflow, token=None).connect()
+    assert not connected and code == 4401
+    other = await sync_to_async(make_user)("oscar")
+    connected, code = await _communicator(workflow, token=other.raw_token).connect()
+    assert not connected and code == 4404
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_the_workflow_then_each_step_change(workflow, researcher):
+    communicator = _communicator(workflow, token=researcher.raw_token)
+    assert (await communicator.connect())[0]
+
+    first = await communicator.receive_json_from(timeout=5)
+    assert first["type"] == "workflow" and first["workflow"]["workflow_id"] == workflow.public_id
+    assert {s["status"] for s in first["workflow"]["steps"]} == {"pending"}
+
+    step = await sync_to_async(workflow.steps.get)(name="prepare")
+    await sync_to_async(step.mark_running)()
+    changed = await communicator.receive_json_from(timeout=5)
+    assert changed["workflow"]["steps"][0]["status"] == "running"
+    # nothing else changed: no message for a second or more
+    assert await communicator.receive_nothing(timeout=1.5)
+    await communicator.disconnect()

@@ -145,7 +145,7 @@ class CheckpointIn(Schema):
 
 class RefuseIn(Schema):
     worker: str = Field("", max_length=200)
-    reason: str = Field(..., min_length=1, max_length=2000)
+    reason: str = Field("", max_length=2000)  # required: checked after the job token (400)
 
 
 class EventIn(Schema):

@@ -542,6 +542,8 @@ REFUSED_PREFIX = "refused by "
 def job_refuse(*, job: TrainingJob, worker: str, reason: str) -> dict:
     """A worker that cannot run the job (too little GPU memory, too few GPUs) hands it back: it is
     queued again for another worker, up to JOB_MAX_REFUSALS times, then failed with the reason."""
+    if not reason.strip():
+        raise InvalidInput("reason: say why this worker cannot run the job")
     job = TrainingJob.objects.select_for_update().get(pk=job.pk)
     if job.status != JobStatus.QUEUED:
         raise Conflict(f"{job.public_id} is {job.status}; only a queued job can be refused", code="not_queued")

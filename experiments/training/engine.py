@@ -5,6 +5,7 @@ No Django here: the platform sees the run only through the ``Reporter`` it passe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -536,8 +537,13 @@ class PackedTrainer(AtomicCheckpointTrainer):
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         self.state.num_input_tokens_seen += int(inputs["input_ids"].shape[-1])
         loss = None
-        for micro_batch in split_packed_batch(inputs, self.micro_batch_tokens):
-            part = super().training_step(model, micro_batch, num_items_in_batch)
+        micro_batches = split_packed_batch(inputs, self.micro_batch_tokens)
+        for index, micro_batch in enumerate(micro_batches):
+            # Ranks cut their steps into different numbers of micro-batches: gradients are reduced
+            # once per step (on the last), so every rank joins the same collectives.
+            last = index == len(micro_batches) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
+                part = super().training_step(model, micro_batch, num_items_in_batch)
             loss = part if loss is None else loss + part
         return loss
 

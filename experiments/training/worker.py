@@ -209,7 +209,9 @@ def refusal_reason(spec: dict, info: dict) -> str | None:
     return None
 
 
-def train_distributed(spec: dict, processes: int, *, server_url: str | None, token: str | None) -> dict:
+def train_distributed(
+    spec: dict, processes: int, *, server_url: str | None, token: str | None, timeout: float | None = None
+) -> dict:
     """Run the engine in ``processes`` data-parallel processes with torchrun (one per GPU); rank 0
     reports to the platform and writes the result. Raises with the run's last output on failure."""
     with tempfile.TemporaryDirectory(prefix="t4dm-ddp-") as tmp:
@@ -223,7 +225,7 @@ def train_distributed(spec: dict, processes: int, *, server_url: str | None, tok
         if server_url and token:
             command += ["--report-to", server_url]
             env["T4DM_JOB_TOKEN"] = token  # not on the command line, where `ps` would show it
-        run = subprocess.run(command, env=env, capture_output=True, text=True)
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         if run.returncode != 0 or not result_path.is_file():
             lines = (run.stderr or run.stdout).strip().splitlines()
             # torchrun ends with its own summary; the processes' exception line says what went wrong

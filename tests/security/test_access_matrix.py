@@ -132,7 +132,7 @@ _policy(
     JOB_WORKER,
     "GET /api/v1/worker/jobs/{job_id}/spec", "POST /api/v1/worker/jobs/{job_id}/status",
     "POST /api/v1/worker/jobs/{job_id}/progress", "POST /api/v1/worker/jobs/{job_id}/checkpoints",
-    "POST /api/v1/worker/jobs/{job_id}/events",
+    "POST /api/v1/worker/jobs/{job_id}/events", "POST /api/v1/worker/jobs/{job_id}/refuse",
 )  # fmt: skip
 _policy(INGEST, "POST /api/v1/ingest/jobs/{job_id}/metrics")
 _policy(WORKER_SECRET, "POST /api/v1/worker/heartbeat")
@@ -178,6 +178,9 @@ BODIES = {
     "POST /api/v1/worker/jobs/{job_id}/progress": {"step": 1, "total_steps": 10, "epoch": 0.1},
     "POST /api/v1/worker/jobs/{job_id}/checkpoints": {"step": 1, "path": "checkpoint-1"},
     "POST /api/v1/worker/jobs/{job_id}/events": {"message": "hello"},
+    # past the token check, a refusal without a reason is a 400: a real refusal would requeue the job
+    # under a new token and void the one the other rows use
+    "POST /api/v1/worker/jobs/{job_id}/refuse": {"worker": "w"},
     "POST /api/v1/models/{model_id}/versions/{version}/stage": {"stage": "staging"},
     "POST /api/v1/human-eval/assignments/{assignment_id}/rating": {"scores": {"overall": 4}},
     "POST /api/v1/human-eval/assignments/{assignment_id}/draft": {"scores": {"overall": 4}},

@@ -10,12 +10,17 @@ from experiments.training.worker import refusal_reason, train_distributed
 
 
 def test_two_processes_train_one_job_and_rank_zero_reports(make_spec, tmp_path: Path) -> None:
+    # Micro-batches of at most 128 tokens: the two ranks split their steps into different numbers of
+    # micro-batches, and still synchronise gradients once per step (a mismatch would hang the run).
     spec = make_spec(
-        hyperparameters={"device": "cpu", "max_steps": 6, "gradient_accumulation": 2, "logging_steps": 1},
+        hyperparameters={
+            "device": "cpu", "max_steps": 6, "gradient_accumulation": 2, "logging_steps": 1,
+            "max_seq_length": 128, "micro_batch_tokens": 128,
+        },
         checkpointing={"save_steps": 3, "save_total_limit": 2, "best_only": False},
-    )
+    )  # fmt: skip
 
-    result = train_distributed(spec, 2, server_url=None, token=None)
+    result = train_distributed(spec, 2, server_url=None, token=None, timeout=300)
 
     assert result["processes"] == 2
     assert (result["global_step"], result["stopped"]) == (6, "completed")

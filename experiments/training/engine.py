@@ -57,7 +57,7 @@ from experiments.training.packing import (
     varlen_available,
 )
 from experiments.training.reporter import Reporter
-from experiments.training.resources import micro_batch_tokens
+from experiments.training.resources import micro_batch_tokens, packable_run
 
 DEVICES = ("auto", "cuda", "cpu")
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -270,7 +270,7 @@ def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
     for key in ("packing", "fused_kernels", "compile"):
         if hp[key] not in SWITCHES:
             raise ValueError(f"hyperparameters.{key}: must be \"auto\", true or false, got {hp[key]!r}")
-    packable = task_type != "classification" and approach != "prompt_tuning"
+    packable = packable_run(approach, task_type)
     if hp["packing"] is True and not packable:
         raise ValueError(
             "hyperparameters.packing: only for chat, instruction and completion with full, lora or qlora"
@@ -438,9 +438,6 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     )
     # The reporter owns the output; PrinterCallback would mix log dicts into StdoutReporter's JSON lines.
     trainer.remove_callback(PrinterCallback)
-    if fused:
-        decoder = base_causal_lm(model).get_decoder()
-        reporter.log(f"final norm forward: {getattr(decoder.norm.forward, '__qualname__', '?')}")
     output = trainer.train(resume_from_checkpoint=spec["resume_from_checkpoint"])
     if attention != "sdpa":
         # The saved model must load anywhere: our attention name is registered only in this process.

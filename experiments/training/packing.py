@@ -5,8 +5,7 @@ Three parts, each exact (the packed loss equals the padded loss on the same samp
 - ``PackedCollator``: a micro-batch of samples becomes one row with no padding (transformers'
   ``DataCollatorWithFlattening``): position ids restart at 0 for every sample, the first label of each
   sample is ignored, so no token is trained to predict across a sample boundary, and the cumulative
-  sequence lengths travel with the batch. It counts the real tokens on the host, so throughput needs
-  no device synchronisation.
+  sequence lengths travel with the batch.
 - Per-document attention: on CUDA, ``torch.nn.attention.varlen.varlen_attn`` (FlashAttention's varlen
   kernel shipped in PyTorch) registered as the ``t4dm_varlen`` attention implementation: each sample
   attends only to itself, and no mask is built. Elsewhere SDPA, for which transformers derives the
@@ -33,7 +32,7 @@ LOSS_CHUNK_TOKENS = 1024
 
 
 class PackedCollator:
-    """Flatten a micro-batch into one padding-free row; counts the real (non-padding) tokens."""
+    """Flatten a micro-batch into one padding-free row."""
 
     def __init__(self, *, varlen_kwargs: bool) -> None:
         self._flatten = DataCollatorWithFlattening(
@@ -41,12 +40,10 @@ class PackedCollator:
             separator_id=IGNORE_INDEX,
             return_flash_attn_kwargs=varlen_kwargs,
         )
-        self.tokens_seen = 0
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         features = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features]
         batch = self._flatten(features)
-        self.tokens_seen += int(batch["input_ids"].shape[-1])
         # The loss is computed from the last hidden state (see chunked_causal_lm_loss): the model's head
         # runs on the last position only, and training keeps no key/value cache.
         batch["logits_to_keep"] = 1

@@ -214,13 +214,14 @@ def micro_batch_tokens(hp: dict[str, Any]) -> int:
     return max(seq, int(hp.get("batch_size", 4)) * seq * 3 // 4)
 
 
+def packable_run(approach: str, task_type: str) -> bool:
+    """Padding-free batches apply to generative tasks trained with full, LoRA or QLoRA."""
+    return task_type != "classification" and approach in PACKABLE_APPROACHES
+
+
 def packs(approach: str, hp: dict[str, Any], task_type: str = "chat") -> bool:
     """Whether the engine trains this run padding-free (see engine.normalize_spec)."""
-    return (
-        task_type != "classification"
-        and approach in PACKABLE_APPROACHES
-        and hp.get("packing", "auto") in ("auto", True)
-    )
+    return packable_run(approach, task_type) and hp.get("packing", "auto") in ("auto", True)
 
 
 def memory_breakdown(

@@ -148,24 +148,24 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
             return "refused"
         client.status("running", worker=name or worker_name())
         gpus = int((spec.get("resources") or {}).get("gpus") or 1)
-        reporter = HttpReporter(client)
+        # Several GPUs: the launched run's rank 0 reports itself; one GPU: this process reports.
+        reporter = HttpReporter(client) if gpus == 1 else None
         try:
-            if gpus > 1:
-                reporter.log(f"launching {gpus} processes with torchrun (data parallel, one per GPU)")
-                reporter.close(timeout=30)  # rank 0 of the launched run reports from here on
-                reporter = _NoReports()
+            if reporter is None:
+                client.event(f"launching {gpus} processes with torchrun (data parallel, one per GPU)")
                 result = train_distributed(spec, gpus, server_url=server_url, token=token)
             else:
                 result = train(spec, reporter)
         except Exception as exc:
             from experiments.training.failures import describe_failure
 
-            reporter.close(timeout=30)
+            if reporter is not None:
+                reporter.close(timeout=30)
             # Out of memory says what to change; a failed checkpoint says where and why (failures.py).
             message = describe_failure(exc, hyperparameters=spec.get("hyperparameters"))
             log.error("job %s failed: %s\n%s", job_id, message, traceback.format_exc())
             return _report_final(client, job_id, "failed", error=message)
-        if not reporter.close():
+        if reporter is not None and not reporter.close():
             log.warning("job %s: some reports could not be delivered", job_id)
         final = "cancelled" if result.get("stopped") == "cancelled" else "succeeded"
         return _report_final(
@@ -233,13 +233,6 @@ def train_distributed(
             detail = errors[0] if errors else "\n".join(lines[-15:])
             raise RuntimeError(f"the {processes}-process run failed (exit {run.returncode}): {detail}")
         return json.loads(result_path.read_text())
-
-
-class _NoReports:
-    """Stands in for the reporter while the launched processes report themselves."""
-
-    def close(self, timeout: float = 0) -> bool:
-        return True
 
 
 def _report_final(

@@ -10,8 +10,8 @@ from experiments.training.worker import refusal_reason, train_distributed
 
 
 def test_two_processes_train_one_job_and_rank_zero_reports(make_spec, tmp_path: Path) -> None:
-    # Micro-batches of at most 128 tokens: the two ranks split their steps into different numbers of
-    # micro-batches, and still synchronise gradients once per step (a mismatch would hang the run).
+    # Micro-batches of at most 128 tokens: each rank cuts its steps into several micro-batches and
+    # reduces gradients once per step (before that change this run also passed: it does not prove it).
     spec = make_spec(
         hyperparameters={
             "device": "cpu", "max_steps": 6, "gradient_accumulation": 2, "logging_steps": 1,

@@ -254,6 +254,20 @@ def run_engine(spec: dict, warmup: int) -> dict:
     return out
 
 
+def run_engine_distributed(spec: dict, warmup: int, gpus: int) -> dict:
+    """The engine under torchrun on ``gpus`` GPUs, as a worker launches a job with ``gpus: N``."""
+    from experiments.training.worker import train_distributed
+
+    _free()
+    result = train_distributed(
+        {**spec, "throughput_warmup_steps": warmup}, gpus, server_url=None, token=None, timeout=1800
+    )
+    out = {"tokens_per_sec": result["tokens_per_sec"], "processes": result["processes"]}
+    if "peak_gpu_memory_allocated_mb" in result:
+        out["peak_mb"] = result["peak_gpu_memory_allocated_mb"]  # rank 0's
+    return out
+
+
 def _prepare(root: Path, shape: str, approach: str, steps: int, *, fixed: bool = False) -> tuple[Path, dict]:
     case_dir = root / f"{shape}-{approach}{'-fixed' if fixed else ''}"
     prepare_benchmark(
@@ -289,6 +303,8 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
         row: dict[str, Any] = {"case": name, "mean_len": sum(lengths) / len(lengths)}
         runs = [] if args.no_baseline else [("hf", partial(run_baseline, case_dir, spec, args.warmup))]
         runs.append(("t4dm", partial(run_engine, spec, args.warmup)))
+        if args.gpus > 1:  # the same job on several GPUs: each rank takes the same per-GPU batch
+            runs.append((f"t4dm-{args.gpus}gpu", partial(run_engine_distributed, spec, args.warmup, args.gpus)))
         for i, variant in enumerate(args.variants or []):
             varied = json.loads(json.dumps(spec))
             varied["hyperparameters"].update(variant)
@@ -307,7 +323,8 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
                 row[label] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             peak = peak_flops()
             if peak and "tokens_per_sec" in row[label]:
-                row[label]["mfu"] = row[label]["tokens_per_sec"] * per_token / peak
+                gpus = row[label].get("processes", 1)  # MFU per GPU
+                row[label]["mfu"] = row[label]["tokens_per_sec"] * per_token / (peak * gpus)
             print(json.dumps({name: {label: row[label]}}), flush=True)
         rows.append(row)
     return rows
@@ -346,6 +363,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--no-baseline", action="store_true", help="engine only (exploring settings)")
+    parser.add_argument("--gpus", type=int, default=1, help="also run the engine on this many GPUs (torchrun)")
     parser.add_argument("--profile", action="store_true", help="profile the engine's CUDA kernels")
     parser.add_argument("--variants", type=json.loads, default=None,
                         help='JSON list of hyperparameter overrides, each run as an extra engine row')
@@ -394,6 +412,19 @@ def main() -> int:
                        if "peak_mb" in hf else "")
                 print(f"{r['case']:10} {hf['tokens_per_sec']:10,.0f} {t4['tokens_per_sec']:11,.0f} {ratio:5.2f}x "
                       f"{mfu} {mem}")
+            if args.gpus > 1:
+                label = f"t4dm-{args.gpus}gpu"
+                print(f"\n{'case':10} {'1 GPU tok/s':>12} {f'{args.gpus} GPUs tok/s':>13} {'scaling':>8}"
+                      f" {'efficiency':>10} {'MFU/GPU':>8}")
+                for r in rows:
+                    one, many = r.get("t4dm", {}), r.get(label, {})
+                    if "tokens_per_sec" not in one or not many.get("tokens_per_sec"):
+                        print(f"{r['case']:10} error: {one.get('error') or many.get('error')}")
+                        continue
+                    scale = many["tokens_per_sec"] / one["tokens_per_sec"]
+                    mfu = f"{100 * many['mfu']:7.1f}%" if "mfu" in many else f"{'-':>8}"
+                    print(f"{r['case']:10} {one['tokens_per_sec']:12,.0f} {many['tokens_per_sec']:13,.0f}"
+                          f" {scale:7.2f}x {100 * scale / args.gpus:9.1f}% {mfu}")
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2, default=str))
     return 0

@@ -8,6 +8,8 @@ the cursor is the point id, a client that reconnects with its last id gets exact
 
 from __future__ import annotations
 
+import json
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -65,10 +67,18 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong"})
 
     async def job_points(self, event):
-        fresh = [p for p in event["points"] if p["id"] > self.last_id]
-        if not fresh:
+        # The ingest broadcasts the new points as JSON text, ids ascending. The usual case, a batch
+        # wholly after what this client has, is forwarded as it is — no decoding per viewer.
+        if event["last_id"] <= self.last_id:
             return
-        self.last_id = max(p["id"] for p in fresh)
+        if event["first_id"] > self.last_id:
+            self.last_id = event["last_id"]
+            await self.send(
+                text_data=f'{{"type": "points", "points": {event["points_json"]}, "last_id": {self.last_id}}}'
+            )
+            return
+        fresh = [p for p in json.loads(event["points_json"]) if p["id"] > self.last_id]
+        self.last_id = event["last_id"]
         await self.send_json({"type": "points", "points": fresh, "last_id": self.last_id})
 
     async def job_status(self, event):

@@ -13,19 +13,22 @@ take the ORM path, with the same guarantees.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 
 from experiments.live import broadcast_on_commit
 from experiments.models import MetricPoint, MetricRollup, TrainingJob
-from t4dm_site.errors import Conflict, InvalidInput, PayloadTooLarge
+from t4dm_site.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from t4dm_site.public_ids import format_public_id
 
-METRIC_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./\-]{0,99}$")
+# The same pattern runs in PostgreSQL (`~`) and in Python (fullmatch): `-` last, no Python-only syntax.
+METRIC_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,99}$")
 MAX_STEP = 2**63 - 1  # a PostgreSQL bigint
 
 # (id, key, step, value, wall_time) of a stored point.
@@ -45,10 +48,6 @@ class PointIn:
 class IngestResult:
     created: int
     duplicates: int
-
-
-def point_to_message(point: MetricPoint) -> dict:
-    return {"id": point.id, "key": point.key, "step": point.step, "value": point.value, "t": point.wall_time}
 
 
 def _problems(index: int, p: PointIn, bad_keys: set[str]) -> list[dict]:
@@ -82,7 +81,7 @@ def _validate(points: list[PointIn]) -> None:
     # A batch has a handful of distinct keys: check each once. Then one cheap pass finds whether any
     # point is bad at all; only then is the batch walked again to name every problem.
     bad_keys = {
-        key for key in {p.key for p in points} if not (isinstance(key, str) and METRIC_KEY.match(key))
+        key for key in {p.key for p in points} if not (isinstance(key, str) and METRIC_KEY.fullmatch(key))
     }
     isfinite = math.isfinite
     clean = not bad_keys and all(
@@ -108,18 +107,51 @@ def _validate(points: list[PointIn]) -> None:
 
 _POINTS = MetricPoint._meta.db_table
 _ROLLUPS = MetricRollup._meta.db_table
+_JOBS = TrainingJob._meta.db_table
+# The statement takes the request body as it came (json): PostgreSQL parses it, checks every point,
+# and — only when all are good — inserts the new ones, folds them into the rollups, merges the latest
+# values into the job row and returns the inserted points as the broadcast's JSON. The web process
+# touches no point. A batch that fails a check (or that PostgreSQL cannot even read) inserts nothing;
+# the caller then runs the Python validator, which names the bad point.
 _INSERT_POSTGRESQL = f"""
-WITH incoming AS (
-    SELECT * FROM unnest(%s::text[], %s::bigint[], %s::float8[], %s::float8[], %s::float8[])
-        AS t(key, step, value, wall_time, epoch)
+WITH body AS (
+    SELECT %(body)s::json -> 'points' AS points
+), incoming AS (
+    SELECT t.raw_key #>> '{{}}' AS key, t.raw_key::text AS raw_key, t.step, t.value,
+           COALESCE(t.wall_time, %(now)s) AS wall_time, t.wall_time AS sent_wall_time, t.epoch, t.i
+    FROM body, ROWS FROM (
+        json_to_recordset(CASE json_typeof(points) WHEN 'array' THEN points ELSE '[]' END)
+        AS (key json, step bigint, value float8, wall_time float8, epoch float8)
+    ) WITH ORDINALITY AS t(raw_key, step, value, wall_time, epoch, i)
+), problems AS (
+    -- A value PostgreSQL cannot read as its column's type (1.5 as a step, 1e400, "abc") is an error,
+    -- handled like these. Keys are checked once per distinct key: JSON strings, matching the pattern.
+    SELECT (
+        SELECT count(*) FROM incoming
+        WHERE (
+            step >= 0 AND value NOT IN ('NaN', 'Infinity', '-Infinity')
+            AND (sent_wall_time IS NULL OR sent_wall_time NOT IN ('NaN', 'Infinity', '-Infinity'))
+            AND (epoch IS NULL OR epoch NOT IN ('NaN', 'Infinity', '-Infinity'))
+        ) IS NOT TRUE
+    ) + (
+        SELECT count(*) FROM (SELECT DISTINCT raw_key FROM incoming OFFSET 0) AS keys
+        WHERE (json_typeof(raw_key::json) = 'string' AND (raw_key::json #>> '{{}}') ~ %(key_pattern)s)
+              IS NOT TRUE
+    ) AS n
+), accepted AS (
+    SELECT (SELECT json_typeof(points) = 'array' FROM body)
+           AND (SELECT count(*) FROM incoming) <= %(limit)s AND (SELECT n FROM problems) = 0 AS ok
 ), inserted AS (
+    -- Within a batch the last value for a (key, step) wins: it is inserted first, the others conflict.
     INSERT INTO {_POINTS} (job_id, key, step, value, wall_time, epoch)
-    SELECT %s, key, step, value, wall_time, epoch FROM incoming ORDER BY key, step
+    SELECT %(job)s, key, step, value, wall_time, epoch FROM incoming
+    WHERE (SELECT ok FROM accepted)
+    ORDER BY key, step, i DESC
     ON CONFLICT (job_id, key, step) DO NOTHING
     RETURNING id, key, step, value, wall_time
 ), folded AS (
     INSERT INTO {_ROLLUPS} AS r (job_id, key, bucket, lo, hi, n, first_wall_time, last_step)
-    SELECT %s, key, step / {MetricRollup.ROLLUP_WIDTH}, min(value), max(value), count(*),
+    SELECT %(job)s, key, step / {MetricRollup.ROLLUP_WIDTH}, min(value), max(value), count(*),
            min(wall_time), max(step)
     FROM inserted GROUP BY key, step / {MetricRollup.ROLLUP_WIDTH}
     ON CONFLICT (job_id, key, bucket) DO UPDATE SET
@@ -128,35 +160,55 @@ WITH incoming AS (
         n = r.n + EXCLUDED.n,
         first_wall_time = LEAST(r.first_wall_time, EXCLUDED.first_wall_time),
         last_step = GREATEST(r.last_step, EXCLUDED.last_step)
+), latest AS (
+    UPDATE {_JOBS} SET latest_metrics = latest_metrics || (
+        SELECT jsonb_object_agg(key, value)
+        FROM (SELECT DISTINCT ON (key) key, value FROM inserted ORDER BY key, step DESC) AS last
+    )
+    WHERE id = %(job)s AND EXISTS (SELECT 1 FROM inserted)
 )
-SELECT id, key, step, value, wall_time FROM inserted
+SELECT (SELECT ok FROM accepted), (SELECT count(*) FROM incoming), count(*), min(id), max(id),
+       json_agg(json_build_object('id', id, 'key', key, 'step', step, 'value', value, 't', wall_time)
+                ORDER BY id)::text
+FROM inserted
 """
 
 
-def _array(items) -> str:
-    """A PostgreSQL array literal. Numbers print in Python's round-trip form; keys are quoted (METRIC_KEY
-    admits no quote, backslash or space, so none needs escaping, and a key "null" stays a string)."""
-    return "{" + ",".join(items) + "}"
+@dataclass(frozen=True)
+class _Stored:
+    received: int  # points in the batch, repeats included
+    created: int
+    first_id: int | None
+    last_id: int | None
+    points_json: str  # the inserted points in id order: [{"id", "key", "step", "value", "t"}, ...]
 
 
-def _store_postgresql(job_pk: int, unique: dict[tuple[str, int], PointIn], now: float) -> list[Row]:
-    points = unique.values()
-    # Five array literals built by str.join run ~10x faster than psycopg's element-by-element array
-    # adaptation of the same lists; the server parses them back into typed arrays.
-    params = (
-        _array(['"' + p.key + '"' for p in points]),
-        _array([str(int(p.step)) for p in points]),
-        _array([repr(float(p.value)) for p in points]),
-        _array([repr(now if p.wall_time is None else float(p.wall_time)) for p in points]),
-        _array(["NULL" if p.epoch is None else repr(float(p.epoch)) for p in points]),
-        job_pk,
-        job_pk,
-    )
+def _store_postgresql(job_pk: int, body: str, now: float) -> _Stored | None:
+    """None: PostgreSQL found a problem in the batch (and stored nothing)."""
+    params = {
+        "body": body,
+        "limit": settings.INGEST_MAX_BATCH,
+        "key_pattern": METRIC_KEY.pattern,
+        "now": now,
+        "job": job_pk,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_POSTGRESQL, params)
-        rows = cursor.fetchall()
-    rows.sort()  # RETURNING order is not guaranteed; the broadcast goes in id order
-    return rows
+        ok, received, created, first_id, last_id, points_json = cursor.fetchone()
+    if not ok:
+        return None
+    return _Stored(received, created, first_id, last_id, points_json or "[]")
+
+
+def _points_json(points: list[PointIn]) -> str:
+    return json.dumps(
+        {
+            "points": [
+                {"key": p.key, "step": p.step, "value": p.value, "wall_time": p.wall_time, "epoch": p.epoch}
+                for p in points
+            ]
+        }
+    )
 
 
 # --- any other database (the embedded SQLite): the ORM -----------------------------------------------
@@ -231,38 +283,97 @@ def _store_orm(job_pk: int, unique: dict[tuple[str, int], PointIn], now: float) 
     return rows
 
 
+def _store_orm_stored(job_pk: int, points: list[PointIn], now: float) -> _Stored:
+    # Within one batch the last value for a (key, step) wins, like a dict.
+    unique = {(p.key, p.step): p for p in points}
+    locked = TrainingJob.objects.select_for_update().only("pk", "latest_metrics").get(pk=job_pk)
+    rows = _store_orm(job_pk, unique, now)
+    if rows:
+        latest: dict[str, tuple[int, float]] = {}
+        for _, key, step, value, _ in rows:
+            seen = latest.get(key)
+            if seen is None or step >= seen[0]:
+                latest[key] = (step, value)
+        locked.latest_metrics = {**locked.latest_metrics, **{k: v for k, (_, v) in latest.items()}}
+        locked.save(update_fields=["latest_metrics"])
+    points_json = json.dumps(
+        [{"id": i, "key": key, "step": step, "value": value, "t": t} for i, key, step, value, t in rows]
+    )
+    return _Stored(
+        len(points), len(rows), rows[0][0] if rows else None, rows[-1][0] if rows else None, points_json
+    )
+
+
+def _lock_job(job_pk: int) -> None:
+    # Locking the job row serialises ingest per job: ids then grow in commit order, which is what
+    # lets a reconnecting websocket ask for "everything after id N" without missing any.
+    # (Ids of one job are increasing, not consecutive: a conflicting row may use up an id.)
+    if not TrainingJob.objects.select_for_update().filter(pk=job_pk).values_list("pk", flat=True):
+        raise NotFound(f"job {format_public_id('job', job_pk)} does not exist")
+
+
+def _finish(job_pk: int, stored: _Stored) -> IngestResult:
+    if stored.created:
+        broadcast_on_commit(
+            job_pk,
+            {
+                "type": "job.points",
+                "first_id": stored.first_id,
+                "last_id": stored.last_id,
+                "points_json": stored.points_json,
+            },
+        )
+    return IngestResult(created=stored.created, duplicates=stored.received - stored.created)
+
+
 def metric_points_ingest(*, job: TrainingJob, points: list[PointIn]) -> IngestResult:
+    """Store a batch given as points (tests, in-process callers); the HTTP endpoint sends the body."""
     _validate(points)
     if not points:
         return IngestResult(created=0, duplicates=0)
-    # Within one batch the last value for a (key, step) wins, like a dict.
-    unique = {(p.key, p.step): p for p in points}
     now = time.time()
     with transaction.atomic():
-        # Locking the job row serialises ingest per job: ids then grow in commit order, which is
-        # what lets a reconnecting websocket ask for "everything after id N" without missing any.
-        # (Ids of one job are increasing, not consecutive: a conflicting row may use up an id.)
-        locked = TrainingJob.objects.select_for_update().only("pk", "latest_metrics").get(pk=job.pk)
         if connection.vendor == "postgresql":
-            rows = _store_postgresql(job.pk, unique, now)
+            _lock_job(job.pk)
+            stored = _store_postgresql(job.pk, _points_json(points), now)
+            if stored is None:  # the validator above and the statement's checks are the same rules
+                raise InvalidInput("the database refused a batch the validator passed", code="invalid_points")
         else:
-            rows = _store_orm(job.pk, unique, now)
-        if rows:
-            latest: dict[str, tuple[int, float]] = {}
-            for _, key, step, value, _ in rows:
-                seen = latest.get(key)
-                if seen is None or step >= seen[0]:
-                    latest[key] = (step, value)
-            locked.latest_metrics = {**locked.latest_metrics, **{k: v for k, (_, v) in latest.items()}}
-            locked.save(update_fields=["latest_metrics"])
-            broadcast_on_commit(
-                job.pk,
-                {
-                    "type": "job.points",
-                    "points": [
-                        {"id": i, "key": key, "step": step, "value": value, "t": wall_time}
-                        for i, key, step, value, wall_time in rows
-                    ],
-                },
-            )
-    return IngestResult(created=len(rows), duplicates=len(points) - len(rows))
+            stored = _store_orm_stored(job.pk, points, now)
+        return _finish(job.pk, stored)
+
+
+def parse_points(body: bytes) -> list[PointIn]:
+    """The request body `{"points": [...]}` as points, or ninja's 422 naming the bad field."""
+    from ninja.errors import ValidationError
+    from pydantic import ValidationError as PydanticError
+
+    from experiments.schemas import PointsIn
+
+    try:
+        payload = PointsIn.model_validate_json(body)
+    except PydanticError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise ValidationError([{**e, "loc": ("body", "payload", *e["loc"])} for e in errors]) from None
+    return [PointIn(p.key, p.step, p.value, p.wall_time, p.epoch) for p in payload.points]
+
+
+def metric_points_ingest_body(*, job_pk: int, body: bytes) -> IngestResult:
+    """The ingest endpoint's path: the raw JSON body. On PostgreSQL the database parses and checks it
+    (no per-point Python); a batch it refuses, and every batch on other databases, goes through the
+    Python parser and validator, which name the bad point or field."""
+    if connection.vendor == "postgresql" and b"\x00" not in body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            try:
+                with transaction.atomic():
+                    _lock_job(job_pk)
+                    stored = _store_postgresql(job_pk, text, time.time())
+                    if stored is not None:
+                        return _finish(job_pk, stored)
+            except DataError:  # not JSON, or a value PostgreSQL cannot read: nothing was stored
+                pass
+    return metric_points_ingest(job=TrainingJob(pk=job_pk), points=parse_points(body))

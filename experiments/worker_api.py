@@ -14,7 +14,7 @@ from ninja import Router
 from ninja.security import HttpBearer
 
 from experiments import services
-from experiments.ingest import PointIn, metric_points_ingest
+from experiments.ingest import metric_points_ingest_body
 from experiments.models import TrainingJob
 from experiments.schemas import (
     CheckpointIn,
@@ -58,10 +58,39 @@ def _job_for_token(request, job_id: str) -> TrainingJob:
     return job
 
 
-def _job_for_ingest(request, job_id: str) -> TrainingJob:
-    if isinstance(request.auth, int):  # a job token
-        return _job_for_token(request, job_id)
-    return job_get(user=request.auth, job_id=job_id)
+def _job_pk_for_ingest(request, job_id: str) -> int:
+    if isinstance(request.auth, int):  # a job token: its job is locked (or found missing) by the ingest
+        pk = parse_public_id("job", job_id)
+        if request.auth != pk:
+            raise Forbidden(f"this worker token is not valid for {job_id}", code="wrong_job_token")
+        return pk
+    return job_get(user=request.auth, job_id=job_id).pk
+
+
+def _inline_refs(schema: dict) -> dict:
+    """A pydantic JSON schema with its `$defs` inlined, to sit in an operation's requestBody."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(schema)
+
+
+# The endpoint reads the raw body (PostgreSQL parses it: experiments/ingest.py), so its schema is
+# declared here rather than by a `payload` parameter; a bad body still gets the same 422.
+_POINTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_refs(PointsIn.model_json_schema())}},
+    }
+}
 
 
 def _artifact_path(path: str, field: str) -> str:
@@ -72,7 +101,9 @@ def _artifact_path(path: str, field: str) -> str:
     root = os.path.normpath(str(settings.ARTIFACT_ROOT))
     normal = os.path.normpath(path)
     if not os.path.isabs(path) or "\x00" in path or os.path.commonpath([root, normal]) != root:
-        raise InvalidInput(f"{field} {path!r} is not under the artifact root {root}", code="path_outside_artifact_root")
+        raise InvalidInput(
+            f"{field} {path!r} is not under the artifact root {root}", code="path_outside_artifact_root"
+        )
     return path
 
 
@@ -80,14 +111,14 @@ def _ack(job: TrainingJob) -> dict:
     return {"status": job.status, "cancel_requested": job.cancel_requested}
 
 
-@router.post("/ingest/jobs/{job_id}/metrics", response=IngestOut, auth=[job_token_auth, trainer_auth])
-def metrics_ingest(request, job_id: str, payload: PointsIn):
-    job = _job_for_ingest(request, job_id)
-    points = [
-        PointIn(key=p.key, step=p.step, value=p.value, wall_time=p.wall_time, epoch=p.epoch)
-        for p in payload.points
-    ]
-    result = metric_points_ingest(job=job, points=points)
+@router.post(
+    "/ingest/jobs/{job_id}/metrics",
+    response=IngestOut,
+    auth=[job_token_auth, trainer_auth],
+    openapi_extra=_POINTS_BODY,
+)
+def metrics_ingest(request, job_id: str):
+    result = metric_points_ingest_body(job_pk=_job_pk_for_ingest(request, job_id), body=request.body)
     return {"created": result.created, "duplicates": result.duplicates}
 
 
@@ -133,7 +164,9 @@ def worker_checkpoint(request, job_id: str, payload: CheckpointIn):
 
 @router.post("/worker/jobs/{job_id}/refuse", response=dict, auth=job_token_auth)
 def worker_refuse(request, job_id: str, payload: RefuseIn):
-    return services.job_refuse(job=_job_for_token(request, job_id), worker=payload.worker, reason=payload.reason)
+    return services.job_refuse(
+        job=_job_for_token(request, job_id), worker=payload.worker, reason=payload.reason
+    )
 
 
 @router.post("/worker/jobs/{job_id}/events", response={201: dict}, auth=job_token_auth)

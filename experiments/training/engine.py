@@ -141,7 +141,9 @@ class ReporterCallback(TrainerCallback):
             return None
         start, _, tokens = self._timed_from
         elapsed = self.end_time - start
-        return (self.end_tokens - tokens) / elapsed if elapsed > 0 else None
+        # Every rank counts its own tokens: the job's rate is their sum (each rank calls this).
+        tokens = _sum_ranks(self.end_tokens - tokens)
+        return tokens / elapsed if elapsed > 0 else None
 
     def on_log(
         self,
@@ -212,6 +214,17 @@ def _any_rank(flag: bool) -> bool:
     value = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def _sum_ranks(value: float) -> float:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return float(total.item())
 
 
 def _synchronize() -> None:
@@ -467,7 +480,7 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "trainable_parameters": trainable,
         "total_parameters": total,
-        "tokens_per_sec": reporter_callback.throughput(),
+        "tokens_per_sec": reporter_callback.throughput(),  # all ranks: a collective
         "train_runtime_s": output.metrics.get("train_runtime"),
     }
     for key in ("val_loss", "val_accuracy"):

@@ -90,3 +90,38 @@ async def test_a_long_series_is_downsampled_on_connect_and_keeps_spikes(job):
     assert snapshot["downsampled"] is True and len(values) <= 30 and 99.0 in values
     assert snapshot["series"]["loss"][-1][0] == 1000
     await communicator.disconnect()
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_a_broadcast_overlapping_the_snapshot_sends_only_the_new_points(job):
+    # A batch committed while the snapshot was read arrives again by the group: nothing twice.
+    import json
+
+    from channels.layers import get_channel_layer
+
+    from experiments.live import job_group
+
+    await _ingest(job, [PointIn("loss", 1, 3.0), PointIn("loss", 2, 2.5)])
+    communicator = _communicator(job, job.owner.raw_token)
+    assert (await communicator.connect())[0]
+    seen = (await communicator.receive_json_from(timeout=5))["last_id"]
+
+    def batch(ids):
+        points = [{"id": i, "key": "loss", "step": i, "value": 1.0, "t": 0.0} for i in ids]
+        return {
+            "type": "job.points",
+            "first_id": ids[0],
+            "last_id": ids[-1],
+            "points_json": json.dumps(points),
+        }
+
+    layer = get_channel_layer()
+    await layer.group_send(job_group(job.pk), batch([seen - 1, seen]))  # all seen: nothing sent
+    await layer.group_send(job_group(job.pk), batch([seen, seen + 1, seen + 2]))  # overlaps
+    await layer.group_send(job_group(job.pk), batch([seen + 3]))  # wholly new: forwarded as it is
+    overlap = await communicator.receive_json_from(timeout=5)
+    assert [p["id"] for p in overlap["points"]] == [seen + 1, seen + 2] and overlap["last_id"] == seen + 2
+    fresh = await communicator.receive_json_from(timeout=5)
+    assert [p["id"] for p in fresh["points"]] == [seen + 3] and fresh["last_id"] == seen + 3
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()

@@ -417,6 +417,11 @@ def train(spec: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
         eval_dataset = _tokenized_split(spec["dataset"]["validation"], tokenizer, spec, reporter, labels)
 
     args = _training_arguments(spec, use_bf16=use_bf16, on_gpu=on_gpu)
+    if args.n_gpu > 1:
+        # One process trains on one GPU; several GPUs are several processes (`gpus: N`, torchrun).
+        # Left alone, the Trainer would wrap the model in nn.DataParallel over every visible GPU, which
+        # the packed path does not support (seen on a 2-GPU host: a 1-GPU job failed in replica 0).
+        args._n_gpu = 1
     reporter_callback = ReporterCallback(reporter, warmup_steps=spec["throughput_warmup_steps"])
     callbacks: list[TrainerCallback] = [reporter_callback]
     early_stopping_callback = None
@@ -624,6 +629,9 @@ def _training_arguments(
         use_cpu=not on_gpu,
         dataloader_pin_memory=on_gpu,
         remove_unused_columns=False,
+        # Every trainable parameter gets a gradient each step (adapters, prompt, head or all weights):
+        # DDP need not walk the autograd graph for unused ones, which the Trainer otherwise asks for.
+        ddp_find_unused_parameters=False,
     )
 
 

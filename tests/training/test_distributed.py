@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from experiments.training.worker import refusal_reason, train_distributed
 
 
@@ -36,6 +38,17 @@ def test_two_processes_train_one_job_and_rank_zero_reports(make_spec, tmp_path: 
     }
     state = json.loads((Path(spec["output_dir"]) / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
+
+
+@pytest.mark.parametrize("approach", ["full", "prompt_tuning"])
+def test_every_trainable_parameter_is_reduced_for_other_approaches(make_spec, approach) -> None:
+    # DDP runs without searching for unused parameters: a parameter that got no gradient in a step
+    # would stop the run with "Expected to have finished reduction". Full and prompt tuning train
+    # other parameters than LoRA's adapters (all weights; the virtual-token embedding).
+    spec = make_spec(approach=approach, hyperparameters={"device": "cpu", "max_steps": 3, "logging_steps": 1})
+    result = train_distributed(spec, 2, server_url=None, token=None, timeout=300)
+    assert (result["processes"], result["global_step"], result["stopped"]) == (2, 3, "completed")
+    assert result["tokens_per_sec"] and result["final_loss"] is not None
 
 
 def test_a_failed_launch_says_why(make_spec) -> None:

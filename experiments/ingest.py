@@ -5,10 +5,12 @@ Every producer — the Celery training worker, the Python SDK, an outside script
 message naming it, and nothing is stored. Points are idempotent on (job, key, step): a retried batch
 stores nothing twice.
 
-On PostgreSQL a batch is one statement: the points go in as arrays (`unnest`) with
-`ON CONFLICT DO NOTHING`, and the same statement folds the rows it inserted into the series' rollups
-(a data-modifying CTE) and returns them for the broadcast. Other databases (the embedded SQLite)
-take the ORM path, with the same guarantees.
+On PostgreSQL a batch is one statement that takes the request body as it came: the database parses
+and checks the points, inserts them with `ON CONFLICT DO NOTHING`, folds the inserted rows into the
+series' rollups and the job's latest values (data-modifying CTEs) and returns them, as JSON text, for
+the broadcast. The web process handles no point one by one. A batch the statement refuses goes to the
+Python validator, which names the problem. Other databases (the embedded SQLite) take the ORM path,
+with the same rules and guarantees (tests/experiments/test_ingest.py runs on both).
 """
 
 from __future__ import annotations

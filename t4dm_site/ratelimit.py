@@ -7,6 +7,9 @@
 - A request body larger than MAX_UPLOAD_BYTES (by its Content-Length) is refused with 413 before it is
   parsed.
 
+Behind reverse proxies, T4DM_TRUSTED_PROXY_HOPS says how many X-Forwarded-For entries to trust
+(`client_address`); otherwise every client would share the proxy's address.
+
 The counters live in Django's default cache: per process on the embedded default (local memory),
 shared by all web processes in production (Redis; see CACHES in settings).
 """
@@ -61,6 +64,16 @@ def record_failure(scope: str, who: str) -> int:
 
 
 def client_address(request) -> str:
+    """The address limits count against. Behind T4DM_TRUSTED_PROXY_HOPS reverse proxies, each of which
+    appends the address it saw to X-Forwarded-For, it is the entry the outermost trusted proxy added;
+    entries left of it are the client's to invent, so they are never used. With no trusted proxy the
+    header is ignored."""
+    hops = settings.TRUSTED_PROXY_HOPS
+    if hops:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 

@@ -78,6 +78,9 @@ MAX_UPLOAD_BYTES = env_int("T4DM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=
 LOGIN_RATE_LIMIT = env_int("T4DM_LOGIN_RATE_LIMIT", 10, minimum=1)
 TOKEN_RATE_LIMIT = env_int("T4DM_TOKEN_RATE_LIMIT", 30, minimum=1)
 RATE_LIMIT_WINDOW_SECONDS = env_int("T4DM_RATE_LIMIT_WINDOW", 300, minimum=1)
+# Reverse proxies in front of the web processes that append to X-Forwarded-For (0: none; the limits
+# then count REMOTE_ADDR, which behind a proxy is the proxy's).
+TRUSTED_PROXY_HOPS = env_int("T4DM_TRUSTED_PROXY_HOPS", 0, minimum=0)
 
 INSTALLED_APPS = [
     "daphne",

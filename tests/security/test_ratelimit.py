@@ -62,3 +62,25 @@ def test_successful_requests_are_never_counted(client, people):
     for _ in range(6):
         assert client.get("/api/v1/jobs", headers=evaluator).status_code == 403
     assert client.get("/api/v1/jobs", headers=good).status_code == 200
+
+
+def test_behind_a_trusted_proxy_clients_are_told_apart_by_the_address_it_saw(client, people, settings):
+    def login(forwarded: str):
+        return client.post(
+            "/login/",
+            {"username": "olga", "password": "wrong"},
+            REMOTE_ADDR="10.9.9.9",  # the proxy
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
+
+    # No trusted proxy: the header is the client's to invent and is ignored; all share 10.9.9.9.
+    for n in range(3):
+        assert login(f"203.0.113.{n}").status_code == 200
+    assert login("203.0.113.99").status_code == 429
+    cache.clear()
+    # One trusted proxy: its entry (the last) is the client; what the client put before it is not.
+    settings.TRUSTED_PROXY_HOPS = 1
+    for _ in range(3):
+        assert login("198.51.100.7, 203.0.113.1").status_code == 200
+    assert login("198.51.100.8, 203.0.113.1").status_code == 429  # a forged first entry changes nothing
+    assert login("203.0.113.2").status_code == 200  # another client behind the same proxy

@@ -211,3 +211,17 @@ def test_evaluations_default_to_the_files_metrics_and_test_samples(
     assert evaluation.requested_metrics[0] == "exact_match"  # then the chat standard set
     assert {"perplexity", "bleu", "rouge"} <= set(evaluation.requested_metrics)
     assert evaluation.params["max_samples"] == 3
+
+
+def test_only_admins_see_where_webhooks_point(client, researcher, make_user, settings):
+    from experiments.integrations.models import WebhookSubscription
+
+    WebhookSubscription.objects.create(url="https://hooks.internal.example/t4dm", event_types=["job.succeeded"])
+    settings.VALIDATOR_URL = "https://validator.internal.example/check"
+    client.force_login(researcher)
+    page = client.get("/settings/finetune/").content.decode()
+    assert "hooks.internal.example" not in page and "validator.internal.example" not in page
+    assert "1 active" in page and "an HTTP endpoint" in page
+    client.force_login(make_user("ada", role="admin"))
+    page = client.get("/settings/finetune/").content.decode()
+    assert "https://hooks.internal.example/t4dm" in page and "validator.internal.example/check" in page

@@ -81,6 +81,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         self.last_id = event["last_id"]
         await self.send_json({"type": "points", "points": fresh, "last_id": self.last_id})
 
+    async def job_checkpoint(self, event):
+        await self.send_json({"type": "checkpoint", "checkpoint": event["checkpoint"]})
+
     async def job_status(self, event):
         await self.send_json({"type": "status", "job": event["job"]})
 

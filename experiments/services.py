@@ -646,6 +646,18 @@ def checkpoint_record(*, job: TrainingJob, step: int, path: str, metrics: dict) 
         job=job, step=step, defaults={"path": path, "metrics": metrics}
     )
     job_event_add(job=job, message=f"checkpoint saved at step {step}")
+    broadcast_on_commit(
+        job.pk,
+        {
+            "type": "job.checkpoint",
+            "checkpoint": {
+                "step": step,
+                "loss": metrics.get("loss"),
+                "val_loss": metrics.get("val_loss"),
+                "model_path": f"{job.public_id}/step-{step}",
+            },
+        },
+    )
     return checkpoint
 
 

@@ -185,6 +185,39 @@
     log.scrollTop = log.scrollHeight;
   }
 
+  // A checkpoint saved while the page is open gets its row (or refreshes it, if the worker re-sent it).
+  function addCheckpoint(c) {
+    const body = document.querySelector("#checkpoints tbody");
+    let row = body.querySelector('tr[data-step="' + c.step + '"]');
+    const number = (v) => (typeof v === "number" ? v.toFixed(4) : "—");
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.step = String(c.step);
+      for (let i = 0; i < 5; i++) row.appendChild(document.createElement("td"));
+      row.cells[4].className = "row";
+      const evaluate = document.createElement("button");
+      evaluate.className = "ckpt-evaluate";
+      evaluate.dataset.modelPath = c.model_path;
+      evaluate.title = "evaluate this checkpoint on the test split, against the base";
+      evaluate.textContent = "Evaluate";
+      row.cells[4].appendChild(evaluate);
+      for (const label of ["Promote", "Chat"]) {
+        const button = document.createElement("button");
+        button.disabled = true;
+        button.title = "the job becomes a model version when it succeeds";
+        button.textContent = label;
+        row.cells[4].appendChild(button);
+      }
+      const later = [...body.rows].find((r) => Number(r.dataset.step) > c.step);
+      body.insertBefore(row, later || null);
+    }
+    row.cells[0].textContent = String(c.step);
+    row.cells[1].textContent = number(c.loss);
+    row.cells[2].textContent = number(c.val_loss);
+    document.getElementById("checkpoints-box").hidden = false;
+    document.getElementById("no-checkpoints").hidden = true;
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + "/ws/jobs/" + job.job_id + "/?after=" + lastId);
@@ -208,6 +241,8 @@
         setStatus(data.job);
       } else if (data.type === "log") {
         addLog(data.event);
+      } else if (data.type === "checkpoint") {
+        addCheckpoint(data.checkpoint);
       }
     };
     socket.onclose = () => {
@@ -258,24 +293,24 @@
     else showError(response);
   });
 
-  // Checkpoint actions: evaluate one checkpoint, then open its evaluation page.
-  for (const button of document.querySelectorAll(".ckpt-evaluate")) {
-    button.addEventListener("click", async () => {
-      button.disabled = true;
-      const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
-      const response = await fetch("/api/v1/evaluations", {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.split("=")[1] : "" },
-        body: JSON.stringify({ model_path: button.dataset.modelPath }),
-      });
-      const body = await response.json();
-      if (response.ok) {
-        location.href = "/evaluations/" + body.evaluation_id + "/";
-      } else {
-        button.disabled = false;
-        button.title = (body.error && body.error.message) || "evaluation could not start";
-        alert(button.title);
-      }
+  // Checkpoint actions: evaluate one checkpoint, then open its evaluation page (rows added live too).
+  document.getElementById("checkpoints").addEventListener("click", async (event) => {
+    const button = event.target.closest(".ckpt-evaluate");
+    if (!button) return;
+    button.disabled = true;
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+    const response = await fetch("/api/v1/evaluations", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.split("=")[1] : "" },
+      body: JSON.stringify({ model_path: button.dataset.modelPath }),
     });
-  }
+    const body = await response.json();
+    if (response.ok) {
+      location.href = "/evaluations/" + body.evaluation_id + "/";
+    } else {
+      button.disabled = false;
+      button.title = (body.error && body.error.message) || "evaluation could not start";
+      alert(button.title);
+    }
+  });
 })();

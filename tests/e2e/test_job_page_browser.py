@@ -62,6 +62,13 @@ def test_worker_points_appear_on_the_chart_live(page, embedded_platform):
     assert "Loss" in page.text_content("#chart-loss .gtitle")
     page.screenshot(path=str(SCREENSHOTS / "job_page_done.png"), full_page=True)
 
+    # Checkpoints saved while the page was open got their rows live, the same as a reload shows.
+    rows = "rows => rows.map(r => [r.cells[0].textContent.trim(), r.cells[1].textContent.trim()])"
+    live = page.eval_on_selector_all("#checkpoints tbody tr", rows)
+    assert live and page.is_hidden("#no-checkpoints")
+    page.reload()
+    assert page.eval_on_selector_all("#checkpoints tbody tr", rows) == live
+
 
 def test_a_dropped_websocket_reconnects_and_fills_the_gap(page, embedded_platform):
     base = embedded_platform.base_url

@@ -125,3 +125,19 @@ async def test_a_broadcast_overlapping_the_snapshot_sends_only_the_new_points(jo
     assert [p["id"] for p in fresh["points"]] == [seen + 3] and fresh["last_id"] == seen + 3
     assert await communicator.receive_nothing(timeout=0.2)
     await communicator.disconnect()
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_a_saved_checkpoint_reaches_the_open_page(job):
+    from asgiref.sync import sync_to_async
+
+    from experiments.services import checkpoint_record
+
+    communicator = _communicator(job, job.owner.raw_token)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=5)  # the snapshot
+    await sync_to_async(checkpoint_record)(job=job, step=50, path="/tmp/ckpt-50", metrics={"loss": 1.25})
+    messages = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+    checkpoint = next(m["checkpoint"] for m in messages if m["type"] == "checkpoint")
+    assert checkpoint == {"step": 50, "loss": 1.25, "val_loss": None, "model_path": f"{job.public_id}/step-50"}
+    await communicator.disconnect()

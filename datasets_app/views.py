@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 
+from datasets_app.augmentation import METHODS, MODEL_FREE
 from datasets_app.models import TaskType
 from datasets_app.selectors import (
     dataset_get,
@@ -89,6 +90,10 @@ def dataset_detail(request, dataset_id: str):
             "split": split,
             "charts": charts,
             "report_json": json.dumps(version.report, indent=2, ensure_ascii=False) if version.report else "",
+            "augment_methods": [
+                (method, "needs no model" if method in MODEL_FREE else "needs a model configured in the settings")
+                for method in METHODS
+            ],
         },
     )
 

@@ -26,3 +26,72 @@
       layout("Labels", "label"), config);
   }
 })();
+
+// New versions from this one: Clean (answers at once) and Augment (a task on the datasets worker,
+// polled until it has made its version). Both open the new version when it exists.
+(function () {
+  const box = document.getElementById("dataset-actions");
+  if (!box) return;
+  const dataset = box.dataset.dataset;
+  const version = Number(box.dataset.version);
+  const progress = document.getElementById("action-progress");
+  const message = document.getElementById("action-message");
+  const error = document.getElementById("action-error");
+  const buttons = box.querySelectorAll("button");
+  const csrf = () => {
+    const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+    return cookie ? cookie.split("=")[1] : "";
+  };
+  const busy = (on) => buttons.forEach((b) => { b.disabled = on; });
+  const fail = (text) => { error.textContent = text; error.hidden = false; progress.hidden = true; busy(false); };
+  const open = (number) => { location.href = location.pathname + "?version=" + number; };
+  async function post(path, body) {
+    const response = await fetch("/api/v1/datasets/" + dataset + path, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
+      body: JSON.stringify(body),
+    });
+    let data = {};
+    try { data = await response.json(); } catch (e) { /* an empty or non-JSON answer */ }
+    if (!response.ok) throw new Error((data.error && data.error.message) || "request failed (" + response.status + ")");
+    return data;
+  }
+
+  document.getElementById("clean-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    error.hidden = true; busy(true); message.textContent = "cleaning v" + version + "…";
+    try {
+      const result = await post("/clean", {
+        version: version,
+        remove_duplicates: form.remove_duplicates.checked,
+        near_duplicates: form.near_duplicates.checked,
+        fix_formatting: form.fix_formatting.checked,
+      });
+      open(result.version);
+    } catch (e) { fail(e.message); message.textContent = ""; }
+  });
+
+  document.getElementById("augment-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const methods = [...form.querySelectorAll("input[name=methods]:checked")].map((i) => i.value);
+    error.hidden = true; busy(true);
+    let task;
+    try {
+      task = await post("/augment", { version: version, methods: methods, options: { copies_per_row: Number(form.copies_per_row.value) } });
+    } catch (e) { fail(e.message); return; }
+    progress.hidden = false;
+    const poll = async () => {
+      const response = await fetch("/api/v1/datasets/tasks/" + task.task_id, { credentials: "same-origin" });
+      if (!response.ok) { fail("could not read task " + task.task_id + " (" + response.status + ")"); return; }
+      task = await response.json();
+      progress.value = task.progress;
+      message.textContent = task.task_id + ": " + task.status + (task.message ? " · " + task.message : "");
+      if (task.status === "succeeded" && task.result_version) open(task.result_version);
+      else if (task.status === "failed") fail(task.error || "augmentation failed");
+      else setTimeout(poll, 700);
+    };
+    poll();
+  });
+})();

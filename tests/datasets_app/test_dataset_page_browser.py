@@ -42,3 +42,46 @@ def test_upload_in_the_browser_then_read_the_dataset_page(
     page.locator(".issue-link").first.click()
     page.wait_for_load_state()
     assert "#row-" in page.url and page.locator(page.url[page.url.index("#") :]).count() == 1
+
+    # A new version from the page: Clean answers at once and opens v2, which says what changed.
+    page.goto(page.url.split("#")[0].split("?")[0])
+    page.click("#clean-button")
+    page.wait_for_url(re.compile(r".*\?version=2$"), timeout=60_000)
+    assert page.locator("#versions tbody tr").count() == 2
+    assert "What changed in v2" in page.locator("#versions details summary").inner_text()
+    # A model-based method with no model configured is refused at once, with the reason.
+    page.uncheck("input[name=methods][value=template_paraphrase]")
+    page.check("input[name=methods][value=paraphrase]")
+    page.click("#augment-button")
+    page.wait_for_selector("#action-error:not([hidden])", timeout=30_000)
+    assert "paraphrase needs a text2text-generation model" in page.inner_text("#action-error")
+    assert page.is_enabled("#augment-button")  # the form can be used again
+    page.screenshot(path=str(SCREENSHOTS / "dataset_page_actions.png"), full_page=True)
+
+
+def test_augment_from_the_page_runs_on_the_worker_and_opens_the_new_version(page, embedded_platform):
+    from tests.conftest import DEMO_ROWS
+    from tests.platform import ADMIN_PASSWORD
+
+    base = embedded_platform.base_url
+    with embedded_platform.http() as http:
+        made = http.post(
+            "/datasets", files={"file": ("kb.jsonl", DEMO_ROWS.read_bytes())}, data={"task_type": "chat"}
+        )
+        assert made.status_code == 201, made.text
+        dataset_id = made.json()["dataset_id"]
+    page.goto(base + "/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    page.goto(f"{base}/datasets/{dataset_id}/")
+    page.fill("input[name=copies_per_row]", "2")
+    page.click("#augment-button")  # template_paraphrase, the first method, is checked
+    page.wait_for_url(re.compile(r".*\?version=2$"), timeout=120_000)
+    with embedded_platform.http() as http:
+        versions = http.get(f"/datasets/{dataset_id}/versions").json()
+    samples = {v["version"]: v["statistics"]["total_samples"] for v in versions}
+    assert samples[2] > samples[1]  # the augmented rows were added
+    assert page.locator("#versions tbody tr").count() == 2
+    assert "augment" in page.locator("#versions tbody tr.best").inner_text().lower()

@@ -300,6 +300,24 @@ def production_platform(tmp_path_factory, tiny_model_dir):
         "--without-mingle",
         log=data / "worker.log",
     )
+    # ... and the platform worker (`make platform-worker`): dataset work, workflow steps, webhooks.
+    platform.spawn(
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "t4dm_site",
+        "worker",
+        "-Q",
+        "datasets,eval",
+        "-P",
+        "solo",
+        "-n",
+        "e2e-platform@%h",
+        "--without-gossip",
+        "--without-mingle",
+        log=data / "platform-worker.log",
+    )
     try:
         platform.wait_until_up()
         yield platform

@@ -1,5 +1,5 @@
-"""The example workflow on the embedded default (`t4dm_up`: daphne + one real Celery worker), through
-the API: every step's output, and a training failure retried from the train step."""
+"""The example workflow on the embedded default (`t4dm_up`: daphne + one real Celery worker) and in
+production mode, through the API: every step's output, and a training failure retried from the train step."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ def wait_finished(http, workflow_id: str, timeout: float = 300) -> dict:
     raise AssertionError(f"{workflow_id} did not finish in {timeout} s: {data}")
 
 
-def test_the_example_workflow_runs_every_step(embedded_platform):
-    with embedded_platform.http() as http:
+@pytest.mark.parametrize("platform_name", ["embedded_platform", "production_platform"])
+def test_the_example_workflow_runs_every_step(platform_name, request):
+    # Production: PostgreSQL + Redis, the web process, a training worker and the platform worker
+    # (datasets queue: the workflow's steps) as separate processes (tests/platform.py).
+    platform = request.getfixturevalue(platform_name)
+    with platform.http() as http:
         # when
         started = http.post("/workflows/demo")
         assert started.status_code == 201, started.text

@@ -64,9 +64,12 @@ def test_augment_from_the_page_runs_on_the_worker_and_opens_the_new_version(page
     from tests.platform import ADMIN_PASSWORD
 
     base = embedded_platform.base_url
+    # Content of its own: an upload of the same bytes by the same owner returns the same dataset, and
+    # other tests on this shared platform train on DEMO_ROWS' dataset (its latest version).
+    content = DEMO_ROWS.read_bytes().rstrip(b"\n") + b"\n" + jsonl([chat("Which page augments?", "This one.")])
     with embedded_platform.http() as http:
         made = http.post(
-            "/datasets", files={"file": ("kb.jsonl", DEMO_ROWS.read_bytes())}, data={"task_type": "chat"}
+            "/datasets", files={"file": ("augment-me.jsonl", content)}, data={"task_type": "chat"}
         )
         assert made.status_code == 201, made.text
         dataset_id = made.json()["dataset_id"]

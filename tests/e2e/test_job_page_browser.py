@@ -118,7 +118,11 @@ def test_checkpoint_actions_evaluate_and_link_to_the_version(page, embedded_plat
     assert (
         page.locator("#checkpoints a", has_text="Promote").first.get_attribute("href").startswith("/models/")
     )
-    page.locator(".ckpt-evaluate").first.click()
+    # The page leaves for the evaluation at once; a refusal stays on it: its message is the failure's.
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/evaluations"), timeout=30_000) as answer:
+        page.locator(".ckpt-evaluate").first.click()
+    if answer.value.status != 202:
+        raise AssertionError(f"evaluation refused: {answer.value.text()}")
     page.wait_for_url(f"{base}/evaluations/eval-*/", timeout=30_000)
     with embedded_platform.http() as http:
         evaluation_id = page.url.rstrip("/").rsplit("/", 1)[-1]

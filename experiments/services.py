@@ -498,6 +498,23 @@ def job_cancel(*, job: TrainingJob) -> TrainingJob:
 # --- the worker side: called from the job-token endpoints -------------------------------------------
 
 
+def _newest_own_checkpoint(job: TrainingJob) -> tuple[int, str] | None:
+    """(step, path) of the job's newest checkpoint on disk: the ones its worker reported, and any
+    `checkpoint-N` folder in its output folder (the engine renames a checkpoint into place only once it
+    is complete). A worker killed just after saving never reports that checkpoint; one declared lost
+    that kept running for a moment may have saved a newer one and rotated the reported ones away."""
+    found = {c.step: c.path for c in job.checkpoints.all() if Path(c.path).is_dir()}
+    if job.output_dir and Path(job.output_dir).is_dir():
+        for folder in Path(job.output_dir).glob("checkpoint-*"):
+            number = folder.name.removeprefix("checkpoint-")
+            if number.isdigit() and folder.is_dir():
+                found.setdefault(int(number), str(folder))
+    if not found:
+        return None
+    step = max(found)
+    return step, found[step]
+
+
 def job_spec_for_worker(*, job: TrainingJob) -> dict:
     """The resolved config a worker needs to train, with absolute paths on shared storage."""
     if job.is_terminal:
@@ -506,10 +523,10 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
     version = config.dataset_version
     folder = Path(version.path)
     resume = job.resume_from.path if job.resume_from else None
-    # A redelivered job (its worker died) resumes from its own newest checkpoint that still exists.
-    own = [c for c in job.checkpoints.order_by("-step") if Path(c.path).exists()]
-    if own:
-        resume = own[0].path
+    # A redelivered job (its worker died or was declared lost) resumes from its own newest checkpoint.
+    newest = _newest_own_checkpoint(job)
+    if newest:
+        resume = newest[1]
     return {
         "job_id": job.public_id,
         "model_base": resolve_model_base(config.model_base),
@@ -578,8 +595,8 @@ def job_report_status(
         raise Conflict(f"{job.public_id} is already {job.status}", code="job_finished")
     if status == JobStatus.RUNNING:
         if job.step:
-            own = [c for c in job.checkpoints.order_by("-step") if Path(c.path).exists()]
-            start = f"its checkpoint at step {own[0].step}" if own else "the start (no checkpoint left)"
+            newest = _newest_own_checkpoint(job)
+            start = f"its checkpoint at step {newest[0]}" if newest else "the start (no checkpoint left)"
             job_event_add(
                 job=job,
                 message=f"worker {worker} resumed the job (interrupted at step {job.step}) from {start}",

@@ -258,6 +258,13 @@ def running_jobs(platform: Platform, count: int) -> list[tuple[str, str]]:
     return [tuple(job) for job in json.loads(out.strip().splitlines()[-1])]
 
 
+def _spawn_worker(platform: Platform, queues: str, name: str, log: Path) -> None:
+    platform.spawn(
+        sys.executable, "-m", "celery", "-A", "t4dm_site", "worker", "-Q", queues, "-P", "solo",
+        "-n", name, "--without-gossip", "--without-mingle", log=log,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def production_platform(tmp_path_factory, tiny_model_dir):
     _redis_ready()
@@ -279,45 +286,13 @@ def production_platform(tmp_path_factory, tiny_model_dir):
         "T4DM_SERVER_URL": f"http://127.0.0.1:{port}",
     }
     platform = _boot(Platform(base_url=f"http://127.0.0.1:{port}", env=env))
-    # Production layout: the web process without a worker, and a separately started worker.
+    # Production layout: the web process without a worker, and separately started workers: the GPU one...
     platform.spawn(
         sys.executable, "manage.py", "t4dm_up", "--no-worker", "--port", str(port), log=data / "web.log"
     )
-    platform.spawn(
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "t4dm_site",
-        "worker",
-        "-Q",
-        "training",
-        "-P",
-        "solo",
-        "-n",
-        "e2e-gpu0@%h",
-        "--without-gossip",
-        "--without-mingle",
-        log=data / "worker.log",
-    )
+    _spawn_worker(platform, "training", "e2e-gpu0@%h", data / "worker.log")
     # ... and the platform worker (`make platform-worker`): dataset work, workflow steps, webhooks.
-    platform.spawn(
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "t4dm_site",
-        "worker",
-        "-Q",
-        "datasets,eval",
-        "-P",
-        "solo",
-        "-n",
-        "e2e-platform@%h",
-        "--without-gossip",
-        "--without-mingle",
-        log=data / "platform-worker.log",
-    )
+    _spawn_worker(platform, "datasets,eval", "e2e-platform@%h", data / "platform-worker.log")
     try:
         platform.wait_until_up()
         yield platform

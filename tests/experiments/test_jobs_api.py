@@ -231,3 +231,31 @@ def test_a_worker_hands_back_a_job_it_cannot_hold_and_it_fails_after_the_limit(
     assert reason in job.error
     events = [e.message for e in job.events.order_by("id")]
     assert sum(m.startswith("refused by l4-box: needs 40,000 MiB") for m in events) == 2
+
+
+def test_a_redelivered_job_resumes_from_its_newest_complete_checkpoint_on_disk(demo_config, tmp_path):
+    # The worker reported checkpoint-5; then, declared lost but still running for a moment, it saved
+    # checkpoint-10 (renamed into place: complete) and rotated checkpoint-5 away, with its reports refused.
+    from experiments.models import Checkpoint
+    from experiments.services import job_report_status, job_spec_for_worker
+
+    job = TrainingJob.objects.create(
+        owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment
+    )
+    job.output_dir = str(tmp_path / "job")
+    job.save(update_fields=["output_dir"])
+    Checkpoint.objects.create(job=job, step=5, path=f"{job.output_dir}/checkpoint-5")
+    assert job_spec_for_worker(job=job)["resume_from_checkpoint"] is None  # nothing on disk yet
+    (tmp_path / "job" / "checkpoint-10").mkdir(parents=True)
+    (tmp_path / "job" / ".staging" / "checkpoint-15").mkdir(parents=True)  # half-written: not a candidate
+    (tmp_path / "job" / "checkpoint-notes").mkdir()
+    assert job_spec_for_worker(job=job)["resume_from_checkpoint"] == f"{job.output_dir}/checkpoint-10"
+
+    job.mark_queued()
+    job.mark_running(worker="w1")
+    job.step = 12
+    job.save()
+    job.status = "queued"  # requeued after the lost verdict
+    job.save(update_fields=["status"])
+    job_report_status(job=job, status="running", worker="w2")
+    assert job.events.filter(message__contains="from its checkpoint at step 10").exists()

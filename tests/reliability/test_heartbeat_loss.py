@@ -71,4 +71,4 @@ def test_a_frozen_worker_is_found_lost_and_its_job_requeued_or_failed(
     assert any(e.startswith("lost: fault-gpu0@") and "sent no heartbeat for" in e for e in events), events
     assert any(
         "resumed the job (interrupted at step" in e and "from its checkpoint at step" in e for e in events
-    )
+    ), events

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from datasets_app.models import DatasetVersion
@@ -499,20 +500,27 @@ def job_cancel(*, job: TrainingJob) -> TrainingJob:
 
 
 def _newest_own_checkpoint(job: TrainingJob) -> tuple[int, str] | None:
-    """(step, path) of the job's newest checkpoint on disk: the ones its worker reported, and any
-    `checkpoint-N` folder in its output folder (the engine renames a checkpoint into place only once it
-    is complete). A worker killed just after saving never reports that checkpoint; one declared lost
-    that kept running for a moment may have saved a newer one and rotated the reported ones away."""
+    """(step, path) of the checkpoint a redelivered job resumes from: the newest one on disk that is
+    not past the last step whose metrics the platform holds, so the resumed run leaves no gap in the
+    series (steps it trains again are already stored, and ingest keeps the first copy).
+
+    Candidates are the checkpoints its worker reported and any `checkpoint-N` folder in its output
+    folder (the engine renames a checkpoint into place only once complete): a worker declared lost
+    that kept running for a moment may have saved newer ones, with its reports (and that run's
+    metrics) refused, and rotated the reported ones away."""
+    last_step = job.metric_points.aggregate(last=Max("step"))["last"]
+    if last_step is None:
+        return None
     found = {c.step: c.path for c in job.checkpoints.all() if Path(c.path).is_dir()}
     if job.output_dir and Path(job.output_dir).is_dir():
         for folder in Path(job.output_dir).glob("checkpoint-*"):
             number = folder.name.removeprefix("checkpoint-")
             if number.isdigit() and folder.is_dir():
                 found.setdefault(int(number), str(folder))
-    if not found:
+    usable = [step for step in found if step <= last_step]
+    if not usable:
         return None
-    step = max(found)
-    return step, found[step]
+    return max(usable), found[max(usable)]
 
 
 def job_spec_for_worker(*, job: TrainingJob) -> dict:

@@ -233,9 +233,11 @@ def test_a_worker_hands_back_a_job_it_cannot_hold_and_it_fails_after_the_limit(
     assert sum(m.startswith("refused by l4-box: needs 40,000 MiB") for m in events) == 2
 
 
-def test_a_redelivered_job_resumes_from_its_newest_complete_checkpoint_on_disk(demo_config, tmp_path):
-    # The worker reported checkpoint-5; then, declared lost but still running for a moment, it saved
-    # checkpoint-10 (renamed into place: complete) and rotated checkpoint-5 away, with its reports refused.
+def test_a_redelivered_job_resumes_from_its_newest_checkpoint_within_its_stored_metrics(demo_config, tmp_path):
+    # The worker reported checkpoint-5 and metrics up to step 12; then, declared lost but still running
+    # for a moment, it saved checkpoint-10 and checkpoint-15 (renamed into place: complete) and rotated
+    # checkpoint-5 away, its reports and metrics refused.
+    from experiments.ingest import PointIn, metric_points_ingest
     from experiments.models import Checkpoint
     from experiments.services import job_report_status, job_spec_for_worker
 
@@ -245,10 +247,14 @@ def test_a_redelivered_job_resumes_from_its_newest_complete_checkpoint_on_disk(d
     job.output_dir = str(tmp_path / "job")
     job.save(update_fields=["output_dir"])
     Checkpoint.objects.create(job=job, step=5, path=f"{job.output_dir}/checkpoint-5")
-    assert job_spec_for_worker(job=job)["resume_from_checkpoint"] is None  # nothing on disk yet
-    (tmp_path / "job" / "checkpoint-10").mkdir(parents=True)
-    (tmp_path / "job" / ".staging" / "checkpoint-15").mkdir(parents=True)  # half-written: not a candidate
+    for step in (10, 15):
+        (tmp_path / "job" / f"checkpoint-{step}").mkdir(parents=True)
+    (tmp_path / "job" / ".staging" / "checkpoint-20").mkdir(parents=True)  # half-written: never used
     (tmp_path / "job" / "checkpoint-notes").mkdir()
+    assert job_spec_for_worker(job=job)["resume_from_checkpoint"] is None  # no metrics stored: from the start
+
+    metric_points_ingest(job=job, points=[PointIn("loss", s, 1.0 / s) for s in range(1, 13)])
+    # checkpoint-15 is past step 12: resuming there would leave steps 13-15 out of the series.
     assert job_spec_for_worker(job=job)["resume_from_checkpoint"] == f"{job.output_dir}/checkpoint-10"
 
     job.mark_queued()
@@ -259,3 +265,6 @@ def test_a_redelivered_job_resumes_from_its_newest_complete_checkpoint_on_disk(d
     job.save(update_fields=["status"])
     job_report_status(job=job, status="running", worker="w2")
     assert job.events.filter(message__contains="from its checkpoint at step 10").exists()
+
+    metric_points_ingest(job=job, points=[PointIn("loss", s, 1.0 / s) for s in range(13, 18)])
+    assert job_spec_for_worker(job=job)["resume_from_checkpoint"] == f"{job.output_dir}/checkpoint-15"

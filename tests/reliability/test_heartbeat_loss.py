@@ -69,6 +69,12 @@ def test_a_frozen_worker_is_found_lost_and_its_job_requeued_or_failed(
     assert [row[0] for row in series["loss"]] == list(range(1, MAX_STEPS + 1))
     events = platform.events(job_id)
     assert any(e.startswith("lost: fault-gpu0@") and "sent no heartbeat for" in e for e in events), events
+    # It resumes from its newest checkpoint on disk within the steps whose metrics are stored. The woken
+    # worker trains on for a moment before a refused report stops it, and may have saved newer
+    # checkpoints and rotated the reported ones away (save_total_limit): then the newest one within the
+    # stored steps can be none, and the job starts over. Either way the series above has no gap.
     assert any(
-        "resumed the job (interrupted at step" in e and "from its checkpoint at step" in e for e in events
+        "resumed the job (interrupted at step" in e
+        and ("from its checkpoint at step" in e or "from the start (no checkpoint left)" in e)
+        for e in events
     ), events

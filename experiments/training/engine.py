@@ -204,27 +204,25 @@ class ReporterCallback(TrainerCallback):
         self.reporter.checkpoint(step=state.global_step, path=str(path), metrics=dict(self.latest_metrics))
 
 
-def _any_rank(flag: bool) -> bool:
-    """In a multi-process run only rank 0 hears a cancel request: every rank must stop together."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _sum_ranks(value: float) -> float:
+def _all_ranks(value: float, op: str) -> float:
+    """``value`` reduced over the ranks of a multi-process run (``op``: "max" or "sum"); itself otherwise."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return value
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    total = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return float(total.item())
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return float(tensor.item())
+
+
+def _any_rank(flag: bool) -> bool:
+    """In a multi-process run only rank 0 hears a cancel request: every rank must stop together."""
+    return bool(_all_ranks(1.0 if flag else 0.0, "max"))
+
+
+def _sum_ranks(value: float) -> float:
+    return _all_ranks(value, "sum")
 
 
 def _synchronize() -> None:

@@ -298,10 +298,9 @@
     const button = event.target.closest(".ckpt-evaluate");
     if (!button) return;
     button.disabled = true;
-    const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
     const response = await fetch("/api/v1/evaluations", {
       method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.split("=")[1] : "" },
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
       body: JSON.stringify({ model_path: button.dataset.modelPath }),
     });
     const body = await response.json();

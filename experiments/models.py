@@ -11,6 +11,8 @@ from t4dm_site.models import hash_token
 from t4dm_site.public_ids import PublicIdMixin
 
 JOB_TOKEN_PREFIX = "t4job_"
+# How many superseded/ended worker tokens of a job are remembered, to answer them 409 instead of 401.
+RETIRED_TOKENS_KEPT = 20
 
 
 class Experiment(PublicIdMixin, models.Model):
@@ -112,6 +114,13 @@ class TrainingJob(PublicIdMixin, models.Model):
         "Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumed_jobs"
     )
     token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # Fencing: each attempt (a worker's run of the job) has its own number and token. A requeue (lost
+    # worker, refusal) starts a new attempt; the end of the job retires the last one. Retired tokens
+    # are remembered (hashes only) so a late report from a superseded attempt gets 409, not 401.
+    attempt = models.PositiveIntegerField(
+        default=0, editable=False, help_text="The running attempt; a requeue starts the next one."
+    )
+    retired_token_hashes = models.JSONField(default=list, blank=True, editable=False)
     output_dir = models.CharField(max_length=500, blank=True)
     final_model_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
@@ -135,11 +144,26 @@ class TrainingJob(PublicIdMixin, models.Model):
 
     # --- state transitions: each sets every field that must change together -----------------------
     def issue_token(self) -> str:
-        """A fresh worker token for this job; only its hash is kept. Call before mark_queued."""
+        """A fresh worker token for a new attempt of this job; only its hash is kept, and the previous
+        attempt's token stops working (a worker still running it is fenced off). Call before mark_queued."""
         raw = f"{JOB_TOKEN_PREFIX}{self.pk}_{secrets.token_urlsafe(32)}"
+        self._retire_token()
         self.token_hash = hash_token(raw)
-        self.save(update_fields=["token_hash"])
+        self.attempt += 1
+        self.save(update_fields=["token_hash", "attempt", "retired_token_hashes"])
         return raw
+
+    def _retire_token(self) -> None:
+        """The current attempt's token stops working (the caller saves token_hash and
+        retired_token_hashes)."""
+        if self.token_hash:
+            kept = [h for h in self.retired_token_hashes or [] if h != self.token_hash]
+            self.retired_token_hashes = [*kept, self.token_hash][-RETIRED_TOKENS_KEPT:]
+        self.token_hash = ""
+
+    def token_retired(self, raw: str) -> bool:
+        """Whether ``raw`` was this job's token for an attempt that is over (superseded or ended)."""
+        return hash_token(raw) in (self.retired_token_hashes or [])
 
     def mark_queued(self) -> None:
         self.status = JobStatus.QUEUED
@@ -167,19 +191,26 @@ class TrainingJob(PublicIdMixin, models.Model):
         self.status = JobStatus.SUCCEEDED
         self.final_model_path = final_model_path
         self.finished_at = timezone.now()
-        self.save(update_fields=["status", "final_model_path", "finished_at"])
+        self._retire_token()  # the worker token dies with the job
+        self.save(
+            update_fields=["status", "final_model_path", "finished_at", "token_hash", "retired_token_hashes"]
+        )
 
     def mark_failed(self, *, error: str) -> None:
         self.status = JobStatus.FAILED
         self.error = error
         self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "finished_at"])
+        self._retire_token()  # the worker token dies with the job
+        self.save(update_fields=["status", "error", "finished_at", "token_hash", "retired_token_hashes"])
 
     def mark_cancelled(self) -> None:
         self.status = JobStatus.CANCELLED
         self.cancel_requested = True
         self.finished_at = timezone.now()
-        self.save(update_fields=["status", "cancel_requested", "finished_at"])
+        self._retire_token()  # the worker token dies with the job
+        self.save(
+            update_fields=["status", "cancel_requested", "finished_at", "token_hash", "retired_token_hashes"]
+        )
 
     def mark_lost_and_requeued(self) -> None:
         """Its worker stopped heartbeating: back to the queue (a new token is issued by the caller)."""

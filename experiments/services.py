@@ -550,6 +550,9 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
             else None,
         },
         "output_dir": job.output_dir,
+        # The running attempt: the worker raises the job folder's fence to it and checks it before
+        # every write (experiments/training/checkpoints.py), so a superseded run writes nothing.
+        "attempt": job.attempt,
         "resume_from_checkpoint": resume,
         # What a worker checks before taking the job (worker.refusal_reason): GPU memory per GPU from
         # the config's estimate, and the number of GPUs.
@@ -745,8 +748,9 @@ def worker_heartbeat(
 def jobs_reap_lost(*, now: datetime | None = None) -> list[TrainingJob]:
     """Mark workers and running jobs whose heartbeats stopped for HEARTBEAT_TIMEOUT seconds as lost.
 
-    A lost job is requeued (a new token, so a late report from the old worker is refused; the next
-    worker resumes from the job's newest checkpoint) up to LOST_JOB_MAX_REQUEUES times, or failed when
+    A lost job is requeued (a new attempt with a new token, so a late report from the old worker is
+    refused with 409 and its checkpoint writes are fenced off; the next worker resumes from the job's
+    newest checkpoint) up to LOST_JOB_MAX_REQUEUES times, or failed when
     the policy says so. Returns the jobs it changed.
     """
     now = now or timezone.now()

@@ -1,6 +1,8 @@
 """Endpoints for workers and the ingest batch endpoint.
 
-Workers authenticate with their job's token and can only report for that job. The ingest endpoint
+Workers authenticate with their job's token and can only report for that job, for its running attempt
+(a requeue issues a new token; the end of the job retires it), and only about folders inside that job's
+own folder. The ingest endpoint
 also takes a researcher's API token or session (the SDK logging to their own job).
 """
 
@@ -15,7 +17,7 @@ from ninja.security import HttpBearer
 
 from experiments import services
 from experiments.ingest import metric_points_ingest_body
-from experiments.models import TrainingJob
+from experiments.models import JOB_TOKEN_PREFIX, TrainingJob
 from experiments.schemas import (
     CheckpointIn,
     EventIn,
@@ -28,8 +30,8 @@ from experiments.schemas import (
     WorkerHeartbeatIn,
 )
 from experiments.selectors import job_get
-from t4dm_site.auth import job_token_auth, trainer_auth
-from t4dm_site.errors import Forbidden, InvalidInput, NotFound
+from t4dm_site.auth import JobTokenAuth, trainer_auth
+from t4dm_site.errors import Conflict, Forbidden, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
 
 router = Router(tags=["workers and ingest"])
@@ -46,6 +48,40 @@ class WorkerSecretAuth(HttpBearer):
 
 
 worker_secret_auth = WorkerSecretAuth()
+
+
+class AttemptTokenAuth(JobTokenAuth):
+    """The job token of the job's running attempt (t4dm_site.auth.JobTokenAuth). A token whose attempt
+    is over — superseded by a requeue (the worker was declared lost, or refused the job) or ended with
+    the job — gets 409, so a worker knows it was fenced off rather than misconfigured; any other token
+    is a plain 401."""
+
+    def authenticate(self, request, token):
+        pk = super().authenticate(request, token)
+        if pk is not None or not token.startswith(JOB_TOKEN_PREFIX):
+            return pk
+        pk_text = token[len(JOB_TOKEN_PREFIX) :].split("_", 1)[0]
+        job = (
+            TrainingJob.objects.filter(pk=int(pk_text))
+            .only("status", "attempt", "retired_token_hashes")
+            .first()
+            if pk_text.isdigit()
+            else None
+        )
+        if job is None or not job.token_retired(token):
+            return None
+        if job.is_terminal:
+            raise Conflict(
+                f"{job.public_id} is {job.status}: its worker token ended with it", code="job_finished"
+            )
+        raise Conflict(
+            f"this token belongs to a superseded attempt of {job.public_id} (attempt {job.attempt} runs now); "
+            "nothing from it is stored",
+            code="attempt_superseded",
+        )
+
+
+job_token_auth = AttemptTokenAuth()
 
 
 def _job_for_token(request, job_id: str) -> TrainingJob:
@@ -93,18 +129,21 @@ _POINTS_BODY = {
 }
 
 
-def _artifact_path(path: str, field: str) -> str:
-    """A folder a worker reports must lie under the artifact root: the server later reads it (export,
-    evaluation, resume), so `/etc` or `../..` from a worker token is refused."""
+def _job_folder_path(job: TrainingJob, path: str, field: str) -> str:
+    """A folder a worker reports (a checkpoint, the final model) must lie inside its own job's folder
+    once symlinks and `..` are resolved: the server later reads it (export, evaluation, resume, the
+    playground), so another job's folder, `/etc` or `../..` from a worker token is refused and nothing
+    is stored. Returns the resolved path."""
     if not path:
         return path
-    root = os.path.normpath(str(settings.ARTIFACT_ROOT))
-    normal = os.path.normpath(path)
-    if not os.path.isabs(path) or "\x00" in path or os.path.commonpath([root, normal]) != root:
+    folder = os.path.realpath(job.output_dir) if job.output_dir else ""
+    real = os.path.realpath(path) if os.path.isabs(path) and "\x00" not in path else ""
+    if not folder or not real or real == folder or os.path.commonpath([folder, real]) != folder:
         raise InvalidInput(
-            f"{field} {path!r} is not under the artifact root {root}", code="path_outside_artifact_root"
+            f"{field} {path!r} is not inside this job's folder {job.output_dir}",
+            code="path_outside_job_folder",
         )
-    return path
+    return real
 
 
 def _ack(job: TrainingJob) -> dict:
@@ -129,12 +168,13 @@ def worker_spec(request, job_id: str):
 
 @router.post("/worker/jobs/{job_id}/status", response=WorkerAckOut, auth=job_token_auth)
 def worker_status(request, job_id: str, payload: StatusIn):
+    job = _job_for_token(request, job_id)
     job = services.job_report_status(
-        job=_job_for_token(request, job_id),
+        job=job,
         status=payload.status,
         worker=payload.worker,
         error=payload.error,
-        final_model_path=_artifact_path(payload.final_model_path, "final_model_path"),
+        final_model_path=_job_folder_path(job, payload.final_model_path, "final_model_path"),
         result=payload.result,
     )
     return _ack(job)
@@ -153,10 +193,11 @@ def worker_progress(request, job_id: str, payload: ProgressIn):
 
 @router.post("/worker/jobs/{job_id}/checkpoints", response={201: dict}, auth=job_token_auth)
 def worker_checkpoint(request, job_id: str, payload: CheckpointIn):
+    job = _job_for_token(request, job_id)
     checkpoint = services.checkpoint_record(
-        job=_job_for_token(request, job_id),
+        job=job,
         step=payload.step,
-        path=_artifact_path(payload.path, "path"),
+        path=_job_folder_path(job, payload.path, "path"),
         metrics=payload.metrics,
     )
     return 201, {"step": checkpoint.step, "path": checkpoint.path}

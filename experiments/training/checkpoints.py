@@ -6,21 +6,149 @@ write into `<output_dir>/.staging/checkpoint-N`, then renames it to `<output_dir
 rename on the same filesystem) and only then rotates old checkpoints. A failed write removes the
 staging folder, leaves every earlier checkpoint untouched and raises CheckpointWriteError with the
 folder and the reason ("no space left on device", "permission denied", ...). No Django here.
+
+Fencing: a job runs as numbered attempts (a requeue after its worker was declared lost starts the next
+one, under a new token). An `AttemptFence` registered for the output folder stops a superseded attempt
+from writing there: before each checkpoint, before moving it into place, before rotating and before the
+final save it checks the folder's fence file (`.t4dm-attempt`, raised by each attempt when it starts)
+and, before each save, asks the platform whether its attempt still runs (the worker's `confirm`). A
+superseded attempt raises FencedError and writes nothing more; its rotation never deletes a checkpoint
+that a later attempt saved (each checkpoint folder carries its attempt's number), and it stages into a
+folder of its own (`.staging/attempt-N`).
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
+
+log = logging.getLogger(__name__)
 
 STAGING = ".staging"
 TRAINER_STATE_NAME = "trainer_state.json"
+# The job folder's fence file (the newest attempt that started) and each checkpoint's attempt marker.
+FENCE_FILE = ".t4dm-attempt"
+ATTEMPT_MARKER = ".t4dm-attempt"
+# A worker process that runs the engine under torchrun passes its attempt to the processes this way.
+ATTEMPT_ENV = "T4DM_JOB_ATTEMPT"
+
+
+class FencedError(RuntimeError):
+    """This attempt of the job was superseded (or the job ended): it must not write to the job folder."""
+
+
+def _read_attempt(path: Path) -> int:
+    try:
+        return int(path.read_text(encoding="utf-8").strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+class AttemptFence:
+    """Attempt ``attempt`` of the job whose folder is ``output_dir``.
+
+    ``confirm``: asks the platform whether this attempt still runs (False: superseded or ended); it
+    is called before each save, not per step. An unreachable platform is the caller's call to make
+    (the worker keeps writing then: the fence file still guards the folder).
+    """
+
+    def __init__(self, output_dir: str | Path, attempt: int, confirm: Callable[[], bool] | None = None):
+        self.output_dir = Path(output_dir)
+        self.attempt = int(attempt)
+        self.confirm = confirm
+
+    @property
+    def fence_file(self) -> Path:
+        return self.output_dir / FENCE_FILE
+
+    def claim(self) -> None:
+        """Raise the folder's fence to this attempt (when it starts); FencedError if a later one has.
+        Staging folders of earlier attempts are removed (a superseded run may have left one)."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.check()
+        temporary = self.output_dir / f"{FENCE_FILE}.{self.attempt}.{os.getpid()}"
+        temporary.write_text(str(self.attempt), encoding="utf-8")
+        os.replace(temporary, self.fence_file)
+        for folder in (self.output_dir / STAGING).glob("attempt-*"):
+            number = folder.name.removeprefix("attempt-")
+            if number.isdigit() and int(number) < self.attempt:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def check(self, *, ask: bool = False) -> None:
+        """FencedError unless this attempt may still write (``ask``: also ask the platform)."""
+        newest = _read_attempt(self.fence_file)
+        if newest > self.attempt:
+            raise FencedError(
+                f"attempt {self.attempt} of this job was superseded by attempt {newest}: "
+                f"nothing more is written to {self.output_dir}"
+            )
+        if ask and self.confirm is not None and not self.confirm():
+            raise FencedError(
+                f"the platform no longer runs attempt {self.attempt} of this job: "
+                f"nothing more is written to {self.output_dir}"
+            )
+
+    def owns(self, checkpoint: Path) -> bool:
+        """Whether this attempt may replace or delete ``checkpoint`` (saved by it or an earlier one)."""
+        return _read_attempt(checkpoint / ATTEMPT_MARKER) <= self.attempt
+
+
+_fences: dict[str, AttemptFence] = {}
+_fences_lock = threading.Lock()
+
+
+def fence_register(fence: AttemptFence) -> None:
+    with _fences_lock:
+        _fences[os.path.realpath(fence.output_dir)] = fence
+
+
+def fence_unregister(fence: AttemptFence) -> None:
+    with _fences_lock:
+        key = os.path.realpath(fence.output_dir)
+        if _fences.get(key) is fence:
+            del _fences[key]
+
+
+def fence_for(output_dir: str | Path) -> AttemptFence | None:
+    """The fence registered for this folder; else one from T4DM_JOB_ATTEMPT (a torchrun process of
+    a worker's job: the fence file only); else None (a run outside the platform: no fencing)."""
+    with _fences_lock:
+        fence = _fences.get(os.path.realpath(output_dir))
+    if fence is None and os.environ.get(ATTEMPT_ENV, "").isdigit():
+        fence = AttemptFence(output_dir, int(os.environ[ATTEMPT_ENV]))
+    return fence
+
+
+def rotate_own_checkpoints(
+    run_dir: Path, limit: int | None, best_model_checkpoint: str | None, fence: AttemptFence | None
+) -> None:
+    """transformers' rotate_checkpoints (oldest first, keeping the newest and the best), except that a
+    checkpoint saved by a later attempt is never deleted."""
+    if not limit or limit <= 0:
+        return
+    checkpoints = sort_checkpoints(str(run_dir), PREFIX_CHECKPOINT_DIR, use_mtime=True)
+    if len(checkpoints) <= limit:
+        return
+    protected = {checkpoints[-1]}
+    if best_model_checkpoint is not None:
+        protected.add(str(Path(best_model_checkpoint)))
+    remaining = len(checkpoints)
+    for checkpoint in checkpoints:
+        if remaining <= max(limit, len(protected)):
+            break
+        if checkpoint in protected or (fence is not None and not fence.owns(Path(checkpoint))):
+            continue
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        remaining -= 1
 
 
 class CheckpointWriteError(OSError):
@@ -71,10 +199,13 @@ class AtomicCheckpointTrainer(Trainer):
         run_dir = Path(self._get_output_dir(trial=trial))
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         final = run_dir / name
-        staging_root = run_dir / STAGING
+        fence = fence_for(run_dir)
+        staging_root = run_dir / STAGING / f"attempt-{fence.attempt}" if fence else run_dir / STAGING
         staged = staging_root / name
         output_dir, limit = self.args.output_dir, self.args.save_total_limit
         main = self.args.should_save  # the main process of a multi-process (torchrun) run
+        if main and fence is not None:
+            fence.check(ask=True)  # a superseded attempt writes nothing, not even a staged folder
         try:
             if main:
                 shutil.rmtree(staged, ignore_errors=True)
@@ -95,8 +226,16 @@ class AtomicCheckpointTrainer(Trainer):
                     self.state.best_model_checkpoint = str(best)
                     if self.args.should_save:
                         self.state.save_to_json(str(staged / TRAINER_STATE_NAME))
+            if main and fence is not None:
+                (staged / ATTEMPT_MARKER).write_text(str(fence.attempt), encoding="utf-8")
+                fence.check()
+                if final.exists() and not fence.owns(final):
+                    raise FencedError(f"{final} was saved by a later attempt of this job; it is left alone")
             if main:
                 _replace_dir(staged, final)
+        except FencedError:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         except Exception as exc:
             if main:
                 shutil.rmtree(staged, ignore_errors=True)
@@ -104,9 +243,14 @@ class AtomicCheckpointTrainer(Trainer):
         finally:
             self.args.output_dir, self.args.save_total_limit = output_dir, limit
         if self.args.should_save:
-            rotate_checkpoints(
-                output_dir=str(run_dir),
-                save_total_limit=limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=True,
-            )
+            if fence is not None:
+                fence.check()
+            rotate_own_checkpoints(run_dir, limit, self.state.best_model_checkpoint, fence)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The final save (checkpoints save through _save_checkpoint): not from a superseded attempt."""
+        if not _internal_call and self.args.should_save:
+            fence = fence_for(self.args.output_dir)
+            if fence is not None:
+                fence.check(ask=True)
+        super().save_model(output_dir, _internal_call)

@@ -115,6 +115,10 @@ class HttpReporter:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._cancel_requested = False
+        # Set when the platform refuses this run's reports (401/403/409): its attempt was superseded
+        # (the worker was declared lost and the job requeued) or the job ended without it. Unlike a
+        # cancel, a fenced run must not write anything more (no checkpoint: checkpoints.AttemptFence).
+        self.fenced = False
         self._last_heartbeat = 0.0
         self._last_progress: dict | None = None
         self._deadline = float("inf")
@@ -156,7 +160,22 @@ class HttpReporter:
             self._pending.events.append(("event", {"message": message}))
 
     def should_stop(self) -> bool:
-        return self._cancel_requested
+        return self._cancel_requested or self.fenced
+
+    def still_current(self) -> bool:
+        """Whether this run's attempt still runs on the platform, asked now (before a checkpoint or the
+        final save). False once a report was refused as superseded; an unreachable platform is not a
+        no (the job folder's fence file still guards it)."""
+        if self.fenced:
+            return False
+        try:
+            self.client.spec()
+        except PlatformError as exc:
+            if exc.status in (401, 403, 409):
+                self.fenced = True
+        except httpx.HTTPError as exc:
+            log.info("attempt of %s not confirmed (%s); its fence file guards it", self.client.job_id, exc)
+        return not self.fenced
 
     # --- the background thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -166,10 +185,11 @@ class HttpReporter:
                 self._flush_once()
                 self._failures = 0
             except PlatformError as exc:
-                # 409: the job was finished/cancelled server-side. 401: its token was replaced because
-                # the platform declared this worker lost and requeued the job. Either way: stop.
+                # 409: this attempt was superseded (the platform declared this worker lost and requeued
+                # the job under a new token) or the job ended server-side; 401/403: the token is gone.
+                # Either way: stop, and write nothing more (not even the checkpoint a cancel saves).
                 if exc.status in (401, 403, 409):
-                    self._cancel_requested = True
+                    self.fenced = True
                 log.warning("platform rejected a report for %s: %s", self.client.job_id, exc)
                 self._drop_rejected()
             except httpx.HTTPError as exc:

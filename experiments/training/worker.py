@@ -21,6 +21,13 @@ from pathlib import Path
 
 import httpx
 
+from experiments.training.checkpoints import (
+    ATTEMPT_ENV,
+    AttemptFence,
+    FencedError,
+    fence_register,
+    fence_unregister,
+)
 from experiments.training.http_reporter import HttpReporter, PlatformClient, PlatformError
 
 log = logging.getLogger(__name__)
@@ -128,6 +135,7 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
     _quiet_libraries()
 
     client = PlatformClient(server_url, job_id, token)
+    fence: AttemptFence | None = None
     _current_job["job_id"] = job_id
     _job_changed.set()
     try:
@@ -150,12 +158,29 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
         gpus = int((spec.get("resources") or {}).get("gpus") or 1)
         # Several GPUs: the launched run's rank 0 reports itself; one GPU: this process reports.
         reporter = HttpReporter(client) if gpus == 1 else None
+        # Fencing: this attempt raises the job folder's fence; an earlier attempt still running (its
+        # worker was declared lost, then woke) sees it and writes nothing more, and so does this one
+        # once a later attempt raises it or the platform refuses its reports.
+        fence = AttemptFence(
+            spec["output_dir"],
+            int(spec.get("attempt") or 0),
+            confirm=reporter.still_current if reporter is not None else _confirm_with(client),
+        )
         try:
+            fence.claim()
+            fence_register(fence)
             if reporter is None:
                 client.event(f"launching {gpus} processes with torchrun (data parallel, one per GPU)")
-                result = train_distributed(spec, gpus, server_url=server_url, token=token)
+                result = train_distributed(
+                    spec, gpus, server_url=server_url, token=token, attempt=fence.attempt
+                )
             else:
                 result = train(spec, reporter)
+        except FencedError as exc:
+            if reporter is not None:
+                reporter.close(timeout=5)
+            log.warning("job %s: this run stopped without writing more: %s", job_id, exc)
+            return "abandoned"
         except Exception as exc:
             from experiments.training.failures import describe_failure
 
@@ -176,9 +201,26 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
             result=_summary(result),
         )
     finally:
+        if fence is not None:
+            fence_unregister(fence)
         _current_job["job_id"] = None
         _job_changed.set()
         client.close()
+
+
+def _confirm_with(client: PlatformClient):
+    """A fence's `confirm` when no reporter runs in this process (torchrun): ask the spec endpoint."""
+
+    def confirm() -> bool:
+        try:
+            client.spec()
+        except PlatformError as exc:
+            return exc.status not in (401, 403, 409)
+        except httpx.HTTPError:
+            return True
+        return True
+
+    return confirm
 
 
 def offered_gpu_memory_mb(info: dict) -> int | None:
@@ -210,7 +252,13 @@ def refusal_reason(spec: dict, info: dict) -> str | None:
 
 
 def train_distributed(
-    spec: dict, processes: int, *, server_url: str | None, token: str | None, timeout: float | None = None
+    spec: dict,
+    processes: int,
+    *,
+    server_url: str | None,
+    token: str | None,
+    timeout: float | None = None,
+    attempt: int | None = None,
 ) -> dict:
     """Run the engine in ``processes`` data-parallel processes with torchrun (one per GPU); rank 0
     reports to the platform and writes the result. Raises with the run's last output on failure."""
@@ -225,6 +273,8 @@ def train_distributed(
         if server_url and token:
             command += ["--report-to", server_url]
             env["T4DM_JOB_TOKEN"] = token  # not on the command line, where `ps` would show it
+        if attempt:
+            env[ATTEMPT_ENV] = str(attempt)  # the processes check the job folder's fence file
         run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         if run.returncode != 0 or not result_path.is_file():
             lines = (run.stderr or run.stdout).strip().splitlines()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from experiments.human_eval.models import HumanEvalAssignment, HumanEvalItem, HumanEvalRating, HumanEvalTask
-from experiments.human_eval.services import assignments_reassign
+from experiments.human_eval.services import assignable_evaluators, assignments_reassign
 from t4dm_site.errors import DomainError
 
 
@@ -13,6 +13,11 @@ class HumanEvalTaskAdmin(admin.ModelAdmin):
     list_filter = ("mode", "status")
     search_fields = ("name", "owner__username")
     filter_horizontal = ("evaluators",)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "evaluators":  # the same rule as the set-up API: evaluators only
+            kwargs["queryset"] = assignable_evaluators().order_by("username")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
 @admin.register(HumanEvalItem)

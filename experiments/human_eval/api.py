@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from django.http import HttpResponse
-from ninja import File, Form, Router, Schema
+from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 from pydantic import ValidationError
 
@@ -29,7 +29,14 @@ class SetupIn(Schema):
     overlap: int = 1
     name: str = ""
     max_new_tokens: int = 96
-    seed: int = 0
+    seed: int | None = Field(
+        None,
+        description="Accepted for old clients and ignored: which model is shown as A, and each evaluator's "
+        "queue order, come from secret randomness on the server (a seed would let evaluators replay them).",
+    )
+
+    def setup_fields(self) -> dict:
+        return self.dict(exclude={"seed"})
 
 
 class RatingIn(Schema):
@@ -44,7 +51,7 @@ class PreferenceIn(Schema):
 
 @router.post("/tasks", auth=trainer_auth, response={201: dict})
 def setup_human_eval(request, payload: SetupIn):
-    task = services.human_eval_setup(owner=request.user, **payload.dict())
+    task = services.human_eval_setup(owner=request.user, **payload.setup_fields())
     return 201, selectors.task_summary(task)
 
 
@@ -58,7 +65,7 @@ def setup_human_eval_from_file(request, file: UploadedFile = File(...), setup: s
         first = exc.errors()[0]
         raise InvalidInput(f"setup.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     questions = services.parse_questions_upload(file.read())
-    task = services.human_eval_setup(owner=request.user, **{**fields.dict(), "eval_questions": questions})
+    task = services.human_eval_setup(owner=request.user, **{**fields.setup_fields(), "eval_questions": questions})
     return 201, selectors.task_summary(task)
 
 
@@ -114,22 +121,22 @@ def my_next_item(request, task_id: str):
 
 
 @router.post("/assignments/{assignment_id}/rating", auth=any_user_auth, response={201: dict})
-def submit_rating(request, assignment_id: int, payload: RatingIn):
+def submit_rating(request, assignment_id: str, payload: RatingIn):
     rating = services.rating_submit(
         user=request.user, assignment_id=assignment_id, scores=payload.scores, comment=payload.comment
     )
-    return 201, {"assignment_id": assignment_id, "scores": rating.scores, "comment": rating.comment}
+    return 201, {"assignment_id": rating.assignment_id, "scores": rating.scores, "comment": rating.comment}
 
 
 @router.post("/assignments/{assignment_id}/draft", auth=any_user_auth)
-def save_draft(request, assignment_id: int, payload: RatingIn):
+def save_draft(request, assignment_id: str, payload: RatingIn):
     assignment = services.draft_save(
         user=request.user, assignment_id=assignment_id, scores=payload.scores, comment=payload.comment
     )
-    return {"assignment_id": assignment_id, "draft": assignment.draft}
+    return {"assignment_id": assignment.pk, "draft": assignment.draft}
 
 
 @router.post("/assignments/{assignment_id}/skip", auth=any_user_auth)
-def skip(request, assignment_id: int):
-    services.assignment_skip(user=request.user, assignment_id=assignment_id)
-    return {"assignment_id": assignment_id, "skipped": True}
+def skip(request, assignment_id: str):
+    assignment = services.assignment_skip(user=request.user, assignment_id=assignment_id)
+    return {"assignment_id": assignment.pk, "skipped": True}

@@ -1,11 +1,14 @@
 """HumanEvalTask → items → assignments (one evaluator, one item) → ratings.
 
 In blind pairwise mode an item's outputs are stored as shown: `output_a` on the left, `output_b` on the
-right; `model_a`/`model_b` (indexes into the task's `model_refs`) record the randomised order. Evaluators
-never receive those two fields, nor the task's `model_refs`.
+right; `model_a`/`model_b` (indexes into the task's `model_refs`) record the order, drawn from `secrets`
+per item. Evaluators never receive those two fields, nor the task's `model_refs`; an assignment's id is
+128 random bits (it says nothing about the item, its place in the task or its sides).
 """
 
 from __future__ import annotations
+
+import secrets
 
 from django.conf import settings
 from django.db import models
@@ -43,7 +46,6 @@ class HumanEvalTask(PublicIdMixin, models.Model):
     overlap = models.PositiveSmallIntegerField(default=1, help_text="evaluators per item")
     evaluators = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="human_eval_tasks")
     params = models.JSONField(default=dict)
-    seed = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=12, choices=TaskStatus.choices, default=TaskStatus.GENERATING)
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
@@ -87,7 +89,13 @@ class HumanEvalItem(models.Model):
         return f"{self.task.public_id} item {self.index + 1}"
 
 
+def new_assignment_id() -> str:
+    """The id an evaluator sees and sends back: opaque, unguessable, in no order."""
+    return secrets.token_urlsafe(16)
+
+
 class HumanEvalAssignment(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_assignment_id, editable=False)
     task = models.ForeignKey(HumanEvalTask, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(HumanEvalItem, on_delete=models.CASCADE, related_name="assignments")
     evaluator = models.ForeignKey(

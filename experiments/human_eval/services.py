@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import random
+import secrets
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -22,6 +22,7 @@ from experiments.human_eval.models import (
     TaskStatus,
 )
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
+from t4dm_site.roles import ADMIN, EVALUATOR
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,29 @@ def parse_questions_upload(content: bytes) -> list[str]:
     return questions
 
 
-def _evaluators(usernames: list[str]) -> list:
+def assignable_evaluators(*, owner=None):
+    """Who may be given items: active users with the evaluator role, never an admin or staff member
+    (they can read every task's results) nor the task's owner (who knows the models)."""
+    users = (
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=False, is_superuser=False, groups__name=EVALUATOR)
+        .exclude(groups__name=ADMIN)
+    )
+    return users.exclude(pk=owner.pk) if owner is not None else users
+
+
+def _evaluators(usernames: list[str], *, owner) -> list:
+    """The named evaluators. A name that is unknown, inactive, or someone who may not evaluate (an admin,
+    a researcher without the evaluator role, the owner) gets one and the same answer, so that set-up
+    cannot be used to find out which accounts exist or what roles they hold."""
     if not usernames:
         raise InvalidInput("evaluators: name at least one evaluator (usernames)")
-    users = list(get_user_model().objects.filter(username__in=usernames, is_active=True))
-    missing = sorted(set(usernames) - {u.username for u in users})
-    if missing:
-        raise InvalidInput(f"evaluators: no active user named {', '.join(missing)}")
+    users = list(assignable_evaluators(owner=owner).filter(username__in=usernames).distinct())
+    refused = sorted(set(usernames) - {u.username for u in users})
+    if refused:
+        raise InvalidInput(
+            f"evaluators: no evaluator you can assign is named {', '.join(refused)}", code="unknown_evaluator"
+        )
     return sorted(users, key=lambda u: u.username)
 
 
@@ -138,10 +155,10 @@ def human_eval_setup(
     overlap: int = 1,
     name: str = "",
     max_new_tokens: int = 96,
-    seed: int = 0,
 ) -> HumanEvalTask:
     """setup_human_eval: resolve the model(s), collect questions, queue output generation. The worker
-    then creates the items and assigns each to `overlap` evaluators (see human_eval_generate)."""
+    then creates the items and assigns each to `overlap` evaluators (see human_eval_generate). There is
+    no seed: sides and queue order are secret randomness (see items_create)."""
     from experiments.evaluation.services import _check_model, model_ref_resolve
 
     if mode not in EvalMode.values:
@@ -175,7 +192,7 @@ def human_eval_setup(
         source = "questions"
     if not questions:
         raise InvalidInput("no questions to evaluate: the list or the test split is empty")
-    people = _evaluators(evaluators)
+    people = _evaluators(evaluators, owner=owner)
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= len(people):
         raise InvalidInput(f"overlap: between 1 and the number of evaluators ({len(people)})")
     if not 1 <= max_new_tokens <= 1024:
@@ -191,7 +208,6 @@ def human_eval_setup(
         source=source,
         overlap=overlap,
         params={"max_new_tokens": max_new_tokens},
-        seed=seed,
     )
     task.evaluators.set(people)
     _enqueue_on_commit(task)
@@ -239,13 +255,13 @@ def human_eval_generate(*, task: HumanEvalTask) -> HumanEvalTask:
 
 @transaction.atomic
 def items_create(*, task: HumanEvalTask, outputs: list[list[str]]) -> list[HumanEvalItem]:
-    """Items from per-model outputs (outputs[model][question]); pairwise order randomised per item with
-    the task's seed and recorded; then balanced assignment. Marks the task ready."""
-    rng = random.Random(task.seed)
+    """Items from per-model outputs (outputs[model][question]); in pairwise mode the side each model is
+    shown on is a fresh coin from `secrets` per item (no seed, nothing an evaluator could replay),
+    recorded on the item for the results; then balanced assignment. Marks the task ready."""
     items = []
     for index, question in enumerate(task.questions):
         if task.mode == EvalMode.PAIRWISE:
-            left = rng.randrange(2)
+            left = secrets.randbelow(2)
             item = HumanEvalItem(task=task, index=index, prompt=question["prompt"],
                                  reference=question.get("reference", ""),
                                  output_a=outputs[left][index], output_b=outputs[1 - left][index],
@@ -263,18 +279,20 @@ def items_create(*, task: HumanEvalTask, outputs: list[list[str]]) -> list[Human
 
 def assignments_create(*, task: HumanEvalTask, items: list[HumanEvalItem]) -> list[HumanEvalAssignment]:
     """Each item to `overlap` distinct evaluators, always the least loaded ones (ties in a rotating
-    order), so loads differ by at most one. Each evaluator's queue follows a shuffled item order."""
+    order), so loads differ by at most one. Each evaluator's queue is shuffled with `secrets`; the
+    assignments' ids are random (new_assignment_id), so neither says where an item stands in the task."""
     people = list(task.evaluators.order_by("username"))
     load = {p.pk: 0 for p in people}
-    rng = random.Random(task.seed + 1)
+    rng = secrets.SystemRandom()
     order = list(range(len(people)))
     rows = []
+    now = timezone.now()  # one timestamp for all: creation times do not order the items either
     for n, item in enumerate(items):
         rotated = order[n % len(order) :] + order[: n % len(order)]
         chosen = sorted(rotated, key=lambda k: load[people[k].pk])[: task.overlap]
         for k in chosen:
             load[people[k].pk] += 1
-            rows.append(HumanEvalAssignment(task=task, item=item, evaluator=people[k], position=0))
+            rows.append(HumanEvalAssignment(task=task, item=item, evaluator=people[k], position=0, created_at=now))
     by_person: dict[int, list[HumanEvalAssignment]] = {}
     for row in rows:
         by_person.setdefault(row.evaluator_id, []).append(row)
@@ -282,20 +300,22 @@ def assignments_create(*, task: HumanEvalTask, items: list[HumanEvalItem]) -> li
         rng.shuffle(queue)
         for position, row in enumerate(queue):
             row.position = position
+    rng.shuffle(rows)  # nor does the order the rows are stored in
     return HumanEvalAssignment.objects.bulk_create(rows)
 
 
 # --- evaluators --------------------------------------------------------------------------------------
 
 
-def _own_assignment(*, user, assignment_id: int, for_update: bool = False) -> HumanEvalAssignment:
+def _own_assignment(*, user, assignment_id: str, for_update: bool = False) -> HumanEvalAssignment:
     query = HumanEvalAssignment.objects.select_related("task", "item")
     if for_update:
         query = query.select_for_update()
+    assignment_id = str(assignment_id)[:64]
     assignment = query.filter(pk=assignment_id, evaluator=user).first()
     if assignment is None:
         # The same answer for someone else's item and for none: no way to probe which exist.
-        raise NotFound(f"assignment {assignment_id} is not in your queue")
+        raise NotFound(f"assignment {assignment_id!r} is not in your queue")
     return assignment
 
 
@@ -327,7 +347,7 @@ def validate_scores(*, task: HumanEvalTask, scores: dict, partial: bool = False)
 
 
 @transaction.atomic
-def rating_submit(*, user, assignment_id: int, scores: dict, comment: str = "") -> HumanEvalRating:
+def rating_submit(*, user, assignment_id: str, scores: dict, comment: str = "") -> HumanEvalRating:
     assignment = _own_assignment(user=user, assignment_id=assignment_id, for_update=True)
     if assignment.status == AssignmentStatus.DONE:
         raise Conflict(
@@ -349,7 +369,7 @@ def rating_submit(*, user, assignment_id: int, scores: dict, comment: str = "") 
 
 
 @transaction.atomic
-def draft_save(*, user, assignment_id: int, scores: dict, comment: str = "") -> HumanEvalAssignment:
+def draft_save(*, user, assignment_id: str, scores: dict, comment: str = "") -> HumanEvalAssignment:
     """Autosave: choices made so far, checked like a rating but possibly incomplete."""
     assignment = _own_assignment(user=user, assignment_id=assignment_id, for_update=True)
     if assignment.status == AssignmentStatus.DONE:
@@ -361,7 +381,7 @@ def draft_save(*, user, assignment_id: int, scores: dict, comment: str = "") -> 
 
 
 @transaction.atomic
-def assignment_skip(*, user, assignment_id: int) -> HumanEvalAssignment:
+def assignment_skip(*, user, assignment_id: str) -> HumanEvalAssignment:
     """Skip: the item goes to the end of the evaluator's queue (it still counts as to do)."""
     assignment = _own_assignment(user=user, assignment_id=assignment_id, for_update=True)
     if assignment.status == AssignmentStatus.DONE:
@@ -380,9 +400,11 @@ def assignment_skip(*, user, assignment_id: int) -> HumanEvalAssignment:
 @transaction.atomic
 def assignments_reassign(*, task: HumanEvalTask, from_evaluator, to_evaluators: list | None = None) -> int:
     """Move an evaluator's remaining (pending) items of a task to others who do not have that item yet,
-    least loaded first. Returns how many moved; an item nobody else can take stays where it is."""
+    least loaded first (only people who may still evaluate: see assignable_evaluators). Returns how many
+    moved; an item nobody else can take stays where it is."""
+    allowed = set(assignable_evaluators(owner=task.owner).values_list("pk", flat=True))
     candidates = list(to_evaluators or task.evaluators.exclude(pk=from_evaluator.pk))
-    candidates = [c for c in candidates if c.pk != from_evaluator.pk]
+    candidates = [c for c in candidates if c.pk != from_evaluator.pk and c.pk in allowed]
     if not candidates:
         raise InvalidInput("no other evaluator to take these items; add one to the task first")
     task.evaluators.add(*candidates)

@@ -126,7 +126,7 @@
     saveTimer = null;
     if (!state || !state.item) return;
     try {
-      await call("POST", "/assignments/" + state.item.assignment_id + "/draft", { scores, comment: $("rate-comment").value });
+      await call("POST", "/assignments/" + encodeURIComponent(state.item.assignment_id) + "/draft", { scores, comment: $("rate-comment").value });
       $("rate-save").textContent = "saved";
     } catch (e) { $("rate-save").textContent = "not saved: " + e.message; }
   }
@@ -145,7 +145,7 @@
     busy = true;
     clearTimeout(saveTimer);
     try {
-      await call("POST", "/assignments/" + state.item.assignment_id + "/rating", { scores, comment: $("rate-comment").value });
+      await call("POST", "/assignments/" + encodeURIComponent(state.item.assignment_id) + "/rating", { scores, comment: $("rate-comment").value });
       await load();
     } catch (e) { showError(e.message); } finally { busy = false; }
   }
@@ -155,7 +155,7 @@
     busy = true;
     try {
       await saveDraft();
-      await call("POST", "/assignments/" + state.item.assignment_id + "/skip");
+      await call("POST", "/assignments/" + encodeURIComponent(state.item.assignment_id) + "/skip");
       await load();
     } catch (e) { showError(e.message); } finally { busy = false; }
   }

@@ -41,7 +41,7 @@ def test_setup_refuses_bad_requests(researcher, evaluators, artifact_root):
         human_eval_setup(
             owner=researcher, models=["t4dm-tiny"], mode="pairwise", eval_questions=["q"], evaluators=names
         )
-    with pytest.raises(InvalidInput, match="no active user"):
+    with pytest.raises(InvalidInput, match="no evaluator you can assign is named nobody"):
         human_eval_setup(
             owner=researcher, model_path="t4dm-tiny", eval_questions=["q"], evaluators=["nobody"]
         )

@@ -216,7 +216,8 @@ def test_a_worker_hands_back_a_job_it_cannot_hold_and_it_fails_after_the_limit(
     assert first.status_code == 200 and first.json() == {"requeued": True, "refusals": 1}
     # a new message, with a new token, for another worker
     assert sum("_enqueue_on_commit" in callback.__qualname__ for callback in enqueued) == 1
-    assert worker.get(f"/api/v1/worker/jobs/{job_id}/spec").status_code == 401  # the old token is void
+    stale = worker.get(f"/api/v1/worker/jobs/{job_id}/spec")  # the old token is void: its attempt is over
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "attempt_superseded"
     job.refresh_from_db()
     assert job.status == "queued"
 

@@ -196,7 +196,7 @@ def test_worker_reported_folders_must_lie_under_the_artifact_root(client, world,
             f"{base}/checkpoints", {"step": 1, "path": path}, content_type="application/json", headers=worker
         )
         assert response.status_code == 400, (path, response.content)
-        assert response.json()["error"]["code"] == "path_outside_artifact_root"
+        assert response.json()["error"]["code"] == "path_outside_job_folder"
     running = client.post(f"{base}/status", {"status": "running", "worker": "w"}, content_type="application/json", headers=worker)
     assert running.status_code == 200
     final = client.post(

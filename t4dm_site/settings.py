@@ -180,16 +180,30 @@ CELERY_BROKER_URL = env_url(
 )
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Same URL and folders as kombu's filesystem transport, through t4dm_site/broker.py: a message is
+    # written then renamed into the queue (never read half-written), stays claimed until acknowledged,
+    # and a dead worker's unacknowledged messages are queued again after T4DM_BROKER_REDELIVER_SECONDS
+    # (default: the heartbeat timeout, so that a lost training job's own requeue comes first).
+    CELERY_BROKER_TRANSPORT = "t4dm_site.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
+        "tmp_folder": str(BROKER_DIR / "tmp"),
+        "claims_folder": str(BROKER_DIR / "claims"),
         "store_processed": False,
         "polling_interval": env_float("T4DM_BROKER_POLL_SECONDS", 0.1, minimum=0.01),
+        "redeliver_after": env_float(
+            "T4DM_BROKER_REDELIVER_SECONDS",
+            env_float("T4DM_HEARTBEAT_TIMEOUT", 120.0, minimum=1.0),
+            minimum=0.0,
+        ),
     }
-    # The filesystem transport expects its folders to exist, in producers and workers alike.
-    for _folder in ("queue", "control"):
-        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    # The transport expects its folders to exist, in producers and workers alike; messages carry job
+    # tokens, so they are private to the service user.
+    for _folder in ("queue", "control", "tmp", "claims"):
+        (BROKER_DIR / _folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+        (BROKER_DIR / _folder).chmod(0o700)
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_DEFAULT_QUEUE = env_str("T4DM_TRAINING_QUEUE") or "training"

@@ -1,6 +1,9 @@
 """Run the platform: the ASGI server (daphne) and, unless --no-worker, one local Celery worker.
 
-Ctrl-C (or SIGTERM) stops both; if either exits, the other is stopped too. Every
+Ctrl-C (or SIGTERM) stops both. A worker that exits on its own (killed, out of memory, a crash) is
+started again after a back-off (1 s, 2 s, 4 s … at most WORKER_RESTART_MAX_DELAY; back to 1 s once a
+worker has run WORKER_RESTART_RESET_AFTER seconds), each restart logged; the web server stays up
+meanwhile. If the web server exits, everything stops (exit status 1). Every
 T4DM_REAP_INTERVAL_SECONDS it also looks for running jobs whose worker stopped heartbeating (Celery
 beat is not part of the embedded default, so the web side does this; `t4dm_reap_lost_jobs` is the
 same check for a cron job).
@@ -49,6 +52,7 @@ class Command(BaseCommand):
             commands["worker"] = worker_command()
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(f"T4DM is up at http://{host}:{port}/  (Ctrl-C stops it)"))
+        worker = _WorkerSupervisor(commands.get("worker"), processes.get("worker"), self)
 
         stopping = False
 
@@ -64,8 +68,10 @@ class Command(BaseCommand):
         # are old because the server itself was away.
         next_reap = float("inf")
         try:
-            while not stopping and all(p.poll() is None for p in processes.values()):
+            while not stopping and processes["web"].poll() is None:
                 time.sleep(0.2)
+                if not stopping:
+                    processes.update(worker.check())
                 if next_reap == float("inf") and _accepting(host, port):
                     next_reap = time.monotonic() + max(interval, settings.HEARTBEAT_TIMEOUT)
                 if interval and time.monotonic() >= next_reap:
@@ -81,9 +87,8 @@ class Command(BaseCommand):
                     process.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     process.kill()
-        exited = [n for n, p in processes.items() if p.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
-        if exited and not stopping:
-            self.stderr.write(f"stopped because {', '.join(exited)} exited")
+        if not stopping:
+            self.stderr.write(f"stopped because web exited (status {processes['web'].returncode})")
             sys.exit(1)
         self.stdout.write("T4DM stopped.")
 
@@ -95,6 +100,50 @@ class Command(BaseCommand):
                 self.stdout.write(f"{job.public_id}: its worker stopped heartbeating; now {job.status}")
         except Exception as exc:  # the database may be briefly locked or away; try again next round
             self.stderr.write(f"lost-job check failed: {exc}")
+
+
+WORKER_RESTART_FIRST_DELAY = 1.0
+WORKER_RESTART_MAX_DELAY = 30.0
+WORKER_RESTART_RESET_AFTER = 60.0  # seconds of running after which the next restart is quick again
+
+
+class _WorkerSupervisor:
+    """Restarts the local worker when it exits, with an exponential back-off (never the web server)."""
+
+    def __init__(self, command: list[str] | None, process: subprocess.Popen | None, out: BaseCommand):
+        self.command, self.process, self.out = command, process, out
+        self.started = time.monotonic()
+        self.delay = WORKER_RESTART_FIRST_DELAY
+        self.restart_at: float | None = None
+        self.restarts = 0
+
+    def check(self) -> dict[str, subprocess.Popen]:
+        """Called every loop: notices an exit, schedules and performs the restart."""
+        if self.process is None:
+            return {}
+        now = time.monotonic()
+        if self.restart_at is None:
+            code = self.process.poll()
+            if code is None:
+                return {}
+            ran = now - self.started
+            if ran >= WORKER_RESTART_RESET_AFTER:
+                self.delay = WORKER_RESTART_FIRST_DELAY
+            self.restart_at = now + self.delay
+            self.out.stderr.write(
+                f"worker (pid {self.process.pid}) exited with status {code} after {ran:.0f} s; "
+                f"restarting it in {self.delay:g} s"
+            )
+            self.delay = min(self.delay * 2, WORKER_RESTART_MAX_DELAY)
+            return {}
+        if now < self.restart_at:
+            return {}
+        self.restart_at = None
+        self.restarts += 1
+        self.process = subprocess.Popen(self.command)
+        self.started = time.monotonic()
+        self.out.stdout.write(f"worker restarted (restart {self.restarts}, pid {self.process.pid})")
+        return {"worker": self.process}
 
 
 def _accepting(host: str, port: str) -> bool:

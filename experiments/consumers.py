@@ -4,6 +4,10 @@ On connect: join the job's group first, then send a snapshot (the job and every 
 downsampled for long series), then forward live messages, skipping any point the snapshot already
 had. Because the group is joined before the snapshot is read, nothing falls between the two; because
 the cursor is the point id, a client that reconnects with its last id gets exactly what it missed.
+
+While open, the socket re-checks every few seconds that its user may still watch the job
+(t4dm_site/ws_revocation.py): a revoked token, a deactivated user or a lost role closes it (4401/4403)
+and nothing more is sent.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from experiments.live import job_group
 from experiments.selectors import job_get, job_to_dict, metric_series
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
+from t4dm_site.ws_revocation import RevocableConsumerMixin
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
+class JobConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -39,6 +44,17 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         snapshot = await database_sync_to_async(self._snapshot)(after)
         self.last_id = snapshot["last_id"]
         await self.send_json({"type": "snapshot", **snapshot})
+        await self.start_revocation_checks()
+
+    def still_allowed(self, user) -> bool:
+        try:
+            self._load_job(user, self.job.public_id)
+        except DomainError:
+            return False
+        return True
+
+    async def on_revoked(self) -> None:
+        await self.channel_layer.group_discard(self.group, self.channel_name)
 
     def _query(self) -> dict[str, str]:
         from urllib.parse import parse_qsl
@@ -58,18 +74,19 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         return {"job": job_to_dict(self.job), **series}
 
     async def disconnect(self, code):
+        await self.stop_revocation_checks()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         # The channel is server → client; a client message is only a keep-alive ping.
-        if content.get("type") == "ping":
+        if content.get("type") == "ping" and not self.revoked:
             await self.send_json({"type": "pong"})
 
     async def job_points(self, event):
         # The ingest broadcasts the new points as JSON text, ids ascending. The usual case, a batch
         # wholly after what this client has, is forwarded as it is — no decoding per viewer.
-        if event["last_id"] <= self.last_id:
+        if self.revoked or event["last_id"] <= self.last_id:
             return
         if event["first_id"] > self.last_id:
             self.last_id = event["last_id"]
@@ -82,10 +99,16 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "points", "points": fresh, "last_id": self.last_id})
 
     async def job_checkpoint(self, event):
+        if self.revoked:
+            return
         await self.send_json({"type": "checkpoint", "checkpoint": event["checkpoint"]})
 
     async def job_status(self, event):
+        if self.revoked:
+            return
         await self.send_json({"type": "status", "job": event["job"]})
 
     async def job_log(self, event):
+        if self.revoked:
+            return
         await self.send_json({"type": "log", "event": event["event"]})

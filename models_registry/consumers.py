@@ -4,6 +4,10 @@ Client → server: {"type": "generate", "messages": [{"role", "content"}...], "p
 "checkpoint": <step or null>, "sides": ["version", "base"]}. Server → client, per side:
 {"type": "token", "side", "text"} as tokens are produced, then {"type": "done", "side", "text",
 "tokens", "seconds"} (or {"type": "error", "side", "message"}). Both sides generate at once.
+
+While open, the socket re-checks every few seconds, and before each generation, that its user may
+still use the playground (t4dm_site/ws_revocation.py): a deactivated user, a revoked token or a lost
+role closes it (4401/4403) and stops the generations under way at their next token.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ from models_registry import playground
 from models_registry.selectors import model_version_get, playground_targets
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
+from t4dm_site.ws_revocation import RevocableConsumerMixin
 
 
-class PlaygroundConsumer(AsyncJsonWebsocketConsumer):
+class _Revoked(Exception):
+    """Raised in the generation thread at the next token once the socket's user lost access."""
+
+
+class PlaygroundConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -39,6 +48,14 @@ class PlaygroundConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(
             {"type": "ready", "base": targets["base"], "checkpoints": sorted(targets["checkpoints"])}
         )
+        await self.start_revocation_checks()
+
+    def still_allowed(self, user) -> bool:
+        return can_train(user)
+
+    async def on_revoked(self) -> None:
+        for task in getattr(self, "tasks", ()):
+            task.cancel()
 
     @staticmethod
     def _load(user, model_id: str, version: str):
@@ -50,12 +67,15 @@ class PlaygroundConsumer(AsyncJsonWebsocketConsumer):
         return found
 
     async def disconnect(self, code):
+        await self.stop_revocation_checks()
         for task in getattr(self, "tasks", ()):
             task.cancel()
 
     async def receive_json(self, content, **kwargs):
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
+            return
+        if not await self.check_revocation():  # a deactivated user generates nothing more
             return
         if content.get("type") != "generate":
             await self.send_json({"type": "error", "side": None, "message": 'send {"type": "generate", ...}'})
@@ -89,6 +109,8 @@ class PlaygroundConsumer(AsyncJsonWebsocketConsumer):
         loop = asyncio.get_running_loop()
 
         def on_text(text: str) -> None:
+            if self.revoked:  # stops model.generate in its thread
+                raise _Revoked
             asyncio.run_coroutine_threadsafe(
                 self.send_json({"type": "token", "side": side, "text": text}), loop
             )
@@ -97,10 +119,16 @@ class PlaygroundConsumer(AsyncJsonWebsocketConsumer):
             result = await asyncio.to_thread(
                 playground.generate, path=path, messages=messages, params=params, on_text=on_text
             )
+        except _Revoked:
+            return
         except Exception as exc:  # a model that fails to load or generate is reported to the page
+            if self.revoked:
+                return
             await self.send_json({"type": "error", "side": side, "message": f"{type(exc).__name__}: {exc}"})
             return
         await asyncio.sleep(0)  # let the last token sends scheduled from the thread go first
+        if self.revoked:
+            return
         await self.send_json(
             {
                 "type": "done",

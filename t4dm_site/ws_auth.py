@@ -6,6 +6,7 @@ from __future__ import annotations
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 
+from t4dm_site.models import hash_token
 from t4dm_site.services import api_token_authenticate
 
 
@@ -20,7 +21,9 @@ class BearerTokenMiddleware:
         if scheme.lower() == "bearer" and raw:
             user = await database_sync_to_async(api_token_authenticate)(raw=raw.strip())
             if user is not None:
-                scope = {**scope, "user": user}
+                # Which token let it in (its hash): consumers re-check it while the socket is open
+                # (t4dm_site/ws_revocation.py), so revoking it closes the socket.
+                scope = {**scope, "user": user, "api_token_hash": hash_token(raw)}
         return await self.inner(scope, receive, send)
 
 

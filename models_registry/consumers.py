@@ -44,7 +44,7 @@ class PlaygroundConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
             return
         self.tasks: set[asyncio.Task] = set()
         await self.accept()
-        targets = await database_sync_to_async(playground_targets)(self.version)
+        targets = await database_sync_to_async(playground_targets)(self.version, user=user)
         await self.send_json(
             {"type": "ready", "base": targets["base"], "checkpoints": sorted(targets["checkpoints"])}
         )
@@ -91,7 +91,7 @@ class PlaygroundConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
         except ValueError as exc:
             await self.send_json({"type": "error", "side": None, "message": str(exc)})
             return
-        targets = await database_sync_to_async(playground_targets)(self.version)
+        targets = await database_sync_to_async(playground_targets)(self.version, user=self.scope["user"])
         checkpoint = content.get("checkpoint")
         paths = {"version": targets["checkpoints"].get(checkpoint) if checkpoint else targets["version"]}
         paths["base"] = targets["base_path"]

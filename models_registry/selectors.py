@@ -191,15 +191,18 @@ def model_version_detail(version: ModelVersion) -> dict:
     }
 
 
-def playground_targets(version: ModelVersion) -> dict:
-    """What the playground can run for a version: its final folder, its checkpoints, its base."""
-    from experiments.services import resolve_model_base
+def playground_targets(version: ModelVersion, *, user) -> dict:
+    """What the playground can run for a version: its final folder, its checkpoints, its base. Each goes
+    through the model resolver for ``user`` (experiments.model_refs): a folder that is not the job's own
+    or a base the user may not use has nothing to run (None)."""
+    from experiments.model_refs import base_model_or_none, job_path_or_none
 
     base = version.config.model_base if version.config else version.base_model
-    checkpoints = {c.step: c.path for c in version.job.checkpoints.all()} if version.job else {}
+    job = version.job
+    checkpoints = {c.step: job_path_or_none(job, c.path) for c in job.checkpoints.all()} if job else {}
     return {
-        "version": version.artifact_path,
+        "version": job_path_or_none(job, version.artifact_path),
         "base": base,
-        "base_path": resolve_model_base(base),
-        "checkpoints": checkpoints,
+        "base_path": base_model_or_none(user=user, name=base),
+        "checkpoints": {step: path for step, path in checkpoints.items() if path},
     }

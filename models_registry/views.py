@@ -68,7 +68,7 @@ def version_detail(request, model_id: str, version: str):
 @dashboard
 def playground(request, model_id: str, version: str):
     found = _version_or_404(request, model_id, version)
-    targets = selectors.playground_targets(found)
+    targets = selectors.playground_targets(found, user=request.user)
     return render(request, "registry/playground.html", {"v": found, "base": targets["base"]})
 
 

@@ -297,6 +297,13 @@ INGEST_MAX_BATCH = env_int("T4DM_INGEST_MAX_BATCH", 5000, minimum=1)
 WS_MAX_POINTS_PER_SERIES = env_int("T4DM_WS_MAX_POINTS", 2000, minimum=10)
 # Where users may point prepare_dataset at a server-side file; nothing outside it is readable.
 IMPORT_ROOT = Path(env_str("T4DM_IMPORT_ROOT") or DATA_DIR / "imports").resolve()
+# Where a model may be named by server path (experiments/model_refs.py): os.pathsep-separated folders.
+# Not the artifact root: job outputs are reached by job id or version reference with the sharing rule.
+MODEL_ROOTS = [
+    Path(p).resolve()
+    for p in (env_str("T4DM_MODEL_ROOTS") or f"{TINY_MODEL_DIR}:{DATA_DIR / 'models'}").split(":")
+    if p.strip()
+]
 # Evaluations run on a worker with database access; by default the training queue (the embedded worker).
 EVAL_QUEUE = env_str("T4DM_EVAL_QUEUE") or CELERY_TASK_DEFAULT_QUEUE
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,15 @@ from django.db import transaction
 
 from datasets_app.models import DatasetVersion
 from datasets_app.selectors import dataset_version_get
-from experiments.models import Checkpoint, Evaluation, EvaluationKind, EvaluationStatus, TrainingJob
-from experiments.services import resolve_model_base
+from experiments.model_refs import ModelRef, base_model_resolve, model_resolve
+from experiments.models import Evaluation, EvaluationKind, EvaluationStatus, TrainingJob
 from experiments.training.evaluation.metrics import resolve_metrics
-from experiments.training.evaluation.paths import check_model_path
 from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS, check_thresholds, parse_thresholds
 from t4dm_site import finetune_config
-from t4dm_site.errors import InvalidInput, NotFound
-from t4dm_site.public_ids import parse_public_id
-from t4dm_site.roles import is_admin
+from t4dm_site.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 MAX_TEST_CASES = 1000
-
-
-@dataclass
-class ModelRef:
-    """Where a model reference (job id, job/step, model_id@version, path) points."""
-
-    path: str
-    task_type: str | None = None
-    base_model: str | None = None
-    job: TrainingJob | None = None
-    checkpoint: Checkpoint | None = None
-    dataset_version: DatasetVersion | None = None
 
 
 def eval_queue() -> str:
@@ -55,105 +39,11 @@ def project_thresholds() -> dict[str, dict[str, float]]:
     return parse_thresholds(DEFAULT_THRESHOLDS if configured is None else configured)
 
 
-def _job_for(user, job_id: str) -> TrainingJob:
-    job = (
-        TrainingJob.objects.select_related("config__dataset_version")
-        .filter(pk=parse_public_id("job", job_id))
-        .first()
-    )
-    if job is None or (job.owner_id != user.pk and not is_admin(user)):
-        raise NotFound(f"job {job_id} does not exist")
-    return job
-
-
-def _from_job(job: TrainingJob, path: str, checkpoint: Checkpoint | None = None) -> ModelRef:
-    config = job.config
-    return ModelRef(
-        path=path,
-        task_type=config.task_type,
-        base_model=resolve_model_base(config.model_base),
-        job=job,
-        checkpoint=checkpoint,
-        dataset_version=config.dataset_version,
-    )
-
-
-def _path_allowed(user, path: Path) -> TrainingJob | None | bool:
-    """A raw path must lie in the tiny model, the import root, or a visible job's output folder."""
-    resolved = path.resolve()
-    roots = [Path(settings.TINY_MODEL_DIR), Path(settings.IMPORT_ROOT)]
-    if any(resolved == r.resolve() or r.resolve() in resolved.parents for r in roots):
-        return True
-    jobs_root = (Path(settings.ARTIFACT_ROOT) / "jobs").resolve()
-    if jobs_root in resolved.parents:
-        job_id = resolved.relative_to(jobs_root).parts[0]
-        job = (
-            TrainingJob.objects.filter(pk=parse_public_id("job", job_id)).first()
-            if job_id.startswith("job-")
-            else None
-        )
-        if job is not None and (job.owner_id == user.pk or is_admin(user)):
-            return job
-    return is_admin(user)
-
-
-def model_ref_resolve(*, user, ref: str) -> ModelRef:
+def model_ref_resolve(*, user, ref: str, field: str = "model_path") -> ModelRef:
     """`job-003` (its final model), `job-003/step-40` (a checkpoint), `model_id@1.0.0` (a registered
-    version), `t4dm-tiny`, or a folder path on the server."""
-    ref = (ref or "").strip()
-    if not ref:
-        raise InvalidInput("model_path: required (a job id, job-001/step-40, model_id@x.y.z or a folder)")
-    if ref == "t4dm-tiny":
-        return ModelRef(path=resolve_model_base(ref))
-    head, _, step = ref.partition("/")
-    if head.startswith("job-") and head[4:].isdigit():
-        job = _job_for(user, head)
-        if step:
-            if not (step.startswith("step-") and step[5:].isdigit()):
-                raise InvalidInput(f"model_path {ref!r}: expected job-001 or job-001/step-40")
-            checkpoint = job.checkpoints.filter(step=int(step[5:])).first()
-            if checkpoint is None:
-                raise NotFound(f"{job.public_id} has no checkpoint at {step}")
-            return _from_job(job, checkpoint.path, checkpoint)
-        if not job.final_model_path:
-            raise InvalidInput(
-                f"{job.public_id} is {job.status} and has no final model yet; evaluate a checkpoint"
-            )
-        return _from_job(job, job.final_model_path)
-    if "@" in ref and not ref.startswith(("/", ".")):
-        return _registry_ref(user, ref)
-    path = Path(ref)
-    if not path.is_absolute() or not path.is_dir():
-        raise InvalidInput(
-            f"model_path: {ref} does not exist; give a job id (job-001), a checkpoint (job-001/step-40), "
-            "a registered version (model_id@1.0.0) or an absolute folder on the server",
-            code="model_not_found",
-        )
-    allowed = _path_allowed(user, path)
-    if not allowed:
-        raise InvalidInput(f"model_path: {ref} is outside the folders you may evaluate (your jobs' outputs)")
-    if isinstance(allowed, TrainingJob):
-        checkpoint = allowed.checkpoints.filter(path=str(path)).first()
-        return _from_job(allowed, str(path), checkpoint)
-    return ModelRef(path=ref)
-
-
-def _registry_ref(user, ref: str) -> ModelRef:
-    try:
-        from models_registry.selectors import model_version_by_ref
-    except ImportError as exc:  # the registry app is optional for the evaluation engine
-        raise InvalidInput(f"model_path {ref!r}: the model registry is not installed") from exc
-    version = model_version_by_ref(user=user, ref=ref)
-    if version.job is not None:
-        resolved = _from_job(
-            version.job, version.artifact_path or version.job.final_model_path, version.checkpoint
-        )
-    else:
-        resolved = ModelRef(path=version.artifact_path, dataset_version=version.dataset_version)
-    resolved.base_model = (
-        resolve_model_base(version.base_model) if version.base_model else resolved.base_model
-    )
-    return resolved
+    version), `t4dm-tiny`, or a model folder under the model roots: experiments.model_refs, the one
+    resolver (sharing rule, allow-listed roots, one refusal for everything not usable)."""
+    return model_resolve(user=user, ref=ref, field=field)
 
 
 def _test_version(*, user, dataset_id: str | None, fallback: DatasetVersion | None) -> DatasetVersion:
@@ -216,10 +106,7 @@ def _check_metrics(task_type: str, metrics: list[str] | None) -> list[str]:
 
 
 def _check_model(path: str) -> None:
-    try:
-        check_model_path(path)
-    except ValueError as exc:
-        raise InvalidInput(str(exc), code="model_not_found") from None
+    """Kept for callers that resolved with model_ref_resolve: that already checked the folder."""
 
 
 def _thresholds(thresholds: dict | None) -> dict:
@@ -261,10 +148,9 @@ def evaluation_start(
         )
     test_file = _split_file(version, split)
     names = _check_metrics(task_type, metrics)
-    _check_model(ref.path)
-    base = resolve_model_base(base_model) if base_model else ref.base_model
-    if base:
-        _check_model(base)
+    base = (
+        base_model_resolve(user=owner, name=base_model, field="base_model") if base_model else ref.base_model
+    )
     _positive("max_samples", max_samples)
     if max_samples is None:  # the finetune configuration file's evaluation.test_samples
         max_samples = finetune_config.effective().values["evaluation"]["test_samples"]
@@ -312,9 +198,7 @@ def compare_models_start(
     """compare_models: each model's output and scores per test case, plus aggregates."""
     if len(models) < 2:
         raise InvalidInput("models: give at least two models to compare")
-    refs = [model_ref_resolve(user=owner, ref=m) for m in models]
-    for ref in refs:
-        _check_model(ref.path)
+    refs = [model_ref_resolve(user=owner, ref=m, field="models") for m in models]
     _positive("max_samples", max_samples)
     version = None
     if test_cases:
@@ -366,9 +250,8 @@ def compare_versions_start(
     max_samples: int | None = None,
 ) -> Evaluation:
     """compare_versions: metric deltas (B − A) with paired bootstrap CIs, per-example wins/losses/ties."""
-    a, b = model_ref_resolve(user=owner, ref=version_a), model_ref_resolve(user=owner, ref=version_b)
-    for ref in (a, b):
-        _check_model(ref.path)
+    a = model_ref_resolve(user=owner, ref=version_a, field="version_a")
+    b = model_ref_resolve(user=owner, ref=version_b, field="version_b")
     version = _test_version(
         user=owner, dataset_id=test_dataset, fallback=b.dataset_version or a.dataset_version
     )

@@ -24,6 +24,7 @@ from datasets_app.selectors import dataset_version_get
 from datasets_app.services import dataset_prepare, dataset_prepare_from_knowledge, dataset_validate
 from datasets_app.sources import FORMATS
 from experiments.integrations.events import emit
+from experiments.model_refs import base_model_resolve, tokenizer_ref
 from experiments.models import Approach, EvaluationStatus, JobStatus, TrainingJob
 from experiments.services import (
     LOCAL_APPROACHES,
@@ -101,6 +102,7 @@ def _check_spec(*, owner, spec: dict) -> dict:
         raise InvalidInput(f"format: choose one of {', '.join(FORMATS)}, got {spec['format']!r}")
     if not (spec.get("model_base") or "").strip():
         raise InvalidInput("model_base: required (e.g. t4dm-tiny)")
+    base_model_resolve(user=owner, name=spec["model_base"])  # the one model resolver: refused up front
     approach = spec.get("approach") or Approach.LORA
     if approach not in LOCAL_APPROACHES:
         raise InvalidInput(f"approach: choose one of {', '.join(sorted(LOCAL_APPROACHES))}, got {approach!r}")
@@ -476,7 +478,7 @@ def _run_prepare(workflow: Workflow, step: WorkflowStep) -> dict:
             content=upload,
             task_type=spec.get("task_type", "chat"),
             format=spec.get("format", "jsonl"),
-            base_model=spec.get("model_base"),
+            base_model=tokenizer_ref(user=workflow.owner, name=spec.get("model_base"), field="model_base"),
         )
     workflow.dataset_version = version
     workflow.save(update_fields=["dataset_version"])
@@ -489,7 +491,10 @@ def _run_prepare(workflow: Workflow, step: WorkflowStep) -> dict:
 
 def _run_validate(workflow: Workflow, step: WorkflowStep) -> dict:
     version = workflow.dataset_version
-    result = dataset_validate(version=version, base_model=workflow.input_spec.get("model_base"))
+    tokenizer = tokenizer_ref(
+        user=workflow.owner, name=workflow.input_spec.get("model_base"), field="model_base"
+    )
+    result = dataset_validate(version=version, base_model=tokenizer)
     counts: dict[str, int] = {}
     for issue in result["issues"]:
         counts[issue.get("severity", "info")] = counts.get(issue.get("severity", "info"), 0) + 1

@@ -24,7 +24,7 @@ def version(make_config, succeeded_job):
 def _base_path(version) -> str:
     from experiments.services import resolve_model_base
 
-    return resolve_model_base(version.config.model_base)
+    return resolve_model_base(version.config.model_base, user=version.job.owner)
 
 
 def _platform_tokens(version) -> list[int]:

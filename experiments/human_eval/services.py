@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -32,6 +33,7 @@ PAIRWISE_CHOICES = ("a", "b", "tie")
 SCORE_RANGE = (1, 5)
 MAX_QUESTIONS = 500
 MAX_QUESTION_CHARS = 8000
+ASSIGNMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # new_assignment_id's alphabet (token_urlsafe)
 
 
 def _criteria(criteria: list[str] | None, mode: str) -> list[str]:
@@ -312,10 +314,12 @@ def _own_assignment(*, user, assignment_id: str, for_update: bool = False) -> Hu
     if for_update:
         query = query.select_for_update()
     assignment_id = str(assignment_id)[:64]
-    assignment = query.filter(pk=assignment_id, evaluator=user).first()
+    # Only the id alphabet reaches the database (a NUL byte would be an error on PostgreSQL).
+    well_formed = ASSIGNMENT_ID.fullmatch(assignment_id) is not None
+    assignment = query.filter(pk=assignment_id, evaluator=user).first() if well_formed else None
     if assignment is None:
         # The same answer for someone else's item and for none: no way to probe which exist.
-        raise NotFound(f"assignment {assignment_id!r} is not in your queue")
+        raise NotFound("this assignment is not in your queue")
     return assignment
 
 

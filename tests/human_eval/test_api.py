@@ -282,3 +282,12 @@ def test_a_bad_upload_is_a_clear_400_and_creates_nothing(
     response = api.upload(researcher, "/human-eval/tasks/upload", content=content, name="q.txt", setup=setup)
     assert response.status_code == 400 and message in response.json()["error"]["message"]
     assert not HumanEvalTask.objects.exists()
+
+
+@pytest.mark.parametrize("bad", ["%00abc", "1", "x" * 300, "a.b", "%E2%80%AE"])
+def test_a_malformed_or_unknown_assignment_id_is_not_found(api, make_task, evaluators, bad):
+    ann = evaluators[0]
+    make_task()
+    response = api.post(ann, f"/human-eval/assignments/{bad}/draft", {"scores": {"accuracy": 3}})
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "this assignment is not in your queue"

@@ -21,6 +21,7 @@ class StageTransitionInline(admin.TabularInline):
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
         "model_id",
+        "registered",
         "version",
         "base_model",
         "stage",
@@ -31,7 +32,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     ]
     list_filter = ["stage", "provider", "base_model"]
     search_fields = ["model_id", "version", "base_model"]
-    raw_id_fields = ["dataset_version", "config", "job", "checkpoint", "evaluation"]
+    raw_id_fields = ["registered", "dataset_version", "config", "job", "checkpoint", "evaluation"]
     # Stage changes go through the registry (gate + history), never a bare admin edit.
     readonly_fields = ["stage"]
     inlines = [StageTransitionInline]
@@ -39,8 +40,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(admin.ModelAdmin):
-    list_display = ["model_id", "created_at"]
-    search_fields = ["model_id"]
+    list_display = ["model_id", "owner", "created_at"]
+    search_fields = ["model_id", "owner__username"]
+    raw_id_fields = ["owner"]
 
 
 @admin.register(StageTransition)

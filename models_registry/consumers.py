@@ -13,6 +13,7 @@ role closes it (4401/4403) and stops the generations under way at their next tok
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -35,9 +36,11 @@ class PlaygroundConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         kwargs = self.scope["url_route"]["kwargs"]
-        try:
+        query = parse_qs((self.scope.get("query_string") or b"").decode("latin-1"))
+        owner = (query.get("owner") or [None])[0]
+        try:  # the registry's sharing rule: another owner's version closes like a missing one (4404)
             self.version = await database_sync_to_async(self._load)(
-                user, kwargs["model_id"], kwargs["version"]
+                user, kwargs["model_id"], kwargs["version"], owner
             )
         except DomainError:
             await self.close(code=4404)
@@ -58,10 +61,10 @@ class PlaygroundConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
             task.cancel()
 
     @staticmethod
-    def _load(user, model_id: str, version: str):
+    def _load(user, model_id: str, version: str, owner: str | None = None):
         if not can_train(user):
             raise DomainError("not allowed")
-        found = model_version_get(user=user, model_id=model_id, version=version)
+        found = model_version_get(user=user, model_id=model_id, version=version, owner=owner)
         if found.config is not None and found.config.task_type == "classification":
             raise DomainError("the playground chats with generative models only")
         return found

@@ -24,7 +24,7 @@ ITEMS = (
     ("comparison_to_base_favourable", "Comparison to base model favourable"),
     ("sample_outputs_reviewed", "Sample outputs reviewed"),
     ("properly_versioned", "Model properly versioned"),
-    ("model_card_present", "Documentation (model card) present"),
+    ("model_card_present", "Documentation (model card) updated"),
 )
 LABELS = dict(ITEMS)
 
@@ -82,47 +82,82 @@ def _describe(entry: dict) -> str:
     value, op, bound = entry.get("value"), entry.get("op"), entry.get("threshold")
     if isinstance(value, int | float) and op and bound is not None:
         return f"{entry['metric']}={value:g} (needs {op} {bound:g})"
-    return f"{entry.get('metric', '?')} (not measured)"
+    return f"{entry.get('metric', '?')} (not measured; needs {op} {bound:g})" if op else f"{entry.get('metric', '?')} (not measured)"
 
 
-def _threshold_failures_from_results(results: Any) -> tuple[list[str], int]:
-    """The evaluation's own per-threshold results: [{metric, op, threshold, value, passed}, ...]
-    (a {metric: {...}} mapping is read the same way)."""
-    if isinstance(results, dict):
-        results = [{"metric": name, **entry} for name, entry in results.items()]
-    failing = [_describe(entry) for entry in results if not entry.get("passed")]
-    return failing, len(results)
-
-
-def _threshold_failures_from_json(metrics: dict, thresholds: dict) -> tuple[list[str], int]:
-    """Thresholds given to the gate (`{"accuracy": 0.9}`, `{"perplexity": {"max": 10}}` or
-    `{"accuracy": {">=": 0.85}}`), checked by the evaluation engine's own rules."""
-    from experiments.training.evaluation.thresholds import check_thresholds, parse_thresholds
+def _parse(thresholds: Any, source: str) -> dict[str, dict[str, float]]:
+    from experiments.training.evaluation.thresholds import parse_thresholds
 
     try:
-        parsed = parse_thresholds(thresholds)
+        return parse_thresholds(thresholds)
     except ValueError as exc:
         from t4dm_site.errors import InvalidInput
 
-        raise InvalidInput(str(exc), code="invalid_thresholds") from None
-    checks = check_thresholds(metrics, parsed)["checks"]
-    failing = [_describe(c) for c in checks if c["status"] != "passed"]
-    return failing, len(checks)
+        raise InvalidInput(f"{source} {exc}", code="invalid_thresholds") from None
 
 
-def _metrics_meet_thresholds(evaluation: Evaluation | None, thresholds: dict | None) -> dict:
+def project_thresholds() -> dict[str, dict[str, float]]:
+    """settings.QUALITY_THRESHOLDS (env T4DM_QUALITY_THRESHOLDS), else the evaluation engine's defaults."""
+    from django.conf import settings
+
+    from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS
+
+    configured = getattr(settings, "QUALITY_THRESHOLDS", None)
+    return _parse(DEFAULT_THRESHOLDS if configured is None else configured, "project")
+
+
+def _task_metrics(evaluation: Evaluation, version) -> set[str] | None:
+    """The metrics the evaluation's task type can measure (None when the task type is unknown)."""
+    from experiments.training.evaluation.metrics import DEFAULT_METRICS, metrics_for_task
+
+    task_type = evaluation.task_type or (version.config.task_type if version.config else "")
+    return set(metrics_for_task(task_type)) if task_type in DEFAULT_METRICS else None
+
+
+def threshold_sources(*, version, evaluation: Evaluation, thresholds: dict | None, model_thresholds: dict | None):
+    """(source, parsed thresholds, must_measure) for every source that applies. Every check of every
+    source must pass, so the strictest bound on each metric decides and no source can loosen another:
+    the project's (T4DM_QUALITY_THRESHOLDS), the evaluation's own (as given when it was started; only
+    ever an extra check), the model's and the request's. A project or evaluation threshold on a metric
+    the task cannot measure (accuracy of a chat model) does not apply; a model or request threshold on a
+    metric the evaluation did not measure fails."""
+    sources = [("project", project_thresholds(), False)]
+    if evaluation.thresholds:
+        sources.append(("evaluation", _parse(evaluation.thresholds, "evaluation"), False))
+    if model_thresholds:
+        sources.append(("model", _parse(model_thresholds, "model"), True))
+    if thresholds:
+        sources.append(("request", _parse(thresholds, "request"), True))
+    return sources
+
+
+def _metrics_meet_thresholds(
+    version, evaluation: Evaluation | None, thresholds: dict | None, model_thresholds: dict | None
+) -> dict:
+    """Checked now against the evaluation's metrics; its stored threshold results are not read."""
+    from experiments.training.evaluation.thresholds import check_thresholds
+
     key = "metrics_meet_thresholds"
     if evaluation is None:
         return _item(key, False, "no finished evaluation of this version")
-    results = getattr(evaluation, "threshold_results", None)
-    if results:
-        failing, total = _threshold_failures_from_results(results)
-    elif thresholds:
-        failing, total = _threshold_failures_from_json(evaluation.metrics or {}, thresholds)
-    else:
+    metrics = evaluation.metrics or {}
+    measurable = _task_metrics(evaluation, version)
+    failing: list[str] = []
+    total = 0
+    for source, parsed, must_measure in threshold_sources(
+        version=version, evaluation=evaluation, thresholds=thresholds, model_thresholds=model_thresholds
+    ):
+        for check in check_thresholds(metrics, parsed)["checks"]:
+            if check["status"] == "skipped" and not must_measure:
+                if measurable is not None and check["metric"] not in measurable:
+                    continue  # the task cannot measure it: the project's rule is for other tasks
+            total += 1
+            if check["status"] != "passed":
+                failing.append(f"{_describe(check)} [{source}]")
+    if total == 0:
         return _item(key, False, f"{evaluation.public_id} has no thresholds to check against")
     if failing:
-        return _item(key, False, f"{evaluation.public_id}: below threshold: {', '.join(failing)}")
+        return _item(key, False, f"{evaluation.public_id}: below threshold: {', '.join(dict.fromkeys(failing))}")
     return _item(key, True, f"{evaluation.public_id}: {total} threshold(s) met")
 
 
@@ -194,23 +229,43 @@ def _properly_versioned(version) -> dict:
     return _item(key, True, f"{version.ref} with full lineage")
 
 
-def _model_card_present(version) -> dict:
+NOT_EVALUATED = "Not evaluated yet."
+
+
+def _model_card_present(version, evaluation: Evaluation | None) -> dict:
+    """Documentation updated: the card describes this version's evaluation, metric by metric."""
     key = "model_card_present"
-    if len(version.model_card.strip()) < 40:
+    card = version.model_card or ""
+    if len(card.strip()) < 40:
         return _item(key, False, "the model card is empty; generate or write one")
-    return _item(key, True, f"model card of {len(version.model_card)} characters")
+    if evaluation is None:
+        return _item(key, False, "the model card documents no evaluation (the version has none yet)")
+    if NOT_EVALUATED in card:
+        return _item(key, False, f"the model card still says {NOT_EVALUATED!r}; regenerate it")
+    missing = [name for name in (evaluation.metrics or {}) if name not in card]
+    if evaluation.public_id not in card:
+        return _item(key, False, f"the model card does not mention the evaluation {evaluation.public_id}")
+    if missing:
+        return _item(key, False, f"the model card lacks the evaluation's {', '.join(sorted(missing))}")
+    return _item(key, True, f"model card documents {evaluation.public_id} ({len(card)} characters)")
 
 
-def gate_check(*, version, thresholds: dict | None = None) -> list[dict[str, Any]]:
+def gate_check(
+    *, version, thresholds: dict | None = None, model_thresholds: dict | None = None
+) -> list[dict[str, Any]]:
+    """`thresholds`: the request's; `model_thresholds`: the registered model's (read from the version's
+    model when not given). Both add to the project's: the strictest applies."""
     evaluation = version_evaluation(version)
+    if model_thresholds is None and getattr(version, "registered_id", None):
+        model_thresholds = version.registered.thresholds or None
     return [
         _dataset_validated(version),
         _training_completed(version),
-        _metrics_meet_thresholds(evaluation, thresholds),
+        _metrics_meet_thresholds(version, evaluation, thresholds, model_thresholds),
         _comparison_favourable(evaluation),
         _sample_outputs_reviewed(version),
         _properly_versioned(version),
-        _model_card_present(version),
+        _model_card_present(version, evaluation),
     ]
 
 

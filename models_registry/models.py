@@ -17,12 +17,22 @@ class Stage(models.TextChoices):
 
 
 class RegisteredModel(models.Model):
-    """One model_id: the product that versions belong to, and the text its model cards share.
+    """One model_id of one owner: the product that versions belong to, and the text its model cards share.
 
-    Its row is also the lock that serializes version numbering and promotions of that model_id.
+    Sharing rule: model ids are a namespace per owner (unique (owner, model_id)); a model and its
+    versions are visible to their owner and to admins only, and a version always belongs to a model of
+    its job's owner. Its row is also the lock that serializes version numbering and promotions.
     """
 
-    model_id = models.CharField(max_length=200, unique=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="registered_models",
+        help_text="Whose namespace the model_id is in; none: visible to admins only.",
+    )
+    model_id = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     intended_use = models.TextField(blank=True)
     limitations = models.TextField(blank=True)
@@ -34,7 +44,10 @@ class RegisteredModel(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        ordering = ["model_id"]
+        ordering = ["model_id", "owner_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "model_id"], name="registered_model_owner_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.model_id
@@ -43,7 +56,8 @@ class RegisteredModel(models.Model):
 class ModelVersion(models.Model):
     """The seed's version schema, with lineage to the data, config, job, checkpoint and evaluation."""
 
-    model_id = models.CharField(max_length=200, help_text="e.g. t4dm-knowledge-v1")
+    registered = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
+    model_id = models.CharField(max_length=200, help_text="e.g. t4dm-knowledge-v1 (its registered model's)")
     version = models.CharField(max_length=40, help_text="semver, e.g. 1.0.0")
     base_model = models.CharField(max_length=300)
     provider = models.CharField(max_length=30, default="local")
@@ -59,6 +73,10 @@ class ModelVersion(models.Model):
     artifact_path = models.CharField(max_length=500, blank=True)
     stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.NONE, db_index=True)
     model_card = models.TextField(blank=True)
+    model_card_written = models.BooleanField(
+        default=False,
+        help_text="The card was written by a person (kept when an evaluation finishes) rather than generated.",
+    )
     version_reason = models.CharField(
         max_length=300, blank=True, help_text="Why auto_version chose this number (the semver rule applied)."
     )
@@ -68,15 +86,19 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["model_id", "-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["model_id", "version"], name="model_version_unique"),
-            # The database itself refuses a second production version of one model_id.
+            models.UniqueConstraint(fields=["registered", "version"], name="model_version_unique_per_model"),
+            # The database itself refuses a second production version of one registered model.
             models.UniqueConstraint(
-                fields=["model_id"], condition=Q(stage="production"), name="model_version_one_production"
+                fields=["registered"], condition=Q(stage="production"), name="model_version_one_production_per_model"
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.model_id}@{self.version}"
+
+    @property
+    def owner(self):
+        return self.registered.owner
 
     @property
     def ref(self) -> str:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ninja import Schema
+from ninja import Field, Schema
 
 
 class TrainingOut(Schema):
@@ -69,6 +69,7 @@ class ExportOut(Schema):
 
 
 class VersionDetailOut(VersionSchemaOut):
+    owner: str | None = Field(None, description="Whose namespace the model_id is in.")
     stage: str
     version_reason: str
     provider: str
@@ -85,6 +86,7 @@ class VersionDetailOut(VersionSchemaOut):
 
 class ModelSummaryOut(Schema):
     model_id: str
+    owner: str | None = Field(None, description="Whose namespace the model_id is in.")
     description: str
     versions: int
     latest_version: str
@@ -95,7 +97,9 @@ class ModelSummaryOut(Schema):
 
 class VersionCreateIn(Schema):
     job_id: str
-    model_id: str | None = None
+    model_id: str | None = Field(
+        None, description="In the job owner's namespace (default t4dm-<dataset name>); never another owner's model."
+    )
 
 
 class StageIn(Schema):
@@ -126,6 +130,7 @@ class RegisteredModelIn(Schema):
 
 class RegisteredModelOut(Schema):
     model_id: str
+    owner: str | None = None
     description: str
     intended_use: str
     limitations: str

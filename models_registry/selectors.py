@@ -2,61 +2,110 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.db.models import QuerySet
 
 from models_registry.gates import gate_check, gate_failures, version_evaluation
 from models_registry.models import ModelVersion, RegisteredModel
 from models_registry.services import semver_key
-from t4dm_site.errors import NotFound
+from t4dm_site.errors import Conflict, NotFound
 from t4dm_site.roles import is_admin
 
 
+def models_visible_to(user) -> QuerySet[RegisteredModel]:
+    """Sharing rule: a registered model (and every version, gate, card, export of it) is its owner's;
+    admins see all. Anyone else gets the same 404 as for a model that does not exist."""
+    queryset = RegisteredModel.objects.select_related("owner")
+    return queryset if is_admin(user) else queryset.filter(owner=user)
+
+
 def versions_visible_to(user) -> QuerySet[ModelVersion]:
-    """Sharing rule of the experiments: a version is visible to the owner of its job; admins see all."""
     queryset = ModelVersion.objects.select_related(
-        "dataset_version__dataset", "config", "job", "checkpoint", "evaluation"
+        "registered__owner", "dataset_version__dataset", "config", "job", "checkpoint", "evaluation"
     )
-    return queryset if is_admin(user) else queryset.filter(job__owner=user)
+    return queryset if is_admin(user) else queryset.filter(registered__owner=user)
 
 
-def model_version_get(*, user, model_id: str, version: str) -> ModelVersion:
-    found = versions_visible_to(user).filter(model_id=model_id, version=version).first()
+def registered_model_get(*, user, model_id: str, owner: str | None = None) -> RegisteredModel:
+    """The user's own `model_id`. An admin may name another owner (`owner=<username>`); without one, an
+    admin gets their own model of that id, else the only one there is (409 when several owners have it)."""
+    missing = NotFound(f"model {model_id} does not exist")
+    if not is_admin(user):
+        if owner and owner != user.username:
+            raise missing
+        found = RegisteredModel.objects.filter(owner=user, model_id=model_id).first()
+        if found is None:
+            raise missing
+        return found
+    candidates = models_visible_to(user).filter(model_id=model_id)
+    if owner:
+        candidates = candidates.filter(owner__username=owner)
+    else:
+        own = candidates.filter(owner=user).first()
+        if own is not None:
+            return own
+    found = list(candidates[:20])
+    if not found:
+        raise missing
+    if len(found) > 1:
+        owners = sorted(getattr(m.owner, "username", "") for m in found)
+        raise Conflict(
+            f"model {model_id} exists for several owners ({', '.join(owners)}); add ?owner=<username>",
+            code="ambiguous_model_id",
+            details={"owners": owners},
+        )
+    return found[0]
+
+
+def model_version_get(*, user, model_id: str, version: str, owner: str | None = None) -> ModelVersion:
+    try:
+        registered = registered_model_get(user=user, model_id=model_id, owner=owner)
+    except NotFound:
+        raise NotFound(f"model version {model_id}@{version} does not exist") from None
+    found = versions_visible_to(user).filter(registered=registered, version=version).first()
     if found is None:
         raise NotFound(f"model version {model_id}@{version} does not exist")
     return found
 
 
 def model_version_by_ref(*, user, ref: str) -> ModelVersion:
-    """`t4dm-knowledge@1.2.0`."""
+    """`t4dm-knowledge@1.2.0`, in the user's own namespace (an admin: see registered_model_get)."""
     model_id, sep, version = ref.partition("@")
     if not sep:
         raise NotFound(f"{ref!r} is not a version reference; expected model_id@x.y.z")
     return model_version_get(user=user, model_id=model_id, version=version)
 
 
-def model_versions(*, user, model_id: str) -> list[ModelVersion]:
-    versions = list(versions_visible_to(user).filter(model_id=model_id))
+def model_versions(*, user, model_id: str, owner: str | None = None) -> list[ModelVersion]:
+    registered = registered_model_get(user=user, model_id=model_id, owner=owner)
+    versions = list(versions_visible_to(user).filter(registered=registered))
     if not versions:
         raise NotFound(f"model {model_id} does not exist")
     return sorted(versions, key=lambda v: semver_key(v.version), reverse=True)
 
 
+def owner_name(registered: RegisteredModel) -> str | None:
+    return getattr(registered.owner, "username", None)
+
+
 def models_overview(*, user) -> list[dict]:
-    """One row per model_id: how many versions, the newest, which one is in production."""
-    by_model: dict[str, list[ModelVersion]] = {}
+    """One row per registered model the user sees: how many versions, the newest, which one is in
+    production, and whose it is."""
+    by_model: dict[int, list[ModelVersion]] = {}
     for version in versions_visible_to(user):
-        by_model.setdefault(version.model_id, []).append(version)
-    descriptions = dict(
-        RegisteredModel.objects.filter(model_id__in=by_model).values_list("model_id", "description")
-    )
+        by_model.setdefault(version.registered_id, []).append(version)
+    registered = {m.pk: m for m in models_visible_to(user).filter(pk__in=by_model)}
     rows = []
-    for model_id, versions in sorted(by_model.items()):
+    for pk, versions in by_model.items():
+        model = registered[pk]
         newest = max(versions, key=lambda v: semver_key(v.version))
         production = next((v for v in versions if v.stage == "production"), None)
         rows.append(
             {
-                "model_id": model_id,
-                "description": descriptions.get(model_id, ""),
+                "model_id": model.model_id,
+                "owner": owner_name(model),
+                "description": model.description,
                 "versions": len(versions),
                 "latest_version": newest.version,
                 "base_model": newest.base_model,
@@ -64,7 +113,7 @@ def models_overview(*, user) -> list[dict]:
                 "updated_at": max(v.created_at for v in versions).isoformat(),
             }
         )
-    return rows
+    return sorted(rows, key=lambda row: (row["model_id"], row["owner"] or ""))
 
 
 def model_version_schema(version: ModelVersion) -> dict:
@@ -151,9 +200,7 @@ def stage_history(version: ModelVersion) -> list[dict]:
 
 
 def gate_status(version: ModelVersion, *, thresholds: dict | None = None) -> dict:
-    if thresholds is None:
-        registered = RegisteredModel.objects.filter(model_id=version.model_id).first()
-        thresholds = (registered.thresholds if registered else None) or None
+    """The gate as it stands: `thresholds` (a request's) add to the project's and the model's."""
     items = gate_check(version=version, thresholds=thresholds)
     failing = gate_failures(items)
     return {"passed": not failing, "items": items, "failing": [item["key"] for item in failing]}
@@ -163,6 +210,7 @@ def model_version_detail(version: ModelVersion) -> dict:
     """The schema plus what the registry adds: stage, lineage, history, gate, exports, sign-offs."""
     return {
         **model_version_schema(version),
+        "owner": owner_name(version.registered),
         "stage": version.stage,
         "version_reason": version.version_reason,
         "provider": version.provider,
@@ -184,7 +232,8 @@ def model_version_detail(version: ModelVersion) -> dict:
                 "path": e.path,
                 "files": len(e.manifest.get("files", {})),
                 "created_at": e.created_at.isoformat(),
-                "download_url": f"/api/v1/models/{version.model_id}/versions/{version.version}/exports/{e.pk}/archive",
+                "download_url": f"/api/v1/models/{version.model_id}/versions/{version.version}/exports/{e.pk}/archive"
+                + (f"?owner={quote(owner_name(version.registered))}" if owner_name(version.registered) else ""),
             }
             for e in version.exports.all()
         ],

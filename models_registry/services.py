@@ -10,6 +10,10 @@ Semver rule of auto_version, against the newest version of the same model_id:
 
 A model_id names what the model is for: by default `t4dm-<dataset name>`, so a new version of the
 same dataset is a minor bump and a new base model a major one.
+
+Model ids are a namespace per owner: a version is always registered under a model of its job's
+owner (unique (owner, model_id)), so two researchers whose datasets share a name get two models, and
+one's version numbers and reasons never mention the other's versions.
 """
 
 from __future__ import annotations
@@ -85,15 +89,19 @@ def next_version(
     return f"{major}.{minor}.{patch + 1}", f"patch: same base, task and data as {previous.version}"
 
 
-def _lock_model(model_id: str) -> RegisteredModel:
-    """Row lock on the model_id: serializes numbering and promotions (SQLite: the IMMEDIATE
-    transaction already holds the database's write lock)."""
-    RegisteredModel.objects.get_or_create(model_id=model_id)
-    return RegisteredModel.objects.select_for_update().get(model_id=model_id)
+def _lock_model(*, owner, model_id: str) -> RegisteredModel:
+    """Row lock on the owner's model_id (created when new): serializes numbering and promotions
+    (SQLite: the IMMEDIATE transaction already holds the database's write lock)."""
+    RegisteredModel.objects.get_or_create(owner=owner, model_id=model_id)
+    return RegisteredModel.objects.select_for_update().get(owner=owner, model_id=model_id)
 
 
-def _newest(model_id: str) -> ModelVersion | None:
-    versions = list(ModelVersion.objects.filter(model_id=model_id).select_related("config"))
+def _lock_registered(registered_pk: int) -> RegisteredModel:
+    return RegisteredModel.objects.select_for_update().get(pk=registered_pk)
+
+
+def _newest(registered: RegisteredModel) -> ModelVersion | None:
+    versions = list(ModelVersion.objects.filter(registered=registered).select_related("config"))
     return max(versions, key=lambda v: semver_key(v.version)) if versions else None
 
 
@@ -101,7 +109,8 @@ def _newest(model_id: str) -> ModelVersion | None:
 def model_version_create(
     *, job: TrainingJob, model_id: str | None = None, created_by: str = SYSTEM_ACTOR
 ) -> ModelVersion:
-    """Register a succeeded job's final model as the next version of `model_id`."""
+    """Register a succeeded job's final model as the next version of `model_id` in the namespace of
+    the job's owner (whoever asks: an admin registering someone's job files it under that owner)."""
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"{job.public_id} is {job.status}; only a succeeded job's model can be versioned")
     if not job.final_model_path:
@@ -110,9 +119,9 @@ def model_version_create(
     model_id = (model_id or default_model_id(job)).strip()
     if not model_id or slugify(model_id) != model_id.lower():
         raise InvalidInput(f"model_id {model_id!r} must be letters, digits and dashes, e.g. t4dm-knowledge")
-    registered = _lock_model(model_id)
+    registered = _lock_model(owner=job.owner, model_id=model_id)
     version, why = next_version(
-        previous=_newest(model_id),
+        previous=_newest(registered),
         base_model=config.model_base,
         task_type=config.task_type,
         dataset_version_id=config.dataset_version_id,
@@ -120,6 +129,7 @@ def model_version_create(
     best = job.checkpoints.filter(is_best=True).order_by("-step").first()
     final_loss = (job.latest_metrics or {}).get("loss")
     created = ModelVersion.objects.create(
+        registered=registered,
         model_id=model_id,
         version=version,
         version_reason=why,
@@ -158,6 +168,7 @@ def _emit_version_event(event_type: str, version: ModelVersion, **extra) -> None
         event_type,
         {
             "model_id": version.model_id,
+            "owner": getattr(version.registered.owner, "username", None),
             "version": version.version,
             "ref": version.ref,
             "stage": version.stage,
@@ -219,10 +230,10 @@ def model_version_transition(
     admin override with a reason); promoting a version archives the model_id's current production one."""
     if to_stage not in Stage.values:
         raise InvalidInput(f"unknown stage {to_stage!r}; choose one of {', '.join(Stage.values)}")
-    registered = _lock_model(version.model_id)
-    # Lock every version of the model_id: two promotions at once are served one after the other, and
+    registered = _lock_registered(version.registered_id)
+    # Lock every version of the model: two promotions at once are served one after the other, and
     # the second sees the first's result.
-    siblings = {v.pk: v for v in ModelVersion.objects.select_for_update().filter(model_id=version.model_id)}
+    siblings = {v.pk: v for v in ModelVersion.objects.select_for_update().filter(registered=registered)}
     version = siblings[version.pk]
     current = version.stage
     if to_stage == current:
@@ -236,7 +247,8 @@ def model_version_transition(
         raise Forbidden("only an admin can override the deployment gate")
     gate: list[dict] = []
     if to_stage == Stage.PRODUCTION:
-        gate = gate_check(version=version, thresholds=thresholds or registered.thresholds or None)
+        # The strictest of the project's, the model's and the request's thresholds applies.
+        gate = gate_check(version=version, thresholds=thresholds, model_thresholds=registered.thresholds)
         failing = gate_failures(gate)
         if failing and not override:
             raise GateFailed(
@@ -293,19 +305,53 @@ def sample_review_signoff(*, version: ModelVersion, reviewer, note: str = "") ->
 
 @transaction.atomic
 def model_card_update(*, version: ModelVersion, text: str | None = None) -> ModelVersion:
-    """Replace the card with `text`, or regenerate it from the records when `text` is None."""
+    """Replace the card with `text` (a written card: kept as it is from then on), or regenerate it
+    from the records when `text` is None (generated again whenever an evaluation finishes)."""
+    written = text is not None
     if text is None:
-        registered = RegisteredModel.objects.filter(model_id=version.model_id).first()
-        text = model_card_render(version, registered)
+        _refresh_evaluation(version)
+        text = model_card_render(version, version.registered)
     version.model_card = text
-    version.save(update_fields=["model_card"])
+    version.model_card_written = written
+    version.save(update_fields=["model_card", "model_card_written", "evaluation", "evaluation_metrics"])
     return version
+
+
+def _refresh_evaluation(version: ModelVersion) -> None:
+    evaluation = version_evaluation(version)
+    if evaluation is not None:
+        version.evaluation = evaluation
+        version.evaluation_metrics = evaluation.metrics or {}
+
+
+def model_cards_refresh(*, evaluation) -> list[ModelVersion]:
+    """An evaluation finished (or its metrics changed): the versions it evaluates take its metrics,
+    and their generated cards are rendered again (a written card is left as its author wrote it; the
+    gate's documentation item then says what it lacks)."""
+    if evaluation.job_id is None:
+        candidates = ModelVersion.objects.filter(evaluation=evaluation)
+    else:
+        candidates = ModelVersion.objects.filter(job_id=evaluation.job_id) | ModelVersion.objects.filter(
+            evaluation=evaluation
+        )
+    refreshed = []
+    with transaction.atomic():
+        for version in candidates.select_related("registered", "job", "config", "dataset_version"):
+            _refresh_evaluation(version)
+            fields = ["evaluation", "evaluation_metrics"]
+            if not version.model_card_written:
+                version.model_card = model_card_render(version, version.registered)
+                fields.append("model_card")
+            version.save(update_fields=fields)
+            refreshed.append(version)
+    return refreshed
 
 
 @transaction.atomic
 def registered_model_update(
     *,
-    model_id: str,
+    registered: RegisteredModel | None = None,
+    model_id: str | None = None,
     description: str | None = None,
     intended_use: str | None = None,
     limitations: str | None = None,
@@ -318,7 +364,9 @@ def registered_model_update(
             parse_thresholds(thresholds)
         except ValueError as exc:
             raise InvalidInput(str(exc), code="invalid_thresholds") from None
-    registered = _lock_model(model_id)
+    if registered is None:  # by model_id alone: only where exactly one owner has it (tests, scripts)
+        registered = RegisteredModel.objects.get(model_id=model_id)
+    registered = _lock_registered(registered.pk)
     fields = {
         "description": description,
         "intended_use": intended_use,
@@ -329,6 +377,10 @@ def registered_model_update(
     for name in changed:
         setattr(registered, name, fields[name])
     registered.save(update_fields=changed or None)
+    if {"intended_use", "limitations"} & set(changed):  # generated cards quote them
+        for version in registered.versions.filter(model_card_written=False):
+            version.model_card = model_card_render(version, registered)
+            version.save(update_fields=["model_card"])
     return registered
 
 
@@ -344,11 +396,13 @@ def model_version_export(*, version: ModelVersion, merge: bool, actor) -> ModelE
         merge = False  # a full fine-tune has nothing to merge
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     name = f"{version.model_id}-{version.version}-{'merged' if merge else 'adapter'}"
-    folder = Path(settings.ARTIFACT_ROOT) / "exports" / version.model_id / version.version / stamp / name
+    owner = getattr(version.registered.owner, "username", None) or "_unowned"
+    folder = (
+        Path(settings.ARTIFACT_ROOT) / "exports" / owner / version.model_id / version.version / stamp / name
+    )
     task_type = version.config.task_type if version.config else "chat"
     export.write_model_folder(source=source, dest=folder, merge=merge, task_type=task_type)
-    registered = RegisteredModel.objects.filter(model_id=version.model_id).first()
-    card = model_card_render(version, registered)
+    card = model_card_render(version, version.registered)
     (folder / "README.md").write_text(card)
     manifest = export.write_manifest(folder)
     archive = export.make_archive(folder, folder.parent / f"{name}.tar.gz")

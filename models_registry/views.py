@@ -1,5 +1,8 @@
 """Registry pages: models list, a model's versions, a version's detail (lineage, gate, history,
-stage actions, sign-off, export). Thin: authorize, select or call a service, render or redirect."""
+stage actions, sign-off, export). Thin: authorize, select or call a service, render or redirect.
+
+Same sharing rule as the API: a model is its owner's (404 for anyone else, as for a missing one);
+admins see all and reach another owner's model with `?owner=<username>`."""
 
 from __future__ import annotations
 
@@ -7,42 +10,75 @@ import json
 from pathlib import Path
 
 from django.contrib import messages
-from django.http import FileResponse, Http404
+from urllib.parse import urlencode
+
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from experiments.views import dashboard
 from models_registry import selectors, services
 from models_registry.models import ModelExport, Stage
 from models_registry.services import TRANSITIONS, GateFailed
-from t4dm_site.errors import DomainError, NotFound
+from t4dm_site.errors import Conflict, DomainError, NotFound
 from t4dm_site.roles import is_admin
+
+
+def _owner(request) -> str | None:
+    return request.GET.get("owner") or None
+
+
+def _owner_query(request, registered) -> str:
+    """`?owner=<username>` for links to a model that is not the viewer's own (an admin's view)."""
+    owner = selectors.owner_name(registered)
+    return "" if owner is None or owner == request.user.username else "?" + urlencode({"owner": owner})
+
+
+def _back(request, name: str, **kwargs):
+    owner = _owner(request)
+    query = "?" + urlencode({"owner": owner}) if owner else ""
+    return HttpResponseRedirect(reverse(name, kwargs=kwargs) + query)
 
 
 def _version_or_404(request, model_id: str, version: str):
     try:
-        return selectors.model_version_get(user=request.user, model_id=model_id, version=version)
-    except NotFound as exc:
+        return selectors.model_version_get(
+            user=request.user, model_id=model_id, version=version, owner=_owner(request)
+        )
+    except (NotFound, Conflict) as exc:
         raise Http404(exc.message) from exc
 
 
 @dashboard
 def model_list(request):
+    rows = selectors.models_overview(user=request.user)
+    for row in rows:
+        mine = row["owner"] is None or row["owner"] == request.user.username
+        row["oq"] = "" if mine else "?" + urlencode({"owner": row["owner"]})
     return render(
-        request, "registry/models_list.html", {"models": selectors.models_overview(user=request.user)}
+        request,
+        "registry/models_list.html",
+        {"models": rows, "show_owner": is_admin(request.user)},
     )
 
 
 @dashboard
 def model_detail(request, model_id: str):
     try:
-        versions = selectors.model_versions(user=request.user, model_id=model_id)
-    except NotFound as exc:
+        versions = selectors.model_versions(user=request.user, model_id=model_id, owner=_owner(request))
+    except (NotFound, Conflict) as exc:
         raise Http404(exc.message) from exc
+    registered = versions[0].registered
     return render(
         request,
         "registry/model_detail.html",
-        {"model_id": model_id, "versions": versions},
+        {
+            "model_id": model_id,
+            "versions": versions,
+            "owner": selectors.owner_name(registered),
+            "oq": _owner_query(request, registered),
+        },
     )
 
 
@@ -56,6 +92,7 @@ def version_detail(request, model_id: str, version: str):
         "registry/version_detail.html",
         {
             "v": found,
+            "oq": _owner_query(request, found.registered),
             "detail": detail,
             "schema_json": schema,
             "next_stages": sorted(TRANSITIONS[found.stage]),
@@ -69,7 +106,11 @@ def version_detail(request, model_id: str, version: str):
 def playground(request, model_id: str, version: str):
     found = _version_or_404(request, model_id, version)
     targets = selectors.playground_targets(found, user=request.user)
-    return render(request, "registry/playground.html", {"v": found, "base": targets["base"]})
+    return render(
+        request,
+        "registry/playground.html",
+        {"v": found, "base": targets["base"], "oq": _owner_query(request, found.registered)},
+    )
 
 
 @require_POST
@@ -91,7 +132,7 @@ def version_stage(request, model_id: str, version: str):
         messages.error(request, f"Promotion to production refused. Failing checks: {failing}.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect("registry-version", model_id=model_id, version=version)
+    return _back(request, "registry-version", model_id=model_id, version=version)
 
 
 @require_POST
@@ -100,6 +141,10 @@ def versions_compare(request, model_id: str):
     """compare_versions (the evaluation engine) on two versions of this model; shows its evaluation page."""
     from experiments.evaluation.services import compare_versions_start
 
+    try:  # the model must be one the user sees (404 otherwise, as for every registry page)
+        selectors.registered_model_get(user=request.user, model_id=model_id, owner=_owner(request))
+    except (NotFound, Conflict) as exc:
+        raise Http404(exc.message) from exc
     try:
         evaluation = compare_versions_start(
             owner=request.user,
@@ -108,7 +153,7 @@ def versions_compare(request, model_id: str):
         )
     except DomainError as exc:
         messages.error(request, exc.message)
-        return redirect("registry-model", model_id=model_id)
+        return _back(request, "registry-model", model_id=model_id)
     return redirect("evaluation-detail", evaluation_id=evaluation.public_id)
 
 
@@ -123,7 +168,7 @@ def version_evaluate(request, model_id: str, version: str):
         evaluation = evaluation_start(owner=request.user, model_path=found.ref, compare_to_base=True)
     except DomainError as exc:
         messages.error(request, exc.message)
-        return redirect("registry-version", model_id=model_id, version=version)
+        return _back(request, "registry-version", model_id=model_id, version=version)
     return redirect("evaluation-detail", evaluation_id=evaluation.public_id)
 
 
@@ -138,7 +183,7 @@ def version_signoff(request, model_id: str, version: str):
         messages.success(request, "Sample-output review recorded.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect("registry-version", model_id=model_id, version=version)
+    return _back(request, "registry-version", model_id=model_id, version=version)
 
 
 @require_POST
@@ -152,7 +197,7 @@ def version_export(request, model_id: str, version: str):
         messages.success(request, f"Exported to {export.path}.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect("registry-version", model_id=model_id, version=version)
+    return _back(request, "registry-version", model_id=model_id, version=version)
 
 
 @dashboard

@@ -18,11 +18,12 @@ def seed_two_staging_versions() -> tuple[object, list[int]]:
 
     admin = get_user_model().objects.create_user(username="race-admin", password="pw")
     role_assign(user=admin, role="admin")
-    RegisteredModel.objects.create(model_id="t4dm-race")  # as the registry leaves it after a first version
+    # as the registry leaves it after a first version
+    registered = RegisteredModel.objects.create(owner=admin, model_id="t4dm-race")
     pks = []
     for number in ("1.0.0", "1.1.0"):
         version = ModelVersion.objects.create(
-            model_id="t4dm-race", version=number, base_model="tiny", stage=Stage.STAGING
+            registered=registered, model_id="t4dm-race", version=number, base_model="tiny", stage=Stage.STAGING
         )
         pks.append(version.pk)
     return admin, pks

@@ -26,6 +26,7 @@ def test_list_and_detail(api, researcher, version):
     assert listed == [
         {
             "model_id": "t4dm-knowledge",
+            "owner": "rita",
             "description": "",
             "versions": 1,
             "latest_version": "1.0.0",
@@ -66,6 +67,7 @@ def test_promotion_refused_by_the_gate_lists_the_failing_items(api, researcher, 
         "metrics_meet_thresholds",
         "comparison_to_base_favourable",
         "sample_outputs_reviewed",
+        "model_card_present",  # the card documents no evaluation yet
     ]
 
 
@@ -139,5 +141,8 @@ def test_model_thresholds_set_over_the_api_drive_the_gate(
     gate = api.get(researcher, _url(version, "/gate")).json()
     item = next(i for i in gate["items"] if i["key"] == "metrics_meet_thresholds")
     assert item["passed"] is False and "accuracy=0.8 (needs >= 0.85)" in item["detail"]
-    override = api.get(researcher, _url(version, "/gate"), thresholds='{"accuracy": 0.5}').json()
-    assert "metrics_meet_thresholds" not in override["failing"]
+    # a request's thresholds add to the model's: they can tighten the gate, never loosen it
+    looser = api.get(researcher, _url(version, "/gate"), thresholds='{"accuracy": 0.5}').json()
+    assert "metrics_meet_thresholds" in looser["failing"]
+    item = next(i for i in looser["items"] if i["key"] == "metrics_meet_thresholds")
+    assert "accuracy=0.8 (needs >= 0.85) [model]" in item["detail"]

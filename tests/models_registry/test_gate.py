@@ -46,7 +46,12 @@ def test_a_fresh_version_fails_exactly_the_items_nobody_did_yet(staged, research
         model_version_transition(version=version, to_stage="production", actor=researcher)
     # then
     failing = [item["key"] for item in refused.value.details["failing"]]
-    assert failing == ["metrics_meet_thresholds", "comparison_to_base_favourable", "sample_outputs_reviewed"]
+    assert failing == [
+        "metrics_meet_thresholds",
+        "comparison_to_base_favourable",
+        "sample_outputs_reviewed",
+        "model_card_present",  # "Not evaluated yet": the card documents no evaluation
+    ]
     assert "Sample outputs reviewed" in refused.value.message
     version.refresh_from_db()
     assert version.stage == "staging"
@@ -56,6 +61,7 @@ def test_everything_done_passes_and_promotes(staged, researcher, finished_evalua
     version, job = staged()
     finished_evaluation(job)
     sample_review_signoff(version=version, reviewer=researcher, note="read 20 outputs, fine")
+    version.refresh_from_db()  # the finished evaluation re-rendered its card
     status = gate_status(version, thresholds={"accuracy": 0.9, "perplexity": 10})
     assert [item["key"] for item in status["items"]] == ALL_ITEMS
     assert status["passed"], status["failing"]
@@ -86,19 +92,18 @@ def test_thresholds_and_an_unfavourable_comparison_are_the_failing_items(
     assert "worse than base on accuracy" in failing["comparison_to_base_favourable"]
 
 
-def test_threshold_results_of_the_evaluation_take_precedence(staged, researcher, finished_evaluation):
+def test_the_evaluations_own_thresholds_can_tighten_the_gate_never_loosen_it(
+    staged, researcher, finished_evaluation
+):
     version, job = staged()
     evaluation = finished_evaluation(job)
-    evaluation.threshold_results = [
-        {"metric": "accuracy", "op": ">=", "threshold": 0.95, "value": 0.92, "passed": False},
-        {"metric": "perplexity", "op": "<=", "threshold": 10.0, "value": 8.5, "passed": True},
-    ]
+    evaluation.thresholds = {"accuracy": {">=": 0.95}}
     evaluation.save()
     item = {i["key"]: i for i in gate_status(version, thresholds={"accuracy": 0.5})["items"]}[
         "metrics_meet_thresholds"
     ]
     assert not item["passed"]
-    assert item["detail"] == f"{evaluation.public_id}: below threshold: accuracy=0.92 (needs >= 0.95)"
+    assert item["detail"] == f"{evaluation.public_id}: below threshold: accuracy=0.92 (needs >= 0.95) [evaluation]"
 
 
 def test_admin_override_is_recorded_with_its_reason(staged, make_user):
@@ -115,6 +120,7 @@ def test_admin_override_is_recorded_with_its_reason(staged, make_user):
         "metrics_meet_thresholds",
         "comparison_to_base_favourable",
         "sample_outputs_reviewed",
+        "model_card_present",
     ]
 
 

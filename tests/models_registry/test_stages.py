@@ -26,15 +26,25 @@ def admin_user(make_user):
     return make_user("ada", role="admin")
 
 
-def _staging(model_id: str = "t4dm-x", version: str = "1.0.0") -> ModelVersion:
+def _registered(model_id: str = "t4dm-x"):
+    from models_registry.models import RegisteredModel
+
+    return RegisteredModel.objects.get_or_create(owner=None, model_id=model_id)[0]
+
+
+def _version(model_id: str = "t4dm-x", version: str = "1.0.0", **fields) -> ModelVersion:
     return ModelVersion.objects.create(
-        model_id=model_id, version=version, base_model="tiny", stage=Stage.STAGING
+        registered=_registered(model_id), model_id=model_id, version=version, base_model="tiny", **fields
     )
+
+
+def _staging(model_id: str = "t4dm-x", version: str = "1.0.0") -> ModelVersion:
+    return _version(model_id, version, stage=Stage.STAGING)
 
 
 @pytest.mark.django_db
 def test_every_transition_is_recorded_with_who_when_from_to_why(researcher):
-    version = ModelVersion.objects.create(model_id="t4dm-x", version="1.0.0", base_model="tiny")
+    version = _version()
     model_version_transition(
         version=version, to_stage="staging", actor=researcher, reason="try it on the team"
     )
@@ -51,7 +61,7 @@ def test_every_transition_is_recorded_with_who_when_from_to_why(researcher):
 
 @pytest.mark.django_db
 def test_production_only_from_staging(researcher):
-    version = ModelVersion.objects.create(model_id="t4dm-x", version="1.0.0", base_model="tiny")
+    version = _version()
     with pytest.raises(Conflict, match="cannot move from none to production"):
         model_version_transition(version=version, to_stage="production", actor=researcher)
     with pytest.raises(InvalidInput, match="unknown stage"):
@@ -71,11 +81,9 @@ def test_promoting_archives_the_previous_production_version(admin_user):
 
 @pytest.mark.django_db
 def test_the_database_refuses_a_second_production_version():
-    ModelVersion.objects.create(model_id="t4dm-x", version="1.0.0", base_model="tiny", stage=Stage.PRODUCTION)
+    _version(stage=Stage.PRODUCTION)
     with pytest.raises(IntegrityError):
-        ModelVersion.objects.create(
-            model_id="t4dm-x", version="1.1.0", base_model="tiny", stage=Stage.PRODUCTION
-        )
+        _version(version="1.1.0", stage=Stage.PRODUCTION)
 
 
 @pytest.mark.django_db

@@ -37,7 +37,7 @@ def test_promote_refused_shows_the_failing_items_then_history(client, researcher
     ).content.decode()
     assert (
         "Failing checks: Evaluation metrics meet thresholds, Comparison to base model favourable, "
-        "Sample outputs reviewed." in page
+        "Sample outputs reviewed, Documentation (model card) updated." in page
     )
     assert "team test" in page
     version.refresh_from_db()

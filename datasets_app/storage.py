@@ -28,8 +28,16 @@ def datasets_root() -> Path:
 
 def staging_folder() -> Path:
     folder = datasets_root() / f".staging-{uuid.uuid4().hex}"
-    folder.mkdir(parents=True)
+    folder.mkdir(mode=0o700, parents=True)
     return folder
+
+
+def _make_private(folder: Path) -> None:
+    """Dataset files hold users' data: private to the service user (0600, folders 0700) whatever the
+    process's umask."""
+    folder.chmod(0o700)
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def write_splits(
@@ -54,6 +62,7 @@ def write_splits(
 
 
 def move_into_place(staging: Path, final: Path) -> None:
+    _make_private(staging)
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         shutil.rmtree(final)  # a leftover of a failed attempt with the same number: it has no record

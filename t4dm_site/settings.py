@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from pathlib import Path
 
@@ -28,6 +29,13 @@ TINY_MODEL_DIR = Path(env_str("T4DM_TINY_MODEL_DIR") or DATA_DIR / "models" / "t
 # The URL that Celery workers use to report metrics and status back (they never touch the database).
 SERVER_URL = env_url("T4DM_SERVER_URL", schemes=("http", "https"), default="http://127.0.0.1:8000")
 
+# Data files are private to the service user: the SQLite database, broker messages (they carry job
+# tokens), dataset files, artifacts and the secret key are created 0600 and folders 0700 by every
+# process that loads these settings (manage.py, t4dm_up, daphne, Celery workers). T4DM_UMASK overrides
+# it (e.g. 027 where GPU workers of another user share the artifact storage through a group).
+UMASK = int(env_str("T4DM_UMASK") or "077", 8)
+os.umask(UMASK)
+
 
 def _secret_key() -> str:
     key = env_str("DJANGO_SECRET_KEY")
@@ -39,8 +47,13 @@ def _secret_key() -> str:
     key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+        try:  # created 0600 from the start; another process starting at once may have made it
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secrets.token_urlsafe(50))
     return key_file.read_text().strip()
 
 
@@ -146,6 +159,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # A database file made before data files were private (0644) is made private when it is next used.
+    for _suffix in ("", "-wal", "-shm"):
+        _db_file = Path(f"{DATABASES['default']['NAME']}{_suffix}")
+        try:
+            if _db_file.is_file() and _db_file.stat().st_mode & 0o077:
+                _db_file.chmod(0o600)
+        except OSError:  # not ours to change
+            pass
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -171,6 +192,15 @@ STATICFILES_FINDERS = [
 ]
 # The ASGI app serves static files itself unless a front proxy does it (T4DM_SERVE_STATIC=0).
 SERVE_STATIC = env_bool("T4DM_SERVE_STATIC", True)
+# Collected static files stay readable by others (a proxy that serves them may run as another user);
+# the umask above makes everything else private.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
+        "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755},
+    },
+}
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_url(

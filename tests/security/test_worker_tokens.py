@@ -16,7 +16,7 @@ import pytest
 from django.utils import timezone
 
 from experiments.models import Checkpoint, JobEvent, JobStatus, MetricPoint, TrainingJob
-from experiments.services import job_cancel, jobs_reap_lost, job_start
+from experiments.services import job_cancel, job_start, jobs_reap_lost
 
 pytestmark = pytest.mark.django_db
 

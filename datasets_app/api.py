@@ -33,6 +33,7 @@ from t4dm_site.auth import trainer_auth
 from t4dm_site.errors import InvalidInput
 
 router = Router(tags=["datasets"], auth=trainer_auth)
+KNOWLEDGE_MAX_BYTES = 32 * 1024 * 1024  # a knowledge base is one JSON document, parsed at once
 
 
 class DatasetResultOut(Schema):
@@ -162,7 +163,7 @@ def dataset_upload(
     version = dataset_prepare(
         owner=request.auth,
         name=name or (file.name if file else Path(path).name),
-        content=file.read() if file else None,
+        content=file.file if file else None,
         source_path=path or None,
         task_type=task_type,
         format=format,
@@ -193,7 +194,7 @@ def dataset_validate_file(
 ):
     """validate_dataset on a file (upload or import-root path); nothing is stored."""
     return dataset_validate(
-        content=file.read() if file else None,
+        content=file.file if file else None,
         source_path=path or None,
         task_type=task_type,
         format=format,
@@ -215,7 +216,19 @@ def dataset_from_knowledge(
     phrasings: int = Form(3),
     seed: int = Form(42),
 ):
-    """prepare_from_knowledge: concepts → Q&A, procedures → instructions, facts → retrieval questions."""
+    """prepare_from_knowledge: concepts → Q&A, procedures → instructions, facts → retrieval questions.
+    Without a file or path, the shipped example knowledge base (send at least one field, e.g.
+    knowledge_type); a request with no body at all is refused."""
+    if file is None and not request.POST:
+        raise InvalidInput(
+            "the request has no body: upload a knowledge base (file), name one under the import root (path), "
+            "or send knowledge_type to use the shipped example",
+            code="no_source",
+        )
+    if file is not None and file.size > KNOWLEDGE_MAX_BYTES:
+        raise InvalidInput(
+            f"the knowledge base has {file.size} bytes; the limit is {KNOWLEDGE_MAX_BYTES}", code="too_large"
+        )
     version = dataset_prepare_from_knowledge(
         owner=request.auth,
         content=file.read() if file else None,

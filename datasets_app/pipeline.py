@@ -23,6 +23,7 @@ from datasets_app.sources import RawProblem, RawRow
 from datasets_app.tokens import count_tokens, describe, histogram
 
 BATCH = 10_000
+BATCH_CHARS = 8 * 1024 * 1024
 SPLITS = ("train", "validation", "test")
 DEFAULT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 NEAR_DUPLICATE_THRESHOLD = 0.8
@@ -84,8 +85,10 @@ def collect(
     labels: list = []
     pending: list[dict] = []
     schema_arrow = arrow_schema(task_type)
+    pending_chars = [0]  # text held by `pending`: a batch is also flushed by size, not only by rows
 
     def flush() -> None:
+        pending_chars[0] = 0
         if not pending:
             return
         pairs = [io_text(r, task_type) for r in pending]
@@ -163,7 +166,8 @@ def collect(
                 lines.append(item.line or 0)
                 _quality(row, task_type, issues, item.row, item.line, index)
                 pending.append(row)
-                if len(pending) >= BATCH:
+                pending_chars[0] += sum(len(text) for _, text in text_fields(row, task_type))
+                if len(pending) >= BATCH or pending_chars[0] >= BATCH_CHARS:
                     flush()
         if issues.error_count >= max_errors:
             issues.add("too_many_errors", ERROR, f"stopped after {max_errors} errors; fix these first")
@@ -483,8 +487,11 @@ def _duplicates_of_first(hashes: np.ndarray) -> list[tuple[int, int]]:
     return sorted(zip(order[repeated].tolist(), group_first[repeated].tolist(), strict=True))
 
 
+SHINGLE_MAX_WORDS = 20_000  # near-duplicate checks look at a row's first 20,000 words
+
+
 def _shingles(text: str) -> set[bytes]:
-    words = normalise_text(text).split()
+    words = normalise_text(text[: SHINGLE_MAX_WORDS * 16]).split()[:SHINGLE_MAX_WORDS]
     if len(words) < 3:
         return {" ".join(words).encode()} if words else set()
     return {" ".join(words[i : i + 3]).encode() for i in range(len(words) - 2)}
@@ -505,10 +512,21 @@ def near_duplicate_pairs(c: Collected, split_of: np.ndarray) -> list[tuple[int, 
     if train.size > budget - evaluation.size:
         train = np.sort(rng.choice(train, budget - evaluation.size, replace=False))
     chosen = np.concatenate([train, evaluation])
-    texts = [" ".join(io_text(r, c.task_type)) for r in c.table.take(pa.array(chosen)).to_pylist()]
-    shingles = [_shingles(t) for t in texts]
-    keep = [k for k, s in enumerate(shingles) if s]
-    signatures = dict(zip(keep, MinHash.bulk([shingles[k] for k in keep], num_perm=64), strict=True))
+    keep: list[int] = []
+
+    def shingle_sets():
+        """One row's shingles at a time (a set of 3-word shingles is ~10x its text: never all at once)."""
+        k = 0
+        for batch in c.table.take(pa.array(chosen)).to_batches(max_chunksize=1000):
+            for r in batch.to_pylist():
+                shingles = _shingles(" ".join(io_text(r, c.task_type)))
+                if shingles:
+                    keep.append(k)
+                    yield shingles
+                k += 1
+
+    signatures_list = MinHash.bulk(shingle_sets(), num_perm=64)
+    signatures = dict(zip(keep, signatures_list, strict=True))
     lsh = MinHashLSH(threshold=NEAR_DUPLICATE_THRESHOLD, num_perm=64)
     for k, signature in signatures.items():
         lsh.insert(k, signature)

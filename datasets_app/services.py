@@ -11,7 +11,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from django.conf import settings
@@ -114,14 +114,16 @@ def _refusal(issues: IssueLog) -> InvalidInput:
     )
 
 
-def _open_source(content: bytes | None, source_path: str | None, format: str) -> tuple[Any, str, str]:
+def _open_source(content: bytes | BinaryIO | None, source_path: str | None, format: str) -> tuple[Any, str, str]:
     """(readable source, format, content hash)."""
     if (content is None) == (source_path is None):
         raise InvalidInput(
             "give exactly one source: an uploaded file or a path under the import root", code="no_source"
         )
-    if content is not None:
+    if isinstance(content, bytes | bytearray):
         return io.BytesIO(content), format, storage.content_hash_of_bytes(content)
+    if content is not None:  # an uploaded file (Django spools large ones to disk): read it as a stream
+        return content, format, storage.content_hash_of_stream(content)
     path = resolve_import_path(source_path)
     if path.is_dir():
         format = "hf"
@@ -132,7 +134,7 @@ def dataset_prepare(
     *,
     owner,
     name: str,
-    content: bytes | None = None,
+    content: bytes | BinaryIO | None = None,
     task_type: str = TaskType.CHAT,
     format: str = "jsonl",
     seed: int = 42,
@@ -148,7 +150,8 @@ def dataset_prepare(
     """prepare_dataset: parse, check, measure, split and store rows as a new dataset version.
 
     Sources: uploaded bytes or a file/`save_to_disk` folder under settings.IMPORT_ROOT. The same
-    content (and split) from the same owner is recognised by its hash and returns the existing version.
+    content (format and split) from the same owner is recognised by its hash and returns the
+    existing version. `content` is bytes or a binary file object (an upload, read as a stream).
     Rows with errors refuse the whole file with the first error's line/row; nothing is stored.
     `validation_content` (JSONL): a separate validation file; then `content` is all train, these rows
     all validation, and there is no test split (what OpenAI's `validation_file` means).
@@ -167,6 +170,7 @@ def dataset_prepare(
     existing = DatasetVersion.objects.filter(
         content_hash=content_hash,
         dataset__owner=owner,
+        format=format,
         task_type=task_type,
         seed=seed,
         split_fractions=fractions,
@@ -325,7 +329,7 @@ def _version_items(version: DatasetVersion) -> tuple[list[RawRow], np.ndarray]:
 def dataset_validate(
     *,
     version: DatasetVersion | None = None,
-    content: bytes | None = None,
+    content: bytes | BinaryIO | None = None,
     source_path: str | None = None,
     format: str = "jsonl",
     task_type: str = TaskType.CHAT,

@@ -22,7 +22,7 @@ from t4dm_site.errors import InvalidInput
 
 FORMATS = ("jsonl", "json", "csv", "parquet", "hf")
 DEFAULT_MAX_ROW_BYTES = 8 * 1024 * 1024
-DEFAULT_MAX_JSON_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024  # a JSON array is parsed at once (~10x in memory): JSONL streams
 
 _MAGIC = [
     (b"\x1f\x8b", "a gzip-compressed file; compressed files are not accepted: decompress it first"),
@@ -40,7 +40,7 @@ def max_row_bytes() -> int:
     return int(getattr(settings, "DATASET_MAX_ROW_BYTES", DEFAULT_MAX_ROW_BYTES))
 
 
-DEFAULT_MAX_DECODED_BYTES = 2 * 1024 * 1024 * 1024
+DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
 
 
 def max_decoded_bytes() -> int:
@@ -78,11 +78,13 @@ def _sniff(head: bytes, format: str) -> None:
             raise fatal(
                 f"this is a Parquet file; upload it with format=parquet, not {format}", code="wrong_format"
             )
-        if b"\x00" in head[:4096]:
+        nul = head.find(b"\x00", 0, 4096)
+        if nul >= 0:
+            line = head[:nul].count(b"\n") + 1
             raise fatal(
-                "the file holds binary data (NUL bytes in the first 4 KB), not UTF-8 text",
+                f"line {line}: the file holds binary data (a NUL byte), not UTF-8 text",
                 code="binary_file",
-                line=1,
+                line=line,
             )
     elif not head.startswith(b"PAR1"):
         raise fatal(
@@ -109,8 +111,17 @@ def read_rows(source: BinaryIO | Path, format: str) -> Iterator[RawRow | RawProb
     stream = source.open("rb") if isinstance(source, Path) else source
     try:
         head = stream.read(8192)
+        size = stream.seek(0, 2)
         stream.seek(0)
         _sniff(head, format)
+        limit = max_decoded_bytes()
+        if format != "parquet" and size > limit:
+            # Text formats decode to about their size (Parquet is measured while it is read).
+            raise fatal(
+                f"the file has {size} bytes; decoded data exceeds {limit} bytes (T4DM_MAX_DECODED_BYTES, "
+                "setting DATASET_MAX_DECODED_BYTES)",
+                code="too_large",
+            )
         yield from {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet": _read_parquet}[
             format
         ](stream)
@@ -179,7 +190,7 @@ def _read_json(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
     data = stream.read(DEFAULT_MAX_JSON_BYTES + 1)
     if len(data) > DEFAULT_MAX_JSON_BYTES:
         raise fatal(
-            "a JSON document over 512 MB cannot be read at once: use JSONL (one row per line)",
+            "a JSON document over 64 MB cannot be read at once: use JSONL (one row per line)",
             code="file_too_large",
         )
     if data.startswith(b"\xef\xbb\xbf"):
@@ -280,34 +291,100 @@ def _read_csv(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
             yield RawRow(row, line, value)
 
 
+PARQUET_BATCH_ROWS = 64
+
+
+def _decoded_size(array) -> int:
+    """Bytes `array` takes once every dictionary is expanded (what to_pylist materialises), computed
+    without expanding: a dictionary's value lengths are taken by index."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        values = array.dictionary
+        if any(
+            check(values.type)
+            for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+        ):
+            lengths = pc.binary_length(values)
+        else:
+            lengths = pa.array([_decoded_size(values.slice(i, 1)) for i in range(len(values))], pa.int64())
+        total = pc.sum(pc.take(lengths, array.indices)).as_py() or 0
+        return int(total) + array.indices.nbytes
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return 8 * (len(array) + 1) + _decoded_size(array.flatten())
+    if pa.types.is_struct(kind):
+        return len(array) + sum(_decoded_size(child) for child in array.flatten())
+    if pa.types.is_map(kind):
+        return 8 * (len(array) + 1) + _decoded_size(array.keys) + _decoded_size(array.items)
+    return array.nbytes
+
+
+def _byte_array_columns(parquet) -> list[str]:
+    """Leaf paths of every string/binary column: read as dictionaries, so reading never expands them."""
+    return [
+        parquet.schema.column(i).path
+        for i in range(len(parquet.schema))
+        if parquet.schema.column(i).physical_type == "BYTE_ARRAY"
+    ]
+
+
+def _too_large(limit: int, row: int | None = None) -> InvalidInput:
+    where = f"row {row}: " if row else ""
+    return fatal(
+        f"{where}decoded data exceeds {limit} bytes (T4DM_MAX_DECODED_BYTES, setting DATASET_MAX_DECODED_BYTES); "
+        "the file's rows take more than that once decompressed and expanded",
+        code="too_large",
+        row=row,
+    )
+
+
 def _read_parquet(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
+    """Parquet, with a hard cap on DECODED bytes. Dictionary-encoded columns expand: 817 bytes on disk can
+    be gigabytes of rows, and pyarrow's footer sizes and batch.nbytes count a dictionary once. So every
+    string column is read as a dictionary (never expanded by the reader), a first pass adds up the
+    expanded size of every row without materialising any, and the second pass turns small batches into
+    rows, one row at a time where a batch is large."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        parquet = pq.ParquetFile(stream)
-    except (pa.ArrowException, OSError) as exc:
-        raise fatal(f"the Parquet file cannot be read: {exc}", code="invalid_parquet") from None
-    # Parquet compresses: a few KB can decode to gigabytes. Refuse by the footer's uncompressed sizes,
-    # and count the decoded bytes too (a footer can lie).
     limit = max_decoded_bytes()
-    declared = sum(parquet.metadata.row_group(g).total_byte_size for g in range(parquet.metadata.num_row_groups))
-    if declared > limit:
-        raise fatal(
-            f"the Parquet file decodes to {declared} bytes; the limit is {limit} (DATASET_MAX_DECODED_BYTES)",
-            code="too_large",
-        )
-    row = decoded = 0
+    row_limit = max_row_bytes()
     try:
-        for batch in parquet.iter_batches(batch_size=10_000):
-            decoded += batch.nbytes
-            if decoded > limit:
-                raise fatal(
-                    f"row {row + 1}: the Parquet file decodes to more than {limit} bytes (DATASET_MAX_DECODED_BYTES)",
-                    code="too_large",
-                    row=row + 1,
-                )
-            for value in batch.to_pylist():
+        probe = pq.ParquetFile(stream)
+        declared = sum(probe.metadata.row_group(g).total_byte_size for g in range(probe.metadata.num_row_groups))
+        if declared > limit:
+            raise _too_large(limit)
+        stream.seek(0)
+        parquet = pq.ParquetFile(stream, read_dictionary=_byte_array_columns(probe))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise fatal(f"the Parquet file cannot be read: {exc}", code="invalid_parquet") from None
+    row = 0
+    try:
+        total = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            total += sum(_decoded_size(column) for column in batch.columns)
+            row += batch.num_rows
+            if total > limit:
+                raise _too_large(limit)
+        row = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            size = sum(_decoded_size(column) for column in batch.columns)
+            if size <= row_limit:
+                values = batch.to_pylist()
+            else:  # check each row's size first, then materialise one row at a time
+                for i in range(batch.num_rows):
+                    one = batch.slice(i, 1)
+                    if sum(_decoded_size(column) for column in one.columns) > row_limit:
+                        raise fatal(
+                            f"row {row + i + 1} decodes to more than {row_limit // (1024 * 1024)} MB; one row "
+                            "must stay under that",
+                            code="row_too_large",
+                            row=row + i + 1,
+                        )
+                values = (batch.slice(i, 1).to_pylist()[0] for i in range(batch.num_rows))
+            for value in values:
                 row += 1
                 yield RawRow(row, None, value)
     except (pa.ArrowException, OSError) as exc:

@@ -98,6 +98,16 @@ def content_hash_of_bytes(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
+def content_hash_of_stream(stream) -> str:
+    """SHA-256 of a binary file object, read in 1 MB chunks; the stream is left at its start."""
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
 def content_hash_of_path(path: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]

@@ -87,6 +87,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Request limits: a body larger than this is refused with 413 before it is parsed (0 = no limit).
 MAX_UPLOAD_BYTES = env_int("T4DM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=0)
+# A body-carrying request with no credential at all that is multipart or larger than this: 401 before
+# its body is read (t4dm_site/asgi_limits.py).
+ANONYMOUS_BODY_BYTES = env_int("T4DM_ANONYMOUS_BODY_BYTES", 1024 * 1024, minimum=0)
+# Dataset rows as decoded in memory (Parquet dictionaries expanded, JSON parsed): past this, 400.
+DATASET_MAX_DECODED_BYTES = env_int("T4DM_MAX_DECODED_BYTES", 256 * 1024 * 1024, minimum=1)
 # Failed logins / bad API tokens per client address before 429 (with Retry-After), per window.
 LOGIN_RATE_LIMIT = env_int("T4DM_LOGIN_RATE_LIMIT", 10, minimum=1)
 TOKEN_RATE_LIMIT = env_int("T4DM_TOKEN_RATE_LIMIT", 30, minimum=1)

@@ -194,8 +194,9 @@ def job_metrics(
 
 @router.get("/workers", response=list[WorkerOut])
 def worker_list(request):
-    """Training workers as their heartbeats describe them (GPU, queue, current job, last seen)."""
-    return selectors.workers_overview()
+    """Training workers as their heartbeats describe them (GPU, queue, current job, last seen); the
+    current job's id only for its owner and admins."""
+    return selectors.workers_overview(user=request.auth)
 
 
 # --- dashboard reads: the runs list and the comparison ----------------------------------------------

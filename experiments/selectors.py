@@ -344,12 +344,22 @@ def metric_keys(*, job: TrainingJob) -> list[str]:
     return keys
 
 
-def workers_overview() -> list[dict]:
-    """Every known worker, busy ones first: what it runs, its GPU, and how long since it reported."""
+def workers_overview(*, user) -> list[dict]:
+    """Every known worker, busy ones first: what it runs, its GPU, and how long since it reported.
+    Which job a worker runs is shown to admins and to that job's owner only; anyone else sees the
+    worker as busy, with no job id (another researcher's job ids are not theirs to learn)."""
     from django.utils import timezone
 
     now = timezone.now()
     workers = Worker.objects.select_related("current_job").order_by("status", "name")
+    admin = is_admin(user)
+
+    def current_job_id(worker) -> str | None:
+        job = worker.current_job
+        if job is None or not (admin or job.owner_id == user.pk):
+            return None
+        return job.public_id
+
     return [
         {
             "name": w.name,
@@ -360,7 +370,7 @@ def workers_overview() -> list[dict]:
             "gpu_count": w.gpu_count,
             "gpu_memory_total_mb": w.gpu_memory_total_mb,
             "gpu_memory_free_mb": w.gpu_memory_free_mb,
-            "current_job_id": w.current_job.public_id if w.current_job else None,
+            "current_job_id": current_job_id(w),
             "last_heartbeat_at": w.last_heartbeat_at.isoformat(),
             "seconds_since_heartbeat": round((now - w.last_heartbeat_at).total_seconds(), 1),
             "started_at": w.started_at.isoformat(),

@@ -52,11 +52,11 @@ def _eta_seconds(job) -> float | None:
     return max(0.0, elapsed / job.step * (job.total_steps - job.step))
 
 
-def _workers(active_jobs) -> tuple[list[dict], bool]:
+def _workers(active_jobs, user) -> tuple[list[dict], bool]:
     """Workers from their heartbeats when the platform records them; else what the jobs say."""
     overview = getattr(selectors, "workers_overview", None)
     if overview is not None:
-        return overview(), True
+        return overview(user=user), True
     return [
         {"name": j.worker, "status": "busy", "current_job_id": j.public_id, "gpu_name": ""}
         for j in active_jobs
@@ -84,7 +84,7 @@ def overview(request):
     )
     for job in active:
         job.eta_seconds = _eta_seconds(job)
-    workers, workers_recorded = _workers(active)
+    workers, workers_recorded = _workers(active, user)
     datasets = list(datasets_visible_to(user)[:50])
     problems = []
     for ds in datasets:

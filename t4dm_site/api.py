@@ -7,7 +7,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from t4dm_site.auth import any_user_auth
-from t4dm_site.errors import DomainError
+from t4dm_site.errors import INTERNAL_ERROR_MESSAGE, DomainError, report_unhandled
 
 api = NinjaAPI(
     title="T4DM Fine-Tune API",
@@ -47,6 +47,13 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError):
     return api.create_response(request, error_body("http_error", str(exc)), status=exc.status_code)
+
+
+@api.exception_handler(Exception)
+def _unhandled(request: HttpRequest, exc: Exception):
+    """Anything else: a JSON 500 without the traceback (ninja's default shows it when DEBUG is on)."""
+    report_unhandled(request, exc)
+    return api.create_response(request, error_body("internal_error", INTERNAL_ERROR_MESSAGE), status=500)
 
 
 def _mount_routers() -> None:

@@ -41,3 +41,23 @@ class Conflict(DomainError):
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
+
+
+INTERNAL_ERROR_MESSAGE = "internal server error: the failure was logged on the server"
+
+
+def report_unhandled(request, exc: BaseException) -> None:
+    """An exception no handler turned into a 4xx: its traceback goes to the server log (django.request,
+    as Django logs a 500) and to Django's error reporting (got_request_exception), never to the client.
+    The APIs answer it with their own JSON 500 body, with DEBUG on (the embedded default) as with it off."""
+    import logging
+
+    from django.core.signals import got_request_exception
+
+    logging.getLogger("django.request").error(
+        "Internal Server Error: %s",
+        getattr(request, "path", "?"),
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"status_code": 500, "request": request},
+    )
+    got_request_exception.send(sender=None, request=request)

@@ -1,11 +1,15 @@
-"""A static-files finder for the one file we take from the plotly wheel."""
+"""Static files: a finder for the one file we take from the plotly wheel, and the ASGI handler that
+serves static files when no front proxy does."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from django.contrib.staticfiles.finders import BaseFinder
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.exceptions import SuspiciousOperation
 from django.core.files.storage import FileSystemStorage
+from django.http import Http404
 
 PLOTLY_STATIC_PATH = "vendor/plotly.min.js"
 
@@ -35,3 +39,15 @@ class PlotlyFinder(BaseFinder):
 
     def list(self, ignore_patterns):
         yield "plotly.min.js", self.storage
+
+
+class StaticFilesHandler(ASGIStaticFilesHandler):
+    """Django's ASGI static-files handler, with a 404 for a path that leaves the static folders
+    (`/static/%2e%2e/...`): the finders refuse it with SuspiciousFileOperation, which the stock handler
+    lets through as a 500."""
+
+    def serve(self, request):
+        try:
+            return super().serve(request)
+        except SuspiciousOperation as exc:
+            raise Http404("no such static file") from exc

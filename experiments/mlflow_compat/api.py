@@ -12,7 +12,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from experiments.mlflow_compat import services
 from t4dm_site.auth import trainer_auth
-from t4dm_site.errors import DomainError
+from t4dm_site.errors import INTERNAL_ERROR_MESSAGE, DomainError, report_unhandled
 
 mlflow_api = NinjaAPI(
     title="T4DM MLflow-compatible tracking API",
@@ -52,6 +52,13 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
 @mlflow_api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError):
     return _error(request, exc.status_code, str(exc))
+
+
+@mlflow_api.exception_handler(Exception)
+def _unhandled(request: HttpRequest, exc: Exception):
+    """Anything else: MLflow's error shape, 500, without the traceback (ninja shows it under DEBUG)."""
+    report_unhandled(request, exc)
+    return _error(request, 500, INTERNAL_ERROR_MESSAGE, "INTERNAL_ERROR")
 
 
 class KeyValue(Schema):

@@ -97,8 +97,7 @@ def experiments_search(
     *, user, filter_string: str = "", max_results: int = 1000, page_token: str = ""
 ) -> dict:
     experiments = experiments_visible_to(user).order_by("pk")
-    for clause in _clauses(filter_string):
-        field, op, value = clause
+    for field, op, value, _ in _clauses(filter_string):
         if field.split(".")[-1] != "name":
             raise InvalidInput(
                 f"experiments can be filtered by name only, not {field}", code="INVALID_PARAMETER_VALUE"
@@ -372,8 +371,17 @@ _CLAUSE = re.compile(
 )
 
 
-def _clauses(filter_string: str) -> list[tuple[str, str, str]]:
-    """MLflow's basic filter grammar: clauses joined by AND, each `entity.key <op> value`."""
+_METRIC_ENTITIES = ("metric", "metrics")
+_PARAM_ENTITIES = ("param", "params")
+_TAG_ENTITIES = ("tag", "tags")
+_ATTRIBUTE_ENTITIES = ("attribute", "attributes", "run")
+_ATTRIBUTES = ("run_name", "status", "run_id", "start_time", "end_time")
+_TIME_ATTRIBUTES = ("start_time", "end_time")
+
+
+def _clauses(filter_string: str) -> list[tuple[str, str, str, bool]]:
+    """MLflow's basic filter grammar: clauses joined by AND, each `entity.key <op> value`:
+    (field, OP, value, quoted)."""
     if not filter_string or not filter_string.strip():
         return []
     out = []
@@ -382,18 +390,56 @@ def _clauses(filter_string: str) -> list[tuple[str, str, str]]:
         if not match:
             raise InvalidInput(f"could not parse filter clause {part!r}", code="INVALID_PARAMETER_VALUE")
         value = match["value"]
-        if value[:1] in "'\"":
+        quoted = value[:1] in "'\""
+        if quoted:
             value = value[1:-1]
-        out.append((match["field"].replace("`", "").replace('"', ""), match["op"], value))
+        out.append((match["field"].replace("`", "").replace('"', ""), match["op"].upper(), value, quoted))
     return out
+
+
+def _run_clauses(filter_string: str) -> list[tuple[str, str, str, Any]]:
+    """A runs filter, every clause checked before any run is read, so that a bad filter is a 400
+    INVALID_PARAMETER_VALUE (as in MLflow) whether or not there are runs to compare it with:
+    (entity, key, OP, value typed for the comparison)."""
+    out = []
+    for field, op, raw, _ in _clauses(filter_string):
+        value: Any = raw
+        entity, _, key = field.partition(".")
+        entity = entity.lower()
+        if entity in ("run_name", "status"):
+            entity, key = "attributes", entity
+        if entity in _METRIC_ENTITIES:
+            if op in ("LIKE", "ILIKE"):
+                raise InvalidInput(f"invalid comparator {op!r} for metric {key!r}", code="INVALID_PARAMETER_VALUE")
+            value = _number(raw, f"metric {key!r}", float)
+        elif entity in _ATTRIBUTE_ENTITIES:
+            if key not in _ATTRIBUTES:
+                raise InvalidInput(f"unsupported attribute {key!r} in filter", code="INVALID_PARAMETER_VALUE")
+            if key in _TIME_ATTRIBUTES:
+                value = _number(raw, f"attribute {key!r}", int)
+        elif entity not in _PARAM_ENTITIES + _TAG_ENTITIES:
+            raise InvalidInput(f"unsupported filter field {field!r}", code="INVALID_PARAMETER_VALUE")
+        out.append((entity, key, op, value))
+    return out
+
+
+def _number(value: str, what: str, kind):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"expected a numeric value for {what}, got {value!r}", code="INVALID_PARAMETER_VALUE"
+        ) from None
 
 
 def _compare(left, op: str, right) -> bool:
     if left is None:
         return False
-    if op.upper() in ("LIKE", "ILIKE"):
+    if op in ("LIKE", "ILIKE"):
         regex = "^" + re.escape(str(right)).replace("%", ".*").replace("_", ".") + "$"
-        return re.match(regex, str(left), re.IGNORECASE if op.upper() == "ILIKE" else 0) is not None
+        return re.match(regex, str(left), re.IGNORECASE | re.DOTALL if op == "ILIKE" else re.DOTALL) is not None
+    if isinstance(right, str):
+        left = str(left)
     return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
             ">": left > right, ">=": left >= right}[op]  # fmt: skip
 
@@ -402,32 +448,17 @@ def _matches(obj: dict, clauses) -> bool:
     metrics = {m["key"]: m["value"] for m in obj["data"]["metrics"]}
     params = {p["key"]: p["value"] for p in obj["data"]["params"]}
     tags = {t["key"]: t["value"] for t in obj["data"]["tags"]}
-    for field, op, value in clauses:
-        entity, _, key = field.partition(".")
-        entity = entity.lower()
-        if entity in ("metric", "metrics"):
-            if not _compare(metrics.get(key), op, float(value)):
-                return False
-        elif entity in ("param", "params"):
-            if not _compare(params.get(key), op, value):
-                return False
-        elif entity in ("tag", "tags"):
-            if not _compare(tags.get(key), op, value):
-                return False
-        elif entity in ("attribute", "attributes", "run"):
-            attr = {"run_name": "run_name", "status": "status", "run_id": "run_id", "start_time": "start_time",
-                    "end_time": "end_time"}.get(key)  # fmt: skip
-            if attr is None:
-                raise InvalidInput(f"unsupported attribute {key!r} in filter", code="INVALID_PARAMETER_VALUE")
-            actual = obj["info"].get(attr)
-            right = int(value) if attr in ("start_time", "end_time") else value
-            if not _compare(actual, op, right):
-                return False
-        elif entity in ("run_name", "status"):
-            if not _compare(obj["info"].get(entity), op, value):
-                return False
+    for entity, key, op, value in clauses:
+        if entity in _METRIC_ENTITIES:
+            actual = metrics.get(key)
+        elif entity in _PARAM_ENTITIES:
+            actual = params.get(key)
+        elif entity in _TAG_ENTITIES:
+            actual = tags.get(key)
         else:
-            raise InvalidInput(f"unsupported filter field {field!r}", code="INVALID_PARAMETER_VALUE")
+            actual = obj["info"].get(key)
+        if not _compare(actual, op, value):
+            return False
     return True
 
 
@@ -440,7 +471,7 @@ def runs_search(
     page_token: str = "",
     order_by: list[str] | None = None,
 ) -> dict:
-    clauses = _clauses(filter_string)
+    clauses = _run_clauses(filter_string)
     experiments = [experiment_get(user=user, experiment_id=e) for e in experiment_ids]
     runs = runs_visible_to(user).filter(experiment__in=experiments, lifecycle_stage="active")
     objects = [obj for obj in (run_object(r) for r in runs) if _matches(obj, clauses)]
@@ -456,11 +487,17 @@ def runs_search(
                 reverse=descending,
             )
         else:
-            objects.sort(
-                key=lambda o, k=key or entity: (o["info"].get(k) is None, o["info"].get(k) or 0),
-                reverse=descending,
-            )
+            objects.sort(key=lambda o, k=key or entity: _sort_key(o["info"].get(k)), reverse=descending)
     return _paged(objects, "runs", max_results, page_token)
+
+
+def _sort_key(value) -> tuple:
+    """Orders numbers, then strings, then missing values, without comparing a str with an int."""
+    if value is None:
+        return (2, "")
+    if isinstance(value, (int, float)):
+        return (0, value)
+    return (1, str(value))
 
 
 def _paged(objects: list[dict], name: str, max_results: int, page_token: str) -> dict:

@@ -15,7 +15,7 @@ from ninja.files import UploadedFile
 
 from experiments.openai_compat import services
 from t4dm_site.auth import trainer_auth
-from t4dm_site.errors import DomainError
+from t4dm_site.errors import INTERNAL_ERROR_MESSAGE, DomainError, report_unhandled
 
 openai_api = NinjaAPI(
     title="T4DM OpenAI-compatible fine-tuning API",
@@ -69,6 +69,13 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
 @openai_api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError):
     return _error(request, exc.status_code, str(exc))
+
+
+@openai_api.exception_handler(Exception)
+def _unhandled(request: HttpRequest, exc: Exception):
+    """Anything else: OpenAI's error object, 500, without the traceback (ninja shows it under DEBUG)."""
+    report_unhandled(request, exc)
+    return _error(request, 500, INTERNAL_ERROR_MESSAGE, code="internal_error")
 
 
 # --- files ------------------------------------------------------------------------------------------

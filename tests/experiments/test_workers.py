@@ -50,7 +50,7 @@ def test_heartbeat_registers_the_worker_and_keeps_its_job_alive(
 
     # then
     assert response.status_code == 200 and response.json()["status"] == "busy"
-    [row] = workers_overview()
+    [row] = workers_overview(user=researcher)
     assert row["name"] == "gpu0@box" and row["current_job_id"] == job.public_id
     assert row["gpu_name"].startswith("NVIDIA H100") and row["gpu_memory_total_mb"] == 81559
     assert row["seconds_since_heartbeat"] < 5

@@ -121,3 +121,24 @@ def test_other_users_runs_are_not_found(ml, client, make_user):
     )
     assert response.status_code == 404 and response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert client.get("/api/2.0/mlflow/runs/get", {"run_id": run_id}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "filter_string",
+    ["metrics.loss > 'abc'", "metrics.loss < 1e5e", "attributes.start_time > 'soon'", "metrics.loss LIKE '1%'",
+     "attributes.nope = 'x'", "dataset.name = 'x'"],
+)  # fmt: skip
+def test_runs_search_refuses_a_bad_filter_with_mlflows_400(ml, filter_string):
+    """Issue 17 item 12: `metrics.loss > 'abc'` was a 500. MLflow answers INVALID_PARAMETER_VALUE, with
+    runs to compare against or without."""
+    experiment_id, run_id = _run(ml)
+    for with_runs in (True, False):
+        if not with_runs:
+            experiment_id = ml.post("experiments/create", {"name": "empty"}).json()["experiment_id"]
+        else:
+            ml.post("runs/log-metric", {"run_id": run_id, "key": "loss", "value": 0.5, "step": 1})
+        response = ml.post("runs/search", {"experiment_ids": [experiment_id], "filter": filter_string})
+        assert response.status_code == 400, response.content
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert response.json()["message"]
+

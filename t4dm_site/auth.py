@@ -3,12 +3,17 @@
 - `UserAuth(roles=...)`: `Authorization: Bearer t4dm_...` or a logged-in session. A user without one
   of the roles gets 403 (e.g. an evaluator on the training API).
 - `JobTokenAuth`: `Authorization: Bearer t4job_<job pk>_...`, valid only for the job in the URL.
+- `LoginLockoutBackend`: django-axes' lockout check for password logins (settings AXES_*).
+
+A refused bearer token is counted, and past the limit answered 429, by t4dm_site/ratelimit.py; valid
+credentials are never refused there.
 """
 
 from __future__ import annotations
 
 import hmac
 
+from axes.backends import AxesStandaloneBackend
 from ninja.security import HttpBearer
 from ninja.utils import check_csrf
 
@@ -67,3 +72,15 @@ class JobTokenAuth(HttpBearer):
 trainer_auth = UserAuth(roles={ADMIN, RESEARCHER})
 any_user_auth = UserAuth()
 job_token_auth = JobTokenAuth()
+
+
+class LoginLockoutBackend(AxesStandaloneBackend):
+    """axes' backend (first in AUTHENTICATION_BACKENDS): refuses a password login while its (username,
+    client address) pair is locked out. Lockouts are about HTTP logins: an authenticate() call without a
+    request (a management command, the test client's login()) is left to the next backend, where axes'
+    own backend would raise."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

@@ -1,24 +1,38 @@
-"""Request limits, as middleware (a small cache-based limiter; no extra dependency):
+"""Request limits, as middleware, and the failure counters behind them.
 
-- Failed logins (the login page and the admin's) and requests with a bad bearer token (API tokens,
-  the worker secret; not per-job worker tokens) are counted per client address in fixed windows of
-  RATE_LIMIT_WINDOW_SECONDS. Past LOGIN_RATE_LIMIT / TOKEN_RATE_LIMIT failures that address gets
-  429 with Retry-After until the window ends; successful requests are never counted.
+- **Logins** (the login page and the admin's) are limited by django-axes (settings `AXES_*`): past
+  T4DM_LOGIN_RATE_LIMIT failures for one username from one client address, that pair is locked out for
+  T4DM_RATE_LIMIT_WINDOW seconds (429 with Retry-After, `login_locked_out`); the same user from another
+  address, and other users from that address, still log in. A successful login clears the pair.
+- **Bad bearer tokens** (API tokens and the worker secret, on every API and on websocket connects) are
+  counted here, hand-written on Django's cache, because axes only watches logins. Only FAILURES are
+  counted and only failing requests are refused: a request whose credential is valid (an API token, a
+  session, the worker secret, a job's worker token) is always served, whatever else came from its
+  address. Each failure counts against its client address and against its token prefix (the first 12
+  characters of a `t4dm_` token, which the platform stores and shows to tell tokens apart); past
+  T4DM_TOKEN_RATE_LIMIT failures in the current window of T4DM_RATE_LIMIT_WINDOW seconds on either count,
+  a refused token is answered 429 with Retry-After instead of 401 (a websocket connect is closed) until
+  the window ends. So clients behind one proxy (T4DM_TRUSTED_PROXY_HOPS=0) cannot lock each other out:
+  at worst their own wrong tokens get 429 instead of 401. Job tokens (`t4job_…`) are neither counted nor
+  answered 429: a worker must see the 401 that tells it its job was taken away.
 - A request body larger than MAX_UPLOAD_BYTES (by its Content-Length) is refused with 413 before it is
   parsed.
 
 Behind reverse proxies, T4DM_TRUSTED_PROXY_HOPS says how many X-Forwarded-For entries to trust
-(`client_address`); otherwise every client would share the proxy's address.
+(`client_address`); otherwise every client shares the proxy's address.
 
-The counters live in Django's default cache: per process on the embedded default (local memory),
-shared by all web processes in production (Redis; see CACHES in settings).
+The token counters live in Django's default cache: per process on the embedded default (local memory),
+shared by all web processes in production (Redis; see CACHES in settings). Axes keeps its attempts in
+the database (SQLite or PostgreSQL), shared by every process.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,7 +40,9 @@ from django.http import HttpResponse, JsonResponse
 
 logger = logging.getLogger(__name__)
 
-LOGIN_PATHS = ("/login/", "/admin/login/")
+JOB_TOKEN_MARK = "t4job_"
+# The part of an API token the platform stores in clear (ApiToken.prefix, `raw[:12]`).
+_API_TOKEN_PREFIX = re.compile(r"t4dm_[A-Za-z0-9_-]{1,7}")
 
 
 def _window() -> tuple[int, int]:
@@ -63,39 +79,97 @@ def record_failure(scope: str, who: str) -> int:
         return 0
 
 
+def _address(remote: str | None, forwarded_for: str) -> str:
+    hops = settings.TRUSTED_PROXY_HOPS
+    if hops:
+        forwarded = [part.strip() for part in forwarded_for.split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return remote or "unknown"
+
+
 def client_address(request) -> str:
     """The address limits count against. Behind T4DM_TRUSTED_PROXY_HOPS reverse proxies, each of which
     appends the address it saw to X-Forwarded-For, it is the entry the outermost trusted proxy added;
     entries left of it are the client's to invent, so they are never used. With no trusted proxy the
-    header is ignored."""
-    hops = settings.TRUSTED_PROXY_HOPS
-    if hops:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [part for part in forwarded if part]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    header is ignored. (Also axes' AXES_CLIENT_IP_CALLABLE.)"""
+    return _address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR", ""))
 
 
-def too_many(request, what: str) -> HttpResponse:
-    retry_after = _window()[1]
-    message = f"too many failed {what} from this address; try again in {retry_after} s"
-    if request.path.startswith(LOGIN_PATHS):
-        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
-    else:
-        response = JsonResponse(
-            {"error": {"code": "rate_limited", "message": message, "details": {"retry_after": retry_after}}},
-            status=429,
-        )
+def scope_client_address(scope) -> str:
+    """`client_address` for an ASGI scope (websockets)."""
+    headers = dict(scope.get("headers") or [])
+    forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1")
+    client = scope.get("client") or (None,)
+    return _address(client[0], forwarded)
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The raw token of an `Authorization: Bearer …` header value, else None."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def token_prefix(raw: str) -> str | None:
+    """The non-secret identifying part of a token the limit also counts against: an API token's stored
+    prefix. The worker secret and anything else have none (their failures count per address only)."""
+    match = _API_TOKEN_PREFIX.match(raw)
+    return match.group(0) if match else None
+
+
+def token_failure(address: str, raw: str) -> bool:
+    """Count one refused bearer token; True when its address or its prefix is now past the limit."""
+    limit = settings.TOKEN_RATE_LIMIT
+    over = record_failure("token", address) > limit
+    prefix = token_prefix(raw)
+    if prefix is not None:
+        over = record_failure("token-prefix", prefix) > limit or over
+    return over
+
+
+def _retry_after_response(message: str, retry_after: int) -> JsonResponse:
+    response = JsonResponse(
+        {"error": {"code": "rate_limited", "message": message, "details": {"retry_after": retry_after}}},
+        status=429,
+    )
     response["Retry-After"] = str(retry_after)
     return response
 
 
-def _limited_bearer(request) -> bool:
-    """A bearer token other than a job's worker token. Job tokens are exempt: 256 random bits cannot be
-    guessed, and a stale one is normal (a requeued job gets a new token while its old worker retries)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and not token.strip().startswith("t4job_")
+def too_many_tokens() -> JsonResponse:
+    retry_after = _window()[1]
+    return _retry_after_response(
+        "the bearer token was not accepted, and too many refused tokens came from this address or with "
+        f"this token prefix; try again in {retry_after} s (valid credentials are not affected)",
+        retry_after,
+    )
+
+
+def login_failure_limit(request, credentials) -> int:
+    """axes' AXES_FAILURE_LIMIT: T4DM_LOGIN_RATE_LIMIT, read when used."""
+    return settings.LOGIN_RATE_LIMIT
+
+
+def login_cool_off(request) -> timedelta:
+    """axes' AXES_COOLOFF_TIME: T4DM_RATE_LIMIT_WINDOW seconds after the last failure, read when used."""
+    return timedelta(seconds=settings.RATE_LIMIT_WINDOW_SECONDS)
+
+
+def login_locked_out(request, response=None, credentials=None) -> HttpResponse:
+    """axes' AXES_LOCKOUT_CALLABLE: 429 with Retry-After for a locked (username, address) pair. With
+    AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT (axes' default) this refused attempt restarted the
+    cool-off, so it ends a full cool-off from now."""
+    from axes.helpers import get_cool_off
+
+    cool_off = get_cool_off(request)
+    retry_after = max(1, math.ceil(cool_off.total_seconds())) if cool_off else 0
+    message = "too many failed logins for this user from this address"
+    message += f"; try again in {retry_after} s" if retry_after else "; ask an admin to unlock it"
+    locked = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+    if retry_after:
+        locked["Retry-After"] = str(retry_after)
+    return locked
 
 
 class RequestLimitsMiddleware:
@@ -117,17 +191,12 @@ class RequestLimitsMiddleware:
                 },
                 status=413,
             )
-        who = client_address(request)
-        login = request.method == "POST" and request.path.startswith(LOGIN_PATHS)
-        token = not login and _limited_bearer(request)
-        if login and failures("login", who) >= settings.LOGIN_RATE_LIMIT:
-            return too_many(request, "logins")
-        if token and failures("token", who) >= settings.TOKEN_RATE_LIMIT:
-            return too_many(request, "API token checks")
         response = self.get_response(request)
-        # A failed login re-renders the form (200); a successful one redirects.
-        if login and response.status_code == 200:
-            record_failure("login", who)
-        elif token and response.status_code == 401:
-            record_failure("token", who)
+        # Only a request the API refused for its bearer token counts, and only it is answered 429: the
+        # limit is checked after authentication, so valid credentials are never refused.
+        if response.status_code == 401:
+            raw = bearer_token(request.headers.get("Authorization", ""))
+            if raw is not None and not raw.startswith(JOB_TOKEN_MARK):
+                if token_failure(client_address(request), raw):
+                    return too_many_tokens()
         return response

@@ -92,10 +92,22 @@ MAX_UPLOAD_BYTES = env_int("T4DM_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=
 ANONYMOUS_BODY_BYTES = env_int("T4DM_ANONYMOUS_BODY_BYTES", 1024 * 1024, minimum=0)
 # Dataset rows as decoded in memory (Parquet dictionaries expanded, JSON parsed): past this, 400.
 DATASET_MAX_DECODED_BYTES = env_int("T4DM_MAX_DECODED_BYTES", 256 * 1024 * 1024, minimum=1)
-# Failed logins / bad API tokens per client address before 429 (with Retry-After), per window.
+# Failed logins per (username, client address) before that pair is locked out for a window (django-axes),
+# and refused bearer tokens per client address / token prefix per window before the refused ones get 429
+# (t4dm_site/ratelimit.py). Valid credentials are never refused by the token limit.
 LOGIN_RATE_LIMIT = env_int("T4DM_LOGIN_RATE_LIMIT", 10, minimum=1)
 TOKEN_RATE_LIMIT = env_int("T4DM_TOKEN_RATE_LIMIT", 30, minimum=1)
 RATE_LIMIT_WINDOW_SECONDS = env_int("T4DM_RATE_LIMIT_WINDOW", 300, minimum=1)
+# django-axes, for the login page and the admin's: attempts in the database (SQLite or PostgreSQL, its
+# migrations run with `migrate`). The limit and cool-off are read from the two settings above when used.
+AXES_FAILURE_LIMIT = "t4dm_site.ratelimit.login_failure_limit"
+AXES_COOLOFF_TIME = "t4dm_site.ratelimit.login_cool_off"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # an attacker can't lock a user out everywhere
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "t4dm_site.ratelimit.client_address"  # honours T4DM_TRUSTED_PROXY_HOPS
+AXES_LOCKOUT_CALLABLE = "t4dm_site.ratelimit.login_locked_out"  # 429 with Retry-After
+AXES_DISABLE_ACCESS_LOG = True  # failures only: no table row per successful login
+AXES_VERBOSE = False
 # Reverse proxies in front of the web processes that append to X-Forwarded-For (0: none; the limits
 # then count REMOTE_ADDR, which behind a proxy is the proxy's).
 TRUSTED_PROXY_HOPS = env_int("T4DM_TRUSTED_PROXY_HOPS", 0, minimum=0)
@@ -118,17 +130,19 @@ INSTALLED_APPS = [
     "experiments.human_eval",
     "experiments.workflows",
     "experiments.integrations",
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "t4dm_site.ratelimit.RequestLimitsMiddleware",  # 413 for oversized bodies, 429 after failed logins
+    "t4dm_site.ratelimit.RequestLimitsMiddleware",  # 413 for oversized bodies, 429 for refused tokens
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into axes' lockout response
 ]
 
 ROOT_URLCONF = "t4dm_site.urls"
@@ -174,6 +188,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             pass
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = [
+    "t4dm_site.auth.LoginLockoutBackend",  # django-axes: refuses a locked-out (username, address) pair
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]

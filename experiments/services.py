@@ -472,10 +472,29 @@ def _checkpoint_for_resume(resume_from: str, owner) -> Checkpoint:
         if not step_part.startswith("step-") or not step_part[5:].isdigit():
             raise InvalidInput(f"resume_from {resume_from!r}: expected job-001 or job-001/step-40")
         checkpoints = checkpoints.filter(step=int(step_part[5:]))
-    checkpoint = checkpoints.first()
-    if checkpoint is None:
+    if not checkpoints.exists():
         raise NotFound(f"no checkpoint to resume from for {resume_from}")
+    # A recorded checkpoint may be gone from disk (save_total_limit rotated it away, or it was cleaned
+    # up): refuse it now rather than queue a job that fails on its worker. Without a step, the newest
+    # checkpoint still on disk.
+    checkpoint = next((c for c in checkpoints if _checkpoint_on_disk(c.path)), None)
+    if checkpoint is None:
+        on_disk = sorted(c.step for c in source.checkpoints.all() if _checkpoint_on_disk(c.path))
+        raise Conflict(
+            f"the checkpoint for {resume_from} is no longer on disk (rotated away by save_total_limit or "
+            f"deleted); steps still on disk: {', '.join(map(str, on_disk)) or 'none'}",
+            code="checkpoint_deleted",
+            details={"steps_on_disk": on_disk},
+        )
     return checkpoint
+
+
+def _checkpoint_on_disk(path: str) -> bool:
+    """A checkpoint folder that exists and holds files (the engine renames it into place complete)."""
+    folder = Path(path) if path else None
+    if folder is None or not folder.is_dir():
+        return False
+    return any(folder.iterdir())
 
 
 @transaction.atomic

@@ -135,8 +135,10 @@ def test_resume_starts_a_new_job_from_a_checkpoint(
     busy = api.post(researcher, f"/jobs/{job_id}/resume", {})
     assert busy.status_code == 409
     job.mark_cancelled()
-    Checkpoint.objects.create(job=job, step=5, path=str(tmp_path / "checkpoint-5"))
-    Checkpoint.objects.create(job=job, step=10, path=str(tmp_path / "checkpoint-10"))
+    for step in (5, 10):  # a resume needs the checkpoint's files on disk
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        Checkpoint.objects.create(job=job, step=step, path=str(tmp_path / f"checkpoint-{step}"))
 
     with django_capture_on_commit_callbacks(execute=False):
         newest = api.post(researcher, f"/jobs/{job_id}/resume", {})

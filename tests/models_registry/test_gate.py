@@ -134,3 +134,142 @@ def test_a_failed_dataset_validation_and_a_missing_card_fail_their_items(staged,
     failing = gate_status(version)["failing"]
     assert "dataset_validated" in failing and "model_card_present" in failing
     assert "training_completed" not in failing and "properly_versioned" not in failing
+
+
+# --- issue 17, item 6: the gate cannot be bypassed --------------------------------------------------
+
+
+@pytest.fixture
+def ready_for_production(staged, researcher, finished_evaluation):
+    """A staged version whose evaluation and sign-off are in: only the thresholds decide."""
+
+    def make(metrics: dict, **evaluation_fields):
+        version, job = staged()
+        evaluation = finished_evaluation(job, metrics=metrics)
+        for name, value in evaluation_fields.items():
+            setattr(evaluation, name, value)
+        evaluation.save()
+        sample_review_signoff(version=version, reviewer=researcher, note="read them")
+        version.refresh_from_db()
+        return version, evaluation
+
+    return make
+
+
+def test_perplexity_1798_does_not_reach_production_against_a_project_threshold_of_10(
+    ready_for_production, researcher, settings, api, make_user
+):
+    # given: the project says perplexity <= 10; the evaluation carried its own looser threshold and
+    # stored a "passed" result for it
+    settings.QUALITY_THRESHOLDS = {"perplexity": {"<=": 10}}
+    version, evaluation = ready_for_production(
+        {"perplexity": 1798.0},
+        thresholds={"perplexity": {"<=": 5000}},
+        threshold_results=[{"metric": "perplexity", "op": "<=", "threshold": 5000, "value": 1798, "passed": True}],
+    )
+    # when: promoted as the researcher, also with a looser threshold in the request
+    url = f"/models/{version.model_id}/versions/{version.version}/stage"
+    response = api.post(
+        researcher, url, {"stage": "production", "thresholds": {"perplexity": {"max": 2000}}, "reason": "go"}
+    )
+    # then: refused, on the project's threshold
+    assert response.status_code == 409, response.json()
+    failing = {i["key"]: i["detail"] for i in response.json()["error"]["details"]["failing"]}
+    assert list(failing) == ["metrics_meet_thresholds"]
+    assert "perplexity=1798 (needs <= 10) [project]" in failing["metrics_meet_thresholds"]
+    version.refresh_from_db()
+    assert version.stage == "staging"
+    # only an admin override (with a reason, recorded) gets it there
+    admin = make_user("ada", role="admin")
+    model_version_transition(
+        version=version, to_stage="production", actor=admin, override=True, reason="known regression"
+    )
+    last = StageTransition.objects.filter(version=version).last()
+    assert (last.to_stage, last.override) == ("production", True)
+
+
+def test_a_model_whose_thresholds_cannot_be_met_is_not_promoted(ready_for_production, researcher):
+    # given: a perfect accuracy, and model thresholds that ask for more than perfect
+    version, _ = ready_for_production(
+        {"accuracy": 1.0, "perplexity": 2.0},
+        threshold_results=[{"metric": "accuracy", "op": ">=", "threshold": 0.85, "value": 1.0, "passed": True}],
+    )
+    registered_model_update(registered=version.registered, thresholds={"accuracy": {">": 1.0}})
+    with pytest.raises(GateFailed) as refused:
+        model_version_transition(version=version, to_stage="production", actor=researcher, reason="go")
+    detail = refused.value.details["failing"][0]["detail"]
+    assert "accuracy=1 (needs > 1) [model]" in detail
+    version.refresh_from_db()
+    assert version.stage == "staging"
+
+
+def test_a_model_threshold_on_a_metric_the_evaluation_did_not_measure_fails(ready_for_production):
+    version, _ = ready_for_production({"perplexity": 2.0})
+    registered_model_update(registered=version.registered, thresholds={"bleu": 0.3})
+    version.refresh_from_db()
+    item = {i["key"]: i for i in gate_status(version)["items"]}["metrics_meet_thresholds"]
+    assert not item["passed"] and "bleu (not measured; needs >= 0.3) [model]" in item["detail"]
+
+
+def test_the_strictest_bound_of_project_model_and_request_applies(ready_for_production, settings):
+    settings.QUALITY_THRESHOLDS = {"perplexity": {"<=": 10}}
+    version, _ = ready_for_production({"perplexity": 6.0})
+    registered_model_update(registered=version.registered, thresholds={"perplexity": {"max": 50}})
+    version.refresh_from_db()
+    assert gate_status(version)["passed"]  # 6 meets every bound
+    tighter = gate_status(version, thresholds={"perplexity": {"<=": 5}})
+    assert tighter["failing"] == ["metrics_meet_thresholds"]  # the request's 5 is the strictest
+
+
+def test_the_card_is_rendered_again_when_an_evaluation_finishes_and_the_gate_reads_its_content(
+    staged, researcher
+):
+    from experiments.models import Evaluation, EvaluationStatus
+
+    version, job = staged()
+    assert "Not evaluated yet." in version.model_card
+    card_item = {i["key"]: i for i in gate_status(version)["items"]}["model_card_present"]
+    assert not card_item["passed"]  # a long card that documents no evaluation is not "updated"
+    # when: an evaluation of the version's job runs and finishes
+    evaluation = Evaluation.objects.create(
+        owner=job.owner, model_path=job.final_model_path, job=job, dataset_version=job.config.dataset_version,
+        status=EvaluationStatus.RUNNING,
+    )  # fmt: skip
+    evaluation.metrics = {"perplexity": 7.25, "rouge": 0.41}
+    evaluation.mark_succeeded()
+    # then: the card documents it, metric by metric, and the gate's documentation item passes
+    version.refresh_from_db()
+    assert "Not evaluated yet." not in version.model_card
+    assert evaluation.public_id in version.model_card
+    assert "- perplexity: 7.25" in version.model_card and "- rouge: 0.41" in version.model_card
+    assert version.evaluation_metrics == {"perplexity": 7.25, "rouge": 0.41}
+    card_item = {i["key"]: i for i in gate_status(version)["items"]}["model_card_present"]
+    assert card_item["passed"], card_item
+
+
+def test_a_written_card_is_kept_and_the_gate_says_what_it_lacks(staged, api, researcher, finished_evaluation):
+    version, job = staged()
+    url = f"/models/{version.model_id}/versions/{version.version}/model-card"
+    from django.test import Client
+
+    written = "# Support bot\n\nHand-written card: intended for internal support answers only."
+    response = Client().put(
+        "/api/v1" + url, {"text": written}, content_type="application/json",
+        headers={"Authorization": f"Bearer {researcher.raw_token}"},
+    )  # fmt: skip
+    assert response.status_code == 200
+    evaluation = finished_evaluation(job)
+    version.refresh_from_db()
+    assert version.model_card == written  # not overwritten by the evaluation
+    card_item = {i["key"]: i for i in gate_status(version)["items"]}["model_card_present"]
+    assert not card_item["passed"]
+    assert card_item["detail"] == f"the model card does not mention the evaluation {evaluation.public_id}"
+    # regenerating it ({"text": null}) brings the evaluation in
+    regenerated = api.get(researcher, url.removesuffix("/model-card")).json()
+    assert regenerated["model_card"] == written
+    Client().put(
+        "/api/v1" + url, {"text": None}, content_type="application/json",
+        headers={"Authorization": f"Bearer {researcher.raw_token}"},
+    )  # fmt: skip
+    version.refresh_from_db()
+    assert {i["key"]: i for i in gate_status(version)["items"]}["model_card_present"]["passed"]

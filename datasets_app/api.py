@@ -31,6 +31,7 @@ from datasets_app.services import (
 )
 from t4dm_site.auth import trainer_auth
 from t4dm_site.errors import InvalidInput
+from t4dm_site.jsonlimits import loads_bounded
 
 router = Router(tags=["datasets"], auth=trainer_auth)
 KNOWLEDGE_MAX_BYTES = 32 * 1024 * 1024  # a knowledge base is one JSON document, parsed at once
@@ -105,7 +106,7 @@ def _json_field(value: str, name: str) -> Any:
     if not value:
         return None
     try:
-        return json.loads(value)
+        return loads_bounded(value, what=name)  # a cap on nesting: deep JSON was a RecursionError (500)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{name} must be JSON ({exc.msg})", code="invalid_input") from None
 

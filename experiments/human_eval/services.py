@@ -23,6 +23,7 @@ from experiments.human_eval.models import (
     TaskStatus,
 )
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
+from t4dm_site.jsonlimits import loads_bounded
 from t4dm_site.roles import ADMIN, EVALUATOR
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def parse_questions_upload(content: bytes) -> list[str]:
             raise InvalidInput(f"questions file line {number}: a control character (U+{ord(control):04X})")
         if line.startswith(("{", '"')):
             try:
-                value = json.loads(line)
+                value = loads_bounded(line, what=f"questions file line {number}")  # deep JSON: 400
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"questions file line {number}: not valid JSON ({exc.msg})") from None
             if isinstance(value, dict):

@@ -253,3 +253,65 @@ def test_a_jobs_own_worker_token_reaches_its_job_only(client, world, django_capt
     # The same token on another job's URL is refused.
     other_job = client.get(f"/api/v1/worker/jobs/{world['done_job_id']}/spec", headers=own)
     assert other_job.status_code == 403 and other_job.json()["error"]["code"] == "wrong_job_token"
+
+
+def test_registry_rows_when_another_researcher_uses_the_same_model_id(
+    client, people, world, tiny_model_dir, django_capture_on_commit_callbacks
+):
+    """Issue 17 item 1: `other` has a model of its own named like `owner`'s (model ids are per owner).
+    Every registry operation `other` makes on that id reaches `other`'s model only: `owner`'s versions,
+    thresholds, description, card, stage, sign-offs and exports stay as they were."""
+    from experiments.models import TrainingJob
+    from models_registry.models import ModelVersion, RegisteredModel
+    from models_registry.services import model_version_create
+
+    owner, other = people["owner"], people["other"]
+    theirs = RegisteredModel.objects.get(owner=owner, model_id=world["model_id"])
+
+    def owner_state() -> dict:
+        theirs.refresh_from_db()
+        versions = ModelVersion.objects.filter(registered=theirs).order_by("version")
+        return {
+            "model": (theirs.description, theirs.thresholds, theirs.limitations),
+            "versions": [(v.version, v.stage, v.model_card, v.signoffs.count(), v.exports.count()) for v in versions],
+        }
+
+    other_job = TrainingJob.objects.filter(owner=other).first()
+    other_job.mark_running(worker="w")
+    other_job.mark_succeeded(final_model_path=str(tiny_model_dir))
+    with django_capture_on_commit_callbacks(execute=False):
+        mine = model_version_create(job=other_job, model_id=world["model_id"])
+    assert (mine.version, mine.registered.owner) == ("1.0.0", other)  # not 1.1.0 of owner's model
+    before = owner_state()
+    headers = {"Authorization": f"Bearer {other.raw_token}"}
+    bodies = {
+        "POST /api/v1/models/versions": {"job_id": other_job.public_id, "model_id": world["model_id"]},
+        "PATCH /api/v1/models/{model_id}": {"description": "taken", "thresholds": {"accuracy": 0.01}},
+        "POST /api/v1/models/{model_id}/versions/{version}/stage": {"stage": "staging"},
+        "POST /api/v1/models/{model_id}/versions/{version}/signoff": {"note": "fine"},
+        "PUT /api/v1/models/{model_id}/versions/{version}/model-card": {"text": "# taken\n\n" + "x" * 60},
+        "POST /api/v1/models/{model_id}/versions/{version}/exports": {"merge": False},
+    }
+    called = 0
+    with django_capture_on_commit_callbacks(execute=False):
+        for method, path in OPERATIONS:
+            if not path.startswith("/api/v1/models/"):
+                continue
+            url = _path(path, world)
+            if method in ("GET", "DELETE"):
+                response = client.generic(method, url, headers=headers)
+            else:
+                body = json.dumps(bodies.get(f"{method} {path}", {}))
+                response = client.generic(method, url, body, content_type="application/json", headers=headers)
+            called += 1
+            assert response.status_code < 500, (method, path, response.content)
+            if response.status_code < 300 and response.get("Content-Type", "").startswith("application/json"):
+                payload = response.json()
+                for row in payload if isinstance(payload, list) else [payload]:
+                    if isinstance(row, dict) and "owner" in row:
+                        assert row["owner"] == other.username, (method, path, row)
+    assert called >= 11  # versions, PATCH, detail, metadata, gate, stage, signoff, card, exports, archive
+    assert owner_state() == before
+    # and the owner still sees exactly their own model
+    listed = client.get("/api/v1/models", headers={"Authorization": f"Bearer {owner.raw_token}"}).json()
+    assert [(m["model_id"], m["owner"], m["versions"]) for m in listed] == [(world["model_id"], owner.username, 1)]

@@ -38,7 +38,8 @@ UNAVAILABLE = (
     "id), a job id (job-001), a checkpoint (job-001/step-40), a registered version (model_id@1.0.0) or a "
     "model folder under the server's model roots"
 )
-_JOB_REF = re.compile(r"^(job-\d+)(?:/(step-\d+))?$")
+_JOB_REF = re.compile(r"^(job-\d{1,12})(?:/(step-\d{1,12}))?$")  # bounded: fits the database's integers
+_LOOKS_LIKE_JOB = re.compile(r"^job-\d+(?:/|$)")  # never a hub id, even when too long to be a job
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 _VERSION_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*@[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -95,7 +96,10 @@ def _configured_roots() -> list[Path]:
 
 
 def is_model_folder(path: Path) -> bool:
-    return (path / "adapter_config.json").is_file() or (path / "config.json").is_file()
+    try:
+        return (path / "adapter_config.json").is_file() or (path / "config.json").is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: not a model folder either
+        return False
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -121,7 +125,10 @@ def _named_folder(ref: str) -> str | None:
     if "/" in ref or "\\" in ref or ref in (".", ".."):
         return None
     for root in _configured_roots():
-        candidate = (root / ref).resolve()
+        try:
+            candidate = (root / ref).resolve()
+        except (OSError, RuntimeError, ValueError):
+            return None
         if candidate.parent == root and is_model_folder(candidate):
             return str(candidate)
     return None
@@ -138,7 +145,10 @@ def _owned_path(job, path: str, field: str) -> str:
     stored = Path(path)
     if not stored.is_absolute():
         raise InvalidInput(f"{field}: {job.public_id}'s model ({path}) is not a folder on this server")
-    resolved = stored.resolve()
+    try:
+        resolved = stored.resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise ModelUnavailable(field) from None
     jobs_root = (Path(settings.ARTIFACT_ROOT) / "jobs").resolve()
     if jobs_root in resolved.parents:
         own = Path(job.output_dir).resolve() if job.output_dir else None
@@ -269,7 +279,7 @@ def base_model_resolve(*, user, name: str | None, field: str = "model_base") -> 
             raise ModelUnavailable(field)
         return str(path)  # the tiny model may not be built yet: the worker reports that itself
     is_hub_id = bool(_HUB_ID.match(name)) and ".." not in name
-    if is_hub_id and not _JOB_REF.match(name) and _named_folder(name) is None:
+    if is_hub_id and not _LOOKS_LIKE_JOB.match(name) and _named_folder(name) is None:
         if _relative_folder_exists(name):
             raise ModelUnavailable(field)
         return name

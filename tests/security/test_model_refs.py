@@ -307,3 +307,27 @@ def test_the_playground_does_not_chat_with_a_base_that_is_not_the_users(
 
     assert ready["type"] == "ready"
     assert answer == {"type": "error", "side": "base", "message": "nothing to run for 'base'"}
+
+
+def test_hostile_references_are_refused_not_crashed(api, refs):
+    """Odd references get the same 4xx, never a 500 (no NUL byte reaches os.stat, no huge id the database)."""
+    b, dataset = refs["b"], refs["b_dataset"]
+    hostile = [
+        "/etc\u0000/passwd",
+        "name\u0000",
+        "x" * 5000,
+        "/" + "x" * 5000,
+        "job-99999999999999999999999",
+        "job-1/step-99999999999999999999999",
+        "../../etc",
+        "~/models",
+        "a-model@1.0.0\u0000",
+        f"{refs['root']}/../model-root/../../..",
+    ]
+    for ref in hostile:
+        for payload in ({"model_path": ref}, {"model_path": "t4dm-tiny", "base_model": ref}):
+            response = api.post(b, "/evaluations", {**payload, "test_dataset": dataset})
+            assert response.status_code == 404, (ref[:40], response.status_code)
+            assert response.json()["error"]["code"] == "model_not_found"
+        response = api.post(b, "/configs", {"dataset_id": dataset, "model_base": ref})
+        assert response.status_code in (404, 422), (ref[:40], response.status_code)  # 422: over max_length

@@ -499,7 +499,7 @@ def _shingles(text: str) -> set[bytes]:
 
 def near_duplicate_pairs(c: Collected, split_of: np.ndarray) -> list[tuple[int, int, float]]:
     """Near-duplicate pairs across splits with MinHash LSH (datasketch), skipping exact duplicates."""
-    from datasketch import MinHash, MinHashLSH
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
 
     evaluation = np.nonzero(split_of != 0)[0]
     train = np.nonzero(split_of == 0)[0]
@@ -525,7 +525,8 @@ def near_duplicate_pairs(c: Collected, split_of: np.ndarray) -> list[tuple[int, 
                     yield shingles
                 k += 1
 
-    signatures_list = MinHash.bulk(shingle_sets(), num_perm=64)
+    # LeanMinHash drops each signature's copy of the permutations (1 KB each): only the 64 hash values stay.
+    signatures_list = [LeanMinHash(m) for m in MinHash.generator(shingle_sets(), num_perm=64)]
     signatures = dict(zip(keep, signatures_list, strict=True))
     lsh = MinHashLSH(threshold=NEAR_DUPLICATE_THRESHOLD, num_perm=64)
     for k, signature in signatures.items():

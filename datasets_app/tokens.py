@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 
 from t4dm_site.errors import InvalidInput
 
@@ -16,9 +15,11 @@ DEFAULT_MAX_LENGTH = 2048
 
 
 def resolve_base_model(base_model: str | None) -> str:
-    if not base_model or base_model == TINY_MODEL_NAME:
-        return str(Path(settings.TINY_MODEL_DIR))
-    return base_model
+    """The tiny model by default, a built-in, a hub id or a folder under the model roots: the model
+    resolver (experiments.model_refs) decides; anything else is its one 404 `model_not_found`."""
+    from experiments.model_refs import tokenizer_source
+
+    return tokenizer_source(base_model)
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,15 +57,36 @@ def count_tokens(tokenizer, texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros(0, dtype=np.int32)
     backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-    if backend is not None:
-        encodings = (
-            backend.encode_batch_fast(texts, add_special_tokens=False)
-            if hasattr(backend, "encode_batch_fast")
-            else backend.encode_batch(texts, add_special_tokens=False)
-        )
-        return np.fromiter((len(e) for e in encodings), dtype=np.int32, count=len(texts))
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(texts))
+    counts = np.zeros(len(texts), dtype=np.int32)
+    # An Encoding keeps ids, offsets, masks and token strings (~100 bytes a token): encode a slice of
+    # about COUNT_CHUNK_CHARS of text at a time, never the whole batch at once.
+    for start, stop in _chunks(texts):
+        part = texts[start:stop]
+        if backend is not None:
+            encodings = (
+                backend.encode_batch_fast(part, add_special_tokens=False)
+                if hasattr(backend, "encode_batch_fast")
+                else backend.encode_batch(part, add_special_tokens=False)
+            )
+            counts[start:stop] = [len(e) for e in encodings]
+        else:
+            counts[start:stop] = [len(x) for x in tokenizer(part, add_special_tokens=False)["input_ids"]]
+        del part
+    return counts
+
+
+COUNT_CHUNK_CHARS = 256 * 1024
+
+
+def _chunks(texts: list[str]):
+    start = size = 0
+    for i, text in enumerate(texts):
+        size += len(text)
+        if size >= COUNT_CHUNK_CHARS:
+            yield start, i + 1
+            start, size = i + 1, 0
+    if start < len(texts):
+        yield start, len(texts)
 
 
 def describe(counts: np.ndarray) -> dict[str, float | int]:

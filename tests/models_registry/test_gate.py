@@ -188,13 +188,17 @@ def test_perplexity_1798_does_not_reach_production_against_a_project_threshold_o
     assert (last.to_stage, last.override) == ("production", True)
 
 
-def test_a_model_whose_thresholds_cannot_be_met_is_not_promoted(ready_for_production, researcher):
+def test_a_model_whose_thresholds_cannot_be_met_is_not_promoted(ready_for_production, researcher, client):
     # given: a perfect accuracy, and model thresholds that ask for more than perfect
     version, _ = ready_for_production(
         {"accuracy": 1.0, "perplexity": 2.0},
         threshold_results=[{"metric": "accuracy", "op": ">=", "threshold": 0.85, "value": 1.0, "passed": True}],
     )
-    registered_model_update(registered=version.registered, thresholds={"accuracy": {">": 1.0}})
+    patched = client.patch(
+        f"/api/v1/models/{version.model_id}", {"thresholds": {"accuracy": {">": 1.0}}},
+        content_type="application/json", headers={"Authorization": f"Bearer {researcher.raw_token}"},
+    )  # fmt: skip
+    assert patched.status_code == 200
     with pytest.raises(GateFailed) as refused:
         model_version_transition(version=version, to_stage="production", actor=researcher, reason="go")
     detail = refused.value.details["failing"][0]["detail"]

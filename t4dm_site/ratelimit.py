@@ -28,6 +28,7 @@ the database (SQLite or PostgreSQL), shared by every process.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import re
@@ -93,8 +94,19 @@ def client_address(request) -> str:
     """The address limits count against. Behind T4DM_TRUSTED_PROXY_HOPS reverse proxies, each of which
     appends the address it saw to X-Forwarded-For, it is the entry the outermost trusted proxy added;
     entries left of it are the client's to invent, so they are never used. With no trusted proxy the
-    header is ignored. (Also axes' AXES_CLIENT_IP_CALLABLE.)"""
+    header is ignored."""
     return _address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def login_client_address(request) -> str | None:
+    """axes' AXES_CLIENT_IP_CALLABLE: `client_address` when it is an IP address, else None (axes stores
+    it in a GenericIPAddressField: PostgreSQL's inet refuses anything else, e.g. a test request or a
+    proxy's "unknown")."""
+    address = client_address(request)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def scope_client_address(scope) -> str:

@@ -9,6 +9,8 @@ tests/security/test_ratelimit_postgresql.py reruns this module on PostgreSQL wit
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
@@ -24,6 +26,17 @@ def _limits(settings):
     cache.clear()
     yield
     cache.clear()
+
+
+def test_the_stores_are_the_ones_asked_for(db):
+    """Under tests/security/test_ratelimit_postgresql.py: PostgreSQL (axes' attempts) and Redis (counters)."""
+    from django.core.cache import caches
+    from django.db import connection
+
+    expected = os.environ.get("T4DM_EXPECT_DB_VENDOR")
+    assert expected in (None, connection.vendor), f"ran on {connection.vendor}, expected {expected}"
+    if expected == "postgresql":
+        assert type(caches["default"]).__name__ == "RedisCache"
 
 
 def _bearer(token: str) -> dict:
@@ -212,3 +225,6 @@ def test_login_lockouts_follow_the_trusted_proxy_setting(client, people, setting
         assert login("198.51.100.7, 203.0.113.1").status_code == 200
     assert login("198.51.100.8, 203.0.113.1").status_code == 429  # a forged first entry changes nothing
     assert login("203.0.113.2", password="pw-olga").status_code == 302  # another client behind the proxy
+    # An entry that is no IP address (a proxy's "unknown") is no 500, on PostgreSQL's inet column too.
+    assert login("unknown").status_code == 200
+    assert login("unknown", password="pw-olga").status_code == 302

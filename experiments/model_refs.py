@@ -304,10 +304,37 @@ def job_path_or_none(job, path: str | None) -> str | None:
 
 
 def tokenizer_ref(*, user, name: str | None, field: str = "base_model") -> str | None:
-    """Whose tokenizer counts a dataset's tokens: a built-in name or hub id as given (the datasets app
-    resolves those itself), any other reference as the folder the resolver allows; None for none."""
+    """Whose tokenizer counts a dataset's tokens, for ``user``: a built-in name or hub id as given, a
+    job's or version's base (its tokenizer is the base's), or a folder under the model roots; None for
+    none. The datasets app checks what it is given once more with `tokenizer_source`."""
     name = (name or "").strip()
     if not name:
         return None
     resolved = base_model_resolve(user=user, name=name, field=field)
-    return name if resolved == name or name in builtin_models() or name.lower() == MINILM_NAME else resolved
+    if resolved == name or name in builtin_models() or name.lower() == MINILM_NAME:
+        return name
+    ref = model_resolve(user=user, ref=name, field=field)
+    if ref.job is not None:
+        return ref.base_model
+    return ref.path
+
+
+def tokenizer_source(name: str | None, field: str = "base_model") -> str:
+    """Where the datasets app loads a tokenizer from when it has no user at hand: the tiny model by
+    default, a built-in, a hub id (not a folder relative to the server) or a model folder under the
+    model roots. Anything else (another owner's job folder, /etc, a missing folder) is the one refusal."""
+    name = (name or "").strip()
+    if not name or name == TINY_MODEL_NAME:
+        return str(Path(settings.TINY_MODEL_DIR))
+    if name.lower() == MINILM_NAME and _minilm_dir() is not None:
+        return str(_minilm_dir())
+    if _HUB_ID.match(name) and ".." not in name and not _LOOKS_LIKE_JOB.match(name):
+        named = _named_folder(name)
+        if named:
+            return named
+        if _relative_folder_exists(name):
+            raise ModelUnavailable(field)
+        return name
+    if name.startswith(("/", "\\")) or Path(name).is_absolute():
+        return _server_path(name, field)
+    raise ModelUnavailable(field)

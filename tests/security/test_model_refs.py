@@ -331,3 +331,23 @@ def test_hostile_references_are_refused_not_crashed(api, refs):
             assert response.json()["error"]["code"] == "model_not_found"
         response = api.post(b, "/configs", {"dataset_id": dataset, "model_base": ref})
         assert response.status_code in (404, 422), (ref[:40], response.status_code)  # 422: over max_length
+
+
+def test_dataset_tokenizers_come_only_from_models_the_resolver_allows(api, refs, tiny_model_dir):
+    """A dataset's `base_model` (whose tokenizer counts tokens) is no way to read another owner's folder
+    or to tell which server folders exist: the same 404 for all, and a built-in still works."""
+    b = refs["b"]
+    rows = (
+        b'{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}\n'
+        * 12
+    )
+    probes = {k: v for k, v in refs["probes"].items() if k not in ("a_job_id", "a_version_ref")}
+    validated = {
+        name: api.upload(b, "/datasets/validate", content=rows, base_model=probe)
+        for name, probe in probes.items()
+    }
+
+    _refused_alike(validated, "base_model")
+    for allowed in ("t4dm-tiny", str(tiny_model_dir), str(refs["root"] / "shared-tiny")):
+        response = api.upload(b, "/datasets/validate", content=rows, base_model=allowed)
+        assert response.status_code == 200, (allowed, response.json())

@@ -228,3 +228,14 @@ def test_login_lockouts_follow_the_trusted_proxy_setting(client, people, setting
     # An entry that is no IP address (a proxy's "unknown") is no 500, on PostgreSQL's inet column too.
     assert login("unknown").status_code == 200
     assert login("unknown", password="pw-olga").status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_locked_login_is_429_under_asgi_too(people, async_client):
+    """daphne runs the middleware chain async, where axes calls the lockout response differently."""
+    for _ in range(2):
+        assert (await async_client.post("/login/", {"username": "olga", "password": "wrong"})).status_code == 200
+    locked = await async_client.post("/login/", {"username": "olga", "password": "wrong"})
+    assert locked.status_code == 429 and int(locked["Retry-After"]) == 600
+    right = await async_client.post("/login/", {"username": "olga", "password": "pw-olga"})
+    assert right.status_code == 429 and "try again in 600 s" in right.content.decode()

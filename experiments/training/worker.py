@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from experiments.training.checkpoints import (
+from experiments.training.fencing import (
     ATTEMPT_ENV,
     AttemptFence,
     FencedError,

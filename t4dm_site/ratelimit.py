@@ -169,13 +169,23 @@ def login_cool_off(request) -> timedelta:
 
 
 def login_locked_out(request, response=None, credentials=None) -> HttpResponse:
-    """axes' AXES_LOCKOUT_CALLABLE: 429 with Retry-After for a locked (username, address) pair. With
-    AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT (axes' default) this refused attempt restarted the
-    cool-off, so it ends a full cool-off from now."""
-    from axes.helpers import get_cool_off
+    """axes' AXES_LOCKOUT_CALLABLE: 429 with Retry-After for a locked (username, address) pair. Attempts
+    while locked are not recorded (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT=False: a flood cannot
+    grow the attempt rows), so the lockout ends a cool-off after the pair's last recorded failure."""
+    from axes.helpers import get_client_username, get_cool_off
+    from axes.models import AccessAttempt
+    from django.db.models import Max
+    from django.utils import timezone
 
     cool_off = get_cool_off(request)
-    retry_after = max(1, math.ceil(cool_off.total_seconds())) if cool_off else 0
+    retry_after = 0
+    if cool_off:
+        username = get_client_username(request, getattr(request, "axes_credentials", None))
+        last = AccessAttempt.objects.filter(
+            username=username, ip_address=getattr(request, "axes_ip_address", None)
+        ).aggregate(last=Max("attempt_time"))["last"]
+        remaining = (last + cool_off - timezone.now()) if last else cool_off
+        retry_after = max(1, math.ceil(remaining.total_seconds()))
     message = "too many failed logins for this user from this address"
     message += f"; try again in {retry_after} s" if retry_after else "; ask an admin to unlock it"
     locked = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")

@@ -106,6 +106,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # an attacker can't lock
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "t4dm_site.ratelimit.login_client_address"  # honours T4DM_TRUSTED_PROXY_HOPS
 AXES_LOCKOUT_CALLABLE = "t4dm_site.ratelimit.login_locked_out"  # 429 with Retry-After
+# Attempts while locked are not recorded: a flood cannot grow axes' rows (each appends the request).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # failures only: no table row per successful login
 AXES_VERBOSE = False
 # Reverse proxies in front of the web processes that append to X-Forwarded-For (0: none; the limits

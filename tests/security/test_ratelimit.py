@@ -181,11 +181,14 @@ def test_a_locked_login_is_per_user_and_address(client, people):
     assert _login(client, "olga", "wrong").status_code == 200  # the form again, with its error
     assert _login(client, "olga", "wrong").status_code == 200
     locked = _login(client, "olga", "wrong")  # the third failure (T4DM_LOGIN_RATE_LIMIT=3) locks the pair
-    assert locked.status_code == 429 and int(locked["Retry-After"]) == 600
-    assert "try again in 600 s" in locked.content.decode()
+    retry_after = int(locked["Retry-After"])
+    assert locked.status_code == 429 and 595 <= retry_after <= 600
+    assert f"try again in {retry_after} s" in locked.content.decode()
     # Locked: even the right password from that address, on the login page and the admin's.
     assert _login(client, "olga", "pw-olga").status_code == 429
     assert _login(client, "olga", "pw-olga", path="/admin/login/").status_code == 429
+    for _ in range(5):
+        assert _login(client, "olga", "wrong").status_code == 429
     # The same user from another address, and another user from this one, still log in.
     assert _login(client.__class__(), "olga", "pw-olga", REMOTE_ADDR="10.0.0.2").status_code == 302
     assert _login(client.__class__(), "oscar", "pw-oscar").status_code == 302
@@ -193,9 +196,10 @@ def test_a_locked_login_is_per_user_and_address(client, people):
     people["admin"].save(update_fields=["is_staff"])
     admin = _login(client.__class__(), "ada", "pw-ada", path="/admin/login/")
     assert admin.status_code == 302
-    # The attempts are database rows, so every web process sees them.
+    # The attempts are database rows, so every web process sees them; attempts while locked are not
+    # recorded (each would append the request to the row), so a flood cannot grow it.
     attempt = AccessAttempt.objects.get(username="olga", ip_address="127.0.0.1")
-    assert attempt.failures_since_start >= 3
+    assert attempt.failures_since_start == 3
     # Reading the login page is never limited.
     assert client.get("/login/").status_code == 200
 
@@ -236,6 +240,6 @@ async def test_a_locked_login_is_429_under_asgi_too(people, async_client):
     for _ in range(2):
         assert (await async_client.post("/login/", {"username": "olga", "password": "wrong"})).status_code == 200
     locked = await async_client.post("/login/", {"username": "olga", "password": "wrong"})
-    assert locked.status_code == 429 and int(locked["Retry-After"]) == 600
+    assert locked.status_code == 429 and 595 <= int(locked["Retry-After"]) <= 600
     right = await async_client.post("/login/", {"username": "olga", "password": "pw-olga"})
-    assert right.status_code == 429 and "try again in 600 s" in right.content.decode()
+    assert right.status_code == 429 and "try again in" in right.content.decode()

@@ -317,4 +317,28 @@ def test_daphne_answers_hostile_upload_headers_without_reading_the_body(embedded
         )
         assert no_boundary.status_code == 400 and no_boundary.json()["error"]["code"] == "invalid_multipart"
         assert http.get("/datasets").status_code == 200  # still serving
-    assert httpx.get(embedded_platform.base_url + "/login/", timeout=10).status_code == 200
+    # A signed-in browser's upload passes the gate (its session is checked, not just present).
+    from tests.platform import ADMIN_PASSWORD
+
+    with httpx.Client(base_url=embedded_platform.base_url, timeout=30) as browser:
+        browser.get("/login/")
+        token = browser.cookies["csrftoken"]
+        login = browser.post(
+            "/login/", data={"username": "admin", "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": token}
+        )
+        assert login.status_code in (200, 302) and "sessionid" in browser.cookies
+        validated = browser.post(
+            "/api/v1/datasets/validate",
+            files={"file": ("d.jsonl", _line(GOOD) * 3)},
+            data={"task_type": "chat"},
+            headers={"X-CSRFToken": browser.cookies["csrftoken"], "Referer": embedded_platform.base_url + "/"},
+        )
+        assert validated.status_code == 200, validated.text[:300]
+        csrf = browser.cookies["csrftoken"]
+    with httpx.Client(base_url=embedded_platform.base_url, timeout=30) as forger:
+        forger.cookies.set("sessionid", "forged-session-key")
+        forger.cookies.set("csrftoken", csrf)
+        forged = forger.post(
+            "/api/v1/datasets/validate", files={"file": ("d.jsonl", _line(GOOD) * 3)}, headers={"X-CSRFToken": csrf}
+        )
+        assert forged.status_code == 401 and forged.json()["error"]["code"] == "not_authenticated"

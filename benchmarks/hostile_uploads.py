@@ -114,8 +114,17 @@ def parquet_bomb(chat: bool = False) -> bytes:
 
 
 def big_file(path: Path, size: int) -> Path:
-    row = (json.dumps({"messages": [{"role": "user", "content": "q " * 200},
-                                    {"role": "assistant", "content": "a " * 200}]}) + "\n").encode()
+    row = (
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "q " * 200},
+                    {"role": "assistant", "content": "a " * 200},
+                ]
+            }
+        )
+        + "\n"
+    ).encode()
     with path.open("wb") as out:
         written = 0
         block = row * max(1, (1 * MB) // len(row))
@@ -175,7 +184,9 @@ def multipart_file(path: Path, source: Path, fields: dict[str, str]) -> tuple[Pa
     boundary = "t4dmBenchBoundary"
     with path.open("wb") as out:
         for name, value in fields.items():
-            out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+            out.write(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            )
         out.write(
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="data.parquet"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n".encode()
@@ -194,9 +205,9 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="t4dm-hostile-"))
-    from experiments.training.tiny_model import build_tiny_model
-
     import django
+
+    from experiments.training.tiny_model import build_tiny_model
 
     django.setup()
     tiny = build_tiny_model(work / "tiny", seed=0)
@@ -229,29 +240,100 @@ def main() -> int:
         legit = work / "legit.jsonl"
         with legit.open("w") as out:
             for i in range(12_000):
-                out.write(json.dumps({"messages": [{"role": "user", "content": f"question {i}: " + "why " * (i % 90)},
-                                                   {"role": "assistant", "content": f"answer {i} " + "because " * (i % 70)}]}) + "\n")
-        multipart, content_type = multipart_file(work / "multipart.bin", body_source, {"format": "parquet", "task_type": "chat"})
+                out.write(
+                    json.dumps(
+                        {
+                            "messages": [
+                                {"role": "user", "content": f"question {i}: " + "why " * (i % 90)},
+                                {"role": "assistant", "content": f"answer {i} " + "because " * (i % 70)},
+                            ]
+                        }
+                    )
+                    + "\n"
+                )
+        multipart, content_type = multipart_file(
+            work / "multipart.bin", body_source, {"format": "parquet", "task_type": "chat"}
+        )
         length = multipart.stat().st_size
 
         def upload(content: bytes, **fields):
-            return api.post("/datasets", headers=auth, data=fields, files={"file": ("f", content)}).status_code
+            return api.post(
+                "/datasets", headers=auth, data=fields, files={"file": ("f", content)}
+            ).status_code
 
         def upload_file(path: Path, **fields):
             with path.open("rb") as handle:
-                return api.post("/datasets", headers=auth, data=fields, files={"file": ("f.jsonl", handle)}).status_code
+                return api.post(
+                    "/datasets", headers=auth, data=fields, files={"file": ("f.jsonl", handle)}
+                ).status_code
 
         attacks = [
-            (f"Parquet bomb, {len(bomb)} B, 2.5 GB decoded (auth)", lambda: upload(bomb, format="parquet", task_type="completion")),
-            (f"chat Parquet bomb, {len(chat_bomb)} B (auth)", lambda: upload(chat_bomb, format="parquet", task_type="chat")),
-            ("JSONL 300 MB > decoded limit (auth)", lambda: upload_file(big_jsonl, format="jsonl", task_type="chat")),
-            (f"multipart {args.big_mb} MB, anonymous", lambda: raw_post(platform.base_url, "/api/v1/datasets", {"Content-Type": content_type}, multipart, length)),
-            (f"multipart {args.big_mb} MB, forged token", lambda: raw_post(platform.base_url, "/api/v1/datasets", {"Content-Type": content_type, "Authorization": "Bearer t4dm_forged"}, multipart, length)),
-            (f"multipart {args.big_mb} MB, not Parquet (auth)", lambda: raw_post(platform.base_url, "/api/v1/datasets", {"Content-Type": content_type, **auth}, multipart, length)),
-            ("Content-Length 2 GiB, body unsent (auth)", lambda: raw_post(platform.base_url, "/api/v1/datasets", {"Content-Type": content_type, **auth}, None, 2 * 1024 * MB)),
-            ("legitimate JSONL 10 MB, prepared (auth)", lambda: upload_file(legit, format="jsonl", task_type="chat")),
-            ("multipart without boundary (auth)", lambda: api.post("/datasets", headers={**auth, "Content-Type": "multipart/form-data"}, content=b"--x\r\n").status_code),
-            ("POST /datasets/knowledge, no body (auth)", lambda: api.post("/datasets/knowledge", headers=auth).status_code),
+            (
+                f"Parquet bomb, {len(bomb)} B, 2.5 GB decoded (auth)",
+                lambda: upload(bomb, format="parquet", task_type="completion"),
+            ),
+            (
+                f"chat Parquet bomb, {len(chat_bomb)} B (auth)",
+                lambda: upload(chat_bomb, format="parquet", task_type="chat"),
+            ),
+            (
+                "JSONL 300 MB > decoded limit (auth)",
+                lambda: upload_file(big_jsonl, format="jsonl", task_type="chat"),
+            ),
+            (
+                f"multipart {args.big_mb} MB, anonymous",
+                lambda: raw_post(
+                    platform.base_url, "/api/v1/datasets", {"Content-Type": content_type}, multipart, length
+                ),
+            ),
+            (
+                f"multipart {args.big_mb} MB, forged token",
+                lambda: raw_post(
+                    platform.base_url,
+                    "/api/v1/datasets",
+                    {"Content-Type": content_type, "Authorization": "Bearer t4dm_forged"},
+                    multipart,
+                    length,
+                ),
+            ),
+            (
+                f"multipart {args.big_mb} MB, not Parquet (auth)",
+                lambda: raw_post(
+                    platform.base_url,
+                    "/api/v1/datasets",
+                    {"Content-Type": content_type, **auth},
+                    multipart,
+                    length,
+                ),
+            ),
+            (
+                "Content-Length 2 GiB, body unsent (auth)",
+                lambda: raw_post(
+                    platform.base_url,
+                    "/api/v1/datasets",
+                    {"Content-Type": content_type, **auth},
+                    None,
+                    2 * 1024 * MB,
+                ),
+            ),
+            (
+                "legitimate JSONL 10 MB, prepared (auth)",
+                lambda: upload_file(legit, format="jsonl", task_type="chat"),
+            ),
+            (
+                "multipart without boundary (auth)",
+                lambda: (
+                    api.post(
+                        "/datasets",
+                        headers={**auth, "Content-Type": "multipart/form-data"},
+                        content=b"--x\r\n",
+                    ).status_code
+                ),
+            ),
+            (
+                "POST /datasets/knowledge, no body (auth)",
+                lambda: api.post("/datasets/knowledge", headers=auth).status_code,
+            ),
         ]
         for name, attack in attacks:
             started = time.monotonic()
@@ -266,7 +348,11 @@ def main() -> int:
             except httpx.HTTPError:
                 serving = False
             over = (sampler.peak - idle) / MB
-            expected = status == 201 if name.startswith("legitimate") else isinstance(status, int) and 400 <= status < 500
+            expected = (
+                status == 201
+                if name.startswith("legitimate")
+                else isinstance(status, int) and 400 <= status < 500
+            )
             ok = serving and over < args.bound_mb and expected
             failed |= not ok
             rows.append((name, status, seconds, over, serving, ok))
@@ -277,7 +363,9 @@ def main() -> int:
     print(f"\nweb process (daphne) idle RSS: {idle / MB:.0f} MB; bound: peak < idle + {args.bound_mb} MB")
     print(f"{'attack':50} {'status':>7} {'seconds':>8} {'peak over idle MB':>18} {'serving':>8}  ok")
     for name, status, seconds, over, serving, ok in rows:
-        print(f"{name:50} {status!s:>7} {seconds:8.2f} {over:18.1f} {str(serving):>8}  {'yes' if ok else 'NO'}")
+        print(
+            f"{name:50} {status!s:>7} {seconds:8.2f} {over:18.1f} {str(serving):>8}  {'yes' if ok else 'NO'}"
+        )
     return 1 if failed else 0
 
 

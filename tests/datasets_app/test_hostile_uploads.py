@@ -81,7 +81,12 @@ def test_the_817_byte_parquet_bomb_is_refused_quickly_with_bounded_memory(api, r
 
     def upload():
         return api.upload(
-            researcher, "/datasets", content=bomb, name="bomb.parquet", format="parquet", task_type="completion"
+            researcher,
+            "/datasets",
+            content=bomb,
+            name="bomb.parquet",
+            format="parquet",
+            task_type="completion",
         )
 
     assert upload().status_code == 400  # warm: URL conf, imports
@@ -112,13 +117,20 @@ def test_a_parquet_within_the_limit_is_read_in_full(api, researcher, artifact_ro
     out = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), out)  # dictionary-encoded pages; plain columns
     response = api.upload(
-        researcher, "/datasets", content=out.getvalue(), name="ok.parquet", format="parquet", task_type="completion"
+        researcher,
+        "/datasets",
+        content=out.getvalue(),
+        name="ok.parquet",
+        format="parquet",
+        task_type="completion",
     )
     assert response.status_code == 201, response.content[:300]
     assert response.json()["statistics"]["total_samples"] == 300
 
 
-def test_text_uploads_over_the_decoded_limit_are_refused_before_parsing(api, researcher, artifact_root, settings):
+def test_text_uploads_over_the_decoded_limit_are_refused_before_parsing(
+    api, researcher, artifact_root, settings
+):
     settings.DATASET_MAX_DECODED_BYTES = 50_000
     content = _line(GOOD) * 2000  # ~200 KB
     response = api.upload(researcher, "/datasets", content=content, task_type="chat")
@@ -136,7 +148,9 @@ def test_preparing_jsonl_holds_a_small_multiple_of_the_upload(researcher, artifa
     rows = []
     for i in range(300):
         text = " ".join(words[(i * j) % 13] + str(j) for j in range(300))
-        rows.append({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": text}]})
+        rows.append(
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": text}]}
+        )
     content = b"".join(_line(r) for r in rows)
     dataset_prepare(owner=researcher, name="warm", content=_line(GOOD) * 3)  # tokenizer loaded once
     tracemalloc.start()
@@ -252,7 +266,9 @@ async def test_anonymous_and_invalid_credential_uploads_are_refused_before_the_b
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_oversized_bodies_and_multipart_without_boundary_are_refused_before_reading(make_user, settings):
+async def test_oversized_bodies_and_multipart_without_boundary_are_refused_before_reading(
+    make_user, settings
+):
     from channels.db import database_sync_to_async
 
     user = await database_sync_to_async(make_user)("uma")
@@ -331,7 +347,10 @@ def test_daphne_answers_hostile_upload_headers_without_reading_the_body(embedded
             "/api/v1/datasets/validate",
             files={"file": ("d.jsonl", _line(GOOD) * 3)},
             data={"task_type": "chat"},
-            headers={"X-CSRFToken": browser.cookies["csrftoken"], "Referer": embedded_platform.base_url + "/"},
+            headers={
+                "X-CSRFToken": browser.cookies["csrftoken"],
+                "Referer": embedded_platform.base_url + "/",
+            },
         )
         assert validated.status_code == 200, validated.text[:300]
         csrf = browser.cookies["csrftoken"]
@@ -339,6 +358,8 @@ def test_daphne_answers_hostile_upload_headers_without_reading_the_body(embedded
         forger.cookies.set("sessionid", "forged-session-key")
         forger.cookies.set("csrftoken", csrf)
         forged = forger.post(
-            "/api/v1/datasets/validate", files={"file": ("d.jsonl", _line(GOOD) * 3)}, headers={"X-CSRFToken": csrf}
+            "/api/v1/datasets/validate",
+            files={"file": ("d.jsonl", _line(GOOD) * 3)},
+            headers={"X-CSRFToken": csrf},
         )
         assert forged.status_code == 401 and forged.json()["error"]["code"] == "not_authenticated"

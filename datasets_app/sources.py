@@ -300,6 +300,8 @@ def _decoded_size(array) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(array, pa.ChunkedArray):
+        return sum(_decoded_size(chunk) for chunk in array.chunks)
     kind = array.type
     if pa.types.is_dictionary(kind):
         values = array.dictionary
@@ -403,9 +405,13 @@ def _read_hf(folder: Path) -> Iterator[RawRow | RawProblem]:
             f"{folder.name} is not a folder saved by datasets.save_to_disk: {exc}", code="invalid_hf_folder"
         ) from None
     parts = list(loaded.values()) if isinstance(loaded, datasets.DatasetDict) else [loaded]
+    limit = max_decoded_bytes()
+    decoded = sum(_decoded_size(column) for part in parts for column in part.data.table.columns)
+    if decoded > limit:
+        raise _too_large(limit)
     row = 0
     for part in parts:
-        for batch in part.data.to_batches(max_chunksize=10_000):
+        for batch in part.data.to_batches(max_chunksize=PARQUET_BATCH_ROWS):
             for value in batch.to_pylist():
                 row += 1
                 yield RawRow(row, None, value)

@@ -363,3 +363,20 @@ def test_daphne_answers_hostile_upload_headers_without_reading_the_body(embedded
             headers={"X-CSRFToken": csrf},
         )
         assert forged.status_code == 401 and forged.json()["error"]["code"] == "not_authenticated"
+
+
+def test_a_save_to_disk_folder_over_the_decoded_limit_is_refused(researcher, artifact_root, import_root, settings):
+    import datasets
+
+    from datasets_app.services import dataset_prepare
+    from t4dm_site.errors import InvalidInput
+
+    rows = [{"instruction": f"say {i}", "input": "", "output": "x" * 1000} for i in range(100)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(import_root / "saved"))
+    settings.DATASET_MAX_DECODED_BYTES = 50_000
+    with pytest.raises(InvalidInput) as refused:
+        dataset_prepare(owner=researcher, name="saved", source_path="saved", task_type="instruction")
+    assert refused.value.code == "too_large"
+    settings.DATASET_MAX_DECODED_BYTES = 10_000_000
+    stored = dataset_prepare(owner=researcher, name="saved", source_path="saved", task_type="instruction")
+    assert stored.statistics["total_samples"] == 100

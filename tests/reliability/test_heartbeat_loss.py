@@ -48,8 +48,8 @@ def test_a_frozen_worker_is_found_lost_and_its_job_requeued_or_failed(
         [worker] = http.get("/workers").json()
     assert worker["status"] == "lost"
 
-    # The frozen process wakes up: its late reports are refused (the job's token was replaced or the
-    # job is finished), so it drops that run instead of fighting the platform.
+    # The frozen process wakes up: its late reports are refused with 409 (its attempt was superseded by
+    # the requeue, or the job is finished), so it drops that run without writing anything more.
     platform.signal_worker(signal.SIGCONT)
     if policy == "fail":
         assert row["status"] == "failed" and row["lost_count"] == 0
@@ -70,11 +70,9 @@ def test_a_frozen_worker_is_found_lost_and_its_job_requeued_or_failed(
     events = platform.events(job_id)
     assert any(e.startswith("lost: fault-gpu0@") and "sent no heartbeat for" in e for e in events), events
     # It resumes from its newest checkpoint on disk within the steps whose metrics are stored. The woken
-    # worker trains on for a moment before a refused report stops it, and may have saved newer
-    # checkpoints and rotated the reported ones away (save_total_limit): then the newest one within the
-    # stored steps can be none, and the job starts over. Either way the series above has no gap.
+    # worker's attempt is fenced (its reports get 409 attempt_superseded, it checks before every write):
+    # it saves and rotates nothing more, so the checkpoint it reported before it froze is still there.
     assert any(
-        "resumed the job (interrupted at step" in e
-        and ("from its checkpoint at step" in e or "from the start (no checkpoint left)" in e)
-        for e in events
+        "resumed the job (interrupted at step" in e and "from its checkpoint at step" in e for e in events
     ), events
+    assert any("attempt 2" in e for e in events), events

@@ -133,6 +133,7 @@ INSTALLED_APPS = [
     "experiments.workflows",
     "experiments.integrations",
     "axes",
+    "ninja",  # /api/v1/docs serves Swagger UI from ninja's own static files, not a CDN
 ]
 
 MIDDLEWARE = [
@@ -144,8 +145,27 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy: CONTENT_SECURITY_POLICY below
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into axes' lockout response
 ]
+
+# Content-Security-Policy (django-csp): scripts only from this site's own static files (no inline
+# script or event handler, no eval, no CDN); styles may be inline (plotly.js and Swagger UI insert
+# <style> elements); websockets back to this site ('self' covers ws:/wss: to it in CSP3 browsers).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "t4dm_site.urls"
 ASGI_APPLICATION = "t4dm_site.asgi.application"

@@ -106,6 +106,47 @@ def demo_config(researcher, artifact_root):
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _wait_for_function_under_csp():
+    """Pages forbid eval (Content-Security-Policy `script-src 'self'`). Playwright polls a plain
+    expression given to `page.wait_for_function("...")` through eval, which the page then refuses
+    (EvalError); a function expression is polled without eval. Browser tests keep writing plain
+    expressions: they are passed on as `() => (expression)`."""
+    try:
+        from playwright.sync_api import Page
+    except ImportError:
+        yield
+        return
+    original = Page.wait_for_function
+
+    import re
+
+    function = re.compile(r"^\s*(?:async\b|function\b|\(?[\w\s,]*\)?\s*=>)")
+
+    def wait_for_function(self, expression: str, *args, **kwargs):
+        if not function.match(expression):
+            expression = f"() => ({expression})"
+        return original(self, expression, *args, **kwargs)
+
+    Page.wait_for_function = wait_for_function
+    yield
+    Page.wait_for_function = original
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(request):
+    """Browser tests: a page that breaks the Content-Security-Policy (an inline script or handler, a
+    script from elsewhere, a refused connection) fails the test; Chromium reports each on the console."""
+    if "page" not in request.fixturenames:
+        yield
+        return
+    page = request.getfixturevalue("page")
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    yield
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """Browser tests last: pytest-playwright's sync API leaves an event loop running in the main

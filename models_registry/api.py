@@ -147,7 +147,9 @@ def model_version_export(request, model_id: str, version: str, payload: ExportIn
 
 
 @router.get("/{model_id}/versions/{version}/exports/{export_id}/archive")
-def model_version_export_archive(request, model_id: str, version: str, export_id: int, owner: str | None = None):
+def model_version_export_archive(
+    request, model_id: str, version: str, export_id: int, owner: str | None = None
+):
     """The export folder as a .tar.gz."""
     found = _get(request, model_id, version, owner)
     export = ModelExport.objects.filter(pk=export_id, version=found).first()

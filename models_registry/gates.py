@@ -82,7 +82,11 @@ def _describe(entry: dict) -> str:
     value, op, bound = entry.get("value"), entry.get("op"), entry.get("threshold")
     if isinstance(value, int | float) and op and bound is not None:
         return f"{entry['metric']}={value:g} (needs {op} {bound:g})"
-    return f"{entry.get('metric', '?')} (not measured; needs {op} {bound:g})" if op else f"{entry.get('metric', '?')} (not measured)"
+    return (
+        f"{entry.get('metric', '?')} (not measured; needs {op} {bound:g})"
+        if op
+        else f"{entry.get('metric', '?')} (not measured)"
+    )
 
 
 def _parse(thresholds: Any, source: str) -> dict[str, dict[str, float]]:
@@ -114,7 +118,9 @@ def _task_metrics(evaluation: Evaluation, version) -> set[str] | None:
     return set(metrics_for_task(task_type)) if task_type in DEFAULT_METRICS else None
 
 
-def threshold_sources(*, version, evaluation: Evaluation, thresholds: dict | None, model_thresholds: dict | None):
+def threshold_sources(
+    *, version, evaluation: Evaluation, thresholds: dict | None, model_thresholds: dict | None
+):
     """(source, parsed thresholds, must_measure) for every source that applies. Every check of every
     source must pass, so the strictest bound on each metric decides and no source can loosen another:
     the project's (T4DM_QUALITY_THRESHOLDS), the evaluation's own (as given when it was started; only
@@ -157,7 +163,9 @@ def _metrics_meet_thresholds(
     if total == 0:
         return _item(key, False, f"{evaluation.public_id} has no thresholds to check against")
     if failing:
-        return _item(key, False, f"{evaluation.public_id}: below threshold: {', '.join(dict.fromkeys(failing))}")
+        return _item(
+            key, False, f"{evaluation.public_id}: below threshold: {', '.join(dict.fromkeys(failing))}"
+        )
     return _item(key, True, f"{evaluation.public_id}: {total} threshold(s) met")
 
 

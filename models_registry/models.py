@@ -89,7 +89,9 @@ class ModelVersion(models.Model):
             models.UniqueConstraint(fields=["registered", "version"], name="model_version_unique_per_model"),
             # The database itself refuses a second production version of one registered model.
             models.UniqueConstraint(
-                fields=["registered"], condition=Q(stage="production"), name="model_version_one_production_per_model"
+                fields=["registered"],
+                condition=Q(stage="production"),
+                name="model_version_one_production_per_model",
             ),
         ]
 

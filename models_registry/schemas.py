@@ -98,7 +98,8 @@ class ModelSummaryOut(Schema):
 class VersionCreateIn(Schema):
     job_id: str
     model_id: str | None = Field(
-        None, description="In the job owner's namespace (default t4dm-<dataset name>); never another owner's model."
+        None,
+        description="In the job owner's namespace (default t4dm-<dataset name>); never another owner's model.",
     )
 
 

@@ -233,7 +233,11 @@ def model_version_detail(version: ModelVersion) -> dict:
                 "files": len(e.manifest.get("files", {})),
                 "created_at": e.created_at.isoformat(),
                 "download_url": f"/api/v1/models/{version.model_id}/versions/{version.version}/exports/{e.pk}/archive"
-                + (f"?owner={quote(owner_name(version.registered))}" if owner_name(version.registered) else ""),
+                + (
+                    f"?owner={quote(owner_name(version.registered))}"
+                    if owner_name(version.registered)
+                    else ""
+                ),
             }
             for e in version.exports.all()
         ],

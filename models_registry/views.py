@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-from django.contrib import messages
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse

@@ -23,7 +23,11 @@ def seed_two_staging_versions() -> tuple[object, list[int]]:
     pks = []
     for number in ("1.0.0", "1.1.0"):
         version = ModelVersion.objects.create(
-            registered=registered, model_id="t4dm-race", version=number, base_model="tiny", stage=Stage.STAGING
+            registered=registered,
+            model_id="t4dm-race",
+            version=number,
+            base_model="tiny",
+            stage=Stage.STAGING,
         )
         pks.append(version.pk)
     return admin, pks

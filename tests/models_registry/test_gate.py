@@ -103,7 +103,10 @@ def test_the_evaluations_own_thresholds_can_tighten_the_gate_never_loosen_it(
         "metrics_meet_thresholds"
     ]
     assert not item["passed"]
-    assert item["detail"] == f"{evaluation.public_id}: below threshold: accuracy=0.92 (needs >= 0.95) [evaluation]"
+    assert (
+        item["detail"]
+        == f"{evaluation.public_id}: below threshold: accuracy=0.92 (needs >= 0.95) [evaluation]"
+    )
 
 
 def test_admin_override_is_recorded_with_its_reason(staged, make_user):
@@ -165,7 +168,9 @@ def test_perplexity_1798_does_not_reach_production_against_a_project_threshold_o
     version, evaluation = ready_for_production(
         {"perplexity": 1798.0},
         thresholds={"perplexity": {"<=": 5000}},
-        threshold_results=[{"metric": "perplexity", "op": "<=", "threshold": 5000, "value": 1798, "passed": True}],
+        threshold_results=[
+            {"metric": "perplexity", "op": "<=", "threshold": 5000, "value": 1798, "passed": True}
+        ],
     )
     # when: promoted as the researcher, also with a looser threshold in the request
     url = f"/models/{version.model_id}/versions/{version.version}/stage"
@@ -192,7 +197,9 @@ def test_a_model_whose_thresholds_cannot_be_met_is_not_promoted(ready_for_produc
     # given: a perfect accuracy, and model thresholds that ask for more than perfect
     version, _ = ready_for_production(
         {"accuracy": 1.0, "perplexity": 2.0},
-        threshold_results=[{"metric": "accuracy", "op": ">=", "threshold": 0.85, "value": 1.0, "passed": True}],
+        threshold_results=[
+            {"metric": "accuracy", "op": ">=", "threshold": 0.85, "value": 1.0, "passed": True}
+        ],
     )
     patched = client.patch(
         f"/api/v1/models/{version.model_id}", {"thresholds": {"accuracy": {">": 1.0}}},

@@ -50,7 +50,9 @@ def _a_state(version) -> dict:
     registered = RegisteredModel.objects.get(pk=version.registered_id)
     version.refresh_from_db()
     return {
-        "versions": sorted(ModelVersion.objects.filter(registered=registered).values_list("version", flat=True)),
+        "versions": sorted(
+            ModelVersion.objects.filter(registered=registered).values_list("version", flat=True)
+        ),
         "thresholds": registered.thresholds,
         "description": registered.description,
         "stage": version.stage,
@@ -94,7 +96,11 @@ def test_b_gets_404_from_every_registry_endpoint_of_as_model(api, client, a_vers
     headers = {"Authorization": f"Bearer {bob.raw_token}"}
     calls = [
         ("GET", f"/models/{a_version.model_id}/versions", None),
-        ("PATCH", f"/models/{a_version.model_id}", {"description": "mine now", "thresholds": {"accuracy": 0.1}}),
+        (
+            "PATCH",
+            f"/models/{a_version.model_id}",
+            {"description": "mine now", "thresholds": {"accuracy": 0.1}},
+        ),
         ("GET", ref, None),
         ("GET", ref + "/metadata", None),
         ("GET", ref + "/gate", None),
@@ -126,10 +132,14 @@ def test_b_gets_404_from_every_registry_endpoint_of_as_model(api, client, a_vers
 
 
 def test_b_cannot_promote_into_as_production_or_archive_as_version(api, a_version, b_job, admin, bob):
-    model_version_transition(version=a_version, to_stage="production", actor=admin, override=True, reason="ok")
+    model_version_transition(
+        version=a_version, to_stage="production", actor=admin, override=True, reason="ok"
+    )
     b_version = model_version_auto_create(job=b_job)
     model_version_transition(version=b_version, to_stage="staging", actor=bob, reason="trial")
-    model_version_transition(version=b_version, to_stage="production", actor=admin, override=True, reason="ok")
+    model_version_transition(
+        version=b_version, to_stage="production", actor=admin, override=True, reason="ok"
+    )
     # each owner's model has its own production version: B's promotion archived nothing of A's
     a_version.refresh_from_db()
     assert a_version.stage == "production"
@@ -143,7 +153,13 @@ def test_browser_pages_follow_the_same_rule(client, a_version, bob):
     client.force_login(bob)
     base = f"/models/{a_version.model_id}"
     ref = f"{base}/{a_version.version}"
-    for url in (f"{base}/", f"{ref}/", f"{ref}/playground/", f"{ref}/exports/{export.pk}/download/", f"{ref}/?owner=alice"):
+    for url in (
+        f"{base}/",
+        f"{ref}/",
+        f"{ref}/playground/",
+        f"{ref}/exports/{export.pk}/download/",
+        f"{ref}/?owner=alice",
+    ):
         assert client.get(url).status_code == 404, url
     for url, data in (
         (f"{ref}/stage/", {"stage": "production", "reason": "x"}),

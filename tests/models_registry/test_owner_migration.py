@@ -16,7 +16,9 @@ def _latest() -> list[tuple[str, str]]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_shared_model_id_is_split_per_owner(make_user, make_config, succeeded_job, django_capture_on_commit_callbacks):
+def test_a_shared_model_id_is_split_per_owner(
+    make_user, make_config, succeeded_job, django_capture_on_commit_callbacks
+):
     alice, bob = make_user("alice"), make_user("bob")
     admin = make_user("ada", role="admin")
     a_job = succeeded_job(make_config(owner=alice))
@@ -27,7 +29,9 @@ def test_a_shared_model_id_is_split_per_owner(make_user, make_config, succeeded_
     old = executor.loader.project_state(BEFORE).apps
     OldRegistered = old.get_model("models_registry", "RegisteredModel")
     OldVersion = old.get_model("models_registry", "ModelVersion")
-    OldRegistered.objects.create(model_id="t4dm-knowledge", description="A's bot", thresholds={"accuracy": 0.9})
+    OldRegistered.objects.create(
+        model_id="t4dm-knowledge", description="A's bot", thresholds={"accuracy": 0.9}
+    )
     OldVersion.objects.create(model_id="t4dm-knowledge", version="1.0.0", base_model="tiny", job_id=a_job.pk)
     OldVersion.objects.create(
         model_id="t4dm-knowledge", version="1.1.0", base_model="tiny", job_id=b_job.pk, stage="production"

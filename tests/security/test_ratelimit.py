@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.core.cache import cache
+from django.db import connections
 
 BAD = {"Authorization": "Bearer t4dm_guessguessguessguessguessguessguessgues"}
 OTHER_BAD = {"Authorization": "Bearer t4dm_0therprefix0therprefix0therprefix0the"}  # another prefix
@@ -238,8 +240,13 @@ def test_login_lockouts_follow_the_trusted_proxy_setting(client, people, setting
 async def test_a_locked_login_is_429_under_asgi_too(people, async_client):
     """daphne runs the middleware chain async, where axes calls the lockout response differently."""
     for _ in range(2):
-        assert (await async_client.post("/login/", {"username": "olga", "password": "wrong"})).status_code == 200
+        assert (
+            await async_client.post("/login/", {"username": "olga", "password": "wrong"})
+        ).status_code == 200
     locked = await async_client.post("/login/", {"username": "olga", "password": "wrong"})
     assert locked.status_code == 429 and 595 <= int(locked["Retry-After"]) <= 600
     right = await async_client.post("/login/", {"username": "olga", "password": "pw-olga"})
     assert right.status_code == 429 and "try again in" in right.content.decode()
+    await sync_to_async(
+        connections.close_all
+    )()  # the request thread's (PostgreSQL: lets the test database go)

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from channels.testing.application import ApplicationCommunicator
+from django.db import connections
 from django.test import override_settings
 
 from experiments.models import TrainingJob
@@ -135,6 +136,7 @@ async def test_websocket_token_guesses_are_limited_but_a_valid_token_still_conne
     # Another address, with another prefix, is not refused by these failures.
     other = _connect(job, token="t4dm_another" + "x" * 32, client=("198.51.100.1", 1), **origin)
     assert (await _outcome(other)) == (False, 4401)
+    await sync_to_async(connections.close_all)()
 
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
@@ -146,3 +148,6 @@ async def test_http_failures_count_for_websocket_connects(job, settings, client)
         )
     origin = {"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000"}
     assert (await _outcome(_connect(job, token=BAD_TOKEN, **origin))) == (False, 4429)
+    await sync_to_async(
+        connections.close_all
+    )()  # the request thread's (PostgreSQL: lets the test database go)

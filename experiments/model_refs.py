@@ -164,7 +164,11 @@ def _from_job(*, user, job, path: str, field: str, checkpoint=None) -> ModelRef:
     return ModelRef(
         path=_owned_path(job, path, field),
         task_type=config.task_type,
-        base_model=_base_or_none(user=user, name=config.model_base),
+        # Strict: an adapter trained (before this resolver) on a base its user may not use would
+        # otherwise load that base from its adapter_config.json.
+        base_model=base_model_resolve(user=user, name=config.model_base, field=field)
+        if config.model_base
+        else None,
         job=job,
         checkpoint=checkpoint,
         dataset_version=config.dataset_version,
@@ -226,7 +230,7 @@ def _version_ref(user, ref: str, field: str) -> ModelRef:
             path=_server_path(version.artifact_path, field), dataset_version=version.dataset_version
         )
     if version.base_model:
-        resolved.base_model = _base_or_none(user=user, name=version.base_model)
+        resolved.base_model = base_model_resolve(user=user, name=version.base_model, field=field)
     return resolved
 
 

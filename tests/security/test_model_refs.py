@@ -351,3 +351,16 @@ def test_dataset_tokenizers_come_only_from_models_the_resolver_allows(api, refs,
     for allowed in ("t4dm-tiny", str(tiny_model_dir), str(refs["root"] / "shared-tiny")):
         response = api.upload(b, "/datasets/validate", content=rows, base_model=allowed)
         assert response.status_code == 200, (allowed, response.json())
+
+
+def test_a_job_trained_on_a_base_its_user_may_not_use_is_not_evaluated(api, refs):
+    """B's job whose config (stored before the resolver) names A's folder as its base: evaluating it
+    would load A's model as the base (also from the adapter's own adapter_config.json), so it is refused."""
+    from experiments.models import TrainingConfig
+
+    b_job = refs["b_job"]
+    TrainingConfig.objects.filter(pk=b_job.config_id).update(model_base=refs["a_job"].final_model_path)
+
+    response = api.post(refs["b"], "/evaluations", {"model_path": b_job.public_id})
+
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"

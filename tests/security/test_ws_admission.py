@@ -57,8 +57,8 @@ def _connect(job, *, host: str, origin: str | None, token: str | None, extra_hea
 
 
 async def _outcome(communicator) -> tuple[bool, int | None]:
-    connected, code = await communicator.connect()
-    await communicator.disconnect()
+    connected, code = await communicator.connect(timeout=30)  # a busy CI machine
+    await communicator.disconnect(timeout=30)
     return connected, (None if connected else code)
 
 
@@ -129,10 +129,10 @@ async def test_websocket_token_guesses_are_limited_but_a_valid_token_still_conne
     assert response.status_code == 429
     # ... while a valid token from the same address connects and gets its snapshot.
     communicator = _connect(job, token=job.owner.raw_token, **origin)
-    assert (await communicator.connect())[0]
-    snapshot = await communicator.receive_json_from(timeout=5)
+    assert (await communicator.connect(timeout=30))[0]
+    snapshot = await communicator.receive_json_from(timeout=30)
     assert snapshot["type"] == "snapshot" and snapshot["job"]["job_id"] == job.public_id
-    await communicator.disconnect()
+    await communicator.disconnect(timeout=30)
     # Another address, with another prefix, is not refused by these failures.
     other = _connect(job, token="t4dm_another" + "x" * 32, client=("198.51.100.1", 1), **origin)
     assert (await _outcome(other)) == (False, 4401)

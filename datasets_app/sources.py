@@ -291,12 +291,15 @@ def _read_csv(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
             yield RawRow(row, line, value)
 
 
-PARQUET_BATCH_ROWS = 64
+PARQUET_BATCH_ROWS = 256  # rows materialised at a time (one at a time when they are large)
+PARQUET_MEASURE_ROWS = 8192
+PARQUET_FAST_WINDOW_BYTES = 16 * 1024 * 1024
+_BINARY_CHECKS = ("is_string", "is_large_string", "is_binary", "is_large_binary")
 
 
 def _decoded_size(array) -> int:
     """Bytes `array` takes once every dictionary is expanded (what to_pylist materialises), computed
-    without expanding: a dictionary's value lengths are taken by index."""
+    without expanding: each dictionary entry the rows use is measured once and counted per use."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -304,15 +307,16 @@ def _decoded_size(array) -> int:
         return sum(_decoded_size(chunk) for chunk in array.chunks)
     kind = array.type
     if pa.types.is_dictionary(kind):
-        values = array.dictionary
-        if any(
-            check(values.type)
-            for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
-        ):
+        if len(array) == 0:
+            return 0
+        counted = pc.value_counts(array.indices)
+        used, uses = counted.field("values"), counted.field("counts")
+        values = pc.take(array.dictionary, used)  # each used entry once (already in memory, once)
+        if any(getattr(pa.types, check)(values.type) for check in _BINARY_CHECKS):
             lengths = pc.binary_length(values)
         else:
             lengths = pa.array([_decoded_size(values.slice(i, 1)) for i in range(len(values))], pa.int64())
-        total = pc.sum(pc.take(lengths, array.indices)).as_py() or 0
+        total = pc.sum(pc.multiply(pc.cast(lengths, pa.int64()), uses)).as_py() or 0
         return int(total) + array.indices.nbytes
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         return 8 * (len(array) + 1) + _decoded_size(array.flatten())
@@ -321,6 +325,23 @@ def _decoded_size(array) -> int:
     if pa.types.is_map(kind):
         return 8 * (len(array) + 1) + _decoded_size(array.keys) + _decoded_size(array.items)
     return array.nbytes
+
+
+def _plain_type(kind):
+    """`kind` with every dictionary replaced by its value type (what the rows decode to)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        return _plain_type(kind.value_type)
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_plain_type(kind.value_type)))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(_plain_type(kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(kind.value_field.with_type(_plain_type(kind.value_type)), kind.list_size)
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_plain_type(kind.field(i).type)) for i in range(kind.num_fields)])
+    return kind
 
 
 def _byte_array_columns(parquet) -> list[str]:
@@ -364,17 +385,27 @@ def _read_parquet(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
         raise fatal(f"the Parquet file cannot be read: {exc}", code="invalid_parquet") from None
     row = 0
     try:
-        total = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            total += sum(_decoded_size(column) for column in batch.columns)
+        total = largest = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_MEASURE_ROWS):  # nothing expanded: large batches
+            size = sum(_decoded_size(column) for column in batch.columns)
+            total, largest = total + size, max(largest, size)
             row += batch.num_rows
             if total > limit:
                 raise _too_large(limit)
         row = 0
+        plain = pa.schema([field.with_type(_plain_type(field.type)) for field in parquet.schema_arrow])
+        if largest <= PARQUET_FAST_WINDOW_BYTES:
+            # Every window of PARQUET_MEASURE_ROWS rows decodes to little: read them plainly (fast).
+            stream.seek(0)
+            for batch in pq.ParquetFile(stream).iter_batches(batch_size=PARQUET_MEASURE_ROWS):
+                for value in batch.cast(plain).to_pylist():
+                    row += 1
+                    yield RawRow(row, None, value)
+            return
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
             size = sum(_decoded_size(column) for column in batch.columns)
             if size <= row_limit:
-                values = batch.to_pylist()
+                values = batch.cast(plain).to_pylist()
             else:  # check each row's size first, then materialise one row at a time
                 for i in range(batch.num_rows):
                     one = batch.slice(i, 1)
@@ -385,7 +416,7 @@ def _read_parquet(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
                             code="row_too_large",
                             row=row + i + 1,
                         )
-                values = (batch.slice(i, 1).to_pylist()[0] for i in range(batch.num_rows))
+                values = (batch.slice(i, 1).cast(plain).to_pylist()[0] for i in range(batch.num_rows))
             for value in values:
                 row += 1
                 yield RawRow(row, None, value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from typing import Any
 
 from django.db import transaction
 
@@ -410,7 +411,9 @@ def _run_clauses(filter_string: str) -> list[tuple[str, str, str, Any]]:
             entity, key = "attributes", entity
         if entity in _METRIC_ENTITIES:
             if op in ("LIKE", "ILIKE"):
-                raise InvalidInput(f"invalid comparator {op!r} for metric {key!r}", code="INVALID_PARAMETER_VALUE")
+                raise InvalidInput(
+                    f"invalid comparator {op!r} for metric {key!r}", code="INVALID_PARAMETER_VALUE"
+                )
             value = _number(raw, f"metric {key!r}", float)
         elif entity in _ATTRIBUTE_ENTITIES:
             if key not in _ATTRIBUTES:
@@ -437,7 +440,9 @@ def _compare(left, op: str, right) -> bool:
         return False
     if op in ("LIKE", "ILIKE"):
         regex = "^" + re.escape(str(right)).replace("%", ".*").replace("_", ".") + "$"
-        return re.match(regex, str(left), re.IGNORECASE | re.DOTALL if op == "ILIKE" else re.DOTALL) is not None
+        return (
+            re.match(regex, str(left), re.IGNORECASE | re.DOTALL if op == "ILIKE" else re.DOTALL) is not None
+        )
     if isinstance(right, str):
         left = str(left)
     return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,

@@ -141,4 +141,3 @@ def test_runs_search_refuses_a_bad_filter_with_mlflows_400(ml, filter_string):
         assert response.status_code == 400, response.content
         assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
         assert response.json()["message"]
-

@@ -5,9 +5,8 @@ test on any) and no script error. The rating page is covered by tests/e2e/test_h
 
 from __future__ import annotations
 
-import pytest
-
 import httpx
+import pytest
 
 from tests.conftest import DEMO_ROWS
 from tests.e2e.test_job_page_browser import _log_in
@@ -20,7 +19,9 @@ def _start_job(platform) -> str:
     """A two-epoch job over the demo rows (generous timeouts: this machine's cores are shared)."""
     headers = {"Authorization": f"Bearer {platform.token}"}
     with httpx.Client(base_url=platform.base_url + "/api/v1", headers=headers, timeout=180) as http:
-        dataset = http.post("/datasets", files={"file": ("kb.jsonl", DEMO_ROWS.read_bytes())}, data={"task_type": "chat"})
+        dataset = http.post(
+            "/datasets", files={"file": ("kb.jsonl", DEMO_ROWS.read_bytes())}, data={"task_type": "chat"}
+        )
         assert dataset.status_code == 201, dataset.text
         config = http.post(
             "/configs",

@@ -26,7 +26,11 @@ def _boom(*args, **kwargs):
     [
         ("native", "experiments.selectors.workers_overview", "/api/v1/workers"),
         ("openai", "experiments.openai_compat.services.jobs_visible_to", "/v1/fine_tuning/jobs"),
-        ("mlflow", "experiments.mlflow_compat.services.experiments_search", "/api/2.0/mlflow/experiments/search"),
+        (
+            "mlflow",
+            "experiments.mlflow_compat.services.experiments_search",
+            "/api/2.0/mlflow/experiments/search",
+        ),
     ],
 )
 def test_an_unexpected_error_is_a_json_500_without_traceback(
@@ -54,7 +58,9 @@ def test_an_unexpected_error_is_a_json_500_without_traceback(
     else:
         assert body["error_code"] == "INTERNAL_ERROR" and body["message"]
     # and the traceback went to the server log
-    assert any(SECRET in (r.exc_text or "") or (r.exc_info and SECRET in str(r.exc_info[1])) for r in caplog.records)
+    assert any(
+        SECRET in (r.exc_text or "") or (r.exc_info and SECRET in str(r.exc_info[1])) for r in caplog.records
+    )
 
 
 async def _asgi_get(path: str) -> tuple[int, bytes]:

@@ -13,7 +13,9 @@ DEEP = "[" * 100_000 + "]" * 100_000  # json.loads itself overflows
 SCHEMA_DEEP = '{"items": ' * 500 + "{}" + "}" * 500  # parses, but the schema check recursed too deep
 
 
-@pytest.mark.parametrize("schema", [DEEP, SCHEMA_DEEP, '{"type": "object", "properties": {"a": ' + DEEP + "}}"])
+@pytest.mark.parametrize(
+    "schema", [DEEP, SCHEMA_DEEP, '{"type": "object", "properties": {"a": ' + DEEP + "}}"]
+)
 @pytest.mark.parametrize("endpoint", ["/datasets", "/datasets/validate"])
 def test_a_deeply_nested_json_schema_is_a_400(api, researcher, artifact_root, schema, endpoint):
     from datasets_app.models import Dataset
@@ -37,14 +39,18 @@ def test_a_json_schema_of_ordinary_depth_still_applies(api, researcher, artifact
     assert response.status_code == 200, response.content[:300]
 
 
-@pytest.mark.parametrize("line", ['{"question": ' + DEEP + "}", '{"question": ' + "[" * 2000 + "]" * 2000 + "}"])
+@pytest.mark.parametrize(
+    "line", ['{"question": ' + DEEP + "}", '{"question": ' + "[" * 2000 + "]" * 2000 + "}"]
+)
 def test_a_deeply_nested_question_line_is_a_400(api, researcher, make_user, artifact_root, line):
     from experiments.human_eval.models import HumanEvalTask
 
     make_user("ann", role="evaluator")
     setup = json.dumps({"model_path": "t4dm-tiny", "evaluators": ["ann"], "overlap": 1})
     content = b"What is LoRA?\n" + line.encode() + b"\n"
-    response = api.upload(researcher, "/human-eval/tasks/upload", content=content, name="q.jsonl", setup=setup)
+    response = api.upload(
+        researcher, "/human-eval/tasks/upload", content=content, name="q.jsonl", setup=setup
+    )
     assert response.status_code == 400, response.content[:300]
     assert "line 2: JSON nested deeper than 64 levels" in response.json()["error"]["message"]
     assert not HumanEvalTask.objects.exists()
@@ -52,7 +58,11 @@ def test_a_deeply_nested_question_line_is_a_400(api, researcher, make_user, arti
 
 @pytest.mark.parametrize("endpoint", ["/datasets", "/datasets/validate"])
 def test_a_deeply_nested_dataset_row_is_not_a_server_error(api, researcher, artifact_root, endpoint):
-    row = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "x": ' + DEEP + "}"
+    row = (
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "x": '
+        + DEEP
+        + "}"
+    )
     content = DEMO_ROWS.read_bytes() + row.encode() + b"\n"
     response = api.upload(researcher, endpoint, content=content, name="rows.jsonl", task_type="chat")
     assert response.status_code < 500, response.content[:300]

@@ -26,7 +26,9 @@ def test_resuming_from_a_rotated_away_checkpoint_is_refused_at_request_time(
     api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks
 ):
     # given a job whose step-5 checkpoint save_total_limit deleted
-    job_id, job = _job_with_checkpoints(api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks)
+    job_id, job = _job_with_checkpoints(
+        api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks
+    )
     shutil.rmtree(tmp_path / "checkpoint-5")
     jobs_before = TrainingJob.objects.count()
 
@@ -45,7 +47,9 @@ def test_resuming_from_a_rotated_away_checkpoint_is_refused_at_request_time(
 def test_resuming_without_a_step_takes_the_newest_checkpoint_still_on_disk(
     api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks
 ):
-    job_id, job = _job_with_checkpoints(api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks)
+    job_id, job = _job_with_checkpoints(
+        api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks
+    )
     shutil.rmtree(tmp_path / "checkpoint-15")
     (tmp_path / "checkpoint-10" / "adapter_model.safetensors").unlink()  # an emptied folder is no checkpoint
 
@@ -60,7 +64,9 @@ def test_resuming_without_a_step_takes_the_newest_checkpoint_still_on_disk(
 def test_resuming_when_no_checkpoint_is_left_on_disk_is_refused(
     api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks
 ):
-    job_id, job = _job_with_checkpoints(api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks)
+    job_id, job = _job_with_checkpoints(
+        api, researcher, demo_config, tmp_path, django_capture_on_commit_callbacks
+    )
     for step in (5, 10, 15):
         shutil.rmtree(tmp_path / f"checkpoint-{step}")
 
@@ -68,5 +74,7 @@ def test_resuming_when_no_checkpoint_is_left_on_disk_is_refused(
         response = api.post(researcher, f"/jobs/{job_id}/resume", body)
         assert response.status_code == 409 and response.json()["error"]["details"] == {"steps_on_disk": []}
     # a config's job started with resume_from names the same check
-    response = api.post(researcher, "/jobs", {"config_id": demo_config.public_id, "resume_from": f"{job_id}/step-10"})
+    response = api.post(
+        researcher, "/jobs", {"config_id": demo_config.public_id, "resume_from": f"{job_id}/step-10"}
+    )
     assert response.status_code == 409

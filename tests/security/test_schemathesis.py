@@ -62,7 +62,12 @@ def _server_errors(
                 continue
 
             def fill(case, operation=operation):
-                values = dict(ids, task_id=ids["human_eval_task_id"] if "/human-eval/" in operation.path else ids["dataset_task_id"])
+                values = dict(
+                    ids,
+                    task_id=ids["human_eval_task_id"]
+                    if "/human-eval/" in operation.path
+                    else ids["dataset_task_id"],
+                )
                 case.path_parameters = {name: values[name] for name in case.path_parameters or {}}
                 return case
 
@@ -111,6 +116,12 @@ def test_no_operation_answers_5xx(wsgi_app, people, name, identity, mode):
 def test_no_operation_on_real_records_answers_5xx(wsgi_app, people, world, name, mode):
     """The same, with the path naming the owner's real records (as the owner)."""
     schema = schemathesis.openapi.from_wsgi(SCHEMAS[name], wsgi_app)
-    ids = {**_real_ids(world), "human_eval_task_id": world["human_eval_task_id"], "dataset_task_id": world["dataset_task_id"]}
-    errors = _server_errors(schema, {"Authorization": f"Bearer {people['owner'].raw_token}"}, ids, examples=4, mode=mode)
+    ids = {
+        **_real_ids(world),
+        "human_eval_task_id": world["human_eval_task_id"],
+        "dataset_task_id": world["dataset_task_id"],
+    }
+    errors = _server_errors(
+        schema, {"Authorization": f"Bearer {people['owner'].raw_token}"}, ids, examples=4, mode=mode
+    )
     assert not errors, "\n".join(errors)

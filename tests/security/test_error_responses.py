@@ -96,7 +96,7 @@ async def _asgi_get(path: str) -> tuple[int, bytes]:
      "/static/vendor/../../../pyproject.toml"],
 )  # fmt: skip
 @pytest.mark.parametrize("debug", [True, False])
-def test_a_static_path_out_of_the_static_folders_is_404(settings, path, debug):
+def test_a_static_path_out_of_the_static_folders_is_404(db, settings, path, debug):
     """daphne hands the app the decoded path: `/static/%2e%2e/x` arrives as `/static/../x`."""
     settings.DEBUG = debug
     status, body = async_to_sync(_asgi_get)(path)
@@ -104,6 +104,6 @@ def test_a_static_path_out_of_the_static_folders_is_404(settings, path, debug):
     assert b"SECRET_KEY" not in body and b"root:" not in body and b"[project]" not in body
 
 
-def test_a_real_static_file_is_still_served():
+def test_a_real_static_file_is_still_served(db):
     status, body = async_to_sync(_asgi_get)("/static/css/app.css")
     assert status == 200 and b"{" in body

@@ -19,6 +19,7 @@ from experiments.workflows.models import Workflow
 from experiments.workflows.selectors import workflow_get, workflow_to_dict
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
+from t4dm_site.ws_revocation import RevocableConsumerMixin
 
 POLL_SECONDS = 1.0
 
@@ -29,7 +30,9 @@ def _fingerprint(data: dict) -> str:
     return json.dumps([data["status"], data["error"], steps], sort_keys=True, default=str)
 
 
-class WorkflowConsumer(AsyncJsonWebsocketConsumer):
+class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
+    """Closes with 4401/4403 once its token, session, user or role is revoked (t4dm_site/ws_revocation.py)."""
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -43,6 +46,7 @@ class WorkflowConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.accept()
         self.follower = asyncio.create_task(self._follow())
+        await self.start_revocation_checks()
 
     @staticmethod
     def _load(user, workflow_id: str) -> int:
@@ -50,20 +54,33 @@ class WorkflowConsumer(AsyncJsonWebsocketConsumer):
             raise DomainError("not allowed")
         return workflow_get(user=user, workflow_id=workflow_id).pk
 
+    def still_allowed(self, user) -> bool:
+        try:
+            self._load(user, self.scope["url_route"]["kwargs"]["workflow_id"])
+        except DomainError:
+            return False
+        return True
+
+    async def on_revoked(self) -> None:
+        follower = getattr(self, "follower", None)
+        if follower is not None and follower is not asyncio.current_task():
+            follower.cancel()
+
     def _read(self) -> dict:
         return workflow_to_dict(Workflow.objects.prefetch_related("steps").get(pk=self.workflow_pk))
 
     async def _follow(self) -> None:
         last = None
-        while True:
+        while not self.revoked:
             data = await database_sync_to_async(self._read)()
             fingerprint = _fingerprint(data)
-            if fingerprint != last:
+            if fingerprint != last and not self.revoked:
                 last = fingerprint
                 await self.send_json({"type": "workflow", "workflow": data})
             await asyncio.sleep(POLL_SECONDS)
 
     async def disconnect(self, code):
+        await self.stop_revocation_checks()
         follower = getattr(self, "follower", None)
         if follower is not None:
             follower.cancel()

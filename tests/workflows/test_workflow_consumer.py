@@ -58,3 +58,30 @@ async def test_the_workflow_then_each_step_change(workflow, researcher):
     # nothing else changed: no message for a second or more
     assert await communicator.receive_nothing(timeout=1.5)
     await communicator.disconnect()
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY, WS_RECHECK_SECONDS=0.2)
+async def test_a_revoked_token_closes_the_workflow_stream(workflow, researcher):
+    """Issue 17 item 4: the workflow socket does not outlive its API token; no step change is sent after."""
+    from t4dm_site.models import ApiToken, hash_token
+
+    communicator = _communicator(workflow, token=researcher.raw_token)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "workflow"
+    token = await sync_to_async(ApiToken.objects.get)(token_hash=hash_token(researcher.raw_token))
+    await sync_to_async(token.revoke)()
+    output = await communicator.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": 4401}, output
+    step = await sync_to_async(workflow.steps.get)(name="prepare")
+    await sync_to_async(step.mark_running)()
+    assert await communicator.receive_nothing(timeout=1.5)
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY, WS_RECHECK_SECONDS=0.2)
+async def test_a_role_taken_away_closes_the_workflow_stream(workflow, researcher):
+    communicator = _communicator(workflow, token=researcher.raw_token)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "workflow"
+    await sync_to_async(researcher.groups.clear)()
+    output = await communicator.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": 4403}, output

@@ -205,6 +205,13 @@ class Channel(filesystem.Channel):
         if now - Channel._last_recovery < 1.0:
             return
         Channel._last_recovery = now
+        # A publisher killed between write and rename leaves a `.part` file behind: never a message.
+        for leftover in self.tmp_folder.glob("*.part"):
+            try:
+                if time.time() - leftover.stat().st_mtime > 3600:
+                    leftover.unlink()
+            except OSError:
+                pass
         recover_dead_claims(
             self.claims_folder,
             Path(self.data_folder_in),

@@ -58,7 +58,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+# Off unless asked for (DJANGO_DEBUG=1): a debug page would show tracebacks and settings to any user.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [
     h.strip() for h in (env_str("T4DM_ALLOWED_HOSTS") or "127.0.0.1,localhost,[::1]").split(",") if h.strip()
 ]

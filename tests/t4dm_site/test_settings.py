@@ -59,6 +59,8 @@ def test_embedded_defaults_need_no_variables_and_keep_a_generated_secret(tmp_pat
     assert '"db": "django.db.backends.sqlite3"' in result.stdout
     assert '"broker": "filesystem://"' in result.stdout
     assert "InMemoryChannelLayer" in result.stdout
+    # Issue 17 item 12: no debug pages (tracebacks, settings) on the embedded default either.
+    assert '"debug": false' in result.stdout
     first = (tmp_path / "secret_key").read_text()
     assert len(first) > 40
     _settings_in_subprocess(tmp_path)

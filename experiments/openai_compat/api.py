@@ -83,7 +83,7 @@ def _unhandled(request: HttpRequest, exc: Exception):
 
 @openai_api.post("/files", tags=["files"])
 def file_create(request, file: UploadedFile = File(...), purpose: str = Form(...)):
-    f = services.file_upload(owner=request.auth, filename=file.name, content=file.read(), purpose=purpose)
+    f = services.file_upload(owner=request.auth, filename=file.name, content=file, purpose=purpose)
     return services.file_object(f)
 
 

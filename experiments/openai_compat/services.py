@@ -36,12 +36,19 @@ def _visible(queryset, user):
     return queryset if is_admin(user) else queryset.filter(owner=user)
 
 
-def file_upload(*, owner, filename: str, content: bytes, purpose: str) -> OpenAIFile:
-    """POST /v1/files: validate the JSONL as OpenAI chat rows and store it as a dataset version."""
+def file_upload(*, owner, filename: str, content, purpose: str) -> OpenAIFile:
+    """POST /v1/files: validate the JSONL as OpenAI chat rows and store it as a dataset version.
+
+    `content` is bytes or an uploaded file; a file's size is checked before it is read into memory."""
     if purpose not in PURPOSES:
         raise InvalidInput(
             f"purpose {purpose!r} is not supported here; use 'fine-tune'", details={"param": "purpose"}
         )
+    if not isinstance(content, bytes):
+        size = getattr(content, "size", None)
+        if size is not None and size > MAX_FILE_BYTES:
+            raise InvalidInput(f"the file has {size} bytes; the limit is {MAX_FILE_BYTES}")
+        content = content.read()
     if not content.strip():
         raise InvalidInput("the file is empty", details={"param": "file"})
     if len(content) > MAX_FILE_BYTES:

@@ -52,6 +52,32 @@ def test_a_bad_file_is_refused_with_an_openai_error(v1):
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_an_oversized_file_is_refused_before_it_is_read(v1, monkeypatch):
+    """Issue 17 (staying up): the size is checked from the upload, not after reading it all into memory."""
+    from django.core.files.uploadedfile import InMemoryUploadedFile, TemporaryUploadedFile
+    from django.core.files.utils import FileProxyMixin
+
+    from experiments.openai_compat import services
+
+    monkeypatch.setattr(services, "MAX_FILE_BYTES", 1000)
+    reads = []
+    original_read = FileProxyMixin.read  # a property that returns the underlying file's read
+    monkeypatch.setattr(
+        FileProxyMixin,
+        "read",
+        property(
+            # the server's upload objects only (the test client reads its SimpleUploadedFile to send it)
+            lambda self: (type(self) in (InMemoryUploadedFile, TemporaryUploadedFile) and reads.append(self.name))
+            or original_read.fget(self)
+        ),
+    )
+    response = v1.upload(content=DEMO_ROWS.read_bytes() * 2)
+    assert response.status_code == 400, response.content
+    assert "limit is 1000" in response.json()["error"]["message"]
+    assert reads == []
+    assert v1.get("/files").json()["data"] == []
+
+
 def test_jobs_create_list_paginate_events_cancel(v1):
     file_id = v1.upload().json()["id"]
     ids = []

@@ -67,8 +67,10 @@ def test_an_oversized_file_is_refused_before_it_is_read(v1, monkeypatch):
         "read",
         property(
             # the server's upload objects only (the test client reads its SimpleUploadedFile to send it)
-            lambda self: (type(self) in (InMemoryUploadedFile, TemporaryUploadedFile) and reads.append(self.name))
-            or original_read.fget(self)
+            lambda self: (
+                (type(self) in (InMemoryUploadedFile, TemporaryUploadedFile) and reads.append(self.name))
+                or original_read.fget(self)
+            )
         ),
     )
     response = v1.upload(content=DEMO_ROWS.read_bytes() * 2)

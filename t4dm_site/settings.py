@@ -3,7 +3,7 @@
 Embedded default (no variables): SQLite file, kombu filesystem broker, in-memory channel layer,
 artifacts in a local folder, all under T4DM_DATA_DIR (./var). Production: set T4DM_PRODUCTION=1 plus
 DJANGO_SECRET_KEY, DATABASE_URL=postgres://..., CELERY_BROKER_URL=redis://... and
-CHANNEL_LAYER_URL=redis://... . The README has the full table.
+CHANNEL_LAYER_URL=redis://... . docs/configuration.md has the full table.
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ def micro_batch_tokens(hp: dict[str, Any]) -> int:
     """Token budget of one packed micro-batch: the configured one, else three quarters of a padded
     batch of full-length rows (batch_size × max_seq_length), never less than one full row. Packed
     micro-batches carry only real tokens, so typical ones hold several times the real tokens of a
-    padded batch while peak memory stays below the padded run's (README, "Training speed")."""
+    padded batch while peak memory stays below the padded run's (docs/training.md, "Training speed")."""
     if hp.get("micro_batch_tokens"):
         return int(hp["micro_batch_tokens"])
     seq = int(hp.get("max_seq_length", 512))

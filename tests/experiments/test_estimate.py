@@ -35,7 +35,7 @@ def test_memory_orders_by_approach_and_lora_trainables_are_exact():
     assert sizes["qlora"]["gpu_memory_mb"] < sizes["lora"]["gpu_memory_mb"] < sizes["full"]["gpu_memory_mb"]
     # q_proj 4096→4096 and v_proj 4096→1024 in 32 layers, r=16
     assert sizes["lora"]["trainable_parameters"] == 32 * 16 * ((4096 + 4096) + (4096 + 1024))
-    # measured on an H200 (README): the padded path (packing off), seed defaults, lengths ≤ 1024,
+    # measured on an H200 (docs/training.md): the padded path (packing off), seed defaults, lengths ≤ 1024,
     # peak allocated 43,775 MiB
     padded = estimate_for(
         model_base="llama-3-8b", approach="lora", hyperparameters={**HP, "packing": False}, train_tokens=0

@@ -27,7 +27,7 @@ setup-test:
 lint: setup-test
 	$(PY) -m ruff check .
 
-# Production pieces, started separately (see README "Production mode").
+# Production pieces, started separately (see docs/configuration.md, "Production mode").
 web: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py t4dm_up --no-worker --host 0.0.0.0

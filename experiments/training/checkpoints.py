@@ -28,15 +28,7 @@ from typing import Any
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
-from experiments.training.fencing import (  # noqa: F401 - ATTEMPT_ENV and FENCE_FILE re-exported
-    ATTEMPT_ENV,
-    ATTEMPT_MARKER,
-    FENCE_FILE,
-    STAGING,
-    AttemptFence,
-    FencedError,
-    fence_for,
-)
+from experiments.training.fencing import ATTEMPT_MARKER, STAGING, AttemptFence, FencedError, fence_for
 
 TRAINER_STATE_NAME = "trainer_state.json"
 

@@ -23,7 +23,8 @@ from django.conf import settings
 from experiments.models import Checkpoint, JobStatus, MetricPoint, TrainingJob
 from experiments.services import job_cancel, training_config_create
 from experiments.training import worker as worker_module
-from experiments.training.checkpoints import ATTEMPT_ENV, ATTEMPT_MARKER, AttemptFence, rotate_own_checkpoints
+from experiments.training.checkpoints import rotate_own_checkpoints
+from experiments.training.fencing import ATTEMPT_ENV, ATTEMPT_MARKER, AttemptFence
 from experiments.training.http_reporter import HttpReporter, PlatformClient
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,12 +18,30 @@ import pytest
 from tests.conftest import DEMO_ROWS
 
 
+def _finished_job(user, name, tiny_model_dir, capture_on_commit):
+    """`user`'s dataset `name` and a succeeded LoRA job on it whose final model (the tiny model) lies in
+    the job's own folder; no on-commit callbacks run (no worker)."""
+    from datasets_app.services import dataset_prepare
+    from experiments.services import job_start, training_config_create
+
+    with capture_on_commit(execute=False):
+        version = dataset_prepare(owner=user, name=name, content=DEMO_ROWS.read_bytes(), task_type="chat")
+        config = training_config_create(
+            owner=user, dataset_id=version.dataset.public_id, model_base="t4dm-tiny", approach="lora",
+            hyperparams={"learning_rate": 3e-3, "epochs": 1},
+        )  # fmt: skip
+        job = job_start(owner=user, config=config)
+    final = Path(job.output_dir) / "final"
+    shutil.copytree(tiny_model_dir, final)
+    job.mark_running(worker="w")
+    job.mark_succeeded(final_model_path=str(final))
+    return version, job
+
+
 @pytest.fixture
 def refs(people, artifact_root, tiny_model_dir, settings, tmp_path, django_capture_on_commit_callbacks):
     """A's job with a real model in <artifact root>/jobs/<job>/final, A's registered version, B's own
     dataset and finished job, and a model root holding a shared model, an empty folder and escapes."""
-    from datasets_app.services import dataset_prepare
-    from experiments.services import job_start, training_config_create
     from models_registry.services import model_version_create
 
     settings.T4DM_VERSIONING = {"auto_version": False, "compare_to_base": False}
@@ -34,23 +52,9 @@ def refs(people, artifact_root, tiny_model_dir, settings, tmp_path, django_captu
     (root / "empty").mkdir()
     owner, other = people["owner"], people["other"]
 
-    def finished_job(user, name):
-        with django_capture_on_commit_callbacks(execute=False):
-            version = dataset_prepare(owner=user, name=name, content=DEMO_ROWS.read_bytes(), task_type="chat")
-            config = training_config_create(
-                owner=user, dataset_id=version.dataset.public_id, model_base="t4dm-tiny", approach="lora",
-                hyperparams={"learning_rate": 3e-3, "epochs": 1},
-            )  # fmt: skip
-            job = job_start(owner=user, config=config)
-        final = Path(job.output_dir) / "final"
-        shutil.copytree(tiny_model_dir, final)
-        job.mark_running(worker="w")
-        job.mark_succeeded(final_model_path=str(final))
-        return version, job
-
-    _, a_job = finished_job(owner, "a-secret-set")
+    _, a_job = _finished_job(owner, "a-secret-set", tiny_model_dir, django_capture_on_commit_callbacks)
     a_version = model_version_create(job=a_job, model_id="a-model")
-    b_dataset, b_job = finished_job(other, "b-set")
+    b_dataset, b_job = _finished_job(other, "b-set", tiny_model_dir, django_capture_on_commit_callbacks)
     (root / "escape").symlink_to(Path(a_job.final_model_path))
     a_final = a_job.final_model_path
     probes = {
@@ -256,9 +260,7 @@ def test_the_playground_does_not_chat_with_a_base_that_is_not_the_users(
     from asgiref.sync import async_to_sync
     from channels.testing import WebsocketCommunicator
 
-    from datasets_app.services import dataset_prepare
     from experiments.models import TrainingConfig
-    from experiments.services import job_start, training_config_create
     from models_registry.services import model_version_create
     from t4dm_site.asgi import application
 
@@ -266,18 +268,8 @@ def test_the_playground_does_not_chat_with_a_base_that_is_not_the_users(
     owner, other = people["owner"], people["other"]
     a_folder = Path(artifact_root) / "jobs" / "job-a-final"
     shutil.copytree(tiny_model_dir, a_folder)
-    with django_capture_on_commit_callbacks(execute=False):
-        version = dataset_prepare(owner=other, name="b-set", content=DEMO_ROWS.read_bytes(), task_type="chat")
-        config = training_config_create(
-            owner=other, dataset_id=version.dataset.public_id, model_base="t4dm-tiny", approach="lora",
-            hyperparams={"learning_rate": 3e-3, "epochs": 1},
-        )  # fmt: skip
-        job = job_start(owner=other, config=config)
-    final = Path(job.output_dir) / "final"
-    shutil.copytree(tiny_model_dir, final)
-    job.mark_running(worker="w")
-    job.mark_succeeded(final_model_path=str(final))
-    TrainingConfig.objects.filter(pk=config.pk).update(model_base=str(a_folder))
+    _, job = _finished_job(other, "b-set", tiny_model_dir, django_capture_on_commit_callbacks)
+    TrainingConfig.objects.filter(pk=job.config_id).update(model_base=str(a_folder))
     job.refresh_from_db()
     model_version = model_version_create(job=job, model_id="b-model")
     assert owner is not None

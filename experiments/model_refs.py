@@ -175,16 +175,6 @@ def _from_job(*, user, job, path: str, field: str, checkpoint=None) -> ModelRef:
     )
 
 
-def _base_or_none(*, user, name: str | None) -> str | None:
-    """The base of a model the user may see; None where it is not theirs to use (old records)."""
-    if not name:
-        return None
-    try:
-        return base_model_resolve(user=user, name=name)
-    except (ModelUnavailable, InvalidInput):
-        return None
-
-
 def _job_ref(user, match: re.Match, field: str) -> ModelRef:
     from experiments.selectors import jobs_visible_to
     from t4dm_site.public_ids import parse_public_id
@@ -293,7 +283,12 @@ def base_model_resolve(*, user, name: str | None, field: str = "model_base") -> 
 def base_model_or_none(*, user, name: str | None) -> str | None:
     """`base_model_resolve`, or None where the base is not the user's to use (e.g. a config stored
     before this resolver existed): callers then have nothing to run for it."""
-    return _base_or_none(user=user, name=name)
+    if not name:
+        return None
+    try:
+        return base_model_resolve(user=user, name=name)
+    except (ModelUnavailable, InvalidInput):
+        return None
 
 
 def job_path_or_none(job, path: str | None) -> str | None:

@@ -105,10 +105,6 @@ def _check_metrics(task_type: str, metrics: list[str] | None) -> list[str]:
         raise InvalidInput(str(exc), code="invalid_metric") from None
 
 
-def _check_model(path: str) -> None:
-    """Kept for callers that resolved with model_ref_resolve: that already checked the folder."""
-
-
 def _thresholds(thresholds: dict | None) -> dict:
     try:
         return {**project_thresholds(), **parse_thresholds(thresholds or {})}

@@ -28,9 +28,8 @@ def _owner(request) -> str | None:
     return request.GET.get("owner") or None
 
 
-def _owner_query(request, registered) -> str:
+def _owner_query(request, owner: str | None) -> str:
     """`?owner=<username>` for links to a model that is not the viewer's own (an admin's view)."""
-    owner = selectors.owner_name(registered)
     return "" if owner is None or owner == request.user.username else "?" + urlencode({"owner": owner})
 
 
@@ -53,8 +52,7 @@ def _version_or_404(request, model_id: str, version: str):
 def model_list(request):
     rows = selectors.models_overview(user=request.user)
     for row in rows:
-        mine = row["owner"] is None or row["owner"] == request.user.username
-        row["oq"] = "" if mine else "?" + urlencode({"owner": row["owner"]})
+        row["oq"] = _owner_query(request, row["owner"])
     return render(
         request,
         "registry/models_list.html",
@@ -68,15 +66,15 @@ def model_detail(request, model_id: str):
         versions = selectors.model_versions(user=request.user, model_id=model_id, owner=_owner(request))
     except (NotFound, Conflict) as exc:
         raise Http404(exc.message) from exc
-    registered = versions[0].registered
+    owner = selectors.owner_name(versions[0].registered)
     return render(
         request,
         "registry/model_detail.html",
         {
             "model_id": model_id,
             "versions": versions,
-            "owner": selectors.owner_name(registered),
-            "oq": _owner_query(request, registered),
+            "owner": owner,
+            "oq": _owner_query(request, owner),
         },
     )
 
@@ -91,7 +89,7 @@ def version_detail(request, model_id: str, version: str):
         "registry/version_detail.html",
         {
             "v": found,
-            "oq": _owner_query(request, found.registered),
+            "oq": _owner_query(request, selectors.owner_name(found.registered)),
             "detail": detail,
             "schema_json": schema,
             "next_stages": sorted(TRANSITIONS[found.stage]),
@@ -108,7 +106,11 @@ def playground(request, model_id: str, version: str):
     return render(
         request,
         "registry/playground.html",
-        {"v": found, "base": targets["base"], "oq": _owner_query(request, found.registered)},
+        {
+            "v": found,
+            "base": targets["base"],
+            "oq": _owner_query(request, selectors.owner_name(found.registered)),
+        },
     )
 
 

@@ -101,13 +101,16 @@ def _parse(thresholds: Any, source: str) -> dict[str, dict[str, float]]:
 
 
 def project_thresholds() -> dict[str, dict[str, float]]:
-    """settings.QUALITY_THRESHOLDS (env T4DM_QUALITY_THRESHOLDS), else the evaluation engine's defaults."""
-    from django.conf import settings
+    """The evaluation app's project thresholds (settings.QUALITY_THRESHOLDS, else the engine's defaults);
+    a misconfigured value is a 400 `invalid_thresholds` here, like the other sources."""
+    from experiments.evaluation.services import project_thresholds as configured
 
-    from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS
+    try:
+        return configured()
+    except ValueError as exc:
+        from t4dm_site.errors import InvalidInput
 
-    configured = getattr(settings, "QUALITY_THRESHOLDS", None)
-    return _parse(DEFAULT_THRESHOLDS if configured is None else configured, "project")
+        raise InvalidInput(f"project {exc}", code="invalid_thresholds") from None
 
 
 def _task_metrics(evaluation: Evaluation, version) -> set[str] | None:

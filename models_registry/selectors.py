@@ -69,14 +69,6 @@ def model_version_get(*, user, model_id: str, version: str, owner: str | None = 
     return found
 
 
-def model_version_by_ref(*, user, ref: str) -> ModelVersion:
-    """`t4dm-knowledge@1.2.0`, in the user's own namespace (an admin: see registered_model_get)."""
-    model_id, sep, version = ref.partition("@")
-    if not sep:
-        raise NotFound(f"{ref!r} is not a version reference; expected model_id@x.y.z")
-    return model_version_get(user=user, model_id=model_id, version=version)
-
-
 def model_versions(*, user, model_id: str, owner: str | None = None) -> list[ModelVersion]:
     registered = registered_model_get(user=user, model_id=model_id, owner=owner)
     versions = list(versions_visible_to(user).filter(registered=registered))

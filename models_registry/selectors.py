@@ -200,9 +200,11 @@ def gate_status(version: ModelVersion, *, thresholds: dict | None = None) -> dic
 
 def model_version_detail(version: ModelVersion) -> dict:
     """The schema plus what the registry adds: stage, lineage, history, gate, exports, sign-offs."""
+    owner = owner_name(version.registered)
+    archive_query = f"?owner={quote(owner)}" if owner else ""
     return {
         **model_version_schema(version),
-        "owner": owner_name(version.registered),
+        "owner": owner,
         "stage": version.stage,
         "version_reason": version.version_reason,
         "provider": version.provider,
@@ -225,11 +227,7 @@ def model_version_detail(version: ModelVersion) -> dict:
                 "files": len(e.manifest.get("files", {})),
                 "created_at": e.created_at.isoformat(),
                 "download_url": f"/api/v1/models/{version.model_id}/versions/{version.version}/exports/{e.pk}/archive"
-                + (
-                    f"?owner={quote(owner_name(version.registered))}"
-                    if owner_name(version.registered)
-                    else ""
-                ),
+                + archive_query,
             }
             for e in version.exports.all()
         ],

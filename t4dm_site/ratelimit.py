@@ -41,7 +41,6 @@ from django.http import HttpResponse, JsonResponse
 
 logger = logging.getLogger(__name__)
 
-JOB_TOKEN_MARK = "t4job_"
 # The part of an API token the platform stores in clear (ApiToken.prefix, `raw[:12]`).
 _API_TOKEN_PREFIX = re.compile(r"t4dm_[A-Za-z0-9_-]{1,7}")
 
@@ -56,14 +55,6 @@ def _window() -> tuple[int, int]:
 
 def _key(scope: str, who: str) -> str:
     return f"t4dm:ratelimit:{scope}:{_window()[0]}:{who}"
-
-
-def failures(scope: str, who: str) -> int:
-    try:
-        return int(cache.get(_key(scope, who), 0))
-    except Exception:  # the cache (Redis) is down: fail open rather than refuse every request
-        logger.warning("rate-limit cache unavailable; not limiting", exc_info=True)
-        return 0
 
 
 def record_failure(scope: str, who: str) -> int:
@@ -217,8 +208,10 @@ class RequestLimitsMiddleware:
         # Only a request the API refused for its bearer token counts, and only it is answered 429: the
         # limit is checked after authentication, so valid credentials are never refused.
         if response.status_code == 401:
+            from experiments.models import JOB_TOKEN_PREFIX
+
             raw = bearer_token(request.headers.get("Authorization", ""))
-            if raw is not None and not raw.startswith(JOB_TOKEN_MARK):
+            if raw is not None and not raw.startswith(JOB_TOKEN_PREFIX):
                 if token_failure(client_address(request), raw):
                     return too_many_tokens()
         return response

@@ -35,6 +35,8 @@ from importlib import import_module
 
 from django.conf import settings
 
+from t4dm_site.ratelimit import bearer_token
+
 logger = logging.getLogger(__name__)
 
 BODY_METHODS = {b"POST", b"PUT", b"PATCH", "POST", "PUT", "PATCH"}
@@ -86,10 +88,8 @@ def _media_type(content_type: bytes) -> tuple[bytes, dict[bytes, bytes]]:
 
 
 def _has_credential(authorization: bytes | None, cookie: bytes | None) -> bool:
-    if authorization:
-        scheme, _, raw = authorization.partition(b" ")
-        if scheme.lower() == b"bearer" and raw.strip():
-            return True
+    if authorization and bearer_token(authorization.decode("latin-1")):
+        return True
     name = settings.SESSION_COOKIE_NAME.encode()
     for part in (cookie or b"").split(b";"):
         key, _, value = part.strip().partition(b"=")
@@ -282,23 +282,21 @@ def _credential_valid(authorization: bytes | None, cookie: bytes | None) -> bool
     """A bearer token some endpoint accepts (API token, worker secret, job token) or a live session."""
     import hmac
 
-    if authorization:
-        scheme, _, raw = authorization.decode("latin-1").partition(" ")
-        raw = raw.strip()
-        if scheme.lower() == "bearer" and raw:
-            from t4dm_site.services import api_token_authenticate
+    raw = bearer_token(authorization.decode("latin-1")) if authorization else None
+    if raw:
+        from t4dm_site.services import api_token_authenticate
 
-            if api_token_authenticate(raw=raw) is not None:
-                return True
-            secret = getattr(settings, "WORKER_SECRET", "")
-            if secret and hmac.compare_digest(raw.encode(), secret.encode()):
-                return True
-            try:
-                from t4dm_site.auth import job_token_auth
+        if api_token_authenticate(raw=raw) is not None:
+            return True
+        secret = getattr(settings, "WORKER_SECRET", "")
+        if secret and hmac.compare_digest(raw.encode(), secret.encode()):
+            return True
+        try:
+            from t4dm_site.auth import job_token_auth
 
-                return job_token_auth.authenticate(None, raw) is not None
-            except Exception:  # noqa: BLE001 - a malformed token is simply not valid
-                return False
+            return job_token_auth.authenticate(None, raw) is not None
+        except Exception:  # noqa: BLE001 - a malformed token is simply not valid
+            return False
     name = settings.SESSION_COOKIE_NAME
     for part in (cookie or b"").decode("latin-1").split(";"):
         key, _, value = part.strip().partition("=")

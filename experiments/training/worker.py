@@ -164,7 +164,9 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
         fence = AttemptFence(
             spec["output_dir"],
             int(spec.get("attempt") or 0),
-            confirm=reporter.still_current if reporter is not None else _confirm_with(client),
+            # Under torchrun the ranks save, each with a fence from ATTEMPT_ENV (the fence file only):
+            # nothing in this process would ask the platform.
+            confirm=reporter.still_current if reporter is not None else None,
         )
         try:
             fence.claim()
@@ -206,21 +208,6 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
         _current_job["job_id"] = None
         _job_changed.set()
         client.close()
-
-
-def _confirm_with(client: PlatformClient):
-    """A fence's `confirm` when no reporter runs in this process (torchrun): ask the spec endpoint."""
-
-    def confirm() -> bool:
-        try:
-            client.spec()
-        except PlatformError as exc:
-            return exc.status not in (401, 403, 409)
-        except httpx.HTTPError:
-            return True
-        return True
-
-    return confirm
 
 
 def offered_gpu_memory_mb(info: dict) -> int | None:

@@ -21,7 +21,6 @@ and, for scale, a legitimate ~10 MB JSONL prepared in the web process (201).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "t4dm_site.settings")
 
 import httpx  # noqa: E402
 
+from tests.datasets_app.bad_inputs import parquet_bomb  # noqa: E402
 from tests.platform import Platform, _boot, _clean_env, free_port  # noqa: E402
 
 MB = 1024 * 1024
@@ -92,25 +92,6 @@ class Sampler:
         time.sleep(0.3)  # let the process settle (and a late allocation show)
         self._stop.set()
         self._thread.join()
-
-
-def parquet_bomb(chat: bool = False) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    value = pa.array(["x" * 250_000])
-    shared = pa.DictionaryArray.from_arrays(pa.array([0] * 10_000, pa.int32()), value)
-    if chat:  # list<struct<role, content>>, every content the one shared value
-        content = pa.DictionaryArray.from_arrays(pa.array([0] * 20_000, pa.int32()), value)
-        role = pa.array(["user", "assistant"] * 10_000)
-        messages = pa.StructArray.from_arrays([role, content], names=["role", "content"])
-        offsets = pa.array(range(0, 20_001, 2), pa.int32())
-        table = pa.table({"messages": pa.ListArray.from_arrays(offsets, messages)})
-    else:
-        table = pa.table({"prompt": shared, "completion": shared})
-    out = io.BytesIO()
-    pq.write_table(table, out, compression="zstd")
-    return out.getvalue()
 
 
 def big_file(path: Path, size: int) -> Path:

@@ -218,3 +218,24 @@ CORPUS = [
         "completion",
     ),
 ]
+
+
+def parquet_bomb(chat: bool = False) -> bytes:
+    """One 250 KB value shared by 10,000 rows through a dictionary: ~800 bytes on disk, 2.5 GB decoded.
+    `chat`: list<struct<role, content>> rows, every content the one shared value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    value = pa.array(["x" * 250_000])
+    if chat:
+        content = pa.DictionaryArray.from_arrays(pa.array([0] * 20_000, pa.int32()), value)
+        role = pa.array(["user", "assistant"] * 10_000)
+        messages = pa.StructArray.from_arrays([role, content], names=["role", "content"])
+        offsets = pa.array(range(0, 20_001, 2), pa.int32())
+        table = pa.table({"messages": pa.ListArray.from_arrays(offsets, messages)})
+    else:
+        shared = pa.DictionaryArray.from_arrays(pa.array([0] * 10_000, pa.int32()), value)
+        table = pa.table({"prompt": shared, "completion": shared})
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd")
+    return out.getvalue()

@@ -23,22 +23,7 @@ import tracemalloc
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from tests.datasets_app.bad_inputs import GOOD, _line
-
-BOMB_VALUE_BYTES = 250_000
-BOMB_ROWS = 10_000
-
-
-def _parquet_bomb() -> bytes:
-    """One 250 KB value shared by 10,000 rows through a dictionary: ~800 bytes on disk, 2.5 GB decoded."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    value = pa.array(["x" * BOMB_VALUE_BYTES])
-    shared = pa.DictionaryArray.from_arrays(pa.array([0] * BOMB_ROWS, pa.int32()), value)
-    out = io.BytesIO()
-    pq.write_table(pa.table({"prompt": shared, "completion": shared}), out, compression="zstd")
-    return out.getvalue()
+from tests.datasets_app.bad_inputs import GOOD, _line, parquet_bomb
 
 
 def _rss() -> int:
@@ -76,7 +61,7 @@ def _auth(user) -> dict:
 
 
 def test_the_817_byte_parquet_bomb_is_refused_quickly_with_bounded_memory(api, researcher, artifact_root):
-    bomb = _parquet_bomb()
+    bomb = parquet_bomb()
     assert len(bomb) < 2000
 
     def upload():

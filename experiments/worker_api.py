@@ -17,7 +17,7 @@ from ninja.security import HttpBearer
 
 from experiments import services
 from experiments.ingest import metric_points_ingest_body
-from experiments.models import JOB_TOKEN_PREFIX, TrainingJob
+from experiments.models import TrainingJob
 from experiments.schemas import (
     CheckpointIn,
     EventIn,
@@ -30,7 +30,7 @@ from experiments.schemas import (
     WorkerHeartbeatIn,
 )
 from experiments.selectors import job_get
-from t4dm_site.auth import JobTokenAuth, trainer_auth
+from t4dm_site.auth import JobTokenAuth, job_token_pk, trainer_auth
 from t4dm_site.errors import Conflict, Forbidden, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
 
@@ -58,16 +58,10 @@ class AttemptTokenAuth(JobTokenAuth):
 
     def authenticate(self, request, token):
         pk = super().authenticate(request, token)
-        if pk is not None or not token.startswith(JOB_TOKEN_PREFIX):
+        named = job_token_pk(token)
+        if pk is not None or named is None:
             return pk
-        pk_text = token[len(JOB_TOKEN_PREFIX) :].split("_", 1)[0]
-        job = (
-            TrainingJob.objects.filter(pk=int(pk_text))
-            .only("status", "attempt", "retired_token_hashes")
-            .first()
-            if pk_text.isdigit()
-            else None
-        )
+        job = TrainingJob.objects.filter(pk=named).only("status", "attempt", "retired_token_hashes").first()
         if job is None or not job.token_retired(token):
             return None
         if job.is_terminal:

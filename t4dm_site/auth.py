@@ -56,17 +56,25 @@ class JobTokenAuth(HttpBearer):
     """Returns the job pk the token is valid for; endpoints compare it with the job in the path."""
 
     def authenticate(self, request, token):
-        from experiments.models import JOB_TOKEN_PREFIX, TrainingJob
+        from experiments.models import TrainingJob
 
-        if not token.startswith(JOB_TOKEN_PREFIX):
+        pk = job_token_pk(token)
+        if pk is None:
             return None
-        pk_text = token[len(JOB_TOKEN_PREFIX) :].split("_", 1)[0]
-        if not pk_text.isdigit():
-            return None
-        stored = TrainingJob.objects.filter(pk=int(pk_text)).values_list("token_hash", flat=True).first()
+        stored = TrainingJob.objects.filter(pk=pk).values_list("token_hash", flat=True).first()
         if not stored or not hmac.compare_digest(stored, hash_token(token)):
             return None
-        return int(pk_text)
+        return pk
+
+
+def job_token_pk(token: str) -> int | None:
+    """The job pk a `t4job_<pk>_...` token names (unchecked), or None for any other token."""
+    from experiments.models import JOB_TOKEN_PREFIX
+
+    if not token.startswith(JOB_TOKEN_PREFIX):
+        return None
+    pk_text = token[len(JOB_TOKEN_PREFIX) :].split("_", 1)[0]
+    return int(pk_text) if pk_text.isdigit() else None
 
 
 trainer_auth = UserAuth(roles={ADMIN, RESEARCHER})

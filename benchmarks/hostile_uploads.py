@@ -9,7 +9,7 @@ daphne process's RSS every 5 ms from /proc while it runs, checks the platform st
 passes --bound-mb or the platform stops serving.
 
 Attacks (authenticated = the admin's API token; anonymous = no credential):
-- 817-byte Parquet bomb (10,000 rows sharing one 250 KB value: 2.5 GB decoded), flat and chat-shaped
+- 822-byte Parquet bomb (10,000 rows sharing one 250 KB value: 2.5 GB decoded), flat and chat-shaped
 - JSONL larger than the decoded limit (300 MB), authenticated
 - a --big-mb multipart body: anonymous, with a forged bearer token, and authenticated (a file that is
   not Parquet, named format=parquet: refused after the upload is spooled)

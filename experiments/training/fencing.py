@@ -1,5 +1,5 @@
-"""Attempt fencing for a job's folder, without heavy imports (the worker module and the platform's
-task senders import it; experiments/training/checkpoints.py uses it when it saves).
+"""Attempt fencing for a job's folder, without heavy imports (the worker module imports it;
+experiments/training/checkpoints.py uses it when it saves).
 
 A job runs as numbered attempts: a requeue (its worker was declared lost, or refused the job) starts the
 next one under a new token. Each attempt raises the job folder's fence file to its number when it

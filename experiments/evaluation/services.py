@@ -18,7 +18,7 @@ from django.db import transaction
 
 from datasets_app.models import DatasetVersion
 from datasets_app.selectors import dataset_version_get
-from experiments.model_refs import ModelRef, base_model_resolve, model_resolve
+from experiments.model_refs import base_model_resolve, model_resolve
 from experiments.models import Evaluation, EvaluationKind, EvaluationStatus, TrainingJob
 from experiments.training.evaluation.metrics import resolve_metrics
 from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS, check_thresholds, parse_thresholds
@@ -37,13 +37,6 @@ def project_thresholds() -> dict[str, dict[str, float]]:
     """Project defaults: settings.QUALITY_THRESHOLDS (env T4DM_QUALITY_THRESHOLDS), else the seed's."""
     configured = getattr(settings, "QUALITY_THRESHOLDS", None)
     return parse_thresholds(DEFAULT_THRESHOLDS if configured is None else configured)
-
-
-def model_ref_resolve(*, user, ref: str, field: str = "model_path") -> ModelRef:
-    """`job-003` (its final model), `job-003/step-40` (a checkpoint), `model_id@1.0.0` (a registered
-    version), `t4dm-tiny`, or a model folder under the model roots: experiments.model_refs, the one
-    resolver (sharing rule, allow-listed roots, one refusal for everything not usable)."""
-    return model_resolve(user=user, ref=ref, field=field)
 
 
 def _test_version(*, user, dataset_id: str | None, fallback: DatasetVersion | None) -> DatasetVersion:
@@ -135,7 +128,7 @@ def evaluation_start(
     or a model folder on a dataset split; a worker runs it (see evaluation_run)."""
     if job is not None and not model_path:
         model_path = job.public_id
-    ref = model_ref_resolve(user=owner, ref=model_path or "")
+    ref = model_resolve(user=owner, ref=model_path or "")
     version = _test_version(user=owner, dataset_id=test_dataset, fallback=ref.dataset_version)
     task_type = version.task_type
     if ref.task_type and ref.task_type != task_type:
@@ -194,7 +187,7 @@ def compare_models_start(
     """compare_models: each model's output and scores per test case, plus aggregates."""
     if len(models) < 2:
         raise InvalidInput("models: give at least two models to compare")
-    refs = [model_ref_resolve(user=owner, ref=m, field="models") for m in models]
+    refs = [model_resolve(user=owner, ref=m, field="models") for m in models]
     _positive("max_samples", max_samples)
     version = None
     if test_cases:
@@ -246,8 +239,8 @@ def compare_versions_start(
     max_samples: int | None = None,
 ) -> Evaluation:
     """compare_versions: metric deltas (B − A) with paired bootstrap CIs, per-example wins/losses/ties."""
-    a = model_ref_resolve(user=owner, ref=version_a, field="version_a")
-    b = model_ref_resolve(user=owner, ref=version_b, field="version_b")
+    a = model_resolve(user=owner, ref=version_a, field="version_a")
+    b = model_resolve(user=owner, ref=version_b, field="version_b")
     version = _test_version(
         user=owner, dataset_id=test_dataset, fallback=b.dataset_version or a.dataset_version
     )

@@ -162,7 +162,7 @@ def human_eval_setup(
     """setup_human_eval: resolve the model(s), collect questions, queue output generation. The worker
     then creates the items and assigns each to `overlap` evaluators (see human_eval_generate). There is
     no seed: sides and queue order are secret randomness (see items_create)."""
-    from experiments.evaluation.services import model_ref_resolve
+    from experiments.model_refs import model_resolve
 
     if mode not in EvalMode.values:
         raise InvalidInput(f"mode: choose one of {', '.join(EvalMode.values)}")
@@ -178,7 +178,7 @@ def human_eval_setup(
         raise InvalidInput("models: compare two different models")
     resolved = []
     for ref in refs:
-        target = model_ref_resolve(user=owner, ref=ref)  # checks the folder holds a model
+        target = model_resolve(user=owner, ref=ref)  # checks the folder holds a model
         resolved.append({"ref": ref, "path": target.path, "base_model": target.base_model or ""})
     if bool(eval_questions) == bool(test_dataset):
         raise InvalidInput(

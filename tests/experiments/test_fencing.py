@@ -132,7 +132,7 @@ def test_a_superseded_attempt_writes_nothing_and_leaves_the_new_attempts_checkpo
 
 
 def test_a_cancelled_attempt_still_saves_a_checkpoint(live_server, demo_config):
-    config = _config(demo_config, max_steps=100_000, save_steps=1000)  # cannot finish before the cancel lands
+    config = _config(demo_config, max_steps=100_000, save_steps=1_000_000)  # only the cancel saves
     job, token = _queued_job(config)
     result: dict = {}
     run = threading.Thread(

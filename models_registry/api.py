@@ -63,15 +63,7 @@ def model_version_list(request, model_id: str, owner: str | None = None):
 @router.patch("/{model_id}", response=RegisteredModelOut)
 def registered_model_update(request, model_id: str, payload: RegisteredModelIn, owner: str | None = None):
     registered = selectors.registered_model_get(user=request.auth, model_id=model_id, owner=owner)
-    updated = services.registered_model_update(registered=registered, **payload.dict())
-    return {
-        "model_id": updated.model_id,
-        "owner": selectors.owner_name(updated),
-        "description": updated.description,
-        "intended_use": updated.intended_use,
-        "limitations": updated.limitations,
-        "thresholds": updated.thresholds,
-    }
+    return services.registered_model_update(registered=registered, **payload.dict())
 
 
 def _get(request, model_id: str, version: str, owner: str | None):

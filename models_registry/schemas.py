@@ -136,3 +136,7 @@ class RegisteredModelOut(Schema):
     intended_use: str
     limitations: str
     thresholds: dict[str, Any]
+
+    @staticmethod
+    def resolve_owner(obj) -> str | None:
+        return getattr(obj.owner, "username", None)

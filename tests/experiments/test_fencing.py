@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -134,20 +133,22 @@ def test_a_superseded_attempt_writes_nothing_and_leaves_the_new_attempts_checkpo
 def test_a_cancelled_attempt_still_saves_a_checkpoint(live_server, demo_config):
     config = _config(demo_config, max_steps=100_000, save_steps=1_000_000)  # only the cancel saves
     job, token = _queued_job(config)
-    result: dict = {}
-    run = threading.Thread(
-        target=lambda: result.update(
-            status=worker_module.run_job(server_url=live_server.url, job_id=job.public_id, token=token, name="w")
-        )
+    # The worker runs as its own process, as on a real worker (nothing shared with this test process).
+    code = (
+        "import sys; from experiments.training import worker; "
+        "print(worker.run_job(server_url=sys.argv[1], job_id=sys.argv[2], token=sys.argv[3], name='w'))"
     )
-    run.start()
+    run = subprocess.Popen(
+        [sys.executable, "-c", code, live_server.url, job.public_id, token],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     deadline = time.monotonic() + 240
-    while TrainingJob.objects.get(pk=job.pk).step < 3 and time.monotonic() < deadline and run.is_alive():
+    while TrainingJob.objects.get(pk=job.pk).step < 3 and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)
     job_cancel(job=TrainingJob.objects.get(pk=job.pk))
-    run.join(240)
+    out, err = run.communicate(timeout=240)
 
-    assert result["status"] == "cancelled"
+    assert out.strip().splitlines()[-1:] == ["cancelled"], (out, err[-3000:])
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     [checkpoint] = Checkpoint.objects.filter(job=job)

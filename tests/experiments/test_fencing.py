@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 
 from experiments.models import Checkpoint, JobStatus, MetricPoint, TrainingJob
-from experiments.services import job_cancel, training_config_create
+from experiments.services import training_config_create
 from experiments.training import worker as worker_module
 from experiments.training.checkpoints import rotate_own_checkpoints
 from experiments.training.fencing import ATTEMPT_ENV, ATTEMPT_MARKER, AttemptFence
@@ -128,32 +128,6 @@ def test_a_superseded_attempt_writes_nothing_and_leaves_the_new_attempts_checkpo
     assert not MetricPoint.objects.filter(job=job, step__gt=6).exists()
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING and job.worker == "new" and job.attempt == 2
-
-
-def test_a_cancelled_attempt_still_saves_a_checkpoint(live_server, demo_config):
-    config = _config(demo_config, max_steps=100_000, save_steps=1_000_000)  # only the cancel saves
-    job, token = _queued_job(config)
-    # The worker runs as its own process, as on a real worker (nothing shared with this test process).
-    code = (
-        "import sys; from experiments.training import worker; "
-        "print(worker.run_job(server_url=sys.argv[1], job_id=sys.argv[2], token=sys.argv[3], name='w'))"
-    )
-    run = subprocess.Popen(
-        [sys.executable, "-c", code, live_server.url, job.public_id, token],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while TrainingJob.objects.get(pk=job.pk).step < 3 and time.monotonic() < deadline and run.poll() is None:
-        time.sleep(0.05)
-    job_cancel(job=TrainingJob.objects.get(pk=job.pk))
-    out, err = run.communicate(timeout=240)
-
-    assert out.strip().splitlines()[-1:] == ["cancelled"], (out, err[-3000:])
-    job.refresh_from_db()
-    assert job.status == JobStatus.CANCELLED
-    [checkpoint] = Checkpoint.objects.filter(job=job)
-    assert Path(checkpoint.path).is_dir() and Path(checkpoint.path).parent == Path(job.output_dir).resolve()
-    assert (Path(checkpoint.path) / ATTEMPT_MARKER).read_text() == "1"
 
 
 def test_rotation_never_deletes_a_later_attempts_checkpoint(tmp_path):

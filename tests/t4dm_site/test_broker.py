@@ -89,7 +89,8 @@ def test_a_half_written_message_file_does_not_crash_the_consumer(tmp_path):
         _publish(conn, {"n": 0})  # declares the queue
         assert _receive(conn, 1) == [{"n": 0}]
         # What kombu's own transport left for a reader: a message file in the queue, still being written.
-        growing = queue / "1_00000000-0000-0000-0000-000000000000.unit.msg"
+        # Named to sort before every published message, so each take looks at it first.
+        growing = queue / "0_00000000-0000-0000-0000-000000000000.unit.msg"
         growing.write_text('{"body": "eyJuIjo')
         _publish(conn, {"n": 1})
         # Old transport: json.JSONDecodeError out of drain_events ("Unrecoverable error" in a worker).

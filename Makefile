@@ -1,7 +1,7 @@
 # The two commands: `make run` (set up and run the platform on the embedded default) and `make test`.
 PY := .venv/bin/python
 
-.PHONY: run test test-faults setup setup-test lint worker platform-worker web
+.PHONY: run test test-fast test-faults setup setup-test lint check worker platform-worker web
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -12,6 +12,11 @@ run: setup
 test: setup-test
 	scripts/ensure_chromium.sh
 	$(PY) -m pytest
+
+# The fast tier: no servers, worker processes, subprocesses or browser (the `slow` marker, set in
+# tests/conftest.py). For the edit-test loop; `make test` still runs everything.
+test-fast: setup-test
+	$(PY) -m pytest -m "not slow and not faults" -q
 
 # Real processes killed, frozen and restarted (tests/reliability; ~10 min on a lightly loaded 2-core box): CI's second stage.
 test-faults: setup-test
@@ -26,6 +31,12 @@ setup-test:
 
 lint: setup-test
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# What CI checks besides the tests: lint, formatting, import contracts, migrations in step with models.
+check: lint
+	.venv/bin/lint-imports
+	$(PY) manage.py makemigrations --check --dry-run
 
 # Production pieces, started separately (see docs/configuration.md, "Production mode").
 web: setup

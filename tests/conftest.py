@@ -153,3 +153,32 @@ def pytest_collection_modifyitems(config, items):
     thread for the rest of the session, which async (Channels, pytest-asyncio) tests cannot share."""
     playwright_fixtures = {"page", "context", "browser"}
     items.sort(key=lambda item: bool(playwright_fixtures & set(getattr(item, "fixturenames", ()))))
+
+
+def pytest_itemcollected(item):
+    """The fast tier (`make test-fast`) leaves out whatever starts processes, servers or a browser."""
+    browser = SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+    marked = any(item.get_closest_marker(name) for name in SLOW_MARKERS)
+    if browser or marked or item.nodeid.startswith(SLOW_TESTS):
+        item.add_marker(pytest.mark.slow)
+
+
+# Markers whose tests start real processes, servers or Chromium: all of them are `slow`.
+SLOW_MARKERS = ("e2e", "browser", "production", "faults")
+SLOW_FIXTURES = {"page", "context", "browser", "live_server", "embedded_platform", "production_platform"}
+# Tests that spawn subprocesses (import checks, whole-API fuzzing, settings in a fresh interpreter, worker
+# processes) without one of the markers above: a module, or a module::test prefix.
+SLOW_TESTS = (
+    "tests/security/test_schemathesis.py",
+    "tests/security/test_file_permissions.py",
+    "tests/security/test_production_settings.py::test_check_deploy",
+    "tests/security/test_production_settings.py::test_plain_http",
+    "tests/experiments/test_fencing.py",
+    "tests/sdk/test_sdk_imports.py::test_the_sdk_does_not_import_django",
+    "tests/t4dm_site/test_settings.py::test_embedded",
+    "tests/t4dm_site/test_settings.py::test_production",
+    "tests/t4dm_site/test_settings.py::test_a_bad_database_url",
+    "tests/integrations/test_finetune_config.py::test_a_bad_file_stops",
+    "tests/integrations/test_finetune_config.py::test_the_env_var_file",
+    "tests/models_registry/test_stages.py::test_two_promotions",
+)

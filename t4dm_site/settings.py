@@ -383,6 +383,19 @@ MODEL_ROOTS = [
 # Evaluations run on a worker with database access; by default the training queue (the embedded worker).
 EVAL_QUEUE = env_str("T4DM_EVAL_QUEUE") or CELERY_TASK_DEFAULT_QUEUE
 
+# --- serving (/v1/chat/completions, /v1/completions: models_registry/serving/) --------------------
+# Serving workers consume their own queue with a thread pool (`t4dm_up` starts one beside the training
+# worker); they need no database, only the model folders and T4DM_SERVER_URL to send tokens back.
+SERVING_QUEUE = env_str("T4DM_SERVING_QUEUE") or "serving"
+SERVING_CONCURRENCY = env_int("T4DM_SERVING_CONCURRENCY", 8, minimum=1)  # requests in one worker at once
+SERVING_MAX_BATCH = env_int("T4DM_SERVING_MAX_BATCH", 8, minimum=1)
+SERVING_IDLE_S = env_float("T4DM_SERVING_IDLE_S", 300.0, minimum=0.0)  # a model unused this long is unloaded
+# How long the web side waits for a worker to take a request (cold start: imports and model load), and
+# then for each next piece of it.
+SERVING_TIMEOUT_S = env_float("T4DM_SERVING_TIMEOUT_S", 120.0, minimum=1.0)
+SERVING_MAX_TOKENS = env_int("T4DM_SERVING_MAX_TOKENS", 4096, minimum=1)
+SERVING_BACKEND = env_str("T4DM_SERVING_BACKEND") or "auto"  # auto | transformers | vllm
+
 
 def _quality_thresholds(raw: str | None) -> dict | None:
     """T4DM_QUALITY_THRESHOLDS: JSON like {"accuracy": {">=": 0.85}, "perplexity": {"<=": 10}}.

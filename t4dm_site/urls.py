@@ -10,6 +10,7 @@ from experiments.integrations import views as integration_views
 from experiments.mlflow_compat.api import mlflow_api
 from experiments.openai_compat.api import openai_api
 from experiments.workflows import views as workflow_views
+from models_registry.serving import api as serving_api  # registers /v1/chat/completions etc.
 from t4dm_site.api import api
 
 urlpatterns = [
@@ -38,6 +39,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("v1/serving/events/", serving_api.serving_events, name="serving-events"),
     path("v1/", openai_api.urls),
     path("api/2.0/mlflow/", mlflow_api.urls),
 ]

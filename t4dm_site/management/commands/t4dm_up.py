@@ -50,9 +50,12 @@ class Command(BaseCommand):
         }
         if not no_worker:
             commands["worker"] = worker_command()
+            # Serving (/v1/chat/completions) has its own worker: a training job must not hold it up.
+            commands["serving"] = [sys.executable, str(settings.BASE_DIR / "manage.py"), "t4dm_serving_worker"]
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(f"T4DM is up at http://{host}:{port}/  (Ctrl-C stops it)"))
         worker = _WorkerSupervisor(commands.get("worker"), processes.get("worker"), self)
+        serving = _WorkerSupervisor(commands.get("serving"), processes.get("serving"), self, name="serving")
 
         stopping = False
 
@@ -72,6 +75,7 @@ class Command(BaseCommand):
                 time.sleep(0.2)
                 if not stopping:
                     processes.update(worker.check())
+                    processes.update(serving.check())
                 if next_reap == float("inf") and _accepting(host, port):
                     next_reap = time.monotonic() + max(interval, settings.HEARTBEAT_TIMEOUT)
                 if interval and time.monotonic() >= next_reap:
@@ -110,8 +114,10 @@ WORKER_RESTART_RESET_AFTER = 60.0  # seconds of running after which the next res
 class _WorkerSupervisor:
     """Restarts the local worker when it exits, with an exponential back-off (never the web server)."""
 
-    def __init__(self, command: list[str] | None, process: subprocess.Popen | None, out: BaseCommand):
-        self.command, self.process, self.out = command, process, out
+    def __init__(
+        self, command: list[str] | None, process: subprocess.Popen | None, out: BaseCommand, name: str = "worker"
+    ):
+        self.command, self.process, self.out, self.name = command, process, out, name
         self.started = time.monotonic()
         self.delay = WORKER_RESTART_FIRST_DELAY
         self.restart_at: float | None = None
@@ -131,7 +137,7 @@ class _WorkerSupervisor:
                 self.delay = WORKER_RESTART_FIRST_DELAY
             self.restart_at = now + self.delay
             self.out.stderr.write(
-                f"worker (pid {self.process.pid}) exited with status {code} after {ran:.0f} s; "
+                f"{self.name} (pid {self.process.pid}) exited with status {code} after {ran:.0f} s; "
                 f"restarting it in {self.delay:g} s"
             )
             self.delay = min(self.delay * 2, WORKER_RESTART_MAX_DELAY)
@@ -142,8 +148,8 @@ class _WorkerSupervisor:
         self.restarts += 1
         self.process = subprocess.Popen(self.command)
         self.started = time.monotonic()
-        self.out.stdout.write(f"worker restarted (restart {self.restarts}, pid {self.process.pid})")
-        return {"worker": self.process}
+        self.out.stdout.write(f"{self.name} restarted (restart {self.restarts}, pid {self.process.pid})")
+        return {self.name: self.process}
 
 
 def _accepting(host: str, port: str) -> bool:

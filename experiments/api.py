@@ -171,6 +171,25 @@ def job_resume(request, job_id: str, payload: ResumeIn | None = None):
     return 201, selectors.job_to_dict(job)
 
 
+class JobEventOut(Schema):
+    id: int
+    level: str
+    message: str
+    created_at: str
+
+
+@router.get("/jobs/{job_id}/events", response=list[JobEventOut])
+def job_events(request, job_id: str, after_id: int = 0, limit: int = 500):
+    """The job's log: status changes and worker messages with id > after_id, oldest first (the CLI's
+    `t4dm jobs logs --follow` polls with the last id it printed)."""
+    job = selectors.job_get(user=request.auth, job_id=job_id)
+    events = job.events.filter(id__gt=after_id).order_by("id")[: max(1, min(limit, 5000))]
+    return [
+        {"id": e.id, "level": e.level, "message": e.message, "created_at": e.created_at.isoformat()}
+        for e in events
+    ]
+
+
 @router.get("/jobs/{job_id}/metrics", response=SeriesOut)
 def job_metrics(
     request,

@@ -314,7 +314,7 @@ def model_max_positions(model_config: dict[str, Any]) -> int | None:
 
 
 def check_model_limits(
-    hyperparameters: Hyperparameters, model_config: dict[str, Any] | None, *, model_name: str = "the model"
+    *, max_seq_length: int, model_config: dict[str, Any] | None, model_name: str = "the model"
 ) -> None:
     """Limits that depend on the model: max_seq_length vs its position embeddings. (LoRA target
     modules need the model's layer names: the platform checks them from the config's shapes, the
@@ -322,10 +322,10 @@ def check_model_limits(
     if not model_config:
         return
     limit = model_max_positions(model_config)
-    if limit is not None and hyperparameters.max_seq_length > limit:
+    if limit is not None and max_seq_length > limit:
         raise SpecError(
             "hyperparameters.max_seq_length",
-            f"must be at most {limit} for {model_name} (its position limit), got {hyperparameters.max_seq_length}",
+            f"must be at most {limit} for {model_name} (its position limit), got {max_seq_length}",
         )
 
 

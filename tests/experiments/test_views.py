@@ -162,7 +162,7 @@ def test_the_config_estimate_explains_a_bad_value(client, demo_config):
     response = client.post("/configs/estimate/", json.dumps(payload), content_type="application/json")
     assert (
         response.status_code == 400
-        and "learning_rate must be a positive number" in response.json()["error"]["message"]
+        and "learning_rate: must be a positive number" in response.json()["error"]["message"]
     )
 
 

@@ -73,7 +73,12 @@ def _whole(name: str, value: Any, *, minimum: int) -> int:
 
 
 def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise SpecError(name, f"must be a positive number, got {value!r}")
     return value
 
@@ -182,10 +187,14 @@ class Hyperparameters:
             _fraction(where(name), merged[name])
         modules = merged["target_modules"]
         if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
-            raise SpecError(where("target_modules"), f"must be a non-empty list of module names, got {modules!r}")
+            raise SpecError(
+                where("target_modules"), f"must be a non-empty list of module names, got {modules!r}"
+            )
         merged["target_modules"] = list(modules)
         if merged["device"] not in DEVICES:
-            raise SpecError(where("device"), f"unknown {merged['device']!r}; choose one of {', '.join(DEVICES)}")
+            raise SpecError(
+                where("device"), f"unknown {merged['device']!r}; choose one of {', '.join(DEVICES)}"
+            )
         _flag(where("gradient_checkpointing"), merged["gradient_checkpointing"])
         for name in ("packing", "fused_kernels", "compile"):
             _switch(where(name), merged[name])
@@ -196,7 +205,9 @@ class Hyperparameters:
                 f"(this is {task_type} with {approach})",
             )
         if merged["micro_batch_tokens"] is not None:
-            _whole(where("micro_batch_tokens"), merged["micro_batch_tokens"], minimum=merged["max_seq_length"])
+            _whole(
+                where("micro_batch_tokens"), merged["micro_batch_tokens"], minimum=merged["max_seq_length"]
+            )
         return cls(**merged)
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,7 +280,9 @@ def check_validation_needs(
     if has_validation:
         return
     if early_stopping is not None:
-        raise SpecError("early_stopping", "needs a validation split (dataset.validation); the dataset has none")
+        raise SpecError(
+            "early_stopping", "needs a validation split (dataset.validation); the dataset has none"
+        )
     if checkpointing.best_only:
         raise SpecError(
             "checkpointing.best_only", "needs a validation split (dataset.validation); the dataset has none"

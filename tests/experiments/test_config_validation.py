@@ -39,7 +39,9 @@ def _config(api, user, dataset_id, **fields):
         ({"no_such_knob": 1}, "hyperparameters.no_such_knob"),
     ],
 )
-def test_values_the_engine_refuses_are_refused_at_config_time(api, researcher, dataset_id, hyperparams, field):
+def test_values_the_engine_refuses_are_refused_at_config_time(
+    api, researcher, dataset_id, hyperparams, field
+):
     response = _config(api, researcher, dataset_id, hyperparams=hyperparams)
 
     assert response.status_code == 400, response.json()
@@ -84,10 +86,14 @@ def test_checkpointing_and_early_stopping_name_the_field(api, researcher, datase
 def test_the_estimate_endpoint_refuses_the_same_values(api, researcher, artifact_root):
     response = api.post(researcher, "/estimate", {"model_base": "t4dm-tiny", "hyperparams": {"seed": -1}})
 
-    assert response.status_code == 400 and response.json()["error"]["message"].startswith("hyperparameters.seed:")
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith(
+        "hyperparameters.seed:"
+    )
 
 
-def test_a_stored_config_reads_as_a_valid_engine_spec(api, researcher, dataset_id, django_capture_on_commit_callbacks):
+def test_a_stored_config_reads_as_a_valid_engine_spec(
+    api, researcher, dataset_id, django_capture_on_commit_callbacks
+):
     """What the platform stores is what the engine accepts: the worker's spec parses as a TrainingSpec."""
     config = _config(api, researcher, dataset_id, hyperparams={"logging_steps": 2, "packing": False}).json()
     stored = TrainingConfig.objects.get(pk=int(config["config_id"].split("-")[1]))

@@ -27,6 +27,7 @@ from experiments.models import (
     Worker,
     WorkerStatus,
 )
+from experiments.training import spec as training_spec
 from t4dm_site import finetune_config
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
@@ -34,20 +35,8 @@ from t4dm_site.roles import is_admin
 
 TINY_MODEL_NAME = "t4dm-tiny"
 
-# The seed's defaults and its hyperparameter templates.
-DEFAULT_HYPERPARAMETERS = {
-    "learning_rate": 2e-5,
-    "batch_size": 4,
-    "gradient_accumulation": 4,
-    "epochs": 3,
-    "warmup_ratio": 0.1,
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "lora_dropout": 0.1,
-    "target_modules": ["q_proj", "v_proj"],
-    "max_seq_length": 512,
-    "seed": 42,
-}
+# The seed's defaults (experiments/training/spec.py, shared with the engine) and its templates.
+DEFAULT_HYPERPARAMETERS = training_spec.seed_defaults()
 TEMPLATES = {
     "efficient": {
         "learning_rate": 2e-5,
@@ -66,24 +55,12 @@ TEMPLATES = {
         "lora_alpha": 64,
     },
 }
-DEFAULT_CHECKPOINTING = {"save_steps": 500, "save_total_limit": 3, "best_only": False}
-DEFAULT_EARLY_STOPPING = {"patience": 3, "min_delta": 0.01, "metric": "val_loss"}
+DEFAULT_CHECKPOINTING = training_spec.Checkpointing().to_dict()
+DEFAULT_EARLY_STOPPING = training_spec.EarlyStopping().to_dict()
 EARLY_STOPPING_METRICS = ("val_loss", "val_accuracy")
 # Accepted besides the seed's hyperparameters; left out of a config unless given.
-OPTIONAL_HYPERPARAMETERS = {
-    "max_steps",
-    "logging_steps",
-    "num_virtual_tokens",  # prompt tuning (default 20)
-    "device",  # auto | cuda | cpu: "cuda" makes a worker without a GPU refuse the job
-    "gradient_checkpointing",
-    # GPU speed switches of the engine (experiments/training/engine.py): "auto" | true | false
-    "packing",
-    "fused_kernels",
-    "compile",
-    "micro_batch_tokens",
-    "gpus",  # several GPUs: the worker launches the engine with torchrun (data parallel)
-}
-DEVICES = ("auto", "cuda", "cpu")
+OPTIONAL_HYPERPARAMETERS = set(training_spec.OPTIONAL_HYPERPARAMETERS)
+DEVICES = training_spec.DEVICES
 LOCAL_APPROACHES = {Approach.LORA, Approach.FULL, Approach.QLORA, Approach.PROMPT_TUNING}
 ADAPTER_APPROACHES = {Approach.LORA, Approach.QLORA}
 MINILM_NAME = "all-minilm-l6-v2"
@@ -127,49 +104,29 @@ def default_approach() -> str:
     return finetune_config.effective().values["default_approach"]
 
 
-def hyperparameters_resolve(template: str | None, overrides: dict | None) -> dict:
+def _spec_checked(check):
+    """Run a check of experiments/training/spec.py; its SpecError becomes a 400 naming the field."""
+    try:
+        return check()
+    except training_spec.SpecError as exc:
+        raise InvalidInput(str(exc), details={"param": exc.field}) from exc
+
+
+def hyperparameters_resolve(
+    template: str | None, overrides: dict | None, *, approach: str | None = None, task_type: str = "chat"
+) -> dict:
+    """Defaults, then the template, then the overrides, checked by the training spec (the engine runs
+    the same checks). Returns the dict a config stores: the seed's keys and the optional ones given."""
     if template and template not in TEMPLATES:
         raise InvalidInput(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InvalidInput("hyperparameters: must be an object", details={"param": "hyperparameters"})
     merged = {**default_hyperparameters(), **TEMPLATES.get(template or "", {}), **(overrides or {})}
-    unknown = set(merged) - set(DEFAULT_HYPERPARAMETERS) - OPTIONAL_HYPERPARAMETERS
-    if unknown:
-        raise InvalidInput(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
-    positive = [
-        "learning_rate",
-        "batch_size",
-        "gradient_accumulation",
-        "epochs",
-        "lora_r",
-        "lora_alpha",
-        "max_seq_length",
-    ]
-    for name in positive:
-        value = merged[name]
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            raise InvalidInput(f"hyperparameter {name} must be a positive number, got {value!r}")
-    for name in ("warmup_ratio", "lora_dropout"):
-        if not 0 <= merged[name] < 1:
-            raise InvalidInput(f"hyperparameter {name} must be in [0, 1), got {merged[name]!r}")
-    for name in (
-        "batch_size",
-        "gradient_accumulation",
-        "lora_r",
-        "max_seq_length",
-        "max_steps",
-        "num_virtual_tokens",
-        "gpus",
-        "micro_batch_tokens",
-    ):
-        value = merged.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InvalidInput(f"hyperparameter {name} must be a whole number >= 1, got {value!r}")
-    if merged.get("device", "auto") not in DEVICES:
-        raise InvalidInput(
-            f"hyperparameter device must be one of {', '.join(DEVICES)}, got {merged['device']!r}"
+    _spec_checked(
+        lambda: training_spec.Hyperparameters.from_dict(
+            merged, approach=approach or default_approach(), task_type=task_type
         )
-    modules = merged["target_modules"]
-    if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
-        raise InvalidInput("hyperparameter target_modules must be a non-empty list of module names")
+    )
     return merged
 
 
@@ -185,6 +142,19 @@ def _model_linear_names(model_base: str, task_type: str) -> list[str] | None:
     return sorted(shape.linear_in_out) if shape else None
 
 
+def _check_model_limits(model_base: str, hyperparameters: dict) -> None:
+    """Limits that depend on the model (max_seq_length vs its positions), from a local model's
+    config.json; a hub id we cannot read here is checked by the worker when it loads the model."""
+    model_config = _spec_checked(lambda: training_spec.model_config_read(model_base))
+    _spec_checked(
+        lambda: training_spec.check_model_limits(
+            max_seq_length=hyperparameters["max_seq_length"],
+            model_config=model_config,
+            model_name=Path(model_base).name,
+        )
+    )
+
+
 def _check_approach(
     *, approach: str, model_base: str, task_type: str, hyperparameters: dict, targets_given: bool
 ) -> dict:
@@ -197,6 +167,7 @@ def _check_approach(
         )
     if approach == Approach.QLORA and importlib.util.find_spec("bitsandbytes") is None:
         raise InvalidInput("approach qlora needs the bitsandbytes package (pip install bitsandbytes)")
+    _check_model_limits(model_base, hyperparameters)
     if approach not in ADAPTER_APPROACHES:
         return hyperparameters
     names = _model_linear_names(model_base, task_type)
@@ -218,37 +189,27 @@ def _check_approach(
 def _early_stopping(value: dict | None, *, task_type: str, has_validation: bool) -> dict | None:
     if not value:
         return None
+    if not isinstance(value, dict):
+        raise InvalidInput("early_stopping: must be an object", details={"param": "early_stopping"})
     patience = finetune_config.effective().values["training"]["early_stopping_patience"]
-    merged = {**DEFAULT_EARLY_STOPPING, "patience": patience, **value}
-    unknown = set(merged) - set(DEFAULT_EARLY_STOPPING)
-    if unknown:
-        raise InvalidInput(f"unknown early_stopping field(s): {', '.join(sorted(unknown))}")
-    if merged["metric"] not in EARLY_STOPPING_METRICS:
-        raise InvalidInput(f"early_stopping.metric must be one of {', '.join(EARLY_STOPPING_METRICS)}")
-    if merged["metric"] == "val_accuracy" and task_type != "classification":
-        raise InvalidInput("early_stopping.metric val_accuracy is for classification; use val_loss")
-    patience = merged["patience"]
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-        raise InvalidInput(f"early_stopping.patience must be a whole number >= 1, got {patience!r}")
-    if not isinstance(merged["min_delta"], int | float) or merged["min_delta"] < 0:
-        raise InvalidInput(f"early_stopping.min_delta must be >= 0, got {merged['min_delta']!r}")
-    if not has_validation:
-        raise InvalidInput("early stopping needs a validation split; the dataset has none")
-    return merged
+    settings_ = _spec_checked(
+        lambda: training_spec.EarlyStopping.from_dict({"patience": patience, **value}, task_type=task_type)
+    )
+    _spec_checked(
+        lambda: training_spec.check_validation_needs(
+            training_spec.Checkpointing(), settings_, has_validation=has_validation
+        )
+    )
+    return settings_.to_dict()
 
 
 def _checkpointing(value: dict | None, *, has_validation: bool) -> dict:
-    merged = {**DEFAULT_CHECKPOINTING, **finetune_config.effective().values["checkpointing"], **(value or {})}
-    unknown = set(merged) - set(DEFAULT_CHECKPOINTING)
-    if unknown:
-        raise InvalidInput(f"unknown checkpointing field(s): {', '.join(sorted(unknown))}")
-    for name in ("save_steps", "save_total_limit"):
-        number = merged[name]
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise InvalidInput(f"checkpointing.{name} must be a whole number >= 1, got {number!r}")
-    if merged["best_only"] and not has_validation:
-        raise InvalidInput("checkpointing.best_only needs a validation split; the dataset has none")
-    return merged
+    if value is not None and not isinstance(value, dict):
+        raise InvalidInput("checkpointing: must be an object", details={"param": "checkpointing"})
+    merged = {**finetune_config.effective().values["checkpointing"], **(value or {})}
+    settings_ = _spec_checked(lambda: training_spec.Checkpointing.from_dict(merged))
+    _spec_checked(lambda: training_spec.check_validation_needs(settings_, None, has_validation=has_validation))
+    return settings_.to_dict()
 
 
 def _has_validation(version: DatasetVersion) -> bool:
@@ -292,7 +253,9 @@ def training_config_create(
             "available yet; train on a chat, instruction, completion or classification dataset"
         )
     base_path = resolve_model_base(model_base, user=owner)
-    hyperparameters = hyperparameters_resolve(template, hyperparams)
+    hyperparameters = hyperparameters_resolve(
+        template, hyperparams, approach=approach, task_type=version.task_type
+    )
     hyperparameters = _check_approach(
         approach=approach,
         model_base=base_path,
@@ -356,7 +319,7 @@ def resource_estimate(
         version = dataset_version_latest(user=owner, dataset_id=dataset_id)
         train_tokens, task_type = _train_tokens(version), version.task_type
     base_path = resolve_model_base(model_base, user=owner)
-    hyperparameters = hyperparameters_resolve(template, hyperparams)
+    hyperparameters = hyperparameters_resolve(template, hyperparams, approach=approach, task_type=task_type)
     hyperparameters = _check_approach(
         approach=approach,
         model_base=base_path,

@@ -271,8 +271,52 @@ def parse(text: str, *, path: str = "<string>") -> FinetuneConfig:
     if body is None:
         return FinetuneConfig(values=config.values, path=path, sources=config.sources)
     _merge(body, SCHEMA, "finetune", config, path, fail)
+    _check_with_training_spec(config.values, fail)
     config.path = path
     return config
+
+
+# The file's keys → the training spec's fields (experiments/training/spec.py: the checks every config
+# and every job goes through).
+SPEC_FIELDS = {
+    "hyperparameters.lora_r": "lora.r",
+    "hyperparameters.lora_alpha": "lora.alpha",
+    "hyperparameters.lora_dropout": "lora.dropout",
+    "hyperparameters.target_modules": "lora.target_modules",
+    "hyperparameters.learning_rate": "training.learning_rate",
+    "hyperparameters.batch_size": "training.batch_size",
+    "hyperparameters.gradient_accumulation": "training.gradient_accumulation",
+    "hyperparameters.epochs": "training.max_epochs",
+    "early_stopping.patience": "training.early_stopping_patience",
+    "checkpointing.save_steps": "checkpointing.save_steps",
+    "checkpointing.save_total_limit": "checkpointing.save_total_limit",
+}
+
+
+def _check_with_training_spec(values: dict[str, Any], fail) -> None:
+    """The defaults this file gives every config pass the same training spec a config sent to
+    POST /configs does (a torch-free, Django-free module: cheap to import here)."""
+    from experiments.training import spec
+
+    lora, training = values["lora"], values["training"]
+    try:
+        spec.Hyperparameters.from_dict(
+            {
+                "lora_r": lora["r"],
+                "lora_alpha": lora["alpha"],
+                "lora_dropout": lora["dropout"],
+                "target_modules": list(lora["target_modules"]),
+                "learning_rate": training["learning_rate"],
+                "batch_size": training["batch_size"],
+                "gradient_accumulation": training["gradient_accumulation"],
+                "epochs": training["max_epochs"],
+            },
+            approach=values["default_approach"],
+        )
+        spec.EarlyStopping.from_dict({"patience": training["early_stopping_patience"]})
+        spec.Checkpointing.from_dict(dict(values["checkpointing"]))
+    except spec.SpecError as exc:
+        fail(f"finetune.{SPEC_FIELDS.get(exc.field, exc.field)}", exc.reason)
 
 
 def _merge(section: Any, schema: dict, dotted: str, config: FinetuneConfig, path: str, fail) -> None:

@@ -17,7 +17,8 @@ def job_group(job_pk: int) -> str:
     return f"job-{job_pk}"
 
 
-def _send(job_pk: int, message: dict[str, Any]) -> None:
+def broadcast(job_pk: int, message: dict[str, Any]) -> None:
+    """Send now (a subscriber of a lifecycle event runs after commit already)."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -28,4 +29,4 @@ def _send(job_pk: int, message: dict[str, Any]) -> None:
 
 
 def broadcast_on_commit(job_pk: int, message: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: _send(job_pk, message))
+    transaction.on_commit(lambda: broadcast(job_pk, message))

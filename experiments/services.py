@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
-import json
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
-from django.utils import timezone
 
 from datasets_app.models import DatasetVersion
 from datasets_app.selectors import dataset_version_latest
 from experiments.estimate import estimate_for
-from experiments.live import broadcast_on_commit
 from experiments.models import (
     Approach,
-    Checkpoint,
     Experiment,
-    JobEvent,
-    JobStatus,
     TrainingConfig,
-    TrainingJob,
-    Worker,
-    WorkerStatus,
 )
 from experiments.training import spec as training_spec
 from t4dm_site import finetune_config
-from t4dm_site.errors import Conflict, InvalidInput, NotFound
-from t4dm_site.public_ids import parse_public_id
-from t4dm_site.roles import is_admin
+from t4dm_site.errors import InvalidInput
 
 TINY_MODEL_NAME = "t4dm-tiny"
 
@@ -371,404 +358,38 @@ def training_config_set_checkpointing(
     return config
 
 
-def job_resume(*, owner, job: TrainingJob, step: int | None = None) -> TrainingJob:
-    """A new job of the same config, starting from one of ``job``'s checkpoints (its newest by default)."""
-    if job.status in (JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.VALIDATING):
-        raise Conflict(f"{job.public_id} is {job.status}; cancel it before resuming from its checkpoint")
-    resume_from = f"{job.public_id}/step-{step}" if step is not None else job.public_id
-    return job_start(owner=owner, config=job.config, resume_from=resume_from)
+# The job lifecycle and the worker fleet live in experiments.jobs and experiments.workers; their public
+# names stay importable from here for existing callers.
+from experiments.jobs import (  # noqa: E402
+    REFUSED_PREFIX,
+    checkpoint_record,
+    job_cancel,
+    job_event_add,
+    job_queue,
+    job_refuse,
+    job_report_progress,
+    job_report_status,
+    job_resume,
+    job_spec_for_worker,
+    job_start,
+    job_transition,
+    jobs_reap_lost,
+)
+from experiments.workers import worker_heartbeat  # noqa: E402
 
-
-def job_event_add(*, job: TrainingJob, message: str, level: str = JobEvent.Level.INFO) -> JobEvent:
-    event = JobEvent.objects.create(job=job, message=message, level=level)
-    broadcast_on_commit(
-        job.pk,
-        {"type": "job.log", "event": {"level": level, "message": message, "t": event.created_at.isoformat()}},
-    )
-    return event
-
-
-def _broadcast_status(job: TrainingJob) -> None:
-    from experiments.selectors import job_to_dict  # selectors import services' models; avoid a cycle
-
-    broadcast_on_commit(job.pk, {"type": "job.status", "job": job_to_dict(job)})
-
-
-@transaction.atomic
-def job_start(*, owner, config: TrainingConfig, resume_from: str | None = None) -> TrainingJob:
-    """Create a job and enqueue it for a worker once the transaction commits."""
-    checkpoint = None
-    if resume_from:
-        checkpoint = _checkpoint_for_resume(resume_from, owner)
-    job = TrainingJob.objects.create(
-        owner=owner, config=config, experiment=config.experiment, resume_from=checkpoint
-    )
-    job.output_dir = str(Path(settings.ARTIFACT_ROOT) / "jobs" / job.public_id)
-    job.save(update_fields=["output_dir"])
-    token = job.issue_token()
-    job.mark_queued()
-    job_event_add(job=job, message=f"queued for a worker on queue {job_queue(job)!r}")
-    _enqueue_on_commit(job, token)
-    _emit_job_event(job)
-    return job
-
-
-def job_queue(job: TrainingJob) -> str:
-    return job.config.queue or settings.CELERY_TASK_DEFAULT_QUEUE
-
-
-def _enqueue_on_commit(job: TrainingJob, token: str) -> None:
-    from experiments.tasks import train_job
-
-    queue = job_queue(job)
-    transaction.on_commit(lambda: train_job.apply_async((job.pk, token), queue=queue))
-
-
-def _checkpoint_for_resume(resume_from: str, owner) -> Checkpoint:
-    """`job-003` (its latest checkpoint) or `job-003/step-40`."""
-    job_part, _, step_part = resume_from.partition("/")
-    source = TrainingJob.objects.filter(pk=parse_public_id("job", job_part)).first()
-    if source is None or (source.owner_id != owner.pk and not is_admin(owner)):
-        raise NotFound(f"job {job_part} does not exist")
-    checkpoints = source.checkpoints.order_by("-step")
-    if step_part:
-        if not step_part.startswith("step-") or not step_part[5:].isdigit():
-            raise InvalidInput(f"resume_from {resume_from!r}: expected job-001 or job-001/step-40")
-        checkpoints = checkpoints.filter(step=int(step_part[5:]))
-    if not checkpoints.exists():
-        raise NotFound(f"no checkpoint to resume from for {resume_from}")
-    # A recorded checkpoint may be gone from disk (save_total_limit rotated it away, or it was cleaned
-    # up): refuse it now rather than queue a job that fails on its worker. Without a step, the newest
-    # checkpoint still on disk.
-    checkpoint = next((c for c in checkpoints if _checkpoint_on_disk(c.path)), None)
-    if checkpoint is None:
-        on_disk = sorted(c.step for c in source.checkpoints.all() if _checkpoint_on_disk(c.path))
-        raise Conflict(
-            f"the checkpoint for {resume_from} is no longer on disk (rotated away by save_total_limit or "
-            f"deleted); steps still on disk: {', '.join(map(str, on_disk)) or 'none'}",
-            code="checkpoint_deleted",
-            details={"steps_on_disk": on_disk},
-        )
-    return checkpoint
-
-
-def _checkpoint_on_disk(path: str) -> bool:
-    """A checkpoint folder that exists and holds files (the engine renames it into place complete)."""
-    folder = Path(path) if path else None
-    if folder is None or not folder.is_dir():
-        return False
-    return any(folder.iterdir())
-
-
-@transaction.atomic
-def job_cancel(*, job: TrainingJob) -> TrainingJob:
-    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
-    if job.is_terminal:
-        raise Conflict(f"{job.public_id} is already {job.status}")
-    if job.status == JobStatus.RUNNING:
-        job.request_cancel()
-        job_event_add(job=job, message="cancel requested; the worker stops at its next step")
-    else:
-        job.mark_cancelled()
-        job_event_add(job=job, message="cancelled before a worker started it")
-        _emit_job_event(job)
-        _workflow_continue_on_commit(job)
-    _broadcast_status(job)
-    return job
-
-
-# --- the worker side: called from the job-token endpoints -------------------------------------------
-
-
-def _newest_own_checkpoint(job: TrainingJob) -> tuple[int, str] | None:
-    """(step, path) of the checkpoint a redelivered job resumes from: the newest one on disk that is
-    not past the last step whose metrics the platform holds, so the resumed run leaves no gap in the
-    series (steps it trains again are already stored, and ingest keeps the first copy).
-
-    Candidates are the checkpoints its worker reported and any `checkpoint-N` folder in its output
-    folder (the engine renames a checkpoint into place only once complete): a worker declared lost
-    that kept running for a moment may have saved newer ones, with its reports (and that run's
-    metrics) refused, and rotated the reported ones away."""
-    last_step = job.metric_points.aggregate(last=Max("step"))["last"]
-    if last_step is None:
-        return None
-    found = {c.step: c.path for c in job.checkpoints.all() if Path(c.path).is_dir()}
-    if job.output_dir and Path(job.output_dir).is_dir():
-        for folder in Path(job.output_dir).glob("checkpoint-*"):
-            number = folder.name.removeprefix("checkpoint-")
-            if number.isdigit() and folder.is_dir():
-                found.setdefault(int(number), str(folder))
-    usable = [step for step in found if step <= last_step]
-    if not usable:
-        return None
-    return max(usable), found[max(usable)]
-
-
-def job_spec_for_worker(*, job: TrainingJob) -> dict:
-    """The resolved config a worker needs to train, with absolute paths on shared storage."""
-    if job.is_terminal:
-        raise Conflict(f"{job.public_id} is {job.status}; there is nothing to run", code="job_finished")
-    config = job.config
-    version = config.dataset_version
-    folder = Path(version.path)
-    resume = job.resume_from.path if job.resume_from else None
-    # A redelivered job (its worker died or was declared lost) resumes from its own newest checkpoint.
-    newest = _newest_own_checkpoint(job)
-    if newest:
-        resume = newest[1]
-    return {
-        "job_id": job.public_id,
-        # Resolved again for the job's owner: a config stored before the resolver existed cannot
-        # train on a folder its owner may not use.
-        "model_base": resolve_model_base(config.model_base, user=job.owner),
-        "approach": config.approach,
-        "task_type": config.task_type,
-        "hyperparameters": config.hyperparameters,
-        "early_stopping": config.early_stopping,
-        "checkpointing": config.checkpointing,
-        "dataset": {
-            "train": str(folder / version.splits["train"]["file"]),
-            "validation": str(folder / version.splits["validation"]["file"])
-            if version.splits.get("validation", {}).get("rows")
-            else None,
-        },
-        "output_dir": job.output_dir,
-        # The running attempt: the worker raises the job folder's fence to it and checks it before
-        # every write (experiments/training/checkpoints.py), so a superseded run writes nothing.
-        "attempt": job.attempt,
-        "resume_from_checkpoint": resume,
-        # What a worker checks before taking the job (worker.refusal_reason): GPU memory per GPU from
-        # the config's estimate, and the number of GPUs.
-        "resources": {
-            "gpu_memory_mb": (config.estimate or {}).get("gpu_memory_mb"),
-            "gpus": int(config.hyperparameters.get("gpus") or 1),
-        },
-    }
-
-
-REFUSED_PREFIX = "refused by "
-
-
-@transaction.atomic
-def job_refuse(*, job: TrainingJob, worker: str, reason: str) -> dict:
-    """A worker that cannot run the job (too little GPU memory, too few GPUs) hands it back: it is
-    queued again for another worker, up to JOB_MAX_REFUSALS times, then failed with the reason."""
-    if not reason.strip():
-        raise InvalidInput("reason: say why this worker cannot run the job")
-    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
-    if job.status != JobStatus.QUEUED:
-        raise Conflict(f"{job.public_id} is {job.status}; only a queued job can be refused", code="not_queued")
-    refusals = job.events.filter(message__startswith=REFUSED_PREFIX).count() + 1
-    job_event_add(job=job, level=JobEvent.Level.WARNING, message=f"{REFUSED_PREFIX}{worker or 'a worker'}: {reason}")
-    if refusals < settings.JOB_MAX_REFUSALS:
-        token = job.issue_token()
-        job.mark_queued()
-        _enqueue_on_commit(job, token)
-        _broadcast_status(job)
-        return {"requeued": True, "refusals": refusals}
-    job.mark_failed(error=f"no worker could take it after {refusals} refusals; last: {reason}")
-    job_event_add(job=job, level=JobEvent.Level.ERROR, message=f"failed: {job.error}")
-    _broadcast_status(job)
-    _emit_job_event(job)
-    _workflow_continue_on_commit(job)
-    return {"requeued": False, "refusals": refusals}
-
-
-@transaction.atomic
-def job_report_status(
-    *,
-    job: TrainingJob,
-    status: str,
-    worker: str = "",
-    error: str = "",
-    final_model_path: str = "",
-    result: dict | None = None,
-) -> TrainingJob:
-    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
-    if job.is_terminal:
-        raise Conflict(f"{job.public_id} is already {job.status}", code="job_finished")
-    if status == JobStatus.RUNNING:
-        if job.step:
-            newest = _newest_own_checkpoint(job)
-            start = f"its checkpoint at step {newest[0]}" if newest else "the start (no checkpoint left)"
-            job_event_add(
-                job=job,
-                message=f"worker {worker} resumed the job (interrupted at step {job.step}) from {start}",
-                level="warning",
-            )
-        else:
-            job_event_add(job=job, message=f"worker {worker} started training")
-        job.mark_running(worker=worker)
-    elif status == JobStatus.SUCCEEDED:
-        job.mark_succeeded(final_model_path=final_model_path)
-        job_event_add(job=job, message=f"succeeded: {json.dumps(result or {})}")
-        best = (result or {}).get("best_checkpoint")
-        if best:  # the Trainer's best checkpoint by the early-stopping / best_only metric
-            Checkpoint.objects.filter(job=job).update(is_best=False)
-            Checkpoint.objects.filter(job=job, path=best).update(is_best=True)
-        # auto_version: the registry records a version once the success is committed; a registry
-        # error is logged and never fails the worker's status report (robust=True).
-        from models_registry.services import model_version_auto_create
-
-        transaction.on_commit(lambda: model_version_auto_create(job=job), robust=True)
-    elif status == JobStatus.FAILED:
-        job.mark_failed(error=error or "the worker reported a failure without a message")
-        job_event_add(job=job, message=f"failed: {job.error}", level="error")
-    elif status == JobStatus.CANCELLED:
-        job.mark_cancelled()
-        job_event_add(job=job, message="cancelled by request; the worker stopped")
-    else:
-        raise InvalidInput(f"a worker cannot set status {status!r}")
-    _broadcast_status(job)
-    _emit_job_event(job)
-    _workflow_continue_on_commit(job, result)
-    return job
-
-
-def _workflow_continue_on_commit(job: TrainingJob, result: dict | None = None) -> None:
-    """A workflow whose train step waits on this job continues once its end is committed (after the
-    auto_version hook above, so the version exists by then)."""
-    if job.is_terminal:
-        from experiments.workflows.services import workflow_job_finished
-
-        job_pk = job.pk
-        transaction.on_commit(lambda: workflow_job_finished(job_pk=job_pk, result=result), robust=True)
-
-
-def _emit_job_event(job: TrainingJob) -> None:
-    """Webhooks: job.queued / running / succeeded / failed / cancelled (after commit)."""
-    from experiments.integrations.events import emit
-    from experiments.selectors import job_to_dict
-
-    emit(f"job.{job.status}", {"job": job_to_dict(job)})
-
-
-def job_report_progress(*, job: TrainingJob, step: int, total_steps: int, epoch: float) -> TrainingJob:
-    if job.is_terminal:
-        raise Conflict(f"{job.public_id} is already {job.status}", code="job_finished")
-    job.record_progress(step=step, total_steps=total_steps, epoch=epoch)
-    _broadcast_status(job)
-    return job
-
-
-@transaction.atomic
-def checkpoint_record(*, job: TrainingJob, step: int, path: str, metrics: dict) -> Checkpoint:
-    checkpoint, _ = Checkpoint.objects.update_or_create(
-        job=job, step=step, defaults={"path": path, "metrics": metrics}
-    )
-    job_event_add(job=job, message=f"checkpoint saved at step {step}")
-    broadcast_on_commit(
-        job.pk,
-        {
-            "type": "job.checkpoint",
-            "checkpoint": {
-                "step": step,
-                "loss": metrics.get("loss"),
-                "val_loss": metrics.get("val_loss"),
-                "model_path": f"{job.public_id}/step-{step}",
-            },
-        },
-    )
-    return checkpoint
-
-
-# --- workers: heartbeats and lost jobs --------------------------------------------------------------
-
-
-@transaction.atomic
-def worker_heartbeat(
-    *,
-    name: str,
-    queue: str = "",
-    hostname: str = "",
-    gpu_name: str = "",
-    gpu_count: int = 0,
-    gpu_memory_total_mb: int | None = None,
-    gpu_memory_free_mb: int | None = None,
-    current_job_id: str | None = None,
-    started_at: datetime | None = None,
-) -> Worker:
-    """Record a worker's heartbeat; it also keeps the job it is running from being reaped as lost
-    (a long model load or a slow step sends no progress, but the worker's heartbeat goes on)."""
-    if not name.strip():
-        raise InvalidInput("worker name must not be empty")
-    now = timezone.now()
-    job = None
-    if current_job_id:
-        job = TrainingJob.objects.filter(pk=parse_public_id("job", current_job_id)).first()
-    defaults = {
-        "queue": queue,
-        "hostname": hostname,
-        "gpu_name": gpu_name,
-        "gpu_count": gpu_count,
-        "gpu_memory_total_mb": gpu_memory_total_mb,
-        "gpu_memory_free_mb": gpu_memory_free_mb,
-        "current_job": job,
-        "status": WorkerStatus.BUSY if job else WorkerStatus.IDLE,
-        "last_heartbeat_at": now,
-    }
-    worker, created = Worker.objects.update_or_create(
-        name=name.strip(), defaults=defaults, create_defaults={**defaults, "started_at": started_at or now}
-    )
-    if not created and started_at and worker.started_at != started_at:
-        worker.started_at = started_at  # the worker restarted under the same name
-        worker.save(update_fields=["started_at"])
-        # Whatever it was running before it restarted (killed, crashed, OOM-killed) is lost: requeue
-        # it now instead of waiting HEARTBEAT_TIMEOUT for its heartbeats to be missed.
-        orphans = (
-            TrainingJob.objects.select_for_update()
-            .filter(status=JobStatus.RUNNING, worker=worker.name, heartbeat_at__lt=started_at)
-            .exclude(pk=job.pk if job is not None else None)
-        )
-        for orphan in orphans.select_related("config"):
-            _job_lost(orphan, reason=f"{worker.name} restarted while running it")
-    if job is not None and job.status == JobStatus.RUNNING and job.worker == worker.name:
-        TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=now)
-    return worker
-
-
-@transaction.atomic
-def jobs_reap_lost(*, now: datetime | None = None) -> list[TrainingJob]:
-    """Mark workers and running jobs whose heartbeats stopped for HEARTBEAT_TIMEOUT seconds as lost.
-
-    A lost job is requeued (a new attempt with a new token, so a late report from the old worker is
-    refused with 409 and its checkpoint writes are fenced off; the next worker resumes from the job's
-    newest checkpoint) up to LOST_JOB_MAX_REQUEUES times, or failed when
-    the policy says so. Returns the jobs it changed.
-    """
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
-    for worker in (
-        Worker.objects.select_for_update()
-        .filter(last_heartbeat_at__lt=cutoff)
-        .exclude(status=WorkerStatus.LOST)
-    ):
-        worker.mark_lost()
-    changed = []
-    stale = TrainingJob.objects.select_for_update().filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
-    for job in stale.select_related("config"):
-        silent = int((now - job.heartbeat_at).total_seconds())
-        _job_lost(job, reason=f"{job.worker or 'its worker'} sent no heartbeat for {silent} s")
-        changed.append(job)
-    return changed
-
-
-def _job_lost(job: TrainingJob, *, reason: str) -> None:
-    """A running job whose worker is gone: requeue it (LOST_JOB_POLICY=requeue, up to
-    LOST_JOB_MAX_REQUEUES times; it resumes from its newest recorded checkpoint) or fail it."""
-    if settings.LOST_JOB_POLICY == "requeue" and job.lost_count < settings.LOST_JOB_MAX_REQUEUES:
-        token = job.issue_token()
-        job.mark_lost_and_requeued()
-        job_event_add(
-            job=job,
-            level=JobEvent.Level.WARNING,
-            message=f"lost: {reason}; requeued on {job_queue(job)!r} "
-            f"(attempt {job.lost_count + 1}), it resumes from its last checkpoint",
-        )
-        _enqueue_on_commit(job, token)
-    else:
-        job.mark_failed(error=f"lost: {reason}")
-        job_event_add(job=job, level=JobEvent.Level.ERROR, message=f"failed: {job.error}")
-    _broadcast_status(job)
-    _emit_job_event(job)
-    _workflow_continue_on_commit(job)
+__all__ = [
+    "REFUSED_PREFIX",
+    "checkpoint_record",
+    "job_cancel",
+    "job_event_add",
+    "job_queue",
+    "job_refuse",
+    "job_report_progress",
+    "job_report_status",
+    "job_resume",
+    "job_spec_for_worker",
+    "job_start",
+    "job_transition",
+    "jobs_reap_lost",
+    "worker_heartbeat",
+]

@@ -37,12 +37,14 @@ from models_registry.models import (
     Stage,
     StageTransition,
 )
-from t4dm_site.errors import Conflict, DomainError, Forbidden, InvalidInput
+from t4dm_site.errors import Conflict, Forbidden, InvalidInput
+from t4dm_site.events import ModelVersionCreated, ModelVersionStageChanged, publish
 from t4dm_site.roles import is_admin
 
 log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "t4dm-finetune"
+OPENAI_PREFIX = "openai://"  # a job's final_model_path when an OpenAI fine-tuning job trained it
 DEFAULT_VERSIONING = {"auto_version": True, "compare_to_base": True}
 
 # Allowed moves between stages. Production is reached only from staging; leaving production (or being
@@ -107,10 +109,11 @@ def _newest(registered: RegisteredModel) -> ModelVersion | None:
 
 @transaction.atomic
 def model_version_create(
-    *, job: TrainingJob, model_id: str | None = None, created_by: str = SYSTEM_ACTOR
+    *, job: TrainingJob, model_id: str | None = None, created_by: str = SYSTEM_ACTOR, automatic: bool = False
 ) -> ModelVersion:
     """Register a succeeded job's final model as the next version of `model_id` in the namespace of
-    the job's owner (whoever asks: an admin registering someone's job files it under that owner)."""
+    the job's owner (whoever asks: an admin registering someone's job files it under that owner).
+    A provider's model (`openai://<model>`) is registered with its provider and the remote model name."""
     if job.status != JobStatus.SUCCEEDED:
         raise Conflict(f"{job.public_id} is {job.status}; only a succeeded job's model can be versioned")
     if not job.final_model_path:
@@ -126,6 +129,9 @@ def model_version_create(
         task_type=config.task_type,
         dataset_version_id=config.dataset_version_id,
     )
+    provider, artifact_path = "local", job.final_model_path
+    if artifact_path.startswith(OPENAI_PREFIX):
+        provider, artifact_path = "openai", artifact_path.removeprefix(OPENAI_PREFIX)
     best = job.checkpoints.filter(is_best=True).order_by("-step").first()
     final_loss = (job.latest_metrics or {}).get("loss")
     created = ModelVersion.objects.create(
@@ -134,13 +140,13 @@ def model_version_create(
         version=version,
         version_reason=why,
         base_model=config.model_base,
-        provider="local",
+        provider=provider,
         dataset_version=config.dataset_version,
         config=config,
         job=job,
         checkpoint=best,
         final_loss=final_loss if isinstance(final_loss, int | float) else None,
-        artifact_path=job.final_model_path,
+        artifact_path=artifact_path,
         created_by=created_by,
     )
     evaluation = version_evaluation(created)
@@ -156,28 +162,8 @@ def model_version_create(
         actor_name=created_by,
         reason=f"registered ({why})",
     )
-    _emit_version_event("model_version.created", created)
+    publish(ModelVersionCreated(version_pk=created.pk, automatic=automatic))
     return created
-
-
-def _emit_version_event(event_type: str, version: ModelVersion, **extra) -> None:
-    """Webhooks for other systems (delivered after commit); see experiments.integrations."""
-    from experiments.integrations.events import emit
-
-    emit(
-        event_type,
-        {
-            "model_id": version.model_id,
-            "owner": getattr(version.registered.owner, "username", None),
-            "version": version.version,
-            "ref": version.ref,
-            "stage": version.stage,
-            "base_model": version.base_model,
-            "job_id": version.job.public_id if version.job_id else None,
-            "metadata_url": f"/api/v1/models/{version.model_id}/versions/{version.version}/metadata",
-            **extra,
-        },
-    )
 
 
 def model_version_auto_create(*, job: TrainingJob) -> ModelVersion | None:
@@ -187,29 +173,8 @@ def model_version_auto_create(*, job: TrainingJob) -> ModelVersion | None:
     existing = job.model_versions.order_by("created_at").first()
     if existing is not None:
         return existing
-    version = model_version_create(job=job)
-    if versioning_settings()["compare_to_base"]:
-        _compare_to_base_on_commit(version)
-    return version
-
-
-def _compare_to_base_on_commit(version: ModelVersion) -> None:
-    """compare_to_base: queue an evaluation of the new version against its base model (the gate's
-    metrics and comparison items read it when it finishes)."""
-    from experiments.evaluation.services import evaluation_start
-
-    if version.job is None:
-        return
-    job_pk, ref = version.job.pk, version.ref
-
-    def start() -> None:
-        job = TrainingJob.objects.get(pk=job_pk)
-        try:
-            evaluation_start(owner=job.owner, model_path=ref, compare_to_base=True)
-        except DomainError as exc:  # e.g. a dataset without a test split: the version stays, unevaluated
-            log.warning("compare_to_base for %s not started: %s", ref, exc.message)
-
-    transaction.on_commit(start)
+    # compare_to_base: a subscriber of the automatic version's ModelVersionCreated event
+    return model_version_create(job=job, automatic=True)
 
 
 def _actor_name(actor) -> str:
@@ -282,12 +247,10 @@ def _record(
         override=override,
         gate=gate or [],
     )
-    _emit_version_event(
-        "model_version.stage_changed",
-        version,
-        from_stage=from_stage,
-        to_stage=to_stage,
-        actor=_actor_name(actor),
+    publish(
+        ModelVersionStageChanged(
+            version_pk=version.pk, from_stage=from_stage, to_stage=to_stage, actor=_actor_name(actor)
+        )
     )
 
 

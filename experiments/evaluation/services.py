@@ -24,6 +24,7 @@ from experiments.training.evaluation.metrics import resolve_metrics
 from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS, check_thresholds, parse_thresholds
 from t4dm_site import finetune_config
 from t4dm_site.errors import InvalidInput
+from t4dm_site.events import EvaluationFinished, publish
 
 log = logging.getLogger(__name__)
 MAX_TEST_CASES = 1000
@@ -359,35 +360,12 @@ def evaluation_run(*, evaluation: Evaluation) -> Evaluation:
         evaluation.mark_failed(
             error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
         )
-        _emit_evaluation_event(evaluation)
-        _workflow_continue(evaluation)
+        publish(EvaluationFinished(evaluation_pk=evaluation.pk, status=evaluation.status))
         return evaluation
     evaluation.mark_succeeded()
-    _emit_evaluation_event(evaluation)
-    _workflow_continue(evaluation)
+    # Webhooks and a waiting workflow's evaluate step: subscribers (t4dm_site.events.SUBSCRIBERS).
+    publish(EvaluationFinished(evaluation_pk=evaluation.pk, status=evaluation.status))
     return evaluation
-
-
-def _workflow_continue(evaluation: Evaluation) -> None:
-    """A workflow whose evaluate step waits on this evaluation goes on (or stops with its error)."""
-    from experiments.workflows.services import workflow_evaluation_finished
-
-    try:
-        workflow_evaluation_finished(evaluation_pk=evaluation.pk)
-    except Exception:  # the evaluation is stored; a workflow problem must not undo or hide it
-        log.exception("workflow continuation after %s failed", evaluation.public_id)
-
-
-def _emit_evaluation_event(evaluation: Evaluation) -> None:
-    """Webhooks: evaluation.completed / evaluation.failed. Never fails the evaluation itself."""
-    from experiments.evaluation.selectors import evaluation_to_dict
-    from experiments.integrations.events import emit
-
-    event = "evaluation.completed" if evaluation.status == EvaluationStatus.SUCCEEDED else "evaluation.failed"
-    try:
-        emit(event, {"evaluation": evaluation_to_dict(evaluation)})
-    except Exception:
-        log.exception("webhook event for %s not recorded", evaluation.public_id)
 
 
 def _store_evaluation(evaluation: Evaluation, result: dict[str, Any]) -> None:

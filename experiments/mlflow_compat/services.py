@@ -172,7 +172,7 @@ def run_create(
         estimate={},
     )
     job = TrainingJob.objects.create(owner=owner, config=config, experiment=experiment)
-    job.mark_running(worker="outside T4DM (MLflow client)")
+    training.job_transition(job=job, to=JobStatus.RUNNING, worker="outside T4DM (MLflow client)")
     training.job_event_add(job=job, message=f"tracking run {run_name or job.public_id} started outside T4DM")
     run = MLflowRun.objects.create(
         job=job,
@@ -223,14 +223,12 @@ def run_update(
         if target and not job.is_terminal:
             run.end_time = end_time or now_ms()
             fields.append("end_time")
-            if target == JobStatus.SUCCEEDED:
-                job.mark_succeeded()
-            elif target == JobStatus.FAILED:
-                job.mark_failed(error="the MLflow client ended the run as FAILED")
+            # The same effects as a job a worker ended: webhooks, live status, a waiting workflow.
+            if target == JobStatus.FAILED:
+                training.job_transition(job=job, to=target, error="the MLflow client ended the run as FAILED")
             else:
-                job.mark_cancelled()
+                training.job_transition(job=job, to=target)
             training.job_event_add(job=job, message=f"tracking run ended: {status}")
-            training._broadcast_status(job)
     if end_time and "end_time" not in fields:
         run.end_time = end_time
         fields.append("end_time")

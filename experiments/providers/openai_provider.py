@@ -22,6 +22,7 @@ from experiments import services as training
 from experiments.ingest import PointIn, metric_points_ingest
 from experiments.models import Approach, JobStatus, TrainingConfig, TrainingJob
 from experiments.openai_compat.models import ProviderJob
+from models_registry.services import OPENAI_PREFIX
 from t4dm_site.errors import Conflict, InvalidInput
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -122,7 +123,7 @@ def finetune_openai(
             checkpointing={}, estimate={},
         )  # fmt: skip
         job = TrainingJob.objects.create(owner=owner, config=config, experiment=experiment)
-        job.mark_queued()
+        training.job_transition(job=job, to=JobStatus.QUEUED)
         training.job_event_add(
             job=job, message=f"OpenAI job {remote.id} created at {settings.OPENAI_BASE_URL}"
         )
@@ -172,30 +173,20 @@ def provider_job_sync(*, provider_job: ProviderJob) -> ProviderJob:
 
 
 def _move(job: TrainingJob, status: str, remote) -> None:
+    """The remote status becomes the job's, through the one transition: the same webhooks, live status,
+    auto_version (a version with provider "openai") and workflow effects as a local job."""
     if status == JobStatus.RUNNING:
-        job.mark_running(worker="openai")
+        training.job_transition(job=job, to=status, worker="openai")
     elif status == JobStatus.SUCCEEDED:
-        job.mark_succeeded(final_model_path=f"openai://{remote.fine_tuned_model}")
+        training.job_transition(
+            job=job, to=status, final_model_path=f"{OPENAI_PREFIX}{remote.fine_tuned_model}"
+        )
         training.job_event_add(job=job, message=f"succeeded: fine_tuned_model {remote.fine_tuned_model}")
-        _register(job, remote.fine_tuned_model)
     elif status == JobStatus.FAILED:
         message = getattr(remote.error, "message", None) or "the provider reported a failure"
-        job.mark_failed(error=f"openai: {message}")
-    elif status == JobStatus.CANCELLED:
-        job.mark_cancelled()
-    elif status == JobStatus.QUEUED:
-        job.mark_queued()
-    training._broadcast_status(job)
-
-
-def _register(job: TrainingJob, fine_tuned_model: str) -> None:
-    from models_registry.services import model_version_create
-
-    version = model_version_create(job=job)
-    version.provider = "openai"
-    version.base_model = job.config.model_base
-    version.artifact_path = fine_tuned_model
-    version.save(update_fields=["provider", "base_model", "artifact_path"])
+        training.job_transition(job=job, to=status, error=f"openai: {message}")
+    elif status in (JobStatus.CANCELLED, JobStatus.QUEUED):
+        training.job_transition(job=job, to=status)
 
 
 def provider_job_cancel(*, provider_job: ProviderJob) -> ProviderJob:

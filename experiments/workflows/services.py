@@ -4,8 +4,9 @@ training job or an evaluation finishes, retry from a failed step.
 Every step calls the service that already does its work (datasets_app, experiments, evaluation,
 models_registry); this module only decides what runs next and records what each step produced.
 Steps that hand work to another worker (train: a training job; evaluate: an evaluation) stay
-`running` until that work reports its end, through `workflow_job_finished` (called from
-experiments.services.job_report_status) and `workflow_evaluation_finished` (from evaluation_run).
+`running` until that work reports its end, through `workflow_job_finished` and
+`workflow_evaluation_finished`: subscribers of JobStatusChanged and EvaluationFinished
+(t4dm_site.events), whichever path ended the job or the evaluation.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from datasets_app.models import DatasetVersion
 from datasets_app.selectors import dataset_version_get
 from datasets_app.services import dataset_prepare, dataset_prepare_from_knowledge, dataset_validate
 from datasets_app.sources import FORMATS
-from experiments.integrations.events import emit
 from experiments.model_refs import base_model_resolve, tokenizer_ref
 from experiments.models import Approach, EvaluationStatus, JobStatus, TrainingJob
 from experiments.services import (
@@ -42,6 +42,7 @@ from experiments.workflows.models import (
     WorkflowStep,
 )
 from t4dm_site.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge
+from t4dm_site.events import WorkflowChanged, publish
 
 log = logging.getLogger(__name__)
 
@@ -223,23 +224,6 @@ def _enqueue_on_commit(step: WorkflowStep) -> None:
     transaction.on_commit(lambda: task.apply_async((pk,), queue=queue))
 
 
-def _event_payload(workflow: Workflow, step: WorkflowStep | None = None) -> dict:
-    payload: dict[str, Any] = {
-        "workflow_id": workflow.public_id,
-        "name": workflow.name,
-        "status": workflow.status,
-    }
-    if step is not None:
-        payload["step"] = {
-            "name": step.name,
-            "status": step.status,
-            "attempts": step.attempts,
-            "output": step.output,
-            "error": step.error,
-        }
-    return payload
-
-
 @transaction.atomic
 def workflow_advance(*, workflow: Workflow) -> WorkflowStep | None:
     """Queue the next pending step, or finish the workflow when none is left. A failed step stops the
@@ -254,7 +238,7 @@ def workflow_advance(*, workflow: Workflow) -> WorkflowStep | None:
     if pending is None:
         if workflow.status != WorkflowStatus.SUCCEEDED:
             workflow.mark_succeeded()
-            emit("workflow.succeeded", _event_payload(workflow))
+            publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.succeeded"))
         return None
     _enqueue_on_commit(pending)
     return pending
@@ -296,7 +280,7 @@ def _step_succeed(*, step_pk: int, output: dict) -> None:
     if step.status != StepStatus.RUNNING:
         return  # already finished (the hook and a late check raced)
     step.mark_succeeded(output={**step.output, **output})
-    emit("workflow.step_succeeded", _event_payload(step.workflow, step))
+    publish(WorkflowChanged(workflow_pk=step.workflow_id, webhook_type="workflow.step_succeeded", step_pk=step.pk))
     workflow_advance(workflow=step.workflow)
 
 
@@ -308,8 +292,8 @@ def _step_fail(*, step_pk: int, error: str) -> None:
     step.mark_failed(error=error)
     workflow = step.workflow
     workflow.mark_failed(error=f"{step.name} failed: {error}")
-    emit("workflow.step_failed", _event_payload(workflow, step))
-    emit("workflow.failed", _event_payload(workflow, step))
+    publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_failed", step_pk=step.pk))
+    publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.failed", step_pk=step.pk))
 
 
 @transaction.atomic

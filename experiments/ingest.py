@@ -152,16 +152,23 @@ WITH body AS (
     ON CONFLICT (job_id, key, step) DO NOTHING
     RETURNING id, key, step, value, wall_time
 ), folded AS (
-    INSERT INTO {_ROLLUPS} AS r (job_id, key, bucket, lo, hi, n, first_wall_time, last_step)
+    -- Each bucket also remembers its first step and the steps of its extremes (the earliest on a
+    -- tie), so a downsampled read places every point at its own step (M4).
+    INSERT INTO {_ROLLUPS} AS r (job_id, key, bucket, lo, hi, n, first_wall_time, last_step,
+                                 first_step, lo_step, hi_step)
     SELECT %(job)s, key, step / {MetricRollup.ROLLUP_WIDTH}, min(value), max(value), count(*),
-           min(wall_time), max(step)
+           min(wall_time), max(step), min(step),
+           (array_agg(step ORDER BY value, step))[1], (array_agg(step ORDER BY value DESC, step))[1]
     FROM inserted GROUP BY key, step / {MetricRollup.ROLLUP_WIDTH}
     ON CONFLICT (job_id, key, bucket) DO UPDATE SET
         lo = LEAST(r.lo, EXCLUDED.lo),
         hi = GREATEST(r.hi, EXCLUDED.hi),
         n = r.n + EXCLUDED.n,
         first_wall_time = LEAST(r.first_wall_time, EXCLUDED.first_wall_time),
-        last_step = GREATEST(r.last_step, EXCLUDED.last_step)
+        last_step = GREATEST(r.last_step, EXCLUDED.last_step),
+        first_step = LEAST(r.first_step, EXCLUDED.first_step),
+        lo_step = CASE WHEN EXCLUDED.lo < r.lo THEN EXCLUDED.lo_step ELSE r.lo_step END,
+        hi_step = CASE WHEN EXCLUDED.hi > r.hi THEN EXCLUDED.hi_step ELSE r.hi_step END
 ), latest AS (
     UPDATE {_JOBS} SET latest_metrics = latest_metrics || (
         SELECT jsonb_object_agg(key, value)
@@ -221,14 +228,14 @@ def _rollups_fold(*, job_pk: int, rows: list[Row]) -> None:
     if not rows:
         return
     width = MetricRollup.ROLLUP_WIDTH
+    # (key, bucket) -> [lo, hi, n, first wall time, last step, first step, lo step, hi step]
     fresh: dict[tuple[str, int], list] = {}
     for _, key, step, value, wall_time in rows:
         agg = fresh.get((key, step // width))
         if agg is None:
-            fresh[(key, step // width)] = [value, value, 1, wall_time, step]
-        else:
-            agg[0], agg[1], agg[2] = min(agg[0], value), max(agg[1], value), agg[2] + 1
-            agg[3], agg[4] = min(agg[3], wall_time), max(agg[4], step)
+            fresh[(key, step // width)] = [value, value, 1, wall_time, step, step, step, step]
+            continue
+        rollup_merge(agg, [value, value, 1, wall_time, step, step, step, step])
     existing = {
         (r.key, r.bucket): r
         for r in MetricRollup.objects.filter(
@@ -236,27 +243,39 @@ def _rollups_fold(*, job_pk: int, rows: list[Row]) -> None:
         )
     }
     changed, new = [], []
-    for (key, bucket), (lo, hi, n, t, last) in fresh.items():
+    for (key, bucket), agg in fresh.items():
         row = existing.get((key, bucket))
         if row is None:
-            new.append(
-                MetricRollup(
-                    job_id=job_pk,
-                    key=key,
-                    bucket=bucket,
-                    lo=lo,
-                    hi=hi,
-                    n=n,
-                    first_wall_time=t,
-                    last_step=last,
-                )
-            )
+            row = MetricRollup(job_id=job_pk, key=key, bucket=bucket)
+            _rollup_set(row, agg)
+            new.append(row)
         else:
-            row.lo, row.hi, row.n = min(row.lo, lo), max(row.hi, hi), row.n + n
-            row.first_wall_time, row.last_step = min(row.first_wall_time, t), max(row.last_step, last)
+            merged = [row.lo, row.hi, row.n, row.first_wall_time, row.last_step, row.first_step,
+                      row.lo_step, row.hi_step]  # fmt: skip
+            _rollup_set(row, rollup_merge(merged, agg))
             changed.append(row)
     MetricRollup.objects.bulk_create(new)
-    MetricRollup.objects.bulk_update(changed, ["lo", "hi", "n", "first_wall_time", "last_step"])
+    MetricRollup.objects.bulk_update(changed, _ROLLUP_FIELDS)
+
+
+_ROLLUP_FIELDS = ["lo", "hi", "n", "first_wall_time", "last_step", "first_step", "lo_step", "hi_step"]
+
+
+def rollup_merge(into: list, other: list) -> list:
+    """Merge two rollups given as [lo, hi, n, first wall time, last step, first step, lo step, hi step]
+    (the same rule as the PostgreSQL statement: an extreme moves only to a strictly lower/higher value)."""
+    if other[0] < into[0]:
+        into[0], into[6] = other[0], other[6]
+    if other[1] > into[1]:
+        into[1], into[7] = other[1], other[7]
+    into[2] += other[2]
+    into[3], into[4], into[5] = min(into[3], other[3]), max(into[4], other[4]), min(into[5], other[5])
+    return into
+
+
+def _rollup_set(row: MetricRollup, agg: list) -> None:
+    for field, value in zip(_ROLLUP_FIELDS, agg, strict=True):
+        setattr(row, field, value)
 
 
 def _store_orm(job_pk: int, unique: dict[tuple[str, int], PointIn], now: float) -> list[Row]:

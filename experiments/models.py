@@ -290,6 +290,11 @@ class MetricRollup(models.Model):
     n = models.PositiveIntegerField()
     first_wall_time = models.FloatField()
     last_step = models.PositiveBigIntegerField()
+    # Where the bucket starts and where its extremes happened: a downsampled read (first, last, min and
+    # max per bucket, M4) places each point at its own step instead of at the bucket's edges.
+    first_step = models.PositiveBigIntegerField()
+    lo_step = models.PositiveBigIntegerField()
+    hi_step = models.PositiveBigIntegerField()
 
     class Meta:
         constraints = [

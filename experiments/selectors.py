@@ -9,6 +9,7 @@ from collections import OrderedDict, defaultdict
 from django.db import transaction
 from django.db.models import Max, Min, Q, QuerySet
 
+from experiments.ingest import rollup_merge
 from experiments.models import Experiment, MetricPoint, MetricRollup, TrainingConfig, TrainingJob, Worker
 from t4dm_site.errors import InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
@@ -90,15 +91,16 @@ def config_to_dict(config: TrainingConfig) -> dict:
 def _downsample(
     points: list[tuple[int, int, float, float]], max_points: int
 ) -> list[tuple[int, int, float, float]]:
-    """Keep min, max and last of each step bucket, so spikes survive and the curve ends where it ends."""
+    """M4: the first, last, lowest and highest point of each run of points, each at its own step, so
+    the drawn line has the raw series' shape (spikes, dips and where it ends) in ≤ max_points points."""
     if len(points) <= max_points:
         return points
-    buckets = max(1, max_points // 3)
+    buckets = max(1, max_points // 4)
     size = -(-len(points) // buckets)
     kept: list[tuple[int, int, float, float]] = []
     for start in range(0, len(points), size):
         chunk = points[start : start + size]
-        picks = {min(chunk, key=lambda p: p[2]), max(chunk, key=lambda p: p[2]), chunk[-1]}
+        picks = {chunk[0], min(chunk, key=lambda p: p[2]), max(chunk, key=lambda p: p[2]), chunk[-1]}
         kept.extend(sorted(picks, key=lambda p: p[1]))
     return kept
 
@@ -140,27 +142,32 @@ def metric_series(*, job: TrainingJob, after_id: int = 0, max_points: int = 2000
     }
 
 
-# --- long series: a fine min/max summary per series, kept current by folding in new points ---------
+# --- long series: a fine summary per series, kept current by folding in new points -----------------
 #
 # Reading a million points to draw 2,000 of them costs ~0.5-1 s on SQLite; one GROUP BY over them still
-# costs ~0.4 s. So a long series is summarised once into ~32k fine buckets (min, max, count, first wall
-# time, last step) and then kept current by folding in only the points with a higher id — the same
-# cursor the websocket uses. A chart request merges the fine buckets of its range (a few ms); a range
-# narrow enough to hold few points is read exactly from the table instead.
+# costs ~0.4 s. So a long series is summarised once into ~32k fine buckets (from the stored rollups: min
+# and max with their steps, count, first wall time, first and last step) and then kept current by
+# folding in only the points with a higher id — the same cursor the websocket uses. A chart request
+# merges the fine buckets of its range into display buckets, picks each one's first, last, lowest and
+# highest point (M4) and reads those few points exactly by step; a range that holds no more points
+# than asked for (or few) is read exactly from the table instead.
 
 LONG_SERIES_POINTS = 20_000
 FINE_BUCKETS = 32_768
 _SUMMARY_CACHE_SIZE = 16
+_STEPS_PER_QUERY = 900  # under SQLite's bound-parameter limit
 
 
 class _SeriesSummary:
+    # A bucket is the rollup's fields, in experiments.ingest.rollup_merge's order:
+    LO, HI, N, FIRST_T, LAST_STEP, FIRST_STEP, LO_STEP, HI_STEP = range(8)
+
     def __init__(self, job: TrainingJob, key: str) -> None:
         self.job_pk, self.key = job.pk, key
         self.lock = threading.Lock()
         self.width = 1
-        self.buckets: dict[int, list] = {}  # index -> [min, max, count, first wall time, last step]
+        self.buckets: dict[int, list] = {}
         self.up_to_id = 0
-        self.last: tuple[int, float, float] | None = None  # the series' true last point
         self._sorted: list[int] | None = None
         self._build()
 
@@ -179,8 +186,6 @@ class _SeriesSummary:
             )
             high = self._points().aggregate(high=Max("step"))["high"] or 0
             self._build_from_rollups(high)
-        last = self._points().order_by("-step").values_list("step", "value", "wall_time").first()
-        self.last = tuple(last) if last else None
         self._sorted = None
 
     def _build_from_rollups(self, high: int) -> None:
@@ -189,15 +194,14 @@ class _SeriesSummary:
         self.width = MetricRollup.ROLLUP_WIDTH * factor
         self.buckets = {}
         rows = MetricRollup.objects.filter(job_id=self.job_pk, key=self.key).values_list(
-            "bucket", "lo", "hi", "n", "first_wall_time", "last_step"
+            "bucket", "lo", "hi", "n", "first_wall_time", "last_step", "first_step", "lo_step", "hi_step"
         )
-        for bucket, lo, hi, n, t, last_step in rows:
+        for bucket, *fields in rows:
             into = self.buckets.get(bucket // factor)
             if into is None:
-                self.buckets[bucket // factor] = [lo, hi, n, t, last_step]
+                self.buckets[bucket // factor] = fields
             else:
-                into[0], into[1], into[2] = min(into[0], lo), max(into[1], hi), into[2] + n
-                into[3], into[4] = min(into[3], t), max(into[4], last_step)
+                rollup_merge(into, fields)
 
     def refresh(self) -> None:
         """Fold in the points stored since the summary was last brought up to date."""
@@ -208,32 +212,25 @@ class _SeriesSummary:
             .order_by("id")
         )
         for point_id, step, value, wall_time in fresh:
-            self._fold(step, value, wall_time)
+            point = [value, value, 1, wall_time, step, step, step, step]
+            bucket = self.buckets.get(step // self.width)
+            if bucket is None:
+                self.buckets[step // self.width] = point
+                self._sorted = None
+            else:
+                rollup_merge(bucket, point)
             self.up_to_id = max(self.up_to_id, point_id)
-            if self.last is None or step >= self.last[0]:
-                self.last = (step, value, wall_time)
         if len(self.buckets) > 4 * FINE_BUCKETS:
             self._coarsen(4)
 
-    def _fold(self, step: int, value: float, wall_time: float) -> None:
-        bucket = self.buckets.get(step // self.width)
-        if bucket is None:
-            self.buckets[step // self.width] = [value, value, 1, wall_time, step]
-            self._sorted = None
-            return
-        bucket[0], bucket[1] = min(bucket[0], value), max(bucket[1], value)
-        bucket[2] += 1
-        bucket[3], bucket[4] = min(bucket[3], wall_time), max(bucket[4], step)
-
     def _coarsen(self, factor: int) -> None:
         merged: dict[int, list] = {}
-        for index, (lo, hi, n, t, s) in self.buckets.items():
+        for index, fields in self.buckets.items():
             into = merged.get(index // factor)
             if into is None:
-                merged[index // factor] = [lo, hi, n, t, s]
+                merged[index // factor] = list(fields)
             else:
-                into[0], into[1], into[2] = min(into[0], lo), max(into[1], hi), into[2] + n
-                into[3], into[4] = min(into[3], t), max(into[4], s)
+                rollup_merge(into, fields)
         self.width *= factor
         self.buckets, self._sorted = merged, None
 
@@ -244,26 +241,28 @@ class _SeriesSummary:
         return self._sorted[lo:hi]
 
     def count(self, indexes: list[int]) -> int:
-        return sum(self.buckets[i][2] for i in indexes)
+        return sum(self.buckets[i][self.N] for i in indexes)
 
-    def downsample(self, indexes: list[int], max_points: int) -> list[list[float]]:
-        """Min and max of each display bucket (a run of fine buckets), placed at their fine bucket's
-        step, so spikes survive; the series' true last point ends the curve."""
-        groups = max(1, max_points // 2 - 1)
+    def downsample(self, indexes: list[int], max_points: int, start: int, end: int) -> list[list[float]]:
+        """M4 over display buckets (runs of fine buckets): the steps of each one's first, last, lowest
+        and highest point, then those points read exactly, so each sits at the step where it happened."""
+        groups = max(1, max_points // 4)
         size = -(-len(indexes) // groups)
-        out: dict[int, list[float]] = {}
+        steps: set[int] = set()
         for begin in range(0, len(indexes), size):
-            run = indexes[begin : begin + size]
-            low = min(run, key=lambda i: self.buckets[i][0])
-            high = max(run, key=lambda i: self.buckets[i][1])
-            lo_b, hi_b = self.buckets[low], self.buckets[high]
-            low_step = low * self.width
-            high_step = hi_b[4] if high == low else high * self.width
-            out[low_step] = [low_step, lo_b[0], lo_b[3]]
-            out[high_step] = [high_step, hi_b[1], hi_b[3]]
-        if self.last is not None and indexes and self.last[0] // self.width == indexes[-1]:
-            out[self.last[0]] = list(self.last)
-        return [out[step] for step in sorted(out)]
+            run = [self.buckets[i] for i in indexes[begin : begin + size]]
+            low = min(run, key=lambda b: b[self.LO])
+            high = max(run, key=lambda b: b[self.HI])
+            steps.update(
+                (run[0][self.FIRST_STEP], run[-1][self.LAST_STEP], low[self.LO_STEP], high[self.HI_STEP])
+            )
+        wanted = sorted(s for s in steps if start <= s <= end)
+        points: list[list[float]] = []
+        for begin in range(0, len(wanted), _STEPS_PER_QUERY):
+            chunk = wanted[begin : begin + _STEPS_PER_QUERY]
+            rows = self._points().filter(step__in=chunk).values_list("step", "value", "wall_time")
+            points.extend([step, value, t] for step, value, t in rows)
+        return sorted(points)
 
 
 _summaries: OrderedDict[tuple, _SeriesSummary] = OrderedDict()
@@ -309,25 +308,28 @@ def metric_series_range(
     max_points: int = 2000,
     after_id: int = 0,
 ) -> dict:
-    """One series between steps start and end (inclusive), at most ~max_points points: exact where the
-    range holds few points, min/max per bucket otherwise. The chart's zoom asks for its visible range."""
+    """One series between steps start and end (inclusive), at most ~max_points points: every point
+    where the range holds no more than max_points, otherwise the first, last, lowest and highest point
+    of each bucket (M4), each at its own step. The chart's zoom asks for its visible range."""
     start = 0 if start is None else max(0, int(start))
     end = 2**62 if end is None else int(end)
     last_id = MetricPoint.objects.filter(job=job).aggregate(top=Max("id"))["top"] or 0
+    exact_up_to = max(LONG_SERIES_POINTS, max_points)
     summary = _cached_summary(job, key)
     if summary is None:
-        rows = _raw_range(job, key, start, end, after_id, LONG_SERIES_POINTS + 1)
-        if len(rows) <= LONG_SERIES_POINTS:
+        rows = _raw_range(job, key, start, end, after_id, exact_up_to + 1)
+        if len(rows) <= exact_up_to:
             points = [[step, value, t] for _, step, value, t in _downsample(rows, max_points)]
             return {"series": {key: points}, "last_id": last_id, "downsampled": len(rows) > max_points}
         summary = _summary(job, key)
     with summary.lock:
         summary.refresh()
         indexes = summary.indexes(start, end)
-        if summary.count(indexes) > LONG_SERIES_POINTS:
-            points = summary.downsample(indexes, max_points)
+        held = summary.count(indexes)  # whole fine buckets: at least the points in the range
+        if held > exact_up_to:
+            points = summary.downsample(indexes, max_points, start, end)
             return {"series": {key: points}, "last_id": last_id, "downsampled": True}
-    rows = _raw_range(job, key, start, end, after_id, LONG_SERIES_POINTS * 4)
+    rows = _raw_range(job, key, start, end, after_id, held + LONG_SERIES_POINTS)
     points = [[step, value, t] for _, step, value, t in _downsample(rows, max_points)]
     return {"series": {key: points}, "last_id": last_id, "downsampled": len(rows) > max_points}
 

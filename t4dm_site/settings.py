@@ -139,6 +139,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "t4dm_site.metrics.RequestLatencyMiddleware",  # first: times everything below it (/metrics)
     "t4dm_site.ratelimit.RequestLimitsMiddleware",  # 413 for oversized bodies, 429 for refused tokens
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -417,14 +418,31 @@ def _quality_thresholds(raw: str | None) -> dict | None:
 
 QUALITY_THRESHOLDS = _quality_thresholds(env_str("T4DM_QUALITY_THRESHOLDS"))
 
+# T4DM_LOG_FORMAT=json: one JSON object a line (time, level, logger, message, and any `extra=` fields),
+# for a log shipper; plain text otherwise. docs/operations.md.
+LOG_FORMAT = env_str("T4DM_LOG_FORMAT") or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"T4DM_LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("T4DM_LOG_LEVEL") or "INFO"},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+# JSON: Celery workers keep this configuration instead of installing their own plain-text root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"
+# /metrics (t4dm_site/metrics.py): scrapers send `Authorization: Bearer $T4DM_METRICS_TOKEN`; admins may
+# always read it with their own API token or session. Empty: admins only.
+METRICS_TOKEN = env_str("T4DM_METRICS_TOKEN") or ""
 
 # finetune_openai: the OpenAI API (or any OpenAI-compatible server, e.g. another T4DM's /v1) and its key.
 OPENAI_BASE_URL = env_str("T4DM_OPENAI_BASE_URL") or "https://api.openai.com/v1"

@@ -12,6 +12,8 @@ from experiments.openai_compat.api import openai_api
 from experiments.workflows import views as workflow_views
 from models_registry.serving import api as serving_api  # registers /v1/chat/completions etc.
 from t4dm_site.api import api
+from t4dm_site.health import health_view
+from t4dm_site.metrics import metrics_view
 
 urlpatterns = [
     path("", experiment_views.overview, name="overview"),
@@ -42,6 +44,8 @@ urlpatterns = [
     path("v1/serving/events/", serving_api.serving_events, name="serving-events"),
     path("v1/", openai_api.urls),
     path("api/2.0/mlflow/", mlflow_api.urls),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; docs/operations.md
+    path("health", health_view, name="health"),
 ]
 
 admin.site.site_header = "T4DM Fine-Tune administration"

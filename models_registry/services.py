@@ -223,6 +223,7 @@ def model_version_transition(
             )
         if failing and not reason.strip():
             raise InvalidInput("an override of the deployment gate needs a reason")
+        gate = [*gate, _second_person(version, actor, override=override)]
         for other in siblings.values():
             if other.pk != version.pk and other.stage == Stage.PRODUCTION:
                 _record(other, Stage.ARCHIVED, actor, f"replaced in production by {version.version}")
@@ -230,6 +231,29 @@ def model_version_transition(
         override = False
     _record(version, to_stage, actor, reason, override=override, gate=gate)
     return version
+
+
+class SecondSignoffRequired(Conflict):
+    code = "second_signoff_required"
+
+
+def _second_person(version: ModelVersion, actor, *, override: bool) -> dict:
+    """The four-eyes rule (settings.PROMOTION_PEOPLE): the promoter and the people who signed off the
+    sample outputs must be that many different people. Only an admin's override (with its reason, both
+    recorded) lifts it. Returns the item kept in the transition's gate list."""
+    needed = settings.PROMOTION_PEOPLE
+    reviewers = sorted({s.reviewer_name for s in version.signoffs.all()})
+    people = {*reviewers, _actor_name(actor)}
+    detail = f"signed off by {', '.join(reviewers) or 'nobody'}; promoted by {_actor_name(actor)}"
+    passed = len(people) >= needed
+    if not passed and not override:
+        raise SecondSignoffRequired(
+            f"{version.ref} cannot go to production: it needs {needed} different people (the promoter and "
+            f"the sample-output sign-offs); {detail}. Ask someone else to sign off or to promote it.",
+            details={"needed": needed, "people": sorted(people)},
+        )
+    return {"key": "second_person_signoff", "label": "Second person's sign-off", "passed": passed,
+            "detail": detail}  # fmt: skip
 
 
 def _record(

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -95,6 +96,7 @@ def version_detail(request, model_id: str, version: str):
             "next_stages": sorted(TRANSITIONS[found.stage]),
             "is_admin": is_admin(request.user),
             "production": Stage.PRODUCTION,
+            "promotion_people": settings.PROMOTION_PEOPLE,
         },
     )
 
@@ -136,6 +138,13 @@ def version_stage(request, model_id: str, version: str):
     return _back(request, "registry-version", model_id=model_id, version=version)
 
 
+def _owned_ref(registered, ref: str) -> str:
+    """`owner/model_id@version`: the reference names the model's owner, so an admin's Evaluate or
+    Compare acts on the version shown even when the admin has a model of the same id."""
+    owner = selectors.owner_name(registered)
+    return f"{owner}/{ref}" if owner else ref
+
+
 @require_POST
 @dashboard
 def versions_compare(request, model_id: str):
@@ -143,14 +152,16 @@ def versions_compare(request, model_id: str):
     from experiments.evaluation.services import compare_versions_start
 
     try:  # the model must be one the user sees (404 otherwise, as for every registry page)
-        selectors.registered_model_get(user=request.user, model_id=model_id, owner=_owner(request))
+        registered = selectors.registered_model_get(
+            user=request.user, model_id=model_id, owner=_owner(request)
+        )
     except (NotFound, Conflict) as exc:
         raise Http404(exc.message) from exc
     try:
         evaluation = compare_versions_start(
             owner=request.user,
-            version_a=f"{model_id}@{request.POST.get('version_a', '')}",
-            version_b=f"{model_id}@{request.POST.get('version_b', '')}",
+            version_a=_owned_ref(registered, f"{model_id}@{request.POST.get('version_a', '')}"),
+            version_b=_owned_ref(registered, f"{model_id}@{request.POST.get('version_b', '')}"),
         )
     except DomainError as exc:
         messages.error(request, exc.message)
@@ -166,7 +177,9 @@ def version_evaluate(request, model_id: str, version: str):
 
     found = _version_or_404(request, model_id, version)
     try:
-        evaluation = evaluation_start(owner=request.user, model_path=found.ref, compare_to_base=True)
+        evaluation = evaluation_start(
+            owner=request.user, model_path=_owned_ref(found.registered, found.ref), compare_to_base=True
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(request, "registry-version", model_id=model_id, version=version)

@@ -417,6 +417,9 @@ def _quality_thresholds(raw: str | None) -> dict | None:
 
 
 QUALITY_THRESHOLDS = _quality_thresholds(env_str("T4DM_QUALITY_THRESHOLDS"))
+# Four-eyes rule for production: how many different people (the promoter and those who signed off the
+# sample outputs) a promotion to production needs. 1 lets one person review and promote alone.
+PROMOTION_PEOPLE = env_int("T4DM_PROMOTION_PEOPLE", 2, minimum=1)
 
 # T4DM_LOG_FORMAT=json: one JSON object a line (time, level, logger, message, and any `extra=` fields),
 # for a log shipper; plain text otherwise. docs/operations.md.

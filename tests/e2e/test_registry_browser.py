@@ -27,7 +27,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results"
 
 @pytest.mark.django_db(transaction=True)
 def test_promote_through_the_ui_sees_gate_and_history(
-    page, live_server, researcher, make_config, succeeded_job, finished_evaluation
+    page, live_server, researcher, make_user, make_config, succeeded_job, finished_evaluation
 ):
     from models_registry.services import model_version_auto_create, registered_model_update
 
@@ -67,6 +67,25 @@ def test_promote_through_the_ui_sees_gate_and_history(
     page.fill("#signoff-form input[name=note]", "read 12 outputs; all correct")
     page.click("#signoff")
     assert page.locator("#gate li[data-passed=false]").count() == 0
+    page.fill("#stage-form input[name=reason]", "gate passes; ship it")
+    page.click("#to-production")
+
+    # then: the reviewer cannot promote alone (settings.PROMOTION_PEOPLE = 2)
+    assert "needs 2 different people" in page.text_content(".messages li.error")
+    assert page.text_content("#stage") == "staging"
+
+    # when: a second person (an admin, who sees every owner's models) signs off too; rita promotes
+    make_user("ada", role="admin")
+    second = page.context.browser.new_page()
+    second.goto(base + "/login/")
+    second.fill("input[name=username]", "ada")
+    second.fill("input[name=password]", "pw-ada")
+    second.click("button[type=submit]")
+    second.goto(f"{base}/models/{version.model_id}/{version.version}/?owner=rita")
+    second.fill("#signoff-form input[name=note]", "agree with rita")
+    second.click("#signoff")
+    second.close()
+    page.reload()
     page.fill("#stage-form input[name=reason]", "gate passes; ship it")
     page.click("#to-production")
 

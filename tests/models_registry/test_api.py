@@ -71,14 +71,15 @@ def test_promotion_refused_by_the_gate_lists_the_failing_items(api, researcher, 
     ]
 
 
-def test_signoff_evaluation_and_promotion(api, researcher, version, finished_evaluation):
+def test_signoff_evaluation_and_promotion(api, researcher, make_user, version, finished_evaluation):
     finished_evaluation(version.job)
     api.post(researcher, _url(version, "/stage"), {"stage": "staging"})
     signed = api.post(researcher, _url(version, "/signoff"), {"note": "read them"})
     assert signed.status_code == 201
+    admin = make_user("ada", role="admin")  # the second person (settings.PROMOTION_PEOPLE = 2)
     promoted = api.post(
-        researcher,
-        _url(version, "/stage"),
+        admin,
+        _url(version, "/stage") + "?owner=rita",
         {"stage": "production", "reason": "ship", "thresholds": {"accuracy": 0.9}},
     )
     assert promoted.status_code == 200, promoted.json()

@@ -57,10 +57,11 @@ def test_a_fresh_version_fails_exactly_the_items_nobody_did_yet(staged, research
     assert version.stage == "staging"
 
 
-def test_everything_done_passes_and_promotes(staged, researcher, finished_evaluation):
+def test_everything_done_passes_and_promotes(staged, researcher, make_user, finished_evaluation):
     version, job = staged()
     finished_evaluation(job)
     sample_review_signoff(version=version, reviewer=researcher, note="read 20 outputs, fine")
+    sample_review_signoff(version=version, reviewer=make_user("sam"), note="a second pair of eyes")
     version.refresh_from_db()  # the finished evaluation re-rendered its card
     status = gate_status(version, thresholds={"accuracy": 0.9, "perplexity": 10})
     assert [item["key"] for item in status["items"]] == ALL_ITEMS
@@ -69,7 +70,9 @@ def test_everything_done_passes_and_promotes(staged, researcher, finished_evalua
         version=version, to_stage="production", actor=researcher, reason="ship", thresholds={"accuracy": 0.9}
     )
     last = StageTransition.objects.filter(version=version).last()
-    assert (last.to_stage, last.override, len(last.gate)) == ("production", False, 7)
+    assert (last.to_stage, last.override, len(last.gate)) == ("production", False, 8)
+    assert last.gate[-1] == {"key": "second_person_signoff", "label": "Second person's sign-off",
+                             "passed": True, "detail": "signed off by rita, sam; promoted by rita"}  # fmt: skip
 
 
 def test_thresholds_and_an_unfavourable_comparison_are_the_failing_items(
@@ -124,6 +127,7 @@ def test_admin_override_is_recorded_with_its_reason(staged, make_user):
         "comparison_to_base_favourable",
         "sample_outputs_reviewed",
         "model_card_present",
+        "second_person_signoff",  # nobody signed off: the override lifted the four-eyes rule too
     ]
 
 

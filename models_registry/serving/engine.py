@@ -119,7 +119,7 @@ class ModelPool:
         gone = [p for p, m in self.models.items() if now - m.last_used >= self.idle_s]
         for path in gone:
             del self.models[path]
-            logger.info("serving: unloaded %s after %.0f s idle", path, self.idle_s)
+            logger.info("serving: unloaded %s after %g s idle", path, self.idle_s)
         if gone:
             import gc
 
@@ -310,11 +310,16 @@ def _generate_vllm(loaded: Loaded, rows: list[_Row]) -> None:  # pragma: no cove
 class Engine:
     """The one generation thread of a serving worker process."""
 
-    def __init__(self, *, max_batch: int, idle_s: float, backend: str = "auto") -> None:
+    def __init__(self, *, max_batch: int, idle_s: float, backend: str = "auto", start: bool = True) -> None:
         self.max_batch = max_batch
         self.pool = ModelPool(idle_s=idle_s, backend=backend)
         self.inbox: queue.Queue[Request] = queue.Queue()
+        self.batch_sizes: list[int] = []  # the size of each batch run, newest last (the last 1,000)
         self.thread = threading.Thread(target=self._loop, name="serving-engine", daemon=True)
+        if start:
+            self.thread.start()
+
+    def start(self) -> None:
         self.thread.start()
 
     def submit(self, spec: dict[str, Any]) -> Request:
@@ -349,6 +354,7 @@ class Engine:
     def _run(self, group: list[Request]) -> None:
         try:
             loaded = self.pool.get(group[0].spec["path"])
+            self.batch_sizes = [*self.batch_sizes[-999:], len(group)]
             generate_batch(loaded, group)
             loaded.last_used = time.monotonic()
         except Exception as exc:

@@ -25,7 +25,7 @@ KNOWN_PARAMS = {
 }
 
 
-def gpu_table() -> list[tuple[str, int, float, float]]:
+def gpu_table() -> list[tuple[str, float, float, float]]:
     """Built-in GPUs with settings.GPU_PRICES applied (a price for an unknown name is ignored)."""
     prices = getattr(settings, "GPU_PRICES", {}) or {}
     return [(name, mem, tflops, prices.get(name, price)) for name, mem, tflops, price in GPUS]
@@ -38,10 +38,17 @@ def _shape(model_base: str, task_type: str) -> resources.ModelShape | None:
 
 
 def estimate_for(
-    *, model_base: str, approach: str, hyperparameters: dict, train_tokens: int, task_type: str = "chat"
+    *,
+    model_base: str,
+    approach: str,
+    hyperparameters: dict,
+    train_tokens: int,
+    task_type: str = "chat",
+    workers: list[dict] | None = None,
 ) -> dict:
     """The seed's ResourceEstimate from the model's real shapes (a local folder's config.json, or the
-    known-shape table for a hub id that is not available here)."""
+    known-shape table for a hub id that is not available here). ``workers``: registered_workers(), so
+    that the time is for a device the platform has (None: the plan's GPU)."""
     key = model_base
     if (Path(model_base) / "config.json").is_file():
         key = str(Path(model_base).resolve())
@@ -52,4 +59,23 @@ def estimate_for(
         train_tokens=train_tokens,
         gpus=gpu_table(),
         task_type=task_type,
+        workers=workers,
     )
+
+
+def registered_workers() -> list[dict] | None:
+    """The GPUs of the workers that are not lost (None when none is registered: the estimate then
+    quotes the plan's GPU). Time estimates use the device a registered worker would run the job on."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from experiments.models import Worker, WorkerStatus
+
+    fresh = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    rows = list(
+        Worker.objects.exclude(status=WorkerStatus.LOST)
+        .filter(last_heartbeat_at__gte=fresh)
+        .values("gpu_name", "gpu_count", "gpu_memory_total_mb")
+    )
+    return rows or None

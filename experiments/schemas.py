@@ -214,8 +214,16 @@ class ResourceEstimateOut(Schema):
     training_time: str
     estimated_cost: str
     recommended_gpu: str
+    # gpu_memory is decimal GB (10^9 bytes); the *_mb values are MiB (2^20 bytes), as workers report.
     gpu_memory_mb: int | None = None
+    gpu_memory_gb: float | None = None
+    gpu_memory_gib: float | None = None
+    gpu_memory_mib: int | None = None
     memory_breakdown_mb: dict[str, int] | None = None
+    # The GPU × count × recipe that holds the job, or fits: false with the changes that would make it fit.
+    plan: dict[str, Any] | None = None
+    # Where training_time applies: a GPU name from the table, "cpu" when only CPU workers are registered.
+    training_device: str | None = None
     total_parameters: int | None = None
     trainable_parameters: int | None = None
     tokens_per_sec: int | None = None

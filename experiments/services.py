@@ -10,7 +10,7 @@ from django.db import transaction
 
 from datasets_app.models import DatasetVersion
 from datasets_app.selectors import dataset_version_latest
-from experiments.estimate import estimate_for
+from experiments.estimate import estimate_for, registered_workers
 from experiments.models import (
     Approach,
     Experiment,
@@ -265,6 +265,7 @@ def training_config_create(
         approach=approach,
         hyperparameters=hyperparameters,
         train_tokens=_train_tokens(version),
+        workers=registered_workers(),
     )
     with transaction.atomic():
         if experiment is None:
@@ -320,6 +321,7 @@ def resource_estimate(
         approach=approach,
         hyperparameters=hyperparameters,
         train_tokens=train_tokens,
+        workers=registered_workers(),
     )
 
 

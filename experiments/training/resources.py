@@ -37,6 +37,16 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
         "vocab_size": 128256,
         "tie_word_embeddings": False,
     },
+    "llama-3-70b": {
+        "model_type": "llama",
+        "hidden_size": 8192,
+        "intermediate_size": 28672,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "tie_word_embeddings": False,
+    },
     "llama-3.2-1b": {
         "model_type": "llama",
         "hidden_size": 2048,
@@ -91,6 +101,8 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
 ALIASES = {
     "meta-llama/meta-llama-3-8b": "llama-3-8b",
     "meta-llama/llama-3.1-8b": "llama-3-8b",
+    "meta-llama/meta-llama-3-70b": "llama-3-70b",
+    "meta-llama/llama-3.1-70b": "llama-3-70b",
     "meta-llama/llama-3.2-1b": "llama-3.2-1b",
     "meta-llama/llama-3.2-3b": "llama-3.2-3b",
     "mistralai/mistral-7b-v0.1": "mistral-7b",
@@ -98,15 +110,21 @@ ALIASES = {
     "qwen/qwen2.5-0.5b": "qwen2.5-0.5b",
 }
 
-# name, memory GiB, peak dense bf16 TFLOP/s, USD per hour (typical on-demand cloud price, 2026)
-GPUS: list[tuple[str, int, float, float]] = [
-    ("T4-16GB", 16, 65, 0.35),
-    ("L4-24GB", 24, 121, 0.80),
-    ("A100-40GB", 40, 312, 1.60),
-    ("A100-80GB", 80, 312, 2.00),
-    ("H100-80GB", 80, 989, 3.00),
-    ("H200-141GB", 141, 989, 3.80),
+# name, usable memory in GiB (what torch.cuda reports as total_memory: an "80GB" card is not 80 GiB),
+# peak dense bf16 TFLOP/s, USD per hour (typical on-demand cloud price, 2026). The name keeps the
+# vendor's marketing size (GB); plans compare estimates with the usable GiB.
+GPUS: list[tuple[str, float, float, float]] = [
+    ("T4-16GB", 15360 / 1024, 65, 0.35),
+    ("L4-24GB", 23034 / 1024, 121, 0.80),
+    ("A100-40GB", 40960 / 1024, 312, 1.60),
+    ("A100-80GB", 81920 / 1024, 312, 2.00),
+    ("H100-80GB", 81559 / 1024, 989, 3.00),
+    ("H200-141GB", 143771 / 1024, 989, 3.80),
 ]
+# GPUs without bf16 (the engine trains in fp32 there): no bf16-weight recipe on them.
+NO_BF16_GPUS = ("T4-16GB",)
+# A plan leaves this share of a GPU's memory free (allocator fragmentation, caches); same as optim.py.
+PLAN_HEADROOM = 0.92
 ASSUMED_MFU = 0.15  # plain HF Trainer + peft with per-batch padding measured ~13-16 % on an H200
 # The engine's packed GPU path measured 45 % (8B LoRA), 41 % (8B QLoRA), 21 % (1B full) on an H200.
 PACKED_MFU = 0.35
@@ -201,6 +219,17 @@ def trainable_params(shape: ModelShape, approach: str, hp: dict[str, Any]) -> in
 
 
 PACKABLE_APPROACHES = ("full", "lora", "qlora")
+# Bytes per parameter beyond the weights for a full fine-tune, by recipe (experiments/training/optim.py):
+# fp32 grad + two fp32 moments; bf16 grad + two bf16 moments + bf16 Kahan compensation; fp32 grad +
+# two 8-bit moments (bitsandbytes' block-wise scales add ~0.03 bytes).
+FULL_STATE_BYTES = {"fp32_master": 12.0, "bf16_kahan": 8.0, "adamw_8bit": 6.0}
+
+
+def full_recipe(approach: str, hp: dict[str, Any]) -> str:
+    """The recipe the estimate assumes: the configured one; "auto" counts as fp32 masters (plans try
+    the lean recipes when those do not fit, as the engine does)."""
+    recipe = hp.get("full_recipe") or "auto"
+    return recipe if approach == "full" and recipe in FULL_STATE_BYTES else "fp32_master"
 
 
 def micro_batch_tokens(hp: dict[str, Any]) -> int:
@@ -232,15 +261,16 @@ def memory_breakdown(
     if on_gpu and packs(approach, hp, task_type):
         return _packed_gpu_breakdown(shape, approach, hp)
     act = 2 if on_gpu else 4  # bf16 autocast on GPU; fp32 on CPU
+    recipe = full_recipe(approach, hp)
     if approach == "full":
-        weights = shape.total_params * 4.0
+        weights = shape.total_params * (2.0 if recipe == "bf16_kahan" else 4.0)
     elif approach == "qlora":
         weights = shape.linear_params * NF4_BYTES_PER_PARAM + (shape.total_params - shape.linear_params) * act
     else:
         weights = shape.total_params * float(act)
     trainable = trainable_params(shape, approach, hp)
     # the full model's weights are already counted above; its fp32 grad + AdamW moments are 12 bytes more
-    state = trainable * (12.0 if approach == "full" else 16.0)
+    state = trainable * (FULL_STATE_BYTES[recipe] if approach == "full" else 16.0)
 
     tokens = int(hp.get("batch_size", 4)) * int(hp.get("max_seq_length", 512))
     if approach == "prompt_tuning":
@@ -276,9 +306,15 @@ def _packed_gpu_breakdown(shape: ModelShape, approach: str, hp: dict[str, Any]) 
     head = shape.vocab_size * h
     tokens = micro_batch_tokens(hp)
     trainable = trainable_params(shape, approach, hp)
-    if approach == "full":
+    recipe = full_recipe(approach, hp)
+    if approach == "full" and recipe == "bf16_kahan":
+        # bf16 weights, no autocast copies; bf16 grad + two bf16 moments + the bf16 compensation
+        weights = shape.total_params * 2.0
+        state = shape.total_params * FULL_STATE_BYTES[recipe]
+        loss, residual = head * 2.0, 2
+    elif approach == "full":
         weights = shape.total_params * 4.0 + (shape.linear_params + head) * 2.0
-        state = shape.total_params * 12.0
+        state = shape.total_params * FULL_STATE_BYTES[recipe]
         loss = head * 2.0  # the fused loss's gradient for the (bf16 copy of the) head
         residual = 4
     elif approach == "qlora":
@@ -301,7 +337,12 @@ def _packed_gpu_breakdown(shape: ModelShape, approach: str, hp: dict[str, Any]) 
                     byte_tensors += fan_in  # dropout mask
     if approach == "full":
         elements += 2 * h + inter
-    activations = tokens * layers * (elements * 2 + byte_tensors)
+    layer = elements * 2 + byte_tensors
+    if hp.get("gradient_checkpointing"):
+        # one bf16 hidden state per layer kept; one layer's activations live again during its recompute
+        activations = tokens * (layers * h * residual + layer)
+    else:
+        activations = tokens * layers * layer
     return {
         "weights": weights,
         "trainable_state": state,
@@ -339,18 +380,150 @@ def fmt_hours(hours: float) -> str:
     return f"{hours:.1f} hours".replace(".0 hours", " hours")
 
 
+def configurations(approach: str, hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The ways the engine may run this job, in the order it prefers them: (recipe label, the
+    hyperparameters the estimate sees). A full fine-tune with ``full_recipe: auto`` keeps fp32 masters
+    when they fit, else bf16 weights + Kahan AdamW, and turns on activation checkpointing when even
+    that does not fit (experiments/training/optim.py); an explicit lean recipe may add checkpointing."""
+    if approach != "full":
+        return [(approach, hp)]
+    requested = hp.get("full_recipe") or "auto"
+    if requested == "fp32_master":
+        return [("fp32_master", hp)]
+    recipes = ["fp32_master", "bf16_kahan"] if requested == "auto" else [requested]
+    out = [(r, {**hp, "full_recipe": r}) for r in recipes]
+    if not hp.get("gradient_checkpointing"):
+        lean = recipes[-1]
+        out.append((f"{lean}+checkpointing", {**hp, "full_recipe": lean, "gradient_checkpointing": True}))
+    return out
+
+
+def _fits(total_bytes: float, gpu_gib: float) -> bool:
+    return total_bytes <= gpu_gib * 2**30 * PLAN_HEADROOM
+
+
+def plan_job(
+    shape: ModelShape,
+    approach: str,
+    hp: dict[str, Any],
+    *,
+    gpus: list[tuple[str, float, float, float]],
+    task_type: str = "chat",
+) -> dict[str, Any]:
+    """The recipe the engine prefers (fp32 masters before the lean ones, no added checkpointing before
+    added checkpointing) on the smallest known GPU (× 1) that holds it, or ``fits: False`` with what
+    to change. More GPUs do not help today: ``gpus: N`` is data parallel and keeps a whole copy of the
+    model, gradients and optimizer state on every GPU."""
+    options = configurations(approach, hp)
+    for recipe, variant in options:  # the engine's preferred way first, on the smallest GPU that holds it
+        parts = memory_breakdown(shape, approach, variant, task_type=task_type)
+        for name, gib, _, _ in sorted(gpus, key=lambda g: (g[1], g[3])):
+            if recipe.startswith("bf16") and name in NO_BF16_GPUS:
+                continue
+            if _fits(sum(parts.values()), gib):
+                return {
+                    "fits": True,
+                    "gpu": name,
+                    "gpu_count": 1,
+                    "gpu_memory_gib": round(gib, 1),
+                    "usable_gib": round(gib * PLAN_HEADROOM, 1),
+                    "recipe": recipe,
+                    "gradient_checkpointing": bool(variant.get("gradient_checkpointing")),
+                    "hyperparameters": variant,
+                    "parts": parts,
+                }
+    recipe, variant = options[-1]  # the leanest way the engine could run it as configured
+    return {
+        "fits": False,
+        "gpu": None,
+        "gpu_count": 0,
+        "recipe": recipe,
+        "gradient_checkpointing": bool(variant.get("gradient_checkpointing")),
+        "hyperparameters": variant,
+        "parts": memory_breakdown(shape, approach, variant, task_type=task_type),
+        "changes": _changes(shape, approach, variant, gpus=gpus, task_type=task_type),
+    }
+
+
+def _changes(
+    shape: ModelShape, approach: str, hp: dict[str, Any], *, gpus: list[tuple[str, float, float, float]],
+    task_type: str,
+) -> list[str]:
+    """What would make a job that fits no known GPU fit one: each change with the GPU it would fit."""
+    def smallest(approach_: str, hp_: dict[str, Any]) -> str | None:
+        for recipe_approach, variant in configurations(approach_, hp_):
+            del recipe_approach
+            total = sum(memory_breakdown(shape, approach_, variant, task_type=task_type).values())
+            for name, gib, _, _ in sorted(gpus, key=lambda g: g[1]):
+                if _fits(total, gib):
+                    return f"{name} ({total / 2**30:.1f} GiB)"
+        return None
+
+    tried: list[tuple[str, str, dict[str, Any]]] = []
+    if approach == "full":
+        tried.append(("use LoRA (approach: lora)", "lora", hp))
+    if approach in ("full", "lora") and task_type != "classification":
+        tried.append(("use QLoRA (approach: qlora)", "qlora", hp))
+    if not hp.get("gradient_checkpointing"):
+        tried.append(("turn on gradient_checkpointing", approach, {**hp, "gradient_checkpointing": True}))
+    seq = int(hp.get("max_seq_length", 512))
+    while seq > 128:
+        seq //= 2
+        tried.append((f"shorter sequences (max_seq_length: {seq})", approach, {**hp, "max_seq_length": seq}))
+    if int(hp.get("batch_size", 4)) > 1:
+        tried.append(("batch_size: 1 (raise gradient_accumulation to keep the effective batch)", approach,
+                      {**hp, "batch_size": 1}))
+    changes = []
+    seen_seq = False
+    for label, approach_, hp_ in tried:
+        if label.startswith("shorter") and seen_seq:
+            continue
+        where = smallest(approach_, hp_)
+        if where:
+            changes.append(f"{label}: fits {where}")
+            seen_seq = seen_seq or label.startswith("shorter")
+    changes.append(
+        "more GPUs: not yet — gpus: N trains data-parallel (a whole copy per GPU) until sharded "
+        "training (FSDP) is available"
+    )
+    return changes
+
+
+GPU_NAME_KEYS = {"T4": "T4-16GB", "L4": "L4-24GB", "H100": "H100-80GB", "H200": "H200-141GB"}
+
+
+def gpu_for_worker(gpu_name: str, memory_mb: int | None, gpus: list[tuple[str, float, float, float]]):
+    """The table's row for a worker's GPU (by name, A100 by memory), or None when it is not known."""
+    upper = gpu_name.upper()
+    by_name = {g[0]: g for g in gpus}
+    if "A100" in upper:
+        key = "A100-80GB" if (memory_mb or 0) > 50 * 1024 else "A100-40GB"
+        return by_name.get(key)
+    for token, key in GPU_NAME_KEYS.items():
+        if token in upper:
+            return by_name.get(key)
+    return None
+
+
 def estimate(
     *,
     shape: ModelShape | None,
     approach: str,
     hyperparameters: dict[str, Any],
     train_tokens: int,
-    gpus: list[tuple[str, int, float, float]] | None = None,
+    gpus: list[tuple[str, float, float, float]] | None = None,
     mfu: float | None = None,
     task_type: str = "chat",
+    workers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The seed's ResourceEstimate (gpu_memory, training_time, estimated_cost, recommended_gpu) plus
-    the numbers behind it."""
+    the plan behind it (GPU × count × recipe, or what to change when nothing known holds the job).
+
+    Units: ``gpu_memory`` is decimal GB (10⁹ bytes, as the seed's "24GB"), ``gpu_memory_gb`` and
+    ``gpu_memory_gib`` the same estimate as numbers, ``gpu_memory_mb`` / ``gpu_memory_mib`` in MiB
+    (2²⁰ bytes: what workers and PyTorch report). ``workers`` (registered workers' gpu_name, gpu_count,
+    gpu_memory_total_mb): when given, the time is for the device a registered worker would run it on,
+    and a platform with only CPU workers says so instead of quoting a GPU's time."""
     if shape is None:
         return {
             "gpu_memory": "unknown",
@@ -360,28 +533,67 @@ def estimate(
             "basis": "the base model's shape is unknown: give a local folder with config.json",
         }
     gpus = gpus or GPUS
-    if mfu is None:
-        mfu = PACKED_MFU if packs(approach, hyperparameters, task_type) else ASSUMED_MFU
-    parts = memory_breakdown(shape, approach, hyperparameters, task_type=task_type)
+    plan = plan_job(shape, approach, hyperparameters, gpus=gpus, task_type=task_type)
+    hp = plan.pop("hyperparameters")
+    parts = plan.pop("parts")
     total_bytes = sum(parts.values())
-    total_gib = total_bytes / 2**30
+    plan["estimate_gib"] = round(total_bytes / 2**30, 1)
+    if mfu is None:
+        mfu = PACKED_MFU if packs(approach, hp, task_type) else ASSUMED_MFU
     epochs = float(hyperparameters.get("epochs", 1))
-    fitting = [g for g in gpus if g[1] >= total_gib] or [max(gpus, key=lambda g: g[1])]
-    name, _, tflops, price = fitting[0]
-    flops = training_flops(shape, approach, hyperparameters, train_tokens * epochs)
-    hours = flops / (tflops * 1e12 * mfu) / 3600
+    flops = training_flops(shape, approach, hp, train_tokens * epochs)
+    per_token = training_flops(shape, approach, hp, 1.0)
+
+    device = next((g for g in gpus if g[0] == plan["gpu"]), None)
+    device_note = ""
+    cpu_only = False
+    if workers is not None and workers:
+        gpu_workers = [w for w in workers if int(w.get("gpu_count") or 0) > 0]
+        if not gpu_workers:
+            cpu_only = True
+        else:
+            known = [
+                g for w in gpu_workers
+                if (g := gpu_for_worker(str(w.get("gpu_name") or ""), w.get("gpu_memory_total_mb"), gpus))
+            ]
+            holding = [g for g in known if _fits(total_bytes, g[1])]
+            if holding:
+                device = min(holding, key=lambda g: -g[2])  # the fastest registered GPU that holds it
+                device_note = " (a registered worker's GPU)"
+            else:
+                device_note = " (no registered worker's GPU holds this job)"
+    if cpu_only:
+        training_time = "unknown: only CPU workers are registered (no GPU time applies; CPU training "
+        training_time += "of a model this size is far slower)"
+        cost, hours, rate, device_name = "unknown", None, None, "cpu"
+    elif device is None:
+        training_time, cost, hours, rate, device_name = "unknown: no known GPU holds this job", "unknown", None, None, None
+    else:
+        device_name, _, tflops, price = device
+        hours = flops / (tflops * 1e12 * mfu) / 3600
+        rate = round(tflops * 1e12 * mfu / per_token)
+        training_time = fmt_hours(hours) + (f" on {device_name}" if device_note else "")
+        cost = f"${hours * price:.2f}"
+    recipe = plan["recipe"]
     return {
-        "gpu_memory": f"{math.ceil(total_gib)}GB",
-        "training_time": fmt_hours(hours),
-        "estimated_cost": f"${hours * price:.2f}",
-        "recommended_gpu": name,
-        "gpu_memory_mb": math.ceil(total_bytes / 2**20),
-        "memory_breakdown_mb": {k: round(v / 2**20) for k, v in parts.items()},
+        "gpu_memory": f"{math.ceil(total_bytes / 1e9)}GB",
+        "training_time": training_time,
+        "estimated_cost": cost,
+        "recommended_gpu": plan["gpu"] or "none",
+        "gpu_memory_gb": round(total_bytes / 1e9, 1),
+        "gpu_memory_gib": round(total_bytes / 2**30, 1),
+        "gpu_memory_mb": math.ceil(total_bytes / 2**20),  # MiB (the name predates the units fix)
+        "gpu_memory_mib": math.ceil(total_bytes / 2**20),
+        "memory_breakdown_mb": {k: round(v / 2**20) for k, v in parts.items()},  # MiB
+        "plan": plan,
+        "training_device": device_name,
         "total_parameters": shape.total_params,
-        "trainable_parameters": trainable_params(shape, approach, hyperparameters),
-        "tokens_per_sec": round(tflops * 1e12 * mfu / training_flops(shape, approach, hyperparameters, 1.0)),
+        "trainable_parameters": trainable_params(shape, approach, hp),
+        "tokens_per_sec": rate,
         "training_hours": hours,
-        "basis": f"{shape.total_params / 1e9:.3g}B params from {shape.source}; {approach}; "
-        f"batch {hyperparameters.get('batch_size')} × {hyperparameters.get('max_seq_length')} tokens; "
-        f"{train_tokens} train tokens × {epochs:g} epochs; {int(mfu * 100)}% MFU on {name}",
+        "basis": f"{shape.total_params / 1e9:.3g}B params from {shape.source}; {approach}"
+        f"{' (' + recipe + ')' if approach == 'full' else ''}; "
+        f"batch {hp.get('batch_size')} × {hp.get('max_seq_length')} tokens; "
+        f"{train_tokens} train tokens × {epochs:g} epochs; "
+        + (f"{int(mfu * 100)}% MFU on {device_name}{device_note}" if rate else training_time),
     }

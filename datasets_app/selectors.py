@@ -4,29 +4,23 @@ from django.db.models import QuerySet
 
 from datasets_app import storage
 from datasets_app.models import Dataset, DatasetTask, DatasetVersion
+from t4dm_site.access import get_visible, visible
 from t4dm_site.errors import NotFound
-from t4dm_site.public_ids import parse_public_id
-from t4dm_site.roles import is_admin
 
 PREVIEW_PAGE_SIZE = 20
 
 
 def datasets_visible_to(user) -> QuerySet[Dataset]:
     """Sharing rule: owners see their own datasets; admins see all."""
-    datasets = Dataset.objects.prefetch_related("versions")
-    return datasets if is_admin(user) else datasets.filter(owner=user)
+    return visible(Dataset.objects.prefetch_related("versions"), user)
 
 
 def dataset_get(*, user, dataset_id: str) -> Dataset:
-    dataset = datasets_visible_to(user).filter(pk=parse_public_id("ds", dataset_id)).first()
-    if dataset is None:
-        raise NotFound(f"dataset {dataset_id} does not exist")
-    return dataset
+    return get_visible(Dataset.objects.prefetch_related("versions"), user, dataset_id, "dataset", prefix="ds")
 
 
 def dataset_version_latest(*, user, dataset_id: str) -> DatasetVersion:
-    dataset = datasets_visible_to(user).filter(pk=parse_public_id("ds", dataset_id)).first()
-    version = dataset.latest_version if dataset else None
+    version = dataset_get(user=user, dataset_id=dataset_id).latest_version
     if version is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
     return version
@@ -70,9 +64,4 @@ def dataset_version_preview(
 
 def dataset_task_get(*, user, task_id: str) -> DatasetTask:
     tasks = DatasetTask.objects.select_related("source_version__dataset", "result_version")
-    if not is_admin(user):
-        tasks = tasks.filter(owner=user)
-    task = tasks.filter(pk=parse_public_id("dstask", task_id)).first()
-    if task is None:
-        raise NotFound(f"dataset task {task_id} does not exist")
-    return task
+    return get_visible(tasks, user, task_id, "dataset task", prefix="dstask")

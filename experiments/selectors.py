@@ -11,46 +11,41 @@ from django.db.models import Max, Min, Q, QuerySet
 
 from experiments.ingest import rollup_merge
 from experiments.models import Experiment, MetricPoint, MetricRollup, TrainingConfig, TrainingJob, Worker
-from t4dm_site.errors import InvalidInput, NotFound
-from t4dm_site.public_ids import parse_public_id
+from t4dm_site.access import get_visible, visible
+from t4dm_site.errors import InvalidInput
 from t4dm_site.roles import is_admin
 
 
-def _visible(queryset: QuerySet, user) -> QuerySet:
-    """Sharing rule: owners see their own records; admins see everyone's."""
-    return queryset if is_admin(user) else queryset.filter(owner=user)
+def _configs() -> QuerySet[TrainingConfig]:
+    return TrainingConfig.objects.select_related("dataset_version__dataset", "experiment")
+
+
+def _jobs() -> QuerySet[TrainingJob]:
+    return TrainingJob.objects.select_related("config", "experiment")
 
 
 def experiments_visible_to(user) -> QuerySet[Experiment]:
-    return _visible(Experiment.objects.all(), user)
+    return visible(Experiment.objects.all(), user)
 
 
 def configs_visible_to(user) -> QuerySet[TrainingConfig]:
-    return _visible(TrainingConfig.objects.select_related("dataset_version__dataset", "experiment"), user)
+    return visible(_configs(), user)
 
 
 def jobs_visible_to(user) -> QuerySet[TrainingJob]:
-    return _visible(TrainingJob.objects.select_related("config", "experiment"), user)
-
-
-def _get(queryset: QuerySet, prefix: str, public_id: str, noun: str):
-    # Someone else's record answers 404 like a missing one, so ids do not leak what exists.
-    obj = queryset.filter(pk=parse_public_id(prefix, public_id)).first()
-    if obj is None:
-        raise NotFound(f"{noun} {public_id} does not exist")
-    return obj
+    return visible(_jobs(), user)
 
 
 def experiment_get(*, user, experiment_id: str) -> Experiment:
-    return _get(experiments_visible_to(user), "exp", experiment_id, "experiment")
+    return get_visible(Experiment.objects.all(), user, experiment_id, "experiment", prefix="exp")
 
 
 def config_get(*, user, config_id: str) -> TrainingConfig:
-    return _get(configs_visible_to(user), "cfg", config_id, "config")
+    return get_visible(_configs(), user, config_id, "config", prefix="cfg")
 
 
 def job_get(*, user, job_id: str) -> TrainingJob:
-    return _get(jobs_visible_to(user), "job", job_id, "job")
+    return get_visible(_jobs(), user, job_id, "job", prefix="job")
 
 
 def job_to_dict(job: TrainingJob) -> dict:

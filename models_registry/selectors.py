@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from models_registry.gates import gate_check, gate_failures, version_evaluation
 from models_registry.models import ModelVersion, RegisteredModel
 from models_registry.services import semver_key
+from t4dm_site.access import visible
 from t4dm_site.errors import Conflict, NotFound
 from t4dm_site.roles import is_admin
 
@@ -16,15 +17,14 @@ from t4dm_site.roles import is_admin
 def models_visible_to(user) -> QuerySet[RegisteredModel]:
     """Sharing rule: a registered model (and every version, gate, card, export of it) is its owner's;
     admins see all. Anyone else gets the same 404 as for a model that does not exist."""
-    queryset = RegisteredModel.objects.select_related("owner")
-    return queryset if is_admin(user) else queryset.filter(owner=user)
+    return visible(RegisteredModel.objects.select_related("owner"), user)
 
 
 def versions_visible_to(user) -> QuerySet[ModelVersion]:
     queryset = ModelVersion.objects.select_related(
         "registered__owner", "dataset_version__dataset", "config", "job", "checkpoint", "evaluation"
     )
-    return queryset if is_admin(user) else queryset.filter(registered__owner=user)
+    return visible(queryset, user, owner_field="registered__owner")
 
 
 def registered_model_get(*, user, model_id: str, owner: str | None = None) -> RegisteredModel:

@@ -8,23 +8,22 @@ from django.db.models import QuerySet
 
 from experiments.models import Evaluation, EvaluationKind
 from experiments.training.evaluation.metrics import LOWER_IS_BETTER
-from t4dm_site.errors import InvalidInput, NotFound
-from t4dm_site.public_ids import parse_public_id
-from t4dm_site.roles import is_admin
+from t4dm_site.access import get_visible, visible
+from t4dm_site.errors import InvalidInput
 
 EXAMPLE_FILTERS = ("all", "incorrect", "correct", "worse_than_base", "better_than_base")
 
 
+def _evaluations() -> QuerySet[Evaluation]:
+    return Evaluation.objects.select_related("job", "checkpoint", "dataset_version__dataset")
+
+
 def evaluations_visible_to(user) -> QuerySet[Evaluation]:
-    queryset = Evaluation.objects.select_related("job", "checkpoint", "dataset_version__dataset")
-    return queryset if is_admin(user) else queryset.filter(owner=user)
+    return visible(_evaluations(), user)
 
 
 def evaluation_get(*, user, evaluation_id: str) -> Evaluation:
-    evaluation = evaluations_visible_to(user).filter(pk=parse_public_id("eval", evaluation_id)).first()
-    if evaluation is None:
-        raise NotFound(f"evaluation {evaluation_id} does not exist")
-    return evaluation
+    return get_visible(_evaluations(), user, evaluation_id, "evaluation", prefix="eval")
 
 
 def evaluation_to_dict(evaluation: Evaluation) -> dict[str, Any]:

@@ -22,21 +22,17 @@ from experiments.human_eval.models import (
 )
 from experiments.human_eval.rendering import render_markdown
 from experiments.human_eval.services import SCORE_RANGE
+from t4dm_site.access import get_visible, visible
 from t4dm_site.errors import NotFound
 from t4dm_site.public_ids import parse_public_id
-from t4dm_site.roles import is_admin
 
 
 def tasks_visible_to(user):
-    tasks = HumanEvalTask.objects.all()
-    return tasks if is_admin(user) else tasks.filter(owner=user)
+    return visible(HumanEvalTask.objects.all(), user)
 
 
 def task_get(*, user, task_id: str) -> HumanEvalTask:
-    task = tasks_visible_to(user).filter(pk=parse_public_id("he", task_id)).first()
-    if task is None:
-        raise NotFound(f"human evaluation {task_id} does not exist")
-    return task
+    return get_visible(HumanEvalTask.objects.all(), user, task_id, "human evaluation", prefix="he")
 
 
 def _progress(user, task_pk: int) -> dict[str, int]:

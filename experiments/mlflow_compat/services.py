@@ -19,8 +19,8 @@ from experiments.ingest import PointIn, metric_points_ingest
 from experiments.mlflow_compat.models import MLflowRun, RunStatus
 from experiments.models import Approach, Experiment, JobStatus, MetricPoint, TrainingConfig, TrainingJob
 from experiments.selectors import experiments_visible_to
+from t4dm_site.access import get_visible, visible
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
-from t4dm_site.roles import is_admin
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -184,16 +184,19 @@ def run_create(
     return run
 
 
+def _runs():
+    return MLflowRun.objects.select_related("job", "experiment")
+
+
 def runs_visible_to(user):
-    qs = MLflowRun.objects.select_related("job", "experiment")
-    return qs if is_admin(user) else qs.filter(job__owner=user)
+    return visible(_runs(), user, owner_field="job__owner")
 
 
 def run_get(*, user, run_id: str) -> MLflowRun:
-    found = runs_visible_to(user).filter(run_uuid=run_id).first()
-    if found is None:
-        raise NotFound(f"Run with id={run_id} not found", code="RESOURCE_DOES_NOT_EXIST")
-    return found
+    missing = NotFound(f"Run with id={run_id} not found", code="RESOURCE_DOES_NOT_EXIST")
+    return get_visible(
+        _runs(), user, run_id, "run", lookup="run_uuid", owner_field="job__owner", missing=missing
+    )
 
 
 def _active(run: MLflowRun) -> None:

@@ -17,8 +17,8 @@ from datasets_app.services import dataset_prepare
 from experiments import services as training
 from experiments.models import Approach, Checkpoint, JobEvent, JobStatus, MetricPoint, TrainingJob
 from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob
+from t4dm_site.access import get_visible, visible
 from t4dm_site.errors import InvalidInput, NotFound
-from t4dm_site.roles import is_admin
 
 PURPOSES = ("fine-tune",)
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -30,10 +30,6 @@ METRIC_NAMES = {"loss": "train_loss", "val_loss": "valid_loss", "accuracy": "tra
 
 
 # --- files ------------------------------------------------------------------------------------------
-
-
-def _visible(queryset, user):
-    return queryset if is_admin(user) else queryset.filter(owner=user)
 
 
 def file_upload(*, owner, filename: str, content, purpose: str) -> OpenAIFile:
@@ -73,14 +69,12 @@ def file_upload(*, owner, filename: str, content, purpose: str) -> OpenAIFile:
 
 
 def file_get(*, user, file_id: str) -> OpenAIFile:
-    found = _visible(OpenAIFile.objects.all(), user).filter(file_id=file_id).first()
-    if found is None:
-        raise NotFound(f"No such File object: {file_id}", details={"param": "id"})
-    return found
+    missing = NotFound(f"No such File object: {file_id}", details={"param": "id"})
+    return get_visible(OpenAIFile.objects.all(), user, file_id, "file", lookup="file_id", missing=missing)
 
 
 def files_visible_to(user):
-    return _visible(OpenAIFile.objects.all(), user)
+    return visible(OpenAIFile.objects.all(), user)
 
 
 def file_object(f: OpenAIFile) -> dict:
@@ -210,16 +204,19 @@ def job_create(
         )
 
 
+def _ftjobs():
+    return OpenAIFineTuneJob.objects.select_related("job", "training_file", "validation_file")
+
+
 def jobs_visible_to(user):
-    qs = OpenAIFineTuneJob.objects.select_related("job", "training_file", "validation_file")
-    return qs if is_admin(user) else qs.filter(job__owner=user)
+    return visible(_ftjobs(), user, owner_field="job__owner")
 
 
 def job_get(*, user, ftjob_id: str) -> OpenAIFineTuneJob:
-    found = jobs_visible_to(user).filter(ftjob_id=ftjob_id).first()
-    if found is None:
-        raise NotFound(f"No such fine-tuning job: {ftjob_id}", details={"param": "fine_tuning_job_id"})
-    return found
+    missing = NotFound(f"No such fine-tuning job: {ftjob_id}", details={"param": "fine_tuning_job_id"})
+    return get_visible(
+        _ftjobs(), user, ftjob_id, "job", lookup="ftjob_id", owner_field="job__owner", missing=missing
+    )
 
 
 def job_cancel(*, ftjob: OpenAIFineTuneJob) -> OpenAIFineTuneJob:

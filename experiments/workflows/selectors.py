@@ -9,21 +9,19 @@ from typing import Any
 from django.db.models import QuerySet
 
 from experiments.workflows.models import StepName, Workflow, WorkflowStep
-from t4dm_site.errors import NotFound
-from t4dm_site.public_ids import parse_public_id
-from t4dm_site.roles import is_admin
+from t4dm_site.access import get_visible, visible
+
+
+def _workflows() -> QuerySet[Workflow]:
+    return Workflow.objects.select_related("owner").prefetch_related("steps")
 
 
 def workflows_visible_to(user) -> QuerySet[Workflow]:
-    workflows = Workflow.objects.select_related("owner").prefetch_related("steps")
-    return workflows if is_admin(user) else workflows.filter(owner=user)
+    return visible(_workflows(), user)
 
 
 def workflow_get(*, user, workflow_id: str) -> Workflow:
-    workflow = workflows_visible_to(user).filter(pk=parse_public_id("wf", workflow_id)).first()
-    if workflow is None:
-        raise NotFound(f"workflow {workflow_id} does not exist")
-    return workflow
+    return get_visible(_workflows(), user, workflow_id, "workflow", prefix="wf")
 
 
 def _iso(value) -> str | None:

@@ -33,11 +33,15 @@ def staging_folder() -> Path:
 
 
 def _make_private(folder: Path) -> None:
-    """Dataset files hold users' data: private to the service user (0600, folders 0700) whatever the
-    process's umask."""
-    folder.chmod(0o700)
+    """Dataset files hold users' data: as private as the configured umask says (settings.UMASK, env
+    T4DM_UMASK; by default 077: files 0600, folders 0700), whatever modes the writing library chose.
+    A umask of 027 lets the service user's group read them (GPU workers sharing the storage); the
+    owner always keeps read and write."""
+    umask = getattr(settings, "UMASK", 0o077)
+    folder_mode, file_mode = (0o777 & ~umask) | 0o700, (0o666 & ~umask) | 0o600
+    folder.chmod(folder_mode)
     for path in folder.rglob("*"):
-        path.chmod(0o700 if path.is_dir() else 0o600)
+        path.chmod(folder_mode if path.is_dir() else file_mode)
 
 
 def write_splits(

@@ -7,7 +7,8 @@ entries, human evaluation set-up, workflow steps, the playground, the worker's s
 - a built-in base model by name: `t4dm-tiny`, `all-minilm-l6-v2`;
 - the name of a model folder directly under one of the model roots (`var/models/<name>`);
 - a job the user may see (`job-001`: its final model) or one of its checkpoints (`job-001/step-40`);
-- a registered model version the user may see (`model_id@1.0.0`);
+- a registered model version the user may see (`model_id@1.0.0`; `owner/model_id@1.0.0` names the
+  owner, for an admin acting on someone else's model when they have one of that id too);
 - a server folder holding a model (adapter_config.json or config.json) that lies, after symlinks and
   `..` are resolved, inside an allow-listed model root (settings.MODEL_ROOTS, env T4DM_MODEL_ROOTS;
   never the artifact root: job folders there belong to their owners and are reached by job id or
@@ -195,13 +196,16 @@ def _job_ref(user, match: re.Match, field: str) -> ModelRef:
     return _from_job(user=user, job=job, path=job.final_model_path, field=field)
 
 
-def _version_ref(user, ref: str, field: str) -> ModelRef:
+def _version_ref(user, ref: str, field: str, owner: str | None = None) -> ModelRef:
     try:
         from models_registry.selectors import versions_visible_to
     except ImportError:  # the registry app is optional for the evaluation engine
         raise ModelUnavailable(field) from None
     model_id, _, number = ref.partition("@")
-    candidates = list(versions_visible_to(user).filter(model_id=model_id, version=number))
+    found = versions_visible_to(user).filter(model_id=model_id, version=number)
+    if owner is not None:
+        found = found.filter(registered__owner__username=owner)
+    candidates = list(found)
     # With per-owner model ids an admin may see several: the user's own comes first.
     candidates.sort(key=lambda v: (getattr(v.job, "owner_id", None) != user.pk, v.pk))
     if not candidates:
@@ -245,6 +249,9 @@ def model_resolve(*, user, ref: str | None, field: str = "model_path") -> ModelR
         return _job_ref(user, match, field)
     if _VERSION_REF.match(ref):
         return _version_ref(user, ref, field)
+    owner, slash, owned_ref = ref.partition("/")
+    if slash and owner and _VERSION_REF.match(owned_ref):
+        return _version_ref(user, owned_ref, field, owner=owner)
     if ref.startswith(("/", "\\")) or Path(ref).is_absolute():
         return ModelRef(path=_server_path(ref, field))
     named = _named_folder(ref)

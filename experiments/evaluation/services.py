@@ -100,10 +100,19 @@ def _check_metrics(task_type: str, metrics: list[str] | None) -> list[str]:
 
 
 def _thresholds(thresholds: dict | None) -> dict:
+    """The project's thresholds with the request's added: the strictest bound per metric and operator
+    applies, so a request can tighten the project's rule but never loosen it (as at the gate)."""
     try:
-        return {**project_thresholds(), **parse_thresholds(thresholds or {})}
+        project, requested = project_thresholds(), parse_thresholds(thresholds or {})
     except ValueError as exc:
         raise InvalidInput(str(exc), code="invalid_thresholds") from None
+    merged = {metric: dict(rule) for metric, rule in project.items()}
+    for metric, rule in requested.items():
+        current = merged.setdefault(metric, {})
+        for op, bound in rule.items():
+            stricter = max if op in (">=", ">") else min
+            current[op] = stricter(current[op], bound) if op in current else bound
+    return merged
 
 
 def _positive(name: str, value: int | None) -> None:

@@ -109,6 +109,7 @@ async def _collect(generation: services.Generation) -> tuple[str, dict]:
 
 @openai_api.post("/chat/completions", tags=["serving"])
 async def chat_completions(request: HttpRequest, payload: ChatCompletionIn):
+    """Chat with a model you may use (`model_id@1.0.0`, `model_id@production`, `ft:…`); `stream` for SSE."""
     spec = {
         "kind": "chat",
         "messages": services.chat_messages(payload.messages),
@@ -145,6 +146,7 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn):
 
 @openai_api.post("/completions", tags=["serving"])
 async def completions(request: HttpRequest, payload: CompletionIn):
+    """Complete a prompt with a model you may use; `stream` for SSE."""
     if payload.echo or payload.suffix:
         raise InvalidInput("echo and suffix are not supported here", details={"param": "echo" if payload.echo else "suffix"})
     spec = {"kind": "completion", "prompt": services.completion_prompt(payload.prompt), **payload.sampling()}
@@ -178,11 +180,13 @@ async def completions(request: HttpRequest, payload: CompletionIn):
 
 @openai_api.get("/models", tags=["serving"])
 def model_list(request: HttpRequest):
+    """The models you may name in completions: your versions, your succeeded fine-tuning jobs, t4dm-tiny."""
     return {"object": "list", "data": services.served_models(user=request.auth)}
 
 
 @openai_api.get("/models/{model}", tags=["serving"])
 def model_retrieve(request: HttpRequest, model: str):
+    """One model you may use (404 for anyone else's)."""
     return services.served_model_get(user=request.auth, model=model)
 
 

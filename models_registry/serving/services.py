@@ -276,10 +276,12 @@ class Generation:
         self.channel = await get_channel_layer().new_channel("serving.")
         reply = signing.dumps({"c": self.channel, "n": secrets.token_hex(4)}, salt=REPLY_SALT)
         await sync_to_async(_enqueue, thread_sensitive=False)(self.spec, reply)
-        while True:
-            self.pending = await self._next_batch()
-            if self.pending:
-                break
+        try:
+            while not self.pending:
+                self.pending = await self._next_batch()
+        except BaseException:  # a timeout, or the client left: a worker that takes it later stops at once
+            await self.close()
+            raise
         first = self.pending.pop(0)
         if first["type"] == "error":
             await self.close()

@@ -193,6 +193,12 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
         raise Conflict(f"{job.public_id} is {job.status}; there is nothing to run", code="job_finished")
     config = job.config
     version = config.dataset_version
+    if "train" not in (version.splits or {}):
+        # A tracking-only run (MLflow client, T4DMCallback) has no training data: nothing to train.
+        raise Conflict(
+            f"{job.public_id} has no training data (a tracking-only run): there is nothing for a worker to train",
+            code="no_training_data",
+        )
     folder = Path(version.path)
     resume = job.resume_from.path if job.resume_from else None
     # A redelivered job (its worker died or was declared lost) resumes from its own newest checkpoint.

@@ -257,7 +257,7 @@ def log_batch(request, payload: LogBatchIn):
 @mlflow_api.get("/metrics/get-history")
 def metric_history(
     request, metric_key: str, run_id: str | None = None, run_uuid: str | None = None,
-    max_results: int = 25000, page_token: str = "",
+    max_results: int | None = None, page_token: str = "",
 ):  # fmt: skip
     return services.metric_history(
         run=_run(request, run_id, run_uuid), key=metric_key, max_results=max_results, page_token=page_token

@@ -43,3 +43,33 @@ class MLflowRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_uuid} → {self.job.public_id}"
+
+
+class MetricValueExtra(models.Model):
+    """A value the MLflow API received for a (run, key, step) that already holds a metric point.
+
+    MLflow keeps every value logged at one step (three `log_metric` calls without a step are three
+    values at step 0) and get-history returns them all; the metric point table keeps one value per
+    (job, key, step), the rule worker retries rely on: the first one sent. The others land here, and get-history merges
+    them back in timestamp order. A value identical in key, step, timestamp and value to one already
+    kept is the same point sent again (MLflow's own primary key): stored once.
+    """
+
+    job = models.ForeignKey(
+        TrainingJob, on_delete=models.CASCADE, related_name="mlflow_extra_values", db_constraint=False,
+        db_index=False,
+    )  # fmt: skip
+    key = models.CharField(max_length=100)
+    step = models.PositiveBigIntegerField()
+    timestamp = models.BigIntegerField(help_text="Unix milliseconds, as the MLflow client sent it.")
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "key", "step", "timestamp", "value"], name="mlflow_extra_value_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.key}@{self.step}={self.value} ({self.timestamp})"

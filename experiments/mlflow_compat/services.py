@@ -12,12 +12,21 @@ import time
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Max, Q
 
 from datasets_app.models import Dataset, DatasetVersion, TaskType, ValidationStatus
 from experiments import services as training
 from experiments.ingest import PointIn, metric_points_ingest
-from experiments.mlflow_compat.models import MLflowRun, RunStatus
-from experiments.models import Approach, Experiment, JobStatus, MetricPoint, TrainingConfig, TrainingJob
+from experiments.mlflow_compat.models import MetricValueExtra, MLflowRun, RunStatus
+from experiments.models import (
+    Approach,
+    Experiment,
+    JobStatus,
+    MetricPoint,
+    MetricRollup,
+    TrainingConfig,
+    TrainingJob,
+)
 from experiments.selectors import experiments_visible_to
 from t4dm_site.access import get_visible, visible
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
@@ -173,6 +182,10 @@ def run_create(
     )
     job = TrainingJob.objects.create(owner=owner, config=config, experiment=experiment)
     training.job_transition(job=job, to=JobStatus.RUNNING, worker="outside T4DM (MLflow client)")
+    # Tracking-only: no worker runs it, so no worker heartbeat is due. The lost-job reaper takes running
+    # jobs whose heartbeat is older than HEARTBEAT_TIMEOUT; without one this run is never declared lost
+    # nor requeued for a worker, however long its client goes quiet between log calls.
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=None)
     training.job_event_add(job=job, message=f"tracking run {run_name or job.public_id} started outside T4DM")
     run = MLflowRun.objects.create(
         job=job,
@@ -269,7 +282,8 @@ def run_log_batch(
             code="INVALID_PARAMETER_VALUE",
         )
     _active(run)
-    points = []
+    points, sent = [], []
+    received_at = now_ms()
     for m in metrics:
         value = float(m.get("value", "nan")) if not isinstance(m.get("value"), str) else float(m["value"])
         if not math.isfinite(value):
@@ -277,15 +291,15 @@ def run_log_batch(
                 f"metric {m.get('key')!r}: value {value} is not a finite number",
                 code="INVALID_PARAMETER_VALUE",
             )
-        timestamp = m.get("timestamp")
-        points.append(
-            PointIn(
-                key=_key(str(m.get("key", "")), "metric"),
-                step=int(m.get("step") or 0),
-                value=value,
-                wall_time=float(timestamp) / 1000 if timestamp is not None else None,
-            )
+        timestamp = int(m["timestamp"]) if m.get("timestamp") is not None else received_at
+        point = PointIn(
+            key=_key(str(m.get("key", "")), "metric"),
+            step=int(m.get("step") or 0),
+            value=value,
+            wall_time=timestamp / 1000,
         )
+        points.append(point)
+        sent.append((point.key, point.step, timestamp, value))
     with transaction.atomic():
         locked = MLflowRun.objects.select_for_update().get(pk=run.pk)
         new_params = dict(locked.params)
@@ -318,17 +332,74 @@ def run_log_batch(
             # The run's own config shows its params, so run lists and comparisons show them as parameters.
             TrainingConfig.objects.filter(pk=run.job.config_id).update(hyperparameters=new_params)
         if points:
-            metric_points_ingest(job=run.job, points=points)
+            # The first value sent for a (key, step) is the one the metric point keeps (the ingest
+            # would keep a batch's last); the others are extra values, in the order they came.
+            first = list({(p.key, p.step): p for p in reversed(points)}.values())
+            result = metric_points_ingest(job=run.job, points=first)
+            if result.duplicates or len(first) < len(points):
+                _extra_values_store(job_pk=run.job_id, sent=sent)
 
 
-def run_object(run: MLflowRun) -> dict:
-    latest: dict[str, dict] = {}
-    for key, step, value, wall_time in (
-        MetricPoint.objects.filter(job=run.job)
-        .order_by("step", "id")
-        .values_list("key", "step", "value", "wall_time")
-    ):
-        latest[key] = {"key": key, "value": value, "timestamp": int(wall_time * 1000), "step": step}
+def _extra_values_store(*, job_pk: int, sent: list[tuple[str, int, int, float]]) -> None:
+    """MLflow keeps every value logged at one step; the ingest kept the first one sent per (key, step). Every other value goes to MetricValueExtra, unless it
+    is the kept one sent again (same timestamp and value: a retry, which MLflow also stores once).
+    Runs only when the ingest reported repeats, so a batch of new steps costs nothing here."""
+    kept: dict[tuple[str, int], tuple[int, float]] = {}
+    pairs = list({(key, step) for key, step, _, _ in sent})
+    for begin in range(0, len(pairs), 400):
+        chunk = pairs[begin : begin + 400]
+        match = Q()
+        for key, step in chunk:
+            match |= Q(key=key, step=step)
+        rows = MetricPoint.objects.filter(match, job_id=job_pk).values_list(
+            "key", "step", "wall_time", "value"
+        )
+        kept.update({(key, step): (round(t * 1000), value) for key, step, t, value in rows})
+    extras = dict.fromkeys(  # arrival order: get-history returns values with one timestamp in it
+        (key, step, timestamp, value)
+        for key, step, timestamp, value in sent
+        if kept.get((key, step)) != (timestamp, value)
+    )
+    MetricValueExtra.objects.bulk_create(
+        [MetricValueExtra(job_id=job_pk, key=k, step=s, timestamp=t, value=v) for k, s, t, v in extras],
+        ignore_conflicts=True,
+    )
+
+
+def latest_metrics(job_pks: list[int]) -> dict[int, list[dict]]:
+    """Each run's latest value per key, as MLflow picks it (highest step, then timestamp, then value),
+    without reading the series: the rollups give each key's last step, then the few points at those
+    steps are read by the (job, key, step) index."""
+    out: dict[int, list[dict]] = {pk: [] for pk in job_pks}
+    last_steps = (
+        MetricRollup.objects.filter(job_id__in=job_pks)
+        .values("job_id", "key")
+        .annotate(last=Max("last_step"))
+        .values_list("job_id", "key", "last")
+    )
+    at = Q()
+    for job_pk, key, step in last_steps:
+        at |= Q(job_id=job_pk, key=key, step=step)
+    if not at:
+        return out
+    best: dict[tuple[int, str], tuple] = {}
+    candidates = [
+        *((j, k, s, round(t * 1000), v) for j, k, s, v, t in MetricPoint.objects.filter(at).values_list(
+            "job_id", "key", "step", "value", "wall_time")),
+        *MetricValueExtra.objects.filter(at).values_list("job_id", "key", "step", "timestamp", "value"),
+    ]  # fmt: skip
+    for job_pk, key, step, timestamp, value in candidates:
+        seen = best.get((job_pk, key))
+        if seen is None or (timestamp, value) > seen[1:]:
+            best[(job_pk, key)] = (step, timestamp, value)
+    for (job_pk, key), (step, timestamp, value) in sorted(best.items()):
+        out[job_pk].append({"key": key, "value": value, "timestamp": timestamp, "step": step})
+    return out
+
+
+def run_object(run: MLflowRun, metrics: list[dict] | None = None) -> dict:
+    if metrics is None:
+        metrics = latest_metrics([run.job_id])[run.job_id]
     info = {
         "run_id": run.run_uuid,
         "run_uuid": run.run_uuid,
@@ -345,7 +416,7 @@ def run_object(run: MLflowRun) -> dict:
     return {
         "info": info,
         "data": {
-            "metrics": list(latest.values()),
+            "metrics": metrics,
             "params": [{"key": k, "value": v} for k, v in run.params.items()],
             "tags": [{"key": k, "value": v} for k, v in run.tags.items()],
         },
@@ -353,14 +424,32 @@ def run_object(run: MLflowRun) -> dict:
     }
 
 
-def metric_history(*, run: MLflowRun, key: str, max_results: int = 25000, page_token: str = "") -> dict:
-    rows = (
-        MetricPoint.objects.filter(job=run.job, key=key)
-        .order_by("step")
-        .values_list("step", "value", "wall_time")
-    )
-    history = [{"key": key, "value": v, "timestamp": int(t * 1000), "step": s} for s, v, t in rows]
-    return _paged(history, "metrics", max_results, page_token)
+def metric_history(*, run: MLflowRun, key: str, max_results: int | None = None, page_token: str = "") -> dict:
+    """Every value of one metric, by step, and at one step in timestamp order (MLflow's get-history).
+    Without max_results all of them, as MLflow's server answers (the `mlflow` client asks once and
+    ignores a page token). With it, pages of max_results steps; the token is the next page's first
+    step, so a page reads its own rows through the (job, key, step) index, never the series before it."""
+    if max_results is not None and not 1 <= int(max_results) <= 1_000_000:
+        raise InvalidInput("max_results must be between 1 and 1000000", code="INVALID_PARAMETER_VALUE")
+    if page_token and not page_token.isdigit():
+        raise InvalidInput(f"invalid page_token {page_token!r}", code="INVALID_PARAMETER_VALUE")
+    first_step = int(page_token) if page_token else 0
+    points = MetricPoint.objects.filter(job_id=run.job_id, key=key, step__gte=first_step).order_by("step")
+    rows = points.values_list("step", "wall_time", "value")
+    rows = list(rows[: int(max_results) + 1] if max_results is not None else rows)
+    out: dict = {}
+    if max_results is not None and len(rows) > int(max_results):
+        out["next_page_token"] = str(rows.pop()[0])
+    history = [(step, round(t * 1000), value) for step, t, value in rows]
+    if rows:
+        extras = MetricValueExtra.objects.filter(
+            job_id=run.job_id, key=key, step__gte=rows[0][0], step__lte=rows[-1][0]
+        ).values_list("step", "timestamp", "value")
+        extras = list(extras.order_by("step", "timestamp", "id"))
+        if extras:
+            history = sorted([*history, *extras], key=lambda p: (p[0], p[1]))  # stable: arrival order
+    out["metrics"] = [{"key": key, "value": v, "timestamp": t, "step": s} for s, t, v in history]
+    return out
 
 
 # --- search -----------------------------------------------------------------------------------------
@@ -480,7 +569,9 @@ def runs_search(
     clauses = _run_clauses(filter_string)
     experiments = [experiment_get(user=user, experiment_id=e) for e in experiment_ids]
     runs = runs_visible_to(user).filter(experiment__in=experiments, lifecycle_stage="active")
-    objects = [obj for obj in (run_object(r) for r in runs) if _matches(obj, clauses)]
+    runs = list(runs.select_related("job__owner"))
+    latest = latest_metrics([r.job_id for r in runs])
+    objects = [obj for obj in (run_object(r, latest[r.job_id]) for r in runs) if _matches(obj, clauses)]
     for spec in reversed(order_by or []):
         field, _, direction = spec.strip().partition(" ")
         descending = direction.strip().upper() == "DESC"

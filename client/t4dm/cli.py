@@ -157,17 +157,17 @@ def cmd_train(args, client: T4DM) -> int:
     print(f"config {config['config_id']}", file=sys.stderr)
     job = client.start_training(config["config_id"])
     print(f"job {job['job_id']} {job['status']}", file=sys.stderr)
-    if args.follow:
-        _follow(client, job["job_id"])
+    if args.follow:  # the log on stderr: stdout stays the job's JSON, for scripts
+        _follow(client, job["job_id"], out=sys.stderr)
     if args.follow or args.wait:
         job = client.wait_for_job(job["job_id"], poll=0.5)
     _print_json(job)
     return 0 if job["status"] not in ("failed", "cancelled") else 1
 
 
-def _follow(client: T4DM, job_id: str) -> None:
+def _follow(client: T4DM, job_id: str, out=None) -> None:
     for event in client.follow_job_events(job_id, poll=0.5):
-        print(f"{event['created_at']} {event['level'].upper():7} {event['message']}", flush=True)
+        print(f"{event['created_at']} {event['level'].upper():7} {event['message']}", file=out, flush=True)
 
 
 def cmd_jobs(args, client: T4DM) -> int:

@@ -102,11 +102,16 @@ def _parse(thresholds: Any, source: str) -> dict[str, dict[str, float]]:
 
 def project_thresholds() -> dict[str, dict[str, float]]:
     """The evaluation app's project thresholds (settings.QUALITY_THRESHOLDS, else the engine's defaults);
-    a misconfigured value is a 400 `invalid_thresholds` here, like the other sources."""
-    from experiments.evaluation.services import project_thresholds as configured
+    a misconfigured value is a 400 `invalid_thresholds` here, like the other sources. Read here from
+    settings, not through experiments.evaluation.services: the registry sits below the evaluation
+    app (the evaluation app's compare_to_base reads the registry), so it never imports it back."""
+    from django.conf import settings
 
+    from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS, parse_thresholds
+
+    configured = getattr(settings, "QUALITY_THRESHOLDS", None)
     try:
-        return configured()
+        return parse_thresholds(DEFAULT_THRESHOLDS if configured is None else configured)
     except ValueError as exc:
         from t4dm_site.errors import InvalidInput
 

@@ -24,8 +24,9 @@ from datasets_app.models import DatasetVersion
 from datasets_app.selectors import dataset_version_get
 from datasets_app.services import dataset_prepare, dataset_prepare_from_knowledge, dataset_validate
 from datasets_app.sources import FORMATS
+from experiments.evaluation.services import eval_queue, evaluation_start
 from experiments.model_refs import base_model_resolve, tokenizer_ref
-from experiments.models import Approach, EvaluationStatus, JobStatus, TrainingJob
+from experiments.models import Approach, Evaluation, EvaluationKind, EvaluationStatus, JobStatus, TrainingJob
 from experiments.services import (
     LOCAL_APPROACHES,
     TINY_MODEL_NAME,
@@ -41,6 +42,8 @@ from experiments.workflows.models import (
     WorkflowStatus,
     WorkflowStep,
 )
+from models_registry.models import Stage
+from models_registry.services import model_version_create, model_version_transition
 from t4dm_site.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge
 from t4dm_site.events import WorkflowChanged, publish
 
@@ -211,8 +214,6 @@ def workflow_demo_start(*, owner) -> Workflow:
 
 def _step_queue(name: str) -> str:
     if name == StepName.EVALUATE:
-        from experiments.evaluation.services import eval_queue
-
         return eval_queue()
     return settings.CELERY_DATASET_QUEUE
 
@@ -280,7 +281,9 @@ def _step_succeed(*, step_pk: int, output: dict) -> None:
     if step.status != StepStatus.RUNNING:
         return  # already finished (the hook and a late check raced)
     step.mark_succeeded(output={**step.output, **output})
-    publish(WorkflowChanged(workflow_pk=step.workflow_id, webhook_type="workflow.step_succeeded", step_pk=step.pk))
+    publish(
+        WorkflowChanged(workflow_pk=step.workflow_id, webhook_type="workflow.step_succeeded", step_pk=step.pk)
+    )
     workflow_advance(workflow=step.workflow)
 
 
@@ -393,7 +396,6 @@ def workflow_job_finished(*, job_pk: int, result: dict | None = None) -> None:
 
 def workflow_evaluation_finished(*, evaluation_pk: int) -> None:
     """An evaluation ended: the workflow's evaluate step succeeds or fails with it."""
-    from experiments.models import Evaluation
 
     workflow = Workflow.objects.filter(evaluation_id=evaluation_pk).first()
     if workflow is None:
@@ -562,8 +564,6 @@ def _run_train(workflow: Workflow, step: WorkflowStep):
 
 
 def _run_evaluate(workflow: Workflow, step: WorkflowStep):
-    from experiments.evaluation.services import evaluation_start
-    from experiments.models import Evaluation, EvaluationKind
 
     job = workflow.job
     options = workflow.input_spec.get("evaluation") or {}
@@ -597,7 +597,6 @@ def _run_evaluate(workflow: Workflow, step: WorkflowStep):
 
 
 def _run_version(workflow: Workflow, step: WorkflowStep) -> dict:
-    from models_registry.services import model_version_create
 
     job = workflow.job
     model_id = workflow.input_spec.get("model_id") or None
@@ -622,8 +621,6 @@ def _run_version(workflow: Workflow, step: WorkflowStep) -> dict:
 
 
 def _run_promote(workflow: Workflow, step: WorkflowStep) -> dict:
-    from models_registry.models import Stage
-    from models_registry.services import model_version_transition
 
     target = workflow.input_spec["promote_to"]
     version = workflow.model_version

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
@@ -58,7 +60,64 @@ def evaluation_to_dict(evaluation: Evaluation) -> dict[str, Any]:
     }
     if evaluation.kind != EvaluationKind.EVALUATE:
         data["comparison"] = evaluation.comparison
-    return data
+    # Every result is keyed and labelled by the name the caller sent (job id, version ref, model
+    # name); the server paths the worker loaded never leave the server.
+    return named(data, public_names(evaluation), _server_path_pattern())
+
+
+def public_names(evaluation: Evaluation) -> dict[str, str]:
+    """Server path → the name a caller knows it by: what the request sent (params["names"], and for
+    comparisons stored before it, their paths → the refs sent), the job or checkpoint the
+    evaluation is linked to, the built-in models by name."""
+    from experiments.model_refs import builtin_models
+
+    params = evaluation.params or {}
+    names: dict[str, str] = {str(path): name for name, path in builtin_models().items()}
+    if evaluation.job is not None:
+        job_name = evaluation.job.public_id
+        if evaluation.checkpoint is not None:
+            job_name = f"{job_name}/step-{evaluation.checkpoint.step}"
+        names.setdefault(evaluation.model_path, job_name)
+    for path, name in zip(params.get("models") or [], params.get("model_refs") or [], strict=False):
+        names[str(path)] = str(name)
+    for side in ("a", "b"):  # compare_versions
+        if params.get(f"model_{side}") and params.get(f"version_{side}"):
+            names[str(params[f"model_{side}"])] = str(params[f"version_{side}"])
+    names.update({str(k): str(v) for k, v in (params.get("names") or {}).items()})
+    return {path: name for path, name in names.items() if path and path != name}
+
+
+def named(value: Any, names: dict[str, str], pattern: re.Pattern | None = None) -> Any:
+    """``value`` (JSON-like) with every server path in ``names`` replaced by its name, in keys, values
+    and inside messages; any other absolute path under the server's data folders by its last part."""
+    if isinstance(value, dict):
+        return {named(k, names, pattern): named(v, names, pattern) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [named(v, names, pattern) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    if value in names:
+        return names[value]
+    # Longest first: a checkpoint folder inside a job folder is replaced whole.
+    for path in sorted(names, key=len, reverse=True):
+        if path in value:
+            value = value.replace(path, names[path])
+    return pattern.sub(lambda m: Path(m.group(0)).name, value) if pattern else value
+
+
+def _server_path_pattern() -> re.Pattern | None:
+    from django.conf import settings
+
+    roots = {
+        str(Path(getattr(settings, key)).resolve())
+        for key in ("DATA_DIR", "ARTIFACT_ROOT", "TINY_MODEL_DIR", "IMPORT_ROOT")
+        if getattr(settings, key, None)
+    }
+    if not roots:
+        return None
+    alternatives = "|".join(re.escape(r) for r in sorted(roots, key=len, reverse=True))
+    return re.compile(rf"(?:{alternatives})(?:/[^\s'\",:;)\]]*)?")
+
 
 
 def default_sort_key(evaluation: Evaluation) -> str | None:

@@ -158,6 +158,7 @@ def evaluation_start(
         "labels_from": _labels_file(version),
         "compare_to_base": compare_to_base,
         "max_samples": max_samples,
+        "names": _public_names([(ref, model_path or "")], base=base, base_name=base_model),
     }
     evaluation = Evaluation.objects.create(
         owner=owner,
@@ -227,6 +228,7 @@ def compare_models_start(
         params={
             "models": [r.path for r in refs],
             "model_refs": list(models),
+            "names": _public_names(list(zip(refs, models, strict=True))),
             "test_cases": test_cases or None,
             "test_file": str(_split_file(version, "test")) if version else None,
             "labels_from": _labels_file(version) if version else None,
@@ -273,6 +275,7 @@ def compare_versions_start(
             "version_b": version_b,
             "model_a": a.path,
             "model_b": b.path,
+            "names": _public_names([(a, version_a), (b, version_b)]),
             "base_model": b.base_model or a.base_model,
             "test_file": str(test_file),
             "labels_from": _labels_file(version),
@@ -282,6 +285,35 @@ def compare_versions_start(
     )
     _enqueue_on_commit(evaluation)
     return evaluation
+
+
+def _public_names(pairs: list[tuple[Any, str]], *, base: str | None = None, base_name: str | None = None) -> dict:
+    """Server path → the name the caller sent (a job id, version ref, model name), for every model
+    an evaluation loads: responses show names, never server paths (selectors.public_names)."""
+    names: dict[str, str] = {}
+    for ref, name in pairs:
+        names.setdefault(ref.path, name.strip())
+        config = getattr(ref.job, "config", None)
+        if ref.base_model and config is not None and config.model_base:
+            names.setdefault(ref.base_model, config.model_base)
+    if base and base_name:
+        names[base] = base_name.strip()
+    return {path: name for path, name in names.items() if path and name and path != name}
+
+
+def _named_comparison(result: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """compare_models' result keyed by the names the caller sent, in their order (the engine keys it
+    by the paths it loaded; two names may point at one path)."""
+    paths = list(result["models"])
+    for case in result["cases"]:
+        for output, name in zip(case["outputs"], names, strict=True):
+            output["model"] = name
+    result["aggregates"] = {
+        name: result["aggregates"][path] for name, path in zip(names, paths, strict=True)
+    }
+    result["best"] = {key: names[paths.index(path)] for key, path in result["best"].items()}
+    result["models"] = list(names)
+    return result
 
 
 def _enqueue_on_commit(evaluation: Evaluation) -> None:
@@ -346,7 +378,7 @@ def evaluation_run(*, evaluation: Evaluation) -> Evaluation:
                 base_model=evaluation.base_model or None,
                 progress=progress,
             )
-            result["models"] = params.get("model_refs", result["models"])
+            result = _named_comparison(result, params.get("model_refs") or result["models"])
             evaluation.comparison = _json_safe(result)
         else:
             result = engine.compare_versions(

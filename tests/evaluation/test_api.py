@@ -129,7 +129,8 @@ def test_compare_versions_and_models_through_the_api(
     assert many["status"] == "succeeded", many["error"]
     assert many["comparison"]["models"] == ["t4dm-tiny", trained_job.public_id]
     assert len(many["comparison"]["cases"]) == 3
-    assert many["comparison"]["best"]["perplexity"] == trained_job.final_model_path
+    # keyed by the names sent, never the server path (issue 20 item 5)
+    assert many["comparison"]["best"]["perplexity"] == trained_job.public_id
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from t4dm_site.public_ids import PublicIdMixin
+from t4dm_site.status import StatusTransitionsMixin
 
 
 class TaskType(models.TextChoices):
@@ -99,7 +100,7 @@ class DatasetTaskStatus(models.TextChoices):
     FAILED = "failed"
 
 
-class DatasetTask(PublicIdMixin, models.Model):
+class DatasetTask(StatusTransitionsMixin, PublicIdMixin, models.Model):
     """Long dataset work (augmentation) run by a Celery worker on the datasets queue, with progress."""
 
     PUBLIC_ID_PREFIX = "dstask"
@@ -126,23 +127,13 @@ class DatasetTask(PublicIdMixin, models.Model):
     def __str__(self) -> str:
         return f"{self.public_id} {self.kind} {self.status}"
 
-    def mark_running(self) -> None:
-        self.status = DatasetTaskStatus.RUNNING
-        self.save(update_fields=["status", "updated_at"])
-
     def mark_progress(self, fraction: float, message: str = "") -> None:
         self.progress = max(0.0, min(1.0, fraction))
         self.message = message[:500]
         self.save(update_fields=["progress", "message", "updated_at"])
 
     def mark_succeeded(self, version: DatasetVersion) -> None:
-        self.status = DatasetTaskStatus.SUCCEEDED
-        self.progress = 1.0
-        self.result_version = version
-        self.message = f"created {version}"
-        self.save(update_fields=["status", "progress", "result_version", "message", "updated_at"])
+        super().mark_succeeded(result_version=version, message=f"created {version}")
 
     def mark_failed(self, error: str) -> None:
-        self.status = DatasetTaskStatus.FAILED
-        self.error = error
-        self.save(update_fields=["status", "error", "updated_at"])
+        super().mark_failed(error=error)

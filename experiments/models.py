@@ -9,6 +9,7 @@ from django.utils import timezone
 from datasets_app.models import DatasetVersion, TaskType
 from t4dm_site.models import hash_token
 from t4dm_site.public_ids import PublicIdMixin
+from t4dm_site.status import StatusTransitionsMixin
 
 JOB_TOKEN_PREFIX = "t4job_"
 # How many superseded/ended worker tokens of a job are remembered, to answer them 409 instead of 401.
@@ -90,7 +91,7 @@ class JobStatus(models.TextChoices):
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-class TrainingJob(PublicIdMixin, models.Model):
+class TrainingJob(StatusTransitionsMixin, PublicIdMixin, models.Model):
     """One run of a config on a worker. State moves validating → queued → running → a terminal state."""
 
     PUBLIC_ID_PREFIX = "job"
@@ -173,14 +174,10 @@ class TrainingJob(PublicIdMixin, models.Model):
         self.finished_at = None
         self.save(update_fields=["status", "queued_at", "cancel_requested", "error", "finished_at"])
 
+    KEEPS_FIRST_START = True  # a requeued job keeps the time it first started
+
     def mark_running(self, *, worker: str) -> None:
-        now = timezone.now()
-        self.status = JobStatus.RUNNING
-        self.worker = worker
-        self.heartbeat_at = now
-        if self.started_at is None:
-            self.started_at = now
-        self.save(update_fields=["status", "worker", "heartbeat_at", "started_at"])
+        super().mark_running(worker=worker, heartbeat_at=timezone.now())
 
     def record_progress(self, *, step: int, total_steps: int, epoch: float) -> None:
         self.step, self.total_steps, self.epoch = step, total_steps, epoch
@@ -188,20 +185,15 @@ class TrainingJob(PublicIdMixin, models.Model):
         self.save(update_fields=["step", "total_steps", "epoch", "heartbeat_at"])
 
     def mark_succeeded(self, *, final_model_path: str = "") -> None:
-        self.status = JobStatus.SUCCEEDED
-        self.final_model_path = final_model_path
-        self.finished_at = timezone.now()
         self._retire_token()  # the worker token dies with the job
-        self.save(
-            update_fields=["status", "final_model_path", "finished_at", "token_hash", "retired_token_hashes"]
-        )
+        super().mark_succeeded(final_model_path=final_model_path, **self._token_fields())
 
     def mark_failed(self, *, error: str) -> None:
-        self.status = JobStatus.FAILED
-        self.error = error
-        self.finished_at = timezone.now()
         self._retire_token()  # the worker token dies with the job
-        self.save(update_fields=["status", "error", "finished_at", "token_hash", "retired_token_hashes"])
+        super().mark_failed(error=error, **self._token_fields())
+
+    def _token_fields(self) -> dict:
+        return {"token_hash": self.token_hash, "retired_token_hashes": self.retired_token_hashes}
 
     def mark_cancelled(self) -> None:
         self.status = JobStatus.CANCELLED
@@ -336,7 +328,7 @@ class EvaluationKind(models.TextChoices):
     COMPARE_VERSIONS = "compare_versions", "compare_versions"
 
 
-class Evaluation(PublicIdMixin, models.Model):
+class Evaluation(StatusTransitionsMixin, PublicIdMixin, models.Model):
     """The seed's EvaluationResult: metrics on a test split, the deltas to the base, sample outputs.
 
     compare_models / compare_versions runs are evaluations too (``kind``), their result in ``comparison``.
@@ -403,12 +395,9 @@ class Evaluation(PublicIdMixin, models.Model):
             return None
         return all(entry.get("passed") for entry in self.threshold_results)
 
-    # --- state transitions ------------------------------------------------------------------------
+    # --- state transitions (running / succeeded / failed: StatusTransitionsMixin) ----------------
     def mark_running(self) -> None:
-        self.status = EvaluationStatus.RUNNING
-        self.started_at = timezone.now()
-        self.error = ""
-        self.save(update_fields=["status", "started_at", "error"])
+        super().mark_running(error="")
 
     def record_progress(self, *, fraction: float, message: str = "") -> None:
         self.progress = max(0.0, min(1.0, fraction))
@@ -416,16 +405,7 @@ class Evaluation(PublicIdMixin, models.Model):
         self.save(update_fields=["progress", "progress_message"])
 
     def mark_succeeded(self) -> None:
-        self.status = EvaluationStatus.SUCCEEDED
-        self.progress = 1.0
-        self.finished_at = timezone.now()
-        self.save()
-
-    def mark_failed(self, *, error: str) -> None:
-        self.status = EvaluationStatus.FAILED
-        self.error = error
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "finished_at"])
+        super().mark_succeeded(save_all=True)  # with the results the worker set on the instance
 
 
 class WorkerStatus(models.TextChoices):

@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from t4dm_site.public_ids import PublicIdMixin
+from t4dm_site.status import StatusTransitionsMixin
 
 
 class EvalMode(models.TextChoices):
@@ -33,8 +34,9 @@ class AssignmentStatus(models.TextChoices):
     DONE = "done"
 
 
-class HumanEvalTask(PublicIdMixin, models.Model):
+class HumanEvalTask(StatusTransitionsMixin, PublicIdMixin, models.Model):
     PUBLIC_ID_PREFIX = "he"
+    STATUS_RUNNING, STATUS_SUCCEEDED = TaskStatus.GENERATING, TaskStatus.READY  # → ready | failed
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=200)
@@ -63,12 +65,7 @@ class HumanEvalTask(PublicIdMixin, models.Model):
         self.save(update_fields=["progress"])
 
     def mark_ready(self) -> None:
-        self.status, self.progress, self.finished_at, self.error = TaskStatus.READY, 1.0, timezone.now(), ""
-        self.save(update_fields=["status", "progress", "finished_at", "error"])
-
-    def mark_failed(self, *, error: str) -> None:
-        self.status, self.finished_at, self.error = TaskStatus.FAILED, timezone.now(), error
-        self.save(update_fields=["status", "finished_at", "error"])
+        self.mark_succeeded(error="")
 
 
 class HumanEvalItem(models.Model):

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from t4dm_site.public_ids import PublicIdMixin
+from t4dm_site.status import StatusTransitionsMixin
 
 
 class WorkflowStatus(models.TextChoices):
@@ -38,7 +39,7 @@ class StepStatus(models.TextChoices):
     SKIPPED = "skipped"
 
 
-class Workflow(PublicIdMixin, models.Model):
+class Workflow(StatusTransitionsMixin, PublicIdMixin, models.Model):
     PUBLIC_ID_PREFIX = "wf"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="workflows")
@@ -76,26 +77,13 @@ class Workflow(PublicIdMixin, models.Model):
     def is_terminal(self) -> bool:
         return self.status in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
 
+    KEEPS_FIRST_START = True  # a retried workflow keeps the time it first started
+
     def mark_running(self) -> None:
-        self.status = WorkflowStatus.RUNNING
-        self.started_at = self.started_at or timezone.now()
-        self.finished_at = None
-        self.error = ""
-        self.save(update_fields=["status", "started_at", "finished_at", "error"])
-
-    def mark_succeeded(self) -> None:
-        self.status = WorkflowStatus.SUCCEEDED
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "finished_at"])
-
-    def mark_failed(self, *, error: str) -> None:
-        self.status = WorkflowStatus.FAILED
-        self.error = error
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "finished_at"])
+        super().mark_running(finished_at=None, error="")
 
 
-class WorkflowStep(models.Model):
+class WorkflowStep(StatusTransitionsMixin, models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
     name = models.CharField(max_length=20, choices=StepName.choices)
     position = models.PositiveSmallIntegerField()
@@ -123,24 +111,10 @@ class WorkflowStep(models.Model):
         return (end - self.started_at).total_seconds()
 
     def mark_running(self) -> None:
-        self.status = StepStatus.RUNNING
-        self.started_at = timezone.now()
-        self.finished_at = None
-        self.error = ""
-        self.attempts += 1
-        self.save(update_fields=["status", "started_at", "finished_at", "error", "attempts"])
+        super().mark_running(finished_at=None, error="", attempts=self.attempts + 1)
 
     def mark_succeeded(self, *, output: dict) -> None:
-        self.status = StepStatus.SUCCEEDED
-        self.output = output
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "output", "finished_at"])
-
-    def mark_failed(self, *, error: str) -> None:
-        self.status = StepStatus.FAILED
-        self.error = error
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "finished_at"])
+        super().mark_succeeded(output=output)
 
     def mark_skipped(self, *, reason: str) -> None:
         self.status = StepStatus.SKIPPED

@@ -5,6 +5,8 @@ peaks.
     python benchmarks/train_throughput.py                       # throughput table (3 cases)
     python benchmarks/train_throughput.py --estimator           # estimate vs measured peak, 6 configs
     python benchmarks/train_throughput.py --cases tiny-lora --steps 6   # CPU smoke run
+    python benchmarks/train_throughput.py --cases 8b-full-lean --rounds 2  # 8B full: lean vs plain HF
+    python benchmarks/train_throughput.py --cases tiny-full-lean --steps 4 --warmup 1  # its CPU smoke run
 
 Data: random-init models with the real shapes (no download), the tiny tokenizer, completion rows whose
 token lengths follow a lognormal with mean ≈350 capped at 1024 (instruction-like). The seed's default
@@ -12,6 +14,12 @@ LoRA config: r16, α32, dropout 0.1 on q_proj/v_proj; batch 4 × gradient accumu
 
 Baseline ("plain HF"): AutoModelForCausalLM (sdpa) + peft + Trainer with DataCollatorForSeq2Seq
 padding each batch to its longest row, default optimizer, logging every step.
+Full-lean cases ("*-full-lean"): plain HF Trainer with its own memory-saving options, the model
+loaded in bf16 (pure bf16 weights and moments), gradient checkpointing, and either fused AdamW
+(``hf-bf16``) or ``optim="adamw_bnb_8bit"`` (``hf-8bit``), against the engine with
+``full_recipe: bf16_kahan`` (bf16 weights + Kahan-compensated AdamW, experiments/training/optim.py),
+all in one process, alternating for ``--rounds`` rounds (each run is reported; the table takes each
+variant's best round).
 T4DM: ``experiments.training.engine.train`` with its defaults (padding-free batches with per-document
 attention, chunked or fused linear+CE, fused AdamW, Liger kernels where installed).
 
@@ -59,6 +67,13 @@ CASES = {
     "8b-qlora": ("llama-3-8b", "qlora"),
     "tiny-lora": ("tiny", "lora"),
     "tiny-full": ("tiny", "full"),
+    "8b-full-lean": ("llama-3-8b", "full"),
+    "tiny-full-lean": ("tiny", "full"),
+}
+# Plain HF Trainer's own memory-saving options for a full fine-tune (the issue 20 comparison).
+HF_LEAN_VARIANTS = {
+    "hf-bf16": {"bf16_weights": True, "optim": "adamw_torch_fused", "gradient_checkpointing": True},
+    "hf-8bit": {"bf16_weights": True, "optim": "adamw_bnb_8bit", "gradient_checkpointing": True},
 }
 ESTIMATOR_CASES = [
     ("llama-3.2-1b", "full"),
@@ -115,8 +130,9 @@ class _CountingPaddedCollator:
         return self.inner(features)
 
 
-def run_baseline(case_dir: Path, spec: dict, warmup: int) -> dict:
-    """Plain HF Trainer + peft, padded batches: what a user gets without T4DM."""
+def run_baseline(case_dir: Path, spec: dict, warmup: int, options: dict | None = None) -> dict:
+    """Plain HF Trainer + peft, padded batches: what a user gets without T4DM. ``options``
+    (HF_LEAN_VARIANTS): bf16_weights, optim, gradient_checkpointing."""
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
     from transformers import (
         AutoConfig,
@@ -152,7 +168,9 @@ def run_baseline(case_dir: Path, spec: dict, warmup: int) -> dict:
         )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     else:
-        dtype = torch.bfloat16 if (bf16 and approach != "full") else torch.float32
+        options = options or {}
+        bf16_weights = options.get("bf16_weights") and (bf16 or not on_gpu)
+        dtype = torch.bfloat16 if ((bf16 and approach != "full") or bf16_weights) else torch.float32
         with torch.device("cuda" if on_gpu else "cpu"):
             model = AutoModelForCausalLM.from_config(
                 AutoConfig.from_pretrained(model_dir), dtype=dtype, attn_implementation="sdpa"
@@ -197,6 +215,8 @@ def run_baseline(case_dir: Path, spec: dict, warmup: int) -> dict:
             remove_unused_columns=False,
             use_cpu=not on_gpu,
             seed=42,
+            optim=(options or {}).get("optim", "adamw_torch_fused" if on_gpu else "adamw_torch"),
+            gradient_checkpointing=bool((options or {}).get("gradient_checkpointing")),
         )
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[Timer()])
         trainer.remove_callback(PrinterCallback)
@@ -248,7 +268,12 @@ def run_engine(spec: dict, warmup: int) -> dict:
     _free()
     reporter = MemoryReporter()
     result = train({**spec, "throughput_warmup_steps": warmup}, reporter)
-    out = {"tokens_per_sec": result["tokens_per_sec"], "log": [m for m in reporter.messages if "padding" in m]}
+    out = {
+        "tokens_per_sec": result["tokens_per_sec"],
+        "log": [m for m in reporter.messages if "padding" in m or "recipe" in m],
+    }
+    if result.get("full_recipe"):
+        out["full_recipe"] = result["full_recipe"]
     if "peak_gpu_memory_allocated_mb" in result:
         out["peak_mb"] = result["peak_gpu_memory_allocated_mb"]
     return out
@@ -301,8 +326,17 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
         ]
         per_token = flops_per_token(Path(spec["model_base"]), approach, lengths, spec["hyperparameters"])
         row: dict[str, Any] = {"case": name, "mean_len": sum(lengths) / len(lengths)}
-        runs = [] if args.no_baseline else [("hf", partial(run_baseline, case_dir, spec, args.warmup))]
-        runs.append(("t4dm", partial(run_engine, spec, args.warmup)))
+        if name.endswith("-full-lean"):
+            lean = json.loads(json.dumps(spec))
+            lean["hyperparameters"]["full_recipe"] = "bf16_kahan"
+            runs = []
+            for round_ in range(1, args.rounds + 1):  # alternating: every variant once per round
+                for label, options in HF_LEAN_VARIANTS.items():
+                    runs.append((f"{label}-r{round_}", partial(run_baseline, case_dir, spec, args.warmup, options)))
+                runs.append((f"t4dm-r{round_}", partial(run_engine, lean, args.warmup)))
+        else:
+            runs = [] if args.no_baseline else [("hf", partial(run_baseline, case_dir, spec, args.warmup))]
+            runs.append(("t4dm", partial(run_engine, spec, args.warmup)))
         if args.gpus > 1:  # the same job on several GPUs: each rank takes the same per-GPU batch
             runs.append((f"t4dm-{args.gpus}gpu", partial(run_engine_distributed, spec, args.warmup, args.gpus)))
         for i, variant in enumerate(args.variants or []):
@@ -353,10 +387,39 @@ def estimator(args: argparse.Namespace, root: Path) -> list[dict]:
     return rows
 
 
+def print_lean_table(rows: list[dict]) -> None:
+    """Full-lean cases: each variant's best round (tokens/s, MFU, peak), and T4DM over the faster HF."""
+    if not rows:
+        return
+    print(f"\n{'case':15} {'variant':8} {'tok/s':>9} {'MFU':>6} {'peak MiB':>9} {'rounds':>6}")
+    for r in rows:
+        best: dict[str, dict] = {}
+        for label, run in r.items():
+            if not isinstance(run, dict) or "-r" not in label:
+                continue
+            variant = label.rsplit("-r", 1)[0]
+            if "tokens_per_sec" not in run:
+                best.setdefault(variant, run)
+                continue
+            if "tokens_per_sec" not in best.get(variant, {}) or run["tokens_per_sec"] > best[variant]["tokens_per_sec"]:
+                best[variant] = {**run, "rounds": sum(1 for k in r if k.startswith(variant + "-r"))}
+        for variant, run in best.items():
+            if "tokens_per_sec" not in run:
+                print(f"{r['case']:15} {variant:8} error: {run.get('error', '?')[:90]}")
+                continue
+            mfu = f"{100 * run['mfu']:5.1f}%" if "mfu" in run else f"{'-':>6}"
+            peak = f"{run['peak_mb']:9,.0f}" if "peak_mb" in run else f"{'-':>9}"
+            print(f"{r['case']:15} {variant:8} {run['tokens_per_sec']:9,.0f} {mfu} {peak} {run['rounds']:6}")
+        hf = [best[v]["tokens_per_sec"] for v in HF_LEAN_VARIANTS if "tokens_per_sec" in best.get(v, {})]
+        if hf and "tokens_per_sec" in best.get("t4dm", {}):
+            print(f"{r['case']:15} T4DM / faster plain HF: {best['t4dm']['tokens_per_sec'] / max(hf):.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=["8b-lora", "1b-full", "8b-qlora"], choices=list(CASES))
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2, help="full-lean cases: alternating rounds")
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--estimator", action="store_true", help="estimate vs measured peak memory")
     parser.add_argument("--estimator-steps", type=int, default=3)
@@ -397,6 +460,7 @@ def main() -> int:
                     print(f"{r['case']:24} {r['predicted_mb']:14,.0f} {r['peak_mb']:13,.0f} {r['error_pct']:+7.1f}%")
         else:
             rows = throughput(args, root)
+            print_lean_table([r for r in rows if r["case"].endswith("-full-lean")])
             print(f"\n{'case':10} {'HF tok/s':>10} {'T4DM tok/s':>11} {'ratio':>6} {'HF MFU':>7} {'T4DM MFU':>9}"
                   f" {'HF peak MiB':>12} {'T4DM peak MiB':>14} {'mem ratio':>9}")
             for r in rows:

@@ -21,6 +21,24 @@ def _fresh_rate_limits():
     cache.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """Users made in this process hash passwords with a fast hasher (PBKDF2's million rounds cost
+    ~0.5 s per user on these cores); stored PBKDF2 hashes still verify. Platforms started as their own
+    processes keep the real settings."""
+    from django.test.utils import override_settings
+
+    fast = override_settings(
+        PASSWORD_HASHERS=[
+            "django.contrib.auth.hashers.MD5PasswordHasher",
+            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        ]
+    )
+    fast.enable()
+    yield
+    fast.disable()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's tiny causal LM, built once per test session (deterministic, offline, ~1 s)."""

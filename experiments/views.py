@@ -7,7 +7,6 @@ dashboard URL.
 from __future__ import annotations
 
 import json
-from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -21,24 +20,13 @@ from experiments import selectors, services
 from experiments.demo import demo_job_start
 from experiments.estimate import KNOWN_PARAMS
 from experiments.models import Approach, JobStatus
+from t4dm_site.access import visible
 from t4dm_site.errors import DomainError, NotFound
-from t4dm_site.roles import can_train, is_admin
+from t4dm_site.pages import dashboard
+from t4dm_site.roles import can_train
 
 RUN_METRICS = ("loss", "val_loss")
 SORTABLE = {"created", "status", "model", "approach", "dataset", "job"}
-
-
-def dashboard(view):
-    """Logged in, and a researcher or admin: evaluators are refused every dashboard."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not can_train(request.user):
-            raise PermissionDenied("Dashboards are for researchers and admins; evaluators rate outputs.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _eta_seconds(job) -> float | None:
@@ -67,10 +55,8 @@ def _workers(active_jobs, user) -> tuple[list[dict], bool]:
 def _recent_model_versions(user) -> list:
     from models_registry.models import ModelVersion
 
-    versions = ModelVersion.objects.select_related("job").order_by("-created_at")
-    if not is_admin(user):
-        versions = versions.filter(job__owner=user)
-    return list(versions[:8])
+    versions = visible(ModelVersion.objects.select_related("job"), user, owner_field="job__owner")
+    return list(versions.order_by("-created_at")[:8])
 
 
 @login_required

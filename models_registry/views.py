@@ -17,11 +17,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from experiments.views import dashboard
 from models_registry import selectors, services
 from models_registry.models import ModelExport, Stage
 from models_registry.services import TRANSITIONS, GateFailed
 from t4dm_site.errors import Conflict, DomainError, NotFound
+from t4dm_site.pages import dashboard
 from t4dm_site.roles import is_admin
 
 

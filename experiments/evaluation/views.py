@@ -8,8 +8,8 @@ from django.shortcuts import render
 from experiments.evaluation import selectors
 from experiments.models import EvaluationKind
 from experiments.training.evaluation.metrics import LOWER_IS_BETTER
-from experiments.views import dashboard
 from t4dm_site.errors import NotFound
+from t4dm_site.pages import dashboard
 
 
 def _metric_rows(evaluation) -> list[dict]:

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.shortcuts import render
 
 from experiments.integrations.models import WebhookDelivery, WebhookSubscription
-from experiments.views import dashboard
 from t4dm_site import finetune_config
+from t4dm_site.pages import dashboard
 from t4dm_site.roles import is_admin
 
 

@@ -11,9 +11,9 @@ from datasets_app.selectors import datasets_visible_to
 from experiments.estimate import KNOWN_PARAMS
 from experiments.models import Approach
 from experiments.services import LOCAL_APPROACHES, TEMPLATES, TINY_MODEL_NAME
-from experiments.views import dashboard
 from experiments.workflows import selectors, services
 from t4dm_site.errors import DomainError, NotFound
+from t4dm_site.pages import dashboard
 
 
 def _form_context(request, *, values: dict | None = None, error: str | None = None) -> dict:

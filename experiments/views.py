@@ -52,6 +52,25 @@ def _workers(active_jobs, user) -> tuple[list[dict], bool]:
     ], False
 
 
+def model_choices(user) -> list[dict]:
+    """Models a set-up form offers (evaluation, human evaluation): registered versions, then finished
+    jobs' final models, then the built-in tiny model; each {ref, label}. Any other reference still works
+    typed by hand (a checkpoint job-001/step-40, a model folder)."""
+    from models_registry.models import ModelVersion
+
+    versions = visible(ModelVersion.objects.select_related("job"), user, owner_field="job__owner")
+    versions = versions.order_by("-created_at")
+    choices = [{"ref": v.ref, "label": f"{v.ref} · {v.stage}"} for v in versions[:50]]
+    from experiments.models import TrainingJob
+
+    jobs = visible(TrainingJob.objects.filter(status=JobStatus.SUCCEEDED).select_related("config"), user)
+    jobs = jobs.order_by("-created_at")
+    choices += [{"ref": j.public_id, "label": f"{j.public_id} · {j.config.model_base} {j.config.approach}"}
+                for j in jobs[:50]]  # fmt: skip
+    choices.append({"ref": "t4dm-tiny", "label": "t4dm-tiny · the built-in tiny model (untrained)"})
+    return choices
+
+
 def _recent_model_versions(user) -> list:
     from models_registry.models import ModelVersion
 

@@ -26,6 +26,7 @@ urlpatterns = [
     path("rate/", human_eval_views.rating_queue, name="rating-queue"),
     path("rate/<str:task_id>/", human_eval_views.rate_task, name="rate-task"),
     path("human-eval/", human_eval_views.task_list, name="human-eval-list"),
+    path("human-eval/new/", human_eval_views.task_new, name="human-eval-new"),
     path("human-eval/<str:task_id>/", human_eval_views.task_results, name="human-eval-results"),
     path("evaluations/", evaluation_views.evaluation_list, name="evaluation-list"),
     path("evaluations/<str:evaluation_id>/", evaluation_views.evaluation_detail, name="evaluation-detail"),

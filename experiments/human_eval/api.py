@@ -29,6 +29,9 @@ class SetupIn(Schema):
     overlap: int = 1
     name: str = ""
     max_new_tokens: int = 96
+    criteria_guides: dict[str, dict[str, str]] | None = Field(
+        None, description="per criterion: {description, low, high} (what it means; its scale's anchors)"
+    )
     seed: int | None = Field(
         None,
         description="Accepted for old clients and ignored: which model is shown as A, and each evaluator's "

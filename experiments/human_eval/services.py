@@ -49,6 +49,30 @@ def _criteria(criteria: list[str] | None, mode: str) -> list[str]:
     return names
 
 
+GUIDE_FIELDS = {"description": 500, "low": 120, "high": 120}  # what a criterion means; its scale's ends
+
+
+def _criteria_guides(guides: dict | None, names: list[str]) -> dict:
+    """Optional help shown to evaluators per criterion: {name: {description, low, high}} (the anchors of
+    the lowest and highest score, or of A/B in pairwise mode)."""
+    clean = {}
+    for name, guide in (guides or {}).items():
+        if name not in names:
+            raise InvalidInput(f"criteria_guides: {name!r} is not one of the criteria ({', '.join(names)})")
+        if not isinstance(guide, dict):
+            raise InvalidInput(f"criteria_guides.{name}: an object {{description, low, high}}")
+        entry = {}
+        for field, limit in GUIDE_FIELDS.items():
+            text = guide.get(field) or ""
+            if not isinstance(text, str) or len(text) > limit:
+                raise InvalidInput(f"criteria_guides.{name}.{field}: text of at most {limit} characters")
+            if text.strip():
+                entry[field] = text.strip()
+        if entry:
+            clean[name] = entry
+    return clean
+
+
 def _questions_from_split(*, owner, test_dataset: str, max_questions: int | None) -> list[dict]:
     from experiments.evaluation.services import _split_file, _test_version
     from experiments.training.data import load_split
@@ -158,6 +182,7 @@ def human_eval_setup(
     overlap: int = 1,
     name: str = "",
     max_new_tokens: int = 96,
+    criteria_guides: dict | None = None,
 ) -> HumanEvalTask:
     """setup_human_eval: resolve the model(s), collect questions, queue output generation. The worker
     then creates the items and assigns each to `overlap` evaluators (see human_eval_generate). There is
@@ -209,7 +234,8 @@ def human_eval_setup(
         questions=questions,
         source=source,
         overlap=overlap,
-        params={"max_new_tokens": max_new_tokens},
+        params={"max_new_tokens": max_new_tokens,
+                "criteria_guides": _criteria_guides(criteria_guides, _criteria(criteria, mode))},
     )
     task.evaluators.set(people)
     _enqueue_on_commit(task)

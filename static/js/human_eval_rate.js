@@ -6,6 +6,8 @@
   const pairwise = root.dataset.mode === "pairwise";
   const api = "/api/v1/human-eval";
   const $ = (id) => document.getElementById(id);
+  const guidesNode = document.getElementById("rate-guides");
+  const guides = guidesNode ? JSON.parse(guidesNode.textContent) : {};
   let state = null; // {item, criteria, progress}
   let scores = {};
   let active = 0;
@@ -55,6 +57,13 @@
       const legend = document.createElement("legend");
       legend.textContent = criterion;
       fieldset.appendChild(legend);
+      const guide = guides[criterion] || {};
+      if (guide.description) {
+        const about = document.createElement("p");
+        about.className = "guide";
+        about.textContent = guide.description;
+        fieldset.appendChild(about);
+      }
       choicesFor().forEach(([value, label]) => {
         const id = "c-" + index + "-" + value;
         const input = document.createElement("input");
@@ -67,6 +76,16 @@
         tag.textContent = label;
         fieldset.append(input, tag);
       });
+      if (guide.low || guide.high) {
+        const anchors = document.createElement("p");
+        anchors.className = "anchors";
+        const low = document.createElement("span");
+        low.textContent = guide.low ? (pairwise ? "A: " : "1 = ") + guide.low : "";
+        const high = document.createElement("span");
+        high.textContent = guide.high ? (pairwise ? "B: " : "5 = ") + guide.high : "";
+        anchors.append(low, high);
+        fieldset.appendChild(anchors);
+      }
       fieldset.addEventListener("click", () => { if (active !== index) { active = index; markActive(); } });
       box.appendChild(fieldset);
     });

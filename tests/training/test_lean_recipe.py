@@ -115,3 +115,31 @@ def test_choose_full_recipe(requested, approach, on_gpu, fp32_gib, gpu_gib, expe
 def test_unknown_recipe_is_rejected_by_name():
     with pytest.raises(ValueError, match="hyperparameters.full_recipe"):
         optim.check_full_recipe("fp16")
+
+
+def test_the_engine_trains_with_the_lean_recipe_and_records_it(make_spec):
+    from experiments.training.engine import train
+    from experiments.training.reporter import MemoryReporter
+
+    reporter = MemoryReporter()
+    result = train(
+        make_spec(approach="full", hyperparameters={"full_recipe": "bf16_kahan", "max_steps": 4,
+                                                     "learning_rate": 1e-3}),
+        reporter,
+    )
+
+    assert result["full_recipe"] == "bf16_kahan" and result["global_step"] == 4
+    assert result["final_loss"] is not None
+    assert any("full fine-tune recipe: bf16_kahan (optimi" in m and "torch.bfloat16" in m for m in reporter.messages)
+
+
+def test_auto_on_cpu_keeps_fp32_masters_and_adapters_have_no_recipe(make_spec):
+    from experiments.training.engine import train
+    from experiments.training.reporter import MemoryReporter
+
+    full = train(make_spec(approach="full", hyperparameters={"max_steps": 2}), MemoryReporter())
+    lora = train(make_spec(hyperparameters={"max_steps": 2}, output_dir=full["output_dir"] + "-lora"),
+                 MemoryReporter())
+
+    assert full["full_recipe"] == "fp32_master"
+    assert lora["full_recipe"] is None

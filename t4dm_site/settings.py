@@ -396,6 +396,9 @@ SERVING_IDLE_S = env_float("T4DM_SERVING_IDLE_S", 300.0, minimum=0.0)  # a model
 SERVING_TIMEOUT_S = env_float("T4DM_SERVING_TIMEOUT_S", 120.0, minimum=1.0)
 SERVING_MAX_TOKENS = env_int("T4DM_SERVING_MAX_TOKENS", 4096, minimum=1)
 SERVING_BACKEND = env_str("T4DM_SERVING_BACKEND") or "auto"  # auto | transformers | vllm
+# torch CPU threads of a serving worker (0: torch's default); on a shared CPU machine 1 avoids threads
+# waiting on each other for every token.
+SERVING_TORCH_THREADS = env_int("T4DM_SERVING_TORCH_THREADS", 0, minimum=0)
 
 
 def _quality_thresholds(raw: str | None) -> dict | None:

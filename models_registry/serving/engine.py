@@ -310,8 +310,10 @@ def _generate_vllm(loaded: Loaded, rows: list[_Row]) -> None:  # pragma: no cove
 class Engine:
     """The one generation thread of a serving worker process."""
 
-    def __init__(self, *, max_batch: int, idle_s: float, backend: str = "auto", start: bool = True) -> None:
-        self.max_batch = max_batch
+    def __init__(
+        self, *, max_batch: int, idle_s: float, backend: str = "auto", torch_threads: int = 0, start: bool = True
+    ) -> None:
+        self.max_batch, self.torch_threads = max_batch, torch_threads
         self.pool = ModelPool(idle_s=idle_s, backend=backend)
         self.inbox: queue.Queue[Request] = queue.Queue()
         self.batch_sizes: list[int] = []  # the size of each batch run, newest last (the last 1,000)
@@ -341,6 +343,10 @@ class Engine:
         return taken
 
     def _loop(self) -> None:
+        if self.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
         while True:
             taken = self._take()
             groups: dict[tuple, list[Request]] = {}
@@ -355,8 +361,11 @@ class Engine:
         try:
             loaded = self.pool.get(group[0].spec["path"])
             self.batch_sizes = [*self.batch_sizes[-999:], len(group)]
+            started = time.perf_counter()
             generate_batch(loaded, group)
             loaded.last_used = time.monotonic()
+            logger.info("serving: batch of %d on %s in %.2f s", len(group), group[0].spec["path"],
+                        time.perf_counter() - started)  # fmt: skip
         except Exception as exc:
             logger.exception("serving: a batch failed")
             for request in group:

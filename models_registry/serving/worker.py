@@ -35,7 +35,10 @@ def _client() -> httpx.Client:
 def _engine() -> Engine:
     return engine(
         lambda: Engine(
-            max_batch=settings.SERVING_MAX_BATCH, idle_s=settings.SERVING_IDLE_S, backend=settings.SERVING_BACKEND
+            max_batch=settings.SERVING_MAX_BATCH,
+            idle_s=settings.SERVING_IDLE_S,
+            backend=settings.SERVING_BACKEND,
+            torch_threads=settings.SERVING_TORCH_THREADS,
         )
     )
 

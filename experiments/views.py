@@ -7,10 +7,11 @@ dashboard URL.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -50,6 +51,16 @@ def _workers(active_jobs, user) -> tuple[list[dict], bool]:
         for j in active_jobs
         if j.worker
     ], False
+
+
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.ico"
+
+
+def favicon(request):
+    """/favicon.ico: browsers ask for it on every page whatever the <link rel=icon> says."""
+    response = FileResponse(FAVICON.open("rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def model_choices(user) -> list[dict]:

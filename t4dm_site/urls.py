@@ -17,6 +17,7 @@ from t4dm_site.metrics import metrics_view
 
 urlpatterns = [
     path("", experiment_views.overview, name="overview"),
+    path("favicon.ico", experiment_views.favicon, name="favicon"),
     path("jobs/<str:job_id>/", experiment_views.job_detail, name="job-detail"),
     path("demo/start/", experiment_views.demo_start, name="demo-start"),
     path("experiments/", experiment_views.experiments_list, name="experiments-list"),
@@ -29,6 +30,7 @@ urlpatterns = [
     path("human-eval/new/", human_eval_views.task_new, name="human-eval-new"),
     path("human-eval/<str:task_id>/", human_eval_views.task_results, name="human-eval-results"),
     path("evaluations/", evaluation_views.evaluation_list, name="evaluation-list"),
+    path("evaluations/new/", evaluation_views.evaluation_new, name="evaluation-new"),
     path("evaluations/<str:evaluation_id>/", evaluation_views.evaluation_detail, name="evaluation-detail"),
     path("workflows/", workflow_views.workflow_list, name="workflow-list"),
     path("workflows/demo/", workflow_views.workflow_demo, name="workflow-demo"),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
-from experiments.evaluation import selectors
+from experiments.evaluation import selectors, services
 from experiments.models import EvaluationKind
-from experiments.training.evaluation.metrics import LOWER_IS_BETTER
-from t4dm_site.errors import NotFound
+from experiments.training.evaluation.metrics import DEFAULT_METRICS, LOWER_IS_BETTER, metrics_for_task
+from experiments.views import model_choices
+from t4dm_site.errors import DomainError, InvalidInput, NotFound
 from t4dm_site.pages import dashboard
 
 
@@ -80,3 +82,61 @@ def _histogram_data(evaluation) -> dict:
 def evaluation_list(request):
     evaluations = selectors.evaluations_visible_to(request.user).defer("examples")[:200]
     return render(request, "evaluations/list.html", {"evaluations": evaluations})
+
+
+SPLITS = ("test", "validation", "train")
+
+
+def _max_samples(value: str) -> int | None:
+    if not value.strip():
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput("max_samples: a whole number") from None
+
+
+@dashboard
+def evaluation_new(request):
+    """Set up evaluate_model in the browser (the same service as POST /api/v1/evaluations): a model or
+    version, a dataset and split, the metrics."""
+    from datasets_app.selectors import datasets_visible_to
+
+    post = request.POST
+    error = ""
+    if request.method == "POST":
+        try:
+            evaluation = services.evaluation_start(
+                owner=request.user,
+                model_path=post.get("model_path", "").strip(),
+                test_dataset=post.get("test_dataset") or None,
+                split=post.get("split", "test"),
+                metrics=post.getlist("metrics") or None,
+                compare_to_base=post.get("compare_to_base") == "on",
+                max_samples=_max_samples(post.get("max_samples", "")),
+            )
+        except DomainError as exc:
+            error = exc.message
+        else:
+            messages.success(request, f"{evaluation.public_id} queued: a worker runs it.")
+            return redirect("evaluation-detail", evaluation_id=evaluation.public_id)
+    tasks_of: dict[str, list[str]] = {}  # metric → the task types it fits
+    for task in DEFAULT_METRICS:
+        for name in metrics_for_task(task):
+            tasks_of.setdefault(name, []).append(task)
+    metrics = [{"name": name, "tasks": " ".join(tasks)} for name, tasks in sorted(tasks_of.items())]
+    return render(
+        request,
+        "evaluations/new.html",
+        {
+            "error": error,
+            "form": post,
+            "chosen_metrics": set(post.getlist("metrics")),
+            "models": model_choices(request.user),
+            "datasets": datasets_visible_to(request.user).order_by("-created_at")[:200],
+            "splits": SPLITS,
+            "metrics": metrics,
+            "is_post": request.method == "POST",
+        },
+        status=400 if error else 200,
+    )

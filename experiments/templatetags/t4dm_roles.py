@@ -12,3 +12,9 @@ register = template.Library()
 @register.filter
 def can_train(user) -> bool:
     return roles.can_train(user)
+
+
+@register.filter
+def can_rate(user) -> bool:
+    """Has the evaluator role (a researcher may hold it too): the top bar offers the rating queue."""
+    return roles.EVALUATOR in roles.user_roles(user)

@@ -7,6 +7,9 @@ from django.db import models
 from django.utils import timezone
 
 from datasets_app.models import DatasetVersion, TaskType
+
+# Evaluations live next to their services and stay models of this app (same label and table).
+from experiments.evaluation.models import Evaluation, EvaluationKind, EvaluationStatus  # noqa: F401
 from t4dm_site.models import hash_token
 from t4dm_site.public_ids import PublicIdMixin
 from t4dm_site.status import StatusTransitionsMixin
@@ -313,99 +316,6 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job.public_id} step {self.step}"
-
-
-class EvaluationStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class EvaluationKind(models.TextChoices):
-    EVALUATE = "evaluate", "evaluate_model"
-    COMPARE_MODELS = "compare_models", "compare_models"
-    COMPARE_VERSIONS = "compare_versions", "compare_versions"
-
-
-class Evaluation(StatusTransitionsMixin, PublicIdMixin, models.Model):
-    """The seed's EvaluationResult: metrics on a test split, the deltas to the base, sample outputs.
-
-    compare_models / compare_versions runs are evaluations too (``kind``), their result in ``comparison``.
-    A Celery worker fills it in: queued → running (``progress`` 0–1) → succeeded | failed.
-    """
-
-    PUBLIC_ID_PREFIX = "eval"
-
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="evaluations")
-    kind = models.CharField(max_length=20, choices=EvaluationKind.choices, default=EvaluationKind.EVALUATE)
-    model_path = models.CharField(max_length=500)
-    job = models.ForeignKey(
-        TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations"
-    )
-    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL)
-    dataset_version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL)
-    split = models.CharField(max_length=20, default="test")
-    task_type = models.CharField(max_length=20, choices=TaskType.choices, blank=True)
-    base_model = models.CharField(
-        max_length=500, blank=True, help_text="What comparison_to_base ran against."
-    )
-    requested_metrics = models.JSONField(default=list)
-    params = models.JSONField(default=dict, blank=True, help_text="Engine options: max_samples, models, ...")
-    status = models.CharField(
-        max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.QUEUED
-    )
-    progress = models.FloatField(default=0.0)
-    progress_message = models.CharField(max_length=300, blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
-    base_metrics = models.JSONField(default=dict, blank=True)
-    comparison_to_base = models.JSONField(default=dict, blank=True)
-    sample_outputs = models.JSONField(default=list, blank=True)
-    details = models.JSONField(
-        default=dict, blank=True, help_text="Confusion matrix, per-class scores, formulas, encoder names."
-    )
-    examples = models.JSONField(
-        default=list, blank=True, help_text="One record per test row, for the browser."
-    )
-    comparison = models.JSONField(
-        default=dict, blank=True, help_text="compare_models / compare_versions result."
-    )
-    thresholds = models.JSONField(
-        default=dict, blank=True, help_text='Applied, e.g. {"accuracy": {">=": 0.85}}.'
-    )
-    threshold_results = models.JSONField(
-        default=list,
-        blank=True,
-        help_text="One entry per applicable threshold: metric, op, threshold, value, passed.",
-    )
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.public_id} {self.model_path}"
-
-    @property
-    def thresholds_passed(self) -> bool | None:
-        if not self.threshold_results:
-            return None
-        return all(entry.get("passed") for entry in self.threshold_results)
-
-    # --- state transitions (running / succeeded / failed: StatusTransitionsMixin) ----------------
-    def mark_running(self) -> None:
-        super().mark_running(error="")
-
-    def record_progress(self, *, fraction: float, message: str = "") -> None:
-        self.progress = max(0.0, min(1.0, fraction))
-        self.progress_message = message[:300]
-        self.save(update_fields=["progress", "progress_message"])
-
-    def mark_succeeded(self) -> None:
-        super().mark_succeeded(save_all=True)  # with the results the worker set on the instance
 
 
 class WorkerStatus(models.TextChoices):

@@ -30,6 +30,8 @@ ADAPTER_APPROACHES = ("lora", "qlora")
 TASK_TYPES = ("chat", "instruction", "completion", "classification")
 DEVICES = ("auto", "cuda", "cpu")
 SWITCHES = ("auto", True, False)
+# experiments/training/optim.py implements them (it imports torch; this module does not).
+FULL_RECIPES = ("auto", "fp32_master", "bf16_kahan", "adamw_8bit")
 # Platform metric names → (Trainer's eval metric name, greater is better).
 EARLY_STOPPING_METRICS: dict[str, tuple[str, bool]] = {
     "val_loss": ("eval_loss", False),
@@ -147,6 +149,9 @@ class Hyperparameters:
     gpus: int = 1
     # Packed micro-batch size in tokens; None = 3/4 × batch_size × max_seq_length (resources.micro_batch_tokens).
     micro_batch_tokens: int | None = None
+    # Full fine-tuning's weights/optimizer recipe (experiments/training/optim.py): "auto" picks a
+    # memory-lean one when fp32 master weights do not fit the GPU.
+    full_recipe: str = "auto"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -203,6 +208,11 @@ class Hyperparameters:
                 where("packing"),
                 "only for chat, instruction and completion with full, lora or qlora "
                 f"(this is {task_type} with {approach})",
+            )
+        if merged["full_recipe"] not in FULL_RECIPES:
+            raise SpecError(
+                where("full_recipe"),
+                f"unknown {merged['full_recipe']!r}; choose one of {', '.join(FULL_RECIPES)}",
             )
         if merged["micro_batch_tokens"] is not None:
             _whole(
@@ -432,7 +442,11 @@ class TrainingSpec:
         return (self.early_stopping or EarlyStopping()).trainer_metric
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The spec as plain data, with ``hyperparameters.packing`` resolved to what this run does
+        (the shape the engine's helpers and hooks read)."""
+        values = asdict(self)
+        values["hyperparameters"]["packing"] = self.packing
+        return values
 
 
 def seed_defaults() -> dict[str, Any]:

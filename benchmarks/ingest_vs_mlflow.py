@@ -1,25 +1,33 @@
-"""Ingest throughput: T4DM's worker ingest endpoint against a real MLflow tracking server, same points.
+"""Tracking side by side: T4DM and a real MLflow tracking server, both up at once, same client code,
+same points, phases alternating between the two servers, repeated.
 
-    .venv/bin/pip install mlflow          # the full server; only this benchmark needs it
-    .venv/bin/python benchmarks/ingest_vs_mlflow.py [--points 400000] [--clients 4] [--keys 8]
+    python -m venv /tmp/mlflow-venv && /tmp/mlflow-venv/bin/pip install 'mlflow==3.17.2' psycopg2-binary
+    .venv/bin/python benchmarks/ingest_vs_mlflow.py --mlflow /tmp/mlflow-venv/bin/mlflow [--reps 3]
 
-Both servers run on this machine, one after the other, each as ONE server process on its own fresh
-PostgreSQL database (the machine's server, T4DM_TEST_POSTGRES_URL; `--mlflow-backend sqlite` gives
-MLflow a SQLite file instead):
+(The full `mlflow` package, server included, lives in its own virtual environment: the project's
+venv has only `mlflow-skinny`, the client.)
 
 - T4DM: the production web tier (tests/platform.py `production_web`: PostgreSQL, Redis channel layer)
-  with one daphne process; `--clients` load generators, each reporting for its own running job with
-  that job's token, exactly as a worker does (POST /api/v1/ingest/jobs/<id>/metrics), in batches of
-  the largest size T4DM accepts (T4DM_INGEST_MAX_BATCH, 5,000 by default).
-- MLflow: `mlflow server --workers 1` (uvicorn); the same clients log the same points to one run each
-  with POST /api/2.0/mlflow/runs/log-batch, 1,000 metrics per request (MLflow's limit). MLflow stores a
-  few hundred points/s, so by default it gets the first 40,000 of them (the first steps of every
-  series; `--mlflow-points 0` sends it all of them): rates are per point, so this changes only the
-  time the run takes.
+  with ONE daphne process.
+- MLflow: `mlflow server --workers 1` (uvicorn) on its own fresh database of the same PostgreSQL server.
 
-Request bodies are serialised before the clock starts, so the figures are the servers' (plus the
-loopback HTTP); the clients still share the machine's cores with the server. Every point is then
-counted in each server's store. Targets: T4DM ≥ 10× MLflow and ≥ 100,000 points/s per server process.
+Phases (each repetition runs every phase on both servers, the order of the two swapped every
+repetition; `--clients` concurrent connections, each for its own job/run, with fresh jobs/runs every
+time so that nothing is a duplicate):
+
+- `native, N points/request`: T4DM's worker ingest (POST /api/v1/ingest/jobs/<id>/metrics, job
+  token) against MLflow's `runs/log-batch` with the same points per request (≤ 1,000, MLflow's limit).
+- `native, one step/request`: one training step (`--keys` points) per request, what a live run sends
+  between flushes.
+- `MLflow API log-batch` / `MLflow API, one step/request`: the same `runs/log-batch` bodies to both
+  servers (T4DM's MLflow-compatible API with an API token).
+
+Request bodies are serialised before the clock starts. After each phase every point is read back
+(T4DM native: the series endpoint, exact when max_points covers the series; MLflow API on both:
+`metrics/get-history`) and counted: the benchmark fails unless each was stored exactly once.
+Then reads: `runs/get`, `runs/search` and one `get-history` of a `--read-points` run, timed on both.
+
+The machine is shared: print the load average with the figures, and read ratios, not absolutes.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,19 +51,33 @@ sys.path.insert(0, str(ROOT))
 MLFLOW_BATCH = 1000  # MLflow's limit on metrics per log-batch request
 
 
-def make_points(clients: int, total: int, keys: int) -> list[list[tuple[str, int, float, float]]]:
-    """Per client: `total / clients` points, `keys` series stepping together, like a training run."""
-    per_client = total // clients
-    steps = per_client // keys
-    base = 1.7e9
-    out = []
-    for c in range(clients):
-        points = []
-        for step in range(steps):
-            for k in range(keys):
-                points.append((f"metric_{k}", step, 1.0 / (step + 1) + k + c * 0.001, base + step * 0.01))
-        out.append(points)
-    return out
+def make_points(steps: int, keys: int, seed: int) -> list[tuple[str, int, float, int]]:
+    """One run's points: `keys` series stepping together, (key, step, value, timestamp ms)."""
+    base = 1_700_000_000_000 + seed * 10_000_000
+    return [
+        (f"metric_{k}", step, 1.0 / (step + 1) + k + seed * 1e-6, base + step * 10)
+        for step in range(steps)
+        for k in range(keys)
+    ]
+
+
+def _chunks(points: list, size: int) -> list[list]:
+    return [points[i : i + size] for i in range(0, len(points), size)]
+
+
+def native_body(points) -> bytes:
+    return json.dumps(
+        {"points": [{"key": k, "step": s, "value": v, "wall_time": t / 1000} for k, s, v, t in points]}
+    ).encode()
+
+
+def mlflow_body(run_id: str, points) -> bytes:
+    return json.dumps(
+        {
+            "run_id": run_id,
+            "metrics": [{"key": k, "value": v, "timestamp": t, "step": s} for k, s, v, t in points],
+        }
+    ).encode()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -62,324 +85,324 @@ def _cpu_seconds(pid: int) -> float:
 
     try:
         root = psutil.Process(pid)
-        total = 0.0
-        for proc in [root, *root.children(recursive=True)]:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        return total
+        return sum(p.cpu_times().user + p.cpu_times().system for p in [root, *root.children(recursive=True)])
     except psutil.Error:
         return float("nan")
 
 
-def _blast(
-    url_for: list[str], headers_for: list[dict], bodies_for: list[list[bytes]], check
-) -> tuple[float, list]:
+def blast(urls: list[str], headers: list[dict], bodies: list[list[bytes]], check) -> float:
     """Each client posts its bodies in order over one keep-alive connection; returns wall seconds."""
     import httpx
 
     errors: list = []
-    barrier = threading.Barrier(len(bodies_for) + 1)
+    barrier = threading.Barrier(len(bodies) + 1)
 
     def client(index: int) -> None:
         with httpx.Client(
-            headers={**headers_for[index], "Content-Type": "application/json"}, timeout=120
+            headers={**headers[index], "Content-Type": "application/json"}, timeout=300
         ) as http:
-            http.get(url_for[index].split("/api/")[0] + "/login/")  # open the connection before the clock
+            http.get(urls[index].split("/api/")[0] + "/")  # open the connection before the clock
             barrier.wait()
-            for body in bodies_for[index]:
-                response = http.post(url_for[index], content=body)
-                problem = check(response)
+            for body in bodies[index]:
+                problem = check(http.post(urls[index], content=body))
                 if problem:
                     errors.append(problem)
                     return
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies_for))]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
     for thread in threads:
         thread.start()
     barrier.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - started, errors
+    seconds = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(errors[:3])
+    return seconds
 
 
-def _shell(platform, code: str) -> str:
-    """The last line `manage.py shell -c code` prints (it may announce its auto-imports first)."""
-    return platform.manage("shell", "-c", code).strip().splitlines()[-1]
+def _ok(response):
+    return None if response.status_code == 200 else f"HTTP {response.status_code}: {response.text[:300]}"
 
 
-def run_t4dm(points_for: list[list], data: Path) -> dict:
-    from tests.platform import production_web, running_jobs, stop_production_web
+def _native_ok(response):
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+    return f"duplicates where none were sent: {response.text}" if response.json()["duplicates"] else None
 
-    (data / "t4dm").mkdir()
-    platform = production_web(data / "t4dm", asgi_processes=1)
-    try:
-        batch = int(_shell(platform, "from django.conf import settings; print(settings.INGEST_MAX_BATCH)"))
-        jobs = running_jobs(platform, len(points_for))
-        urls, headers, bodies = [], [], []
-        for (job_id, token), points in zip(jobs, points_for, strict=True):
-            urls.append(f"{platform.base_url}/api/v1/ingest/jobs/{job_id}/metrics")
-            headers.append({"Authorization": f"Bearer {token}"})
-            bodies.append(
-                [
-                    json.dumps(
-                        {
-                            "points": [
-                                {"key": k, "step": s, "value": v, "wall_time": t}
-                                for k, s, v, t in points[i : i + batch]
-                            ]
-                        }
-                    ).encode()
-                    for i in range(0, len(points), batch)
-                ]
-            )
 
-        def check(response):
-            if response.status_code != 200:
-                return f"HTTP {response.status_code}: {response.text[:300]}"
-            if response.json()["duplicates"]:
-                return f"unexpected duplicates: {response.text}"
-            return None
+class Server:
+    """What a phase needs of one server: where to post, and how to count what it stored."""
 
-        server = platform.processes[0].pid
-        cpu_before = _cpu_seconds(server)
-        seconds, errors = _blast(urls, headers, bodies, check)
-        cpu = _cpu_seconds(server) - cpu_before
-        assert not errors, errors[:3]
-        stored = int(
-            _shell(platform, "from experiments.models import MetricPoint; print(MetricPoint.objects.count())")
-        )
-        # A retried batch (the reporter's recovery path) stores nothing twice: resend one, same server.
+    def __init__(self, name: str, base: str, token: str | None, pid: int) -> None:
         import httpx
 
-        replay = httpx.post(
-            urls[0],
-            content=bodies[0][0],
-            headers={**headers[0], "Content-Type": "application/json"},
-            timeout=60,
+        self.name, self.base, self.pid = name, base, pid
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.mlflow = base + "/api/2.0/mlflow"
+        self.http = httpx.Client(headers=self.headers, timeout=300)
+        self.experiment = self.http.post(
+            self.mlflow + "/experiments/create", json={"name": f"bench-{secrets.token_hex(3)}"}
+        ).json()["experiment_id"]
+
+    def new_runs(self, count: int) -> list[str]:
+        return [
+            self.http.post(
+                self.mlflow + "/runs/create",
+                json={"experiment_id": self.experiment, "start_time": int(time.time() * 1000)},
+            ).json()["run"]["info"]["run_id"]
+            for _ in range(count)
+        ]
+
+    def history(self, run_id: str, key: str) -> list[dict]:
+        response = self.http.get(
+            self.mlflow + "/metrics/get-history", params={"run_id": run_id, "metric_key": key}
+        )
+        response.raise_for_status()
+        return response.json().get("metrics", [])
+
+    def stored_mlflow(self, run_id: str, keys: list[str]) -> list[tuple]:
+        return [(m["key"], m["step"], m["value"]) for key in keys for m in self.history(run_id, key)]
+
+
+def t4dm_native_stored(server: Server, job_id: str, keys: list[str]) -> list[tuple]:
+    out = []
+    for key in keys:
+        body = server.http.get(
+            f"{server.base}/api/v1/jobs/{job_id}/metrics", params={"key": key, "max_points": 100_000}
         ).json()
-        return {
-            "batch": batch,
-            "seconds": seconds,
-            "stored": stored,
-            "cpu": cpu,
-            "replay": replay,
-            "backend": "PostgreSQL",
-            "requests": sum(len(b) for b in bodies),
-            "points": sum(len(p) for p in points_for),
-        }
-    finally:
-        stop_production_web(platform)
+        assert not body["downsampled"], body.get("downsampled")
+        out.extend((key, step, value) for step, value, _ in body["series"][key])
+    return out
 
 
-def run_mlflow(points_for: list[list], data: Path, backend: str) -> dict:
+def check_exactly_once(stored: list[tuple], sent: list[tuple], where: str) -> int:
+    expected = sorted((k, s, v) for k, s, v, _ in sent)
+    if sorted(stored) != expected:
+        raise AssertionError(
+            f"{where}: stored {len(stored):,} points, sent {len(expected):,} "
+            f"({len(set(stored)) - len(stored)} repeated, {len(set(expected) - set(stored))} missing)"
+        )
+    return len(stored)
+
+
+def start_mlflow(mlflow: str, data: Path):
     import httpx
     import psycopg
 
     from tests.platform import PG_URL, free_port
 
-    database = None
-    if backend == "postgresql":
-        database = f"mlflow_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        store = "postgresql+psycopg://" + PG_URL.split("://", 1)[1].rsplit("/", 1)[0] + "/" + database
-    else:
-        store = f"sqlite:///{data / 'mlflow.db'}"
+    database = f"mlflow_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    store = "postgresql+psycopg2://" + PG_URL.split("://", 1)[1].rsplit("/", 1)[0] + "/" + database
     port = free_port()
+    log = open(data / "mlflow-server.log", "w")  # noqa: SIM115 - closed in stop_mlflow
+    process = subprocess.Popen(
+        [mlflow, "server", "--backend-store-uri", store, "--default-artifact-root", str(data / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    log = open(data / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [
-            mlflow,
-            "server",
-            "--backend-store-uri",
-            store,
-            "--default-artifact-root",
-            str(data / "mlflow-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    deadline = time.monotonic() + 240
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited: {(data / 'mlflow-server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("mlflow server did not come up")
+        time.sleep(0.5)
+    version = subprocess.run([mlflow, "--version"], capture_output=True, text=True).stdout.strip()
+    return process, base, database, log, version.replace("mlflow, version ", "MLflow ")
+
+
+def stop_mlflow(process, database: str, log) -> None:
+    import psycopg
+
+    from tests.platform import PG_URL
+
+    os.killpg(process.pid, 15)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"mlflow server exited; see {data / 'mlflow-server.log'}")
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("mlflow server did not come up")
-            time.sleep(0.5)
-        api = base + "/api/2.0/mlflow"
-        http = httpx.Client(timeout=120)
-        experiment = http.post(api + "/experiments/create", json={"name": "bench"}).json()["experiment_id"]
-        runs = [
-            http.post(
-                api + "/runs/create",
-                json={"experiment_id": experiment, "start_time": int(time.time() * 1000)},
-            ).json()["run"]["info"]["run_id"]
-            for _ in points_for
-        ]
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+    log.close()
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def run_phase(phase: dict, server: Server, t4dm_jobs: list, clients: int, keys: int, seed: int) -> dict:
+    """One phase on one server: fresh runs/jobs, the clock around the posts only, then the count."""
+    per_request = phase["per_request"]
+    sent = [make_points(phase["steps"], keys, seed + c) for c in range(clients)]
+    names = [f"metric_{k}" for k in range(keys)]
+    if phase["api"] == "native" and server.name == "T4DM":
+        jobs = [t4dm_jobs.pop() for _ in range(clients)]
+        urls = [f"{server.base}/api/v1/ingest/jobs/{job_id}/metrics" for job_id, _ in jobs]
+        headers = [{"Authorization": f"Bearer {token}"} for _, token in jobs]
+        bodies = [[native_body(chunk) for chunk in _chunks(points, per_request)] for points in sent]
+        check = _native_ok
+    else:
+        runs = server.new_runs(clients)
+        urls = [server.mlflow + "/runs/log-batch"] * clients
+        headers = [server.headers] * clients
         bodies = [
-            [
-                json.dumps(
-                    {
-                        "run_id": run,
-                        "metrics": [
-                            {"key": k, "value": v, "timestamp": int(t * 1000), "step": s}
-                            for k, s, v, t in points[i : i + MLFLOW_BATCH]
-                        ],
-                    }
-                ).encode()
-                for i in range(0, len(points), MLFLOW_BATCH)
-            ]
-            for run, points in zip(runs, points_for, strict=True)
+            [mlflow_body(run, chunk) for chunk in _chunks(points, per_request)]
+            for run, points in zip(runs, sent, strict=True)
         ]
+        check = _ok
+    cpu = _cpu_seconds(server.pid)
+    seconds = blast(urls, headers, bodies, check)
+    cpu = _cpu_seconds(server.pid) - cpu
+    stored = 0
+    for c in range(clients):
+        if phase["api"] == "native" and server.name == "T4DM":
+            found = t4dm_native_stored(server, jobs[c][0], names)
+        else:
+            found = server.stored_mlflow(runs[c], names)
+        stored += check_exactly_once(found, sent[c], f"{server.name} {phase['name']} client {c}")
+    points = sum(len(p) for p in sent)
+    return {"seconds": seconds, "points": points, "stored": stored, "rate": points / seconds,
+            "requests": sum(len(b) for b in bodies), "cpu": cpu}  # fmt: skip
 
-        def check(response):
-            return (
-                None if response.status_code == 200 else f"HTTP {response.status_code}: {response.text[:300]}"
-            )
 
-        cpu_before = _cpu_seconds(server.pid)
-        seconds, errors = _blast([api + "/runs/log-batch"] * len(runs), [{}] * len(runs), bodies, check)
-        cpu = _cpu_seconds(server.pid) - cpu_before
-        assert not errors, errors[:3]
-        stored = 0
-        for run in runs:
-            for key in sorted({k for k, *_ in points_for[0]}):
-                history = http.get(
-                    api + "/metrics/get-history",
-                    params={"run_id": run, "metric_key": key, "max_results": 10**6},
-                ).json()
-                stored += len(history.get("metrics", []))
-        try:
-            version = subprocess.run(
-                [mlflow, "--version"], capture_output=True, text=True, timeout=60
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            version = "mlflow"
-        return {
-            "batch": MLFLOW_BATCH,
-            "seconds": seconds,
-            "stored": stored,
-            "cpu": cpu,
-            "backend": "PostgreSQL" if database else "SQLite",
-            "version": version.replace("mlflow, version ", "MLflow "),
-            "requests": sum(len(b) for b in bodies),
-            "points": sum(len(p) for p in points_for),
-        }
-    finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-        log.close()
-        if "http" in locals():
-            http.close()
-        if database:
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+def time_reads(server: Server, run_id: str, key: str, reps: int) -> dict:
+    out = {}
+    calls = {
+        "runs/get": lambda: server.http.get(server.mlflow + "/runs/get", params={"run_id": run_id}),
+        "runs/search": lambda: server.http.post(
+            server.mlflow + "/runs/search", json={"experiment_ids": [server.experiment], "max_results": 1000}
+        ),
+        "get-history": lambda: server.http.get(
+            server.mlflow + "/metrics/get-history", params={"run_id": run_id, "metric_key": key}
+        ),
+    }
+    for name, call in calls.items():
+        call().raise_for_status()  # warm
+        times = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            call().raise_for_status()
+            times.append(time.perf_counter() - started)
+        out[name] = statistics.median(times)
+    return out
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--points", type=int, default=400_000, help="points per system (same for both)")
-    parser.add_argument(
-        "--mlflow-points",
-        type=int,
-        default=40_000,
-        help="MLflow gets the first steps of the same series, this many points (0: all of them)",
-    )
-    parser.add_argument("--clients", type=int, default=4, help="concurrent client connections")
-    parser.add_argument("--keys", type=int, default=8, help="metric series per job/run")
-    parser.add_argument("--mlflow-backend", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--mlflow", default=os.environ.get("MLFLOW_SERVER_BIN", "/tmp/mlflow-venv/bin/mlflow"),
+                        help="the `mlflow` command of a full MLflow install (server included)")  # fmt: skip
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--keys", type=int, default=2, help="series per run: the points of one step")
+    parser.add_argument("--batch-steps", type=int, default=5_000, help="steps per client in batch phases")
+    parser.add_argument("--step-requests", type=int, default=100, help="requests per client, one-step phases")
+    parser.add_argument("--read-points", type=int, default=20_000, help="points of the run the reads use")
     args = parser.parse_args()
+    if not Path(args.mlflow).exists() and not shutil.which(args.mlflow):
+        sys.exit(
+            f"no MLflow server command at {args.mlflow}: install the full mlflow package (see the docstring)"
+        )
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    data = Path(tempfile.mkdtemp(prefix="t4dm-ingest-bench-"))
-    points_for = make_points(args.clients, args.points, args.keys)
-    total = sum(len(p) for p in points_for)
-    print(
-        f"{total:,} points = {args.clients} clients x {args.keys} series x {total // args.clients // args.keys:,} steps"
-    )
-    results = {}
+    from tests.platform import production_web, running_jobs, stop_production_web
+
+    batch = min(MLFLOW_BATCH, 1000) // args.keys * args.keys
+    phases = [
+        {"name": f"native, {batch:,} points/request", "api": "native", "per_request": batch,
+         "steps": args.batch_steps},
+        {"name": f"native, one step ({args.keys} points)/request", "api": "native", "per_request": args.keys,
+         "steps": args.step_requests},
+        {"name": f"MLflow API log-batch, {batch:,}/request", "api": "mlflow", "per_request": batch,
+         "steps": args.batch_steps},
+        {"name": "MLflow API, one step/request", "api": "mlflow", "per_request": args.keys,
+         "steps": args.step_requests},
+    ]  # fmt: skip
+    data = Path(tempfile.mkdtemp(prefix="t4dm-tracking-bench-"))
+    (data / "t4dm").mkdir()
+    results: dict[str, dict[str, list[dict]]] = {p["name"]: {"T4DM": [], "MLflow": []} for p in phases}
+    platform = mlflow_process = None
     try:
-        print("T4DM …", flush=True)
-        results["T4DM"] = run_t4dm(points_for, data)
-        if not args.skip_mlflow:
-            mlflow_points = points_for
-            if args.mlflow_points and args.mlflow_points < total:
-                per_client = args.mlflow_points // args.clients // args.keys * args.keys
-                mlflow_points = [points[:per_client] for points in points_for]  # the same points, fewer
-            print("MLflow …", flush=True)
-            results["MLflow"] = run_mlflow(mlflow_points, data, args.mlflow_backend)
+        platform = production_web(data / "t4dm", asgi_processes=1)
+        mlflow_process, mlflow_base, mlflow_db, mlflow_log, version = start_mlflow(args.mlflow, data)
+        native_phases = sum(p["api"] == "native" for p in phases)
+        t4dm_jobs = list(running_jobs(platform, args.reps * native_phases * args.clients))
+        servers = {
+            "T4DM": Server("T4DM", platform.base_url, platform.token, platform.processes[0].pid),
+            "MLflow": Server("MLflow", mlflow_base, None, mlflow_process.pid),
+        }
+        print(f"T4DM (daphne, 1 process, PostgreSQL) vs {version} (uvicorn --workers 1, PostgreSQL); "
+              f"{args.clients} clients, {args.keys} series per run, {args.reps} repetitions", flush=True)  # fmt: skip
+        seed = 0
+        for rep in range(args.reps):
+            order = ["T4DM", "MLflow"] if rep % 2 == 0 else ["MLflow", "T4DM"]
+            for phase in phases:
+                for name in order:
+                    seed += args.clients
+                    r = run_phase(phase, servers[name], t4dm_jobs, args.clients, args.keys, seed * 1000)
+                    results[phase["name"]][name].append(r)
+                    print(f"  rep {rep + 1} {phase['name']:<40} {name:<6} {r['points']:>8,} points "
+                          f"{r['requests']:>6,} requests {r['seconds']:7.2f} s {r['rate']:>10,.0f} points/s "
+                          f"stored exactly once: {r['stored']:,}", flush=True)  # fmt: skip
+        # Reads: one run of --read-points points on each server (log-batch, the same bodies).
+        reads = {}
+        steps = args.read_points // args.keys
+        for name, server in servers.items():
+            [run] = server.new_runs(1)
+            points = make_points(steps, args.keys, 999)
+            blast([server.mlflow + "/runs/log-batch"], [server.headers],
+                  [[mlflow_body(run, c) for c in _chunks(points, batch)]], _ok)  # fmt: skip
+            reads[name] = time_reads(server, run, "metric_0", reps=max(3, args.reps))
+            count = len(server.history(run, "metric_0"))
+            assert count == steps, (name, count, steps)
     finally:
+        if mlflow_process is not None:
+            stop_mlflow(mlflow_process, mlflow_db, mlflow_log)
+        if platform is not None:
+            stop_production_web(platform)
         shutil.rmtree(data, ignore_errors=True)
 
-    rows = []
-    for name, r in results.items():
-        r["rate"] = r["points"] / r["seconds"]
-        label = "T4DM (daphne, 1 process)" if name == "T4DM" else f"{r['version']} (uvicorn, --workers 1)"
-        rows.append(
-            (
-                label,
-                r["backend"],
-                f"{r['batch']:,}",
-                f"{r['requests']:,}",
-                f"{r['points']:,}",
-                f"{r['stored']:,}",
-                f"{r['seconds']:.2f} s",
-                f"{r['rate']:,.0f}",
-                f"{r['cpu']:.1f} s",
-                f"{r['points'] / r['cpu']:,.0f}",
-            )
-        )
-    header = (
-        "server",
-        "store",
-        "batch",
-        "requests",
-        "points",
-        "stored",
-        "time",
-        "points/s",
-        "server CPU",
-        "points/CPU-s",
-    )
-    width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print()
+    header = ("phase", "T4DM points/s", "MLflow points/s", "ratio T4DM/MLflow")
+    rows = []
+    for phase in phases:
+        t4dm = [r["rate"] for r in results[phase["name"]]["T4DM"]]
+        mlflow = [r["rate"] for r in results[phase["name"]]["MLflow"]]
+        ratios = [a / b for a, b in zip(t4dm, mlflow, strict=True)]
+        rows.append((phase["name"], _spread(t4dm), _spread(mlflow),
+                     f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}–{max(ratios):.1f})"))  # fmt: skip
+    for name in ("runs/get", "runs/search", "get-history"):
+        a, b = reads["T4DM"][name], reads["MLflow"][name]
+        label = (
+            "runs/search (the experiment's runs)"
+            if name == "runs/search"
+            else (f"{name} ({args.read_points:,}-point run)")
+        )
+        verdict = f"{b / a:.1f}x faster" if a < b else f"{a / b:.1f}x slower"
+        rows.append((label, f"{a * 1000:.1f} ms", f"{b * 1000:.1f} ms", verdict))
+    width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, width, strict=True)))
     print("  ".join("-" * w for w in width))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, width, strict=True)))
-    t4dm = results["T4DM"]
     load = os.getloadavg()
-    print(f"\nT4DM replayed one batch: {t4dm['replay']} (idempotent)")
-    print(f"T4DM: {t4dm['rate']:,.0f} points/s per server process (target ≥ 100,000)")
-    if "MLflow" in results:
-        ratio = t4dm["rate"] / results["MLflow"]["rate"]
-        print(f"ratio T4DM / MLflow: {ratio:.1f}x (target ≥ 10x)")
     print(
-        f"clients: {args.clients} concurrent connections; machine: {os.cpu_count()} CPUs, "
-        f"load average {load[0]:.1f} / {load[1]:.1f} (1 / 5 min)"
+        f"\nmedian (min–max) over {args.reps} repetitions; every point of every phase counted stored exactly once"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)"
     )
 
 

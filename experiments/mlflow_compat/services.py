@@ -198,7 +198,7 @@ def run_create(
 
 
 def _runs():
-    return MLflowRun.objects.select_related("job", "experiment")
+    return MLflowRun.objects.select_related("job__owner", "experiment")
 
 
 def runs_visible_to(user):
@@ -301,36 +301,8 @@ def run_log_batch(
         points.append(point)
         sent.append((point.key, point.step, timestamp, value))
     with transaction.atomic():
-        locked = MLflowRun.objects.select_for_update().get(pk=run.pk)
-        new_params = dict(locked.params)
-        for p in params:
-            key, value = _key(str(p.get("key", "")), "param"), str(p.get("value", ""))
-            if len(value) > MAX_PARAM_VAL_LENGTH:
-                raise InvalidInput(
-                    f"param {key!r} value exceeds {MAX_PARAM_VAL_LENGTH} characters",
-                    code="INVALID_PARAMETER_VALUE",
-                )
-            if key in new_params and new_params[key] != value:
-                raise InvalidInput(
-                    f"Changing param values is not allowed. Param with key='{key}' was already logged with "
-                    f"value='{new_params[key]}' for run ID='{run.run_uuid}'. Attempted logging new value '{value}'.",
-                    code="INVALID_PARAMETER_VALUE",
-                )
-            new_params[key] = value
-        new_tags = dict(locked.tags)
-        for t in tags:
-            key, value = _key(str(t.get("key", "")), "tag"), str(t.get("value", ""))
-            if len(value) > MAX_TAG_VAL_LENGTH:
-                raise InvalidInput(
-                    f"tag {key!r} value exceeds {MAX_TAG_VAL_LENGTH} characters",
-                    code="INVALID_PARAMETER_VALUE",
-                )
-            new_tags[key] = value
-        locked.params, locked.tags = new_params, new_tags
-        locked.save(update_fields=["params", "tags"])
-        if params:
-            # The run's own config shows its params, so run lists and comparisons show them as parameters.
-            TrainingConfig.objects.filter(pk=run.job.config_id).update(hyperparameters=new_params)
+        if params or tags:
+            _params_tags_store(run=run, params=params, tags=tags)
         if points:
             # The first value sent for a (key, step) is the one the metric point keeps (the ingest
             # would keep a batch's last); the others are extra values, in the order they came.
@@ -340,9 +312,44 @@ def run_log_batch(
                 _extra_values_store(job_pk=run.job_id, sent=sent)
 
 
+def _params_tags_store(*, run: MLflowRun, params: list[dict], tags: list[dict]) -> None:
+    """Params are immutable, as in MLflow; tags are overwritten. Only a batch that carries some takes
+    the run's row lock: a metrics-only batch (most of them) does not."""
+    locked = MLflowRun.objects.select_for_update().get(pk=run.pk)
+    new_params = dict(locked.params)
+    for p in params:
+        key, value = _key(str(p.get("key", "")), "param"), str(p.get("value", ""))
+        if len(value) > MAX_PARAM_VAL_LENGTH:
+            raise InvalidInput(
+                f"param {key!r} value exceeds {MAX_PARAM_VAL_LENGTH} characters",
+                code="INVALID_PARAMETER_VALUE",
+            )
+        if key in new_params and new_params[key] != value:
+            raise InvalidInput(
+                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                f"value='{new_params[key]}' for run ID='{run.run_uuid}'. Attempted logging new value '{value}'.",
+                code="INVALID_PARAMETER_VALUE",
+            )
+        new_params[key] = value
+    new_tags = dict(locked.tags)
+    for t in tags:
+        key, value = _key(str(t.get("key", "")), "tag"), str(t.get("value", ""))
+        if len(value) > MAX_TAG_VAL_LENGTH:
+            raise InvalidInput(
+                f"tag {key!r} value exceeds {MAX_TAG_VAL_LENGTH} characters",
+                code="INVALID_PARAMETER_VALUE",
+            )
+        new_tags[key] = value
+    locked.params, locked.tags = new_params, new_tags
+    locked.save(update_fields=["params", "tags"])
+    if params:
+        # The run's own config shows its params, so run lists and comparisons show them as parameters.
+        TrainingConfig.objects.filter(pk=run.job.config_id).update(hyperparameters=new_params)
+
+
 def _extra_values_store(*, job_pk: int, sent: list[tuple[str, int, int, float]]) -> None:
-    """MLflow keeps every value logged at one step; the ingest kept the first one sent per (key, step). Every other value goes to MetricValueExtra, unless it
-    is the kept one sent again (same timestamp and value: a retry, which MLflow also stores once).
+    """MLflow keeps every value logged at one step; the ingest kept the first one sent per (key, step).
+    Every other value goes to MetricValueExtra, unless it is the kept one sent again (same timestamp and value: a retry, which MLflow also stores once).
     Runs only when the ingest reported repeats, so a batch of new steps costs nothing here."""
     kept: dict[tuple[str, int], tuple[int, float]] = {}
     pairs = list({(key, step) for key, step, _, _ in sent})

@@ -3,7 +3,11 @@
 Every producer — the Celery training worker, the Python SDK, an outside script — sends batches here
 (through the HTTP endpoint). A batch is all-or-nothing: one bad point rejects the whole batch with a
 message naming it, and nothing is stored. Points are idempotent on (job, key, step): a retried batch
-stores nothing twice.
+stores nothing twice. The first value stored for a (job, key, step) wins; a later batch's value for
+it is counted as a duplicate and dropped (inside one batch, the last value sent for it is the one
+inserted). Workers rely on this when they resend after a timeout. The MLflow-compatible API, whose
+clients may log several values at one step, keeps the others beside it (mlflow_compat's
+MetricValueExtra) and merges them back into get-history.
 
 On PostgreSQL a batch is one statement that takes the request body as it came: the database parses
 and checks the points, inserts them with `ON CONFLICT DO NOTHING`, folds the inserted rows into the

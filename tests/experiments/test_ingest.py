@@ -202,7 +202,7 @@ def test_within_a_batch_the_last_value_of_a_step_wins_and_latest_is_the_highest_
 
 
 def test_the_broadcast_carries_the_new_points_in_id_order(client, job, job_token, monkeypatch):
-    from experiments import ingest
+    from experiments.tracking import ingest
 
     sent = []
     monkeypatch.setattr(ingest, "broadcast_on_commit", lambda pk, message: sent.append((pk, message)))
@@ -234,7 +234,7 @@ def test_loose_json_types_are_read_the_same_on_every_database(client, job, job_t
 def test_postgresql_reads_a_good_batch_without_the_python_parser(client, job, job_token, monkeypatch):
     from django.db import connection
 
-    from experiments import ingest
+    from experiments.tracking import ingest
 
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only: tests/experiments/test_ingest_postgresql.py runs it")

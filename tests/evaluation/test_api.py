@@ -3,6 +3,9 @@ run by the evaluation task (called here in-process; the e2e test runs it on a re
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from experiments.evaluation.tasks import evaluate_task
@@ -13,8 +16,9 @@ from experiments.training.reporter import MemoryReporter
 
 
 @pytest.fixture
-def trained_job(demo_config, django_capture_on_commit_callbacks) -> TrainingJob:
-    """A succeeded LoRA job on the tiny model: 30 real steps, its final adapter on disk."""
+def trained_job(demo_config, django_capture_on_commit_callbacks, tmp_path_factory) -> TrainingJob:
+    """A succeeded LoRA job on the tiny model: 30 real steps, its final adapter on disk (trained once
+    per module; each test gets its own copy in its own job's folder)."""
     with django_capture_on_commit_callbacks(execute=False):
         job = job_start(owner=demo_config.owner, config=demo_config)
     spec = job_spec_for_worker(job=job)
@@ -25,10 +29,30 @@ def trained_job(demo_config, django_capture_on_commit_callbacks) -> TrainingJob:
         "batch_size": 4,
     }
     spec["checkpointing"] = {"save_steps": 15, "save_total_limit": 2, "best_only": False}
-    result = train(spec, MemoryReporter())
+    result = _train_once(spec, tmp_path_factory)
     job.mark_succeeded(final_model_path=result["final_model_path"])
     job.checkpoints.create(step=15, path=f"{result['output_dir']}/checkpoint-15")
     return job
+
+
+_TRAINED: dict = {}
+
+
+def _train_once(spec: dict, tmp_path_factory) -> dict:
+    """The same spec (seeded) trains to the same files: train the first time, copy afterwards."""
+    if not _TRAINED:
+        result = train(spec, MemoryReporter())
+        cache = tmp_path_factory.mktemp("trained-job")
+        shutil.copytree(result["output_dir"], cache, dirs_exist_ok=True)
+        _TRAINED.update(result=result, cache=cache)
+        return result
+    result, source = _TRAINED["result"], str(_TRAINED["result"]["output_dir"])
+    target = Path(spec["output_dir"]).resolve()
+    shutil.copytree(_TRAINED["cache"], target, dirs_exist_ok=True)
+    return {
+        key: value.replace(source, str(target)) if isinstance(value, str) else value
+        for key, value in result.items()
+    }
 
 
 def _start(api, user, payload, capture) -> tuple[int, dict, list]:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from experiments import selectors
+from experiments.tracking import series
 from experiments.ingest import PointIn, metric_points_ingest
 from experiments.models import MetricRollup, TrainingJob
 
@@ -22,8 +22,8 @@ def job(demo_config):
 @pytest.fixture
 def small_long_series(monkeypatch):
     # The summary's code path at a size a unit test can afford.
-    monkeypatch.setattr(selectors, "LONG_SERIES_POINTS", 500)
-    monkeypatch.setattr(selectors, "FINE_BUCKETS", 64)
+    monkeypatch.setattr(series, "LONG_SERIES_POINTS", 500)
+    monkeypatch.setattr(series, "FINE_BUCKETS", 64)
     monkeypatch.setattr(MetricRollup, "ROLLUP_WIDTH", 16)
 
 
@@ -61,7 +61,7 @@ def test_a_downsampled_falling_loss_is_drawn_falling_with_every_point_at_its_ste
 ):
     raw = {s: _loss(s) for s in range(6_000 if via_summary else 450)}
     _ingest(job, "loss", raw)
-    result = selectors.metric_series_range(job=job, key="loss", max_points=120)
+    result = series.metric_series_range(job=job, key="loss", max_points=120)
     drawn = result["series"]["loss"]
     assert result["downsampled"] is True and len(drawn) <= 120
     _assert_same_shape(raw, drawn, groups=30)
@@ -73,15 +73,15 @@ def test_the_summary_places_a_dip_and_a_spike_where_they_happened(job, small_lon
     raw = {s: 1.0 for s in range(5_000)}
     raw[1_234], raw[3_210] = -7.0, 9.0
     _ingest(job, "loss", raw)
-    drawn = selectors.metric_series_range(job=job, key="loss", max_points=80)["series"]["loss"]
+    drawn = series.metric_series_range(job=job, key="loss", max_points=80)["series"]["loss"]
     assert [1_234, -7.0] in [p[:2] for p in drawn] and [3_210, 9.0] in [p[:2] for p in drawn]
 
 
 def test_max_points_above_the_range_returns_every_point_exactly(job, small_long_series):
     raw = {s: _loss(s) for s in range(3_000)}
     _ingest(job, "loss", raw)
-    selectors.metric_series_range(job=job, key="loss", max_points=100)  # builds the summary
-    result = selectors.metric_series_range(job=job, key="loss", max_points=5_000)
+    series.metric_series_range(job=job, key="loss", max_points=100)  # builds the summary
+    result = series.metric_series_range(job=job, key="loss", max_points=5_000)
     assert result["downsampled"] is False
     assert [p[:2] for p in result["series"]["loss"]] == [[s, raw[s]] for s in range(3_000)]
 

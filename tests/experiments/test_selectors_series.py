@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.tracking import series
 from experiments.ingest import PointIn, metric_points_ingest
 from experiments.models import MetricPoint, MetricRollup, TrainingJob
+from experiments.tracking import series
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from experiments.tracking import series
 from experiments.ingest import PointIn, metric_points_ingest
 from experiments.models import MetricRollup, TrainingJob
+from experiments.tracking import series
 
 pytestmark = pytest.mark.django_db
 

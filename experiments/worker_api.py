@@ -8,12 +8,9 @@ also takes a researcher's API token or session (the SDK logging to their own job
 
 from __future__ import annotations
 
-import hmac
 import os
 
-from django.conf import settings
 from ninja import Router
-from ninja.security import HttpBearer
 
 from experiments import services
 from experiments.ingest import metric_points_ingest_body
@@ -30,24 +27,11 @@ from experiments.schemas import (
     WorkerHeartbeatIn,
 )
 from experiments.selectors import job_get
-from t4dm_site.auth import JobTokenAuth, job_token_pk, trainer_auth
+from t4dm_site.auth import JobTokenAuth, job_token_pk, trainer_auth, worker_secret_auth
 from t4dm_site.errors import Conflict, Forbidden, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
 
 router = Router(tags=["workers and ingest"])
-
-
-class WorkerSecretAuth(HttpBearer):
-    """`Authorization: Bearer <T4DM_WORKER_SECRET>`: a worker process, not tied to one job.
-
-    Per-job tokens exist only while a job runs; an idle worker still has to say it is alive.
-    """
-
-    def authenticate(self, request, token):
-        return "worker" if hmac.compare_digest(token.encode(), settings.WORKER_SECRET.encode()) else None
-
-
-worker_secret_auth = WorkerSecretAuth()
 
 
 class AttemptTokenAuth(JobTokenAuth):

@@ -280,7 +280,6 @@ def install_daphne_limits() -> bool:
 
 def _credential_valid(authorization: bytes | None, cookie: bytes | None) -> bool:
     """A bearer token some endpoint accepts (API token, worker secret, job token) or a live session."""
-    import hmac
 
     raw = bearer_token(authorization.decode("latin-1")) if authorization else None
     if raw:
@@ -288,12 +287,11 @@ def _credential_valid(authorization: bytes | None, cookie: bytes | None) -> bool
 
         if api_token_authenticate(raw=raw) is not None:
             return True
-        secret = getattr(settings, "WORKER_SECRET", "")
-        if secret and hmac.compare_digest(raw.encode(), secret.encode()):
+        from t4dm_site.auth import job_token_auth, worker_secret_valid
+
+        if worker_secret_valid(raw):
             return True
         try:
-            from t4dm_site.auth import job_token_auth
-
             return job_token_auth.authenticate(None, raw) is not None
         except Exception:  # noqa: BLE001 - a malformed token is simply not valid
             return False

@@ -3,6 +3,7 @@
 - `UserAuth(roles=...)`: `Authorization: Bearer t4dm_...` or a logged-in session. A user without one
   of the roles gets 403 (e.g. an evaluator on the training API).
 - `JobTokenAuth`: `Authorization: Bearer t4job_<job pk>_...`, valid only for the job in the URL.
+- `WorkerSecretAuth`: `Authorization: Bearer <T4DM_WORKER_SECRET>`, a worker process (its heartbeat).
 - `LoginLockoutBackend`: django-axes' lockout check for password logins (settings AXES_*).
 
 A refused bearer token is counted, and past the limit answered 429, by t4dm_site/ratelimit.py; valid
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hmac
 
 from axes.backends import AxesStandaloneBackend
+from django.conf import settings
 from ninja.security import HttpBearer
 from ninja.utils import check_csrf
 
@@ -77,9 +79,26 @@ def job_token_pk(token: str) -> int | None:
     return int(pk_text) if pk_text.isdigit() else None
 
 
+def worker_secret_valid(raw: str) -> bool:
+    """Whether `raw` is the workers' shared secret (never true while no secret is configured)."""
+    secret = getattr(settings, "WORKER_SECRET", "")
+    return bool(secret) and hmac.compare_digest(raw.encode(), secret.encode())
+
+
+class WorkerSecretAuth(HttpBearer):
+    """`Authorization: Bearer <T4DM_WORKER_SECRET>`: a worker process, not tied to one job.
+
+    Per-job tokens exist only while a job runs; an idle worker still has to say it is alive.
+    """
+
+    def authenticate(self, request, token):
+        return "worker" if worker_secret_valid(token) else None
+
+
 trainer_auth = UserAuth(roles={ADMIN, RESEARCHER})
 any_user_auth = UserAuth()
 job_token_auth = JobTokenAuth()
+worker_secret_auth = WorkerSecretAuth()
 
 
 class LoginLockoutBackend(AxesStandaloneBackend):

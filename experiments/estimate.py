@@ -14,16 +14,6 @@ from django.conf import settings
 from experiments.training import resources
 from experiments.training.resources import GPUS
 
-# Parameter counts of the known bases (the fallback table, for ids not available locally).
-KNOWN_PARAMS = {
-    "llama-3-8b": 8.03e9,
-    "llama-3.2-1b": 1.24e9,
-    "llama-3.2-3b": 3.21e9,
-    "mistral-7b": 7.24e9,
-    "qwen2.5-7b": 7.62e9,
-    "qwen2.5-0.5b": 0.49e9,
-}
-
 
 def gpu_table() -> list[tuple[str, float, float, float]]:
     """Built-in GPUs with settings.GPU_PRICES applied (a price for an unknown name is ignored)."""

@@ -84,6 +84,15 @@ def builtin_models() -> dict[str, Path]:
     return found
 
 
+def base_model_catalogue() -> list[str]:
+    """The base models a form offers: the built-in tiny model, then the well-known bases whose shapes
+    the resource estimator knows (experiments.training.resources.KNOWN_CONFIGS). Any other base that
+    `base_model_resolve` accepts can still be typed."""
+    from experiments.training.resources import KNOWN_CONFIGS
+
+    return [TINY_MODEL_NAME, *sorted(KNOWN_CONFIGS)]
+
+
 def model_roots() -> list[Path]:
     """The folders raw server paths must lie in: settings.MODEL_ROOTS plus the built-in models. A root
     that holds the artifact root (or lies in it) is ignored: job folders are never reached by path."""

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from datasets_app.selectors import datasets_visible_to
 from experiments import selectors, services
 from experiments.demo import demo_job_start
-from experiments.estimate import KNOWN_PARAMS
+from experiments.model_refs import base_model_catalogue
 from experiments.models import Approach, JobStatus
 from t4dm_site.access import visible
 from t4dm_site.errors import DomainError, NotFound
@@ -224,7 +224,7 @@ def config_new(request):
         "approaches": [
             (value, label, value in services.LOCAL_APPROACHES) for value, label in Approach.choices
         ],
-        "model_bases": [services.TINY_MODEL_NAME, *sorted(KNOWN_PARAMS)],
+        "model_bases": base_model_catalogue(),
     }
     return render(request, "config_form.html", {"datasets": datasets, "form": form, "form_json": form})
 

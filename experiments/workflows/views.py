@@ -8,9 +8,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from datasets_app.selectors import datasets_visible_to
-from experiments.estimate import KNOWN_PARAMS
+from experiments.model_refs import base_model_catalogue
 from experiments.models import Approach
-from experiments.services import LOCAL_APPROACHES, TEMPLATES, TINY_MODEL_NAME
+from experiments.services import LOCAL_APPROACHES, TEMPLATES
 from experiments.workflows import selectors, services
 from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.pages import dashboard
@@ -29,7 +29,7 @@ def _form_context(request, *, values: dict | None = None, error: str | None = No
         "datasets": datasets,
         "approaches": [(v, label) for v, label in Approach.choices if v in LOCAL_APPROACHES],
         "templates": list(TEMPLATES),
-        "model_bases": [TINY_MODEL_NAME, *sorted(KNOWN_PARAMS)],
+        "model_bases": base_model_catalogue(),
         "demo_hyperparams": services.DEMO_HYPERPARAMETERS,
         "values": values or {},
         "error": error,

@@ -131,3 +131,23 @@ def test_an_old_stored_config_stays_loadable(demo_config, django_capture_on_comm
     spec = TrainingSpec.from_dict(job_spec_for_worker(job=job))
 
     assert spec.hyperparameters.max_steps is None and spec.hyperparameters.gpus == 1
+
+
+@pytest.mark.parametrize("hyperparams", [{"logging_steps": 0}, {"packing": "yes"}, {"seed": -1}])
+def test_a_workflow_with_a_bad_hyperparameter_is_refused_up_front(
+    api, researcher, artifact_root, hyperparams
+):
+    """Workflows make their config later (the configure step): their input is checked by the same spec."""
+    from experiments.workflows.models import Workflow
+
+    payload = {
+        "model_base": "t4dm-tiny",
+        "approach": "lora",
+        "source": "knowledge",
+        "hyperparams": hyperparams,
+    }
+    response = api.post(researcher, "/workflows", payload)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"].startswith(f"hyperparameters.{next(iter(hyperparams))}:")
+    assert not Workflow.objects.exists()

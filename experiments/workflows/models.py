@@ -126,3 +126,23 @@ class WorkflowStep(StatusTransitionsMixin, models.Model):
         self.error = ""
         self.finished_at = None
         self.save(update_fields=["status", "error", "finished_at"])
+
+
+class WorkflowUpdate(models.Model):
+    """The workflow page's outbox: one row per change of a workflow or a step, written in the
+    transaction that made the change (a WorkflowChanged subscriber). Its payload is the workflow as
+    GET /api/v1/workflows/<id> shows it at that change; the websocket sends the rows after a viewer's
+    cursor (the row id), so a change made by a worker process reaches every viewer in any process,
+    and a viewer that reconnects with its last id gets exactly what it missed."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="updates")
+    kind = models.CharField(max_length=40, help_text="The WorkflowChanged type, e.g. workflow.step_running.")
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["workflow", "id"], name="workflow_update_cursor")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} #{self.pk} {self.kind}"

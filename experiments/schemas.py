@@ -39,6 +39,9 @@ class ConfigIn(Schema):
     model_base: str = Field(..., min_length=1, max_length=300)
     dataset_id: str
     approach: str | None = None  # None: the finetune configuration file's default_approach
+    # Checked by experiments/training/spec.py (the engine reads jobs with the same module): a bad value
+    # is a 400 whose message and details.param name the field, e.g. "hyperparameters.logging_steps".
+    # Keys: experiments.training.spec.Hyperparameters; max_seq_length is checked against the model.
     hyperparams: dict[str, Any] | None = None
     template: str | None = None
     experiment_id: str | None = None

@@ -16,6 +16,7 @@ class WorkflowStatus(models.TextChoices):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    BLOCKED = "blocked", "blocked by gate"  # the deployment gate refused the promotion; nothing broke
 
 
 class StepName(models.TextChoices):
@@ -37,6 +38,7 @@ class StepStatus(models.TextChoices):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    BLOCKED = "blocked", "blocked by gate"
 
 
 class Workflow(StatusTransitionsMixin, PublicIdMixin, models.Model):
@@ -115,6 +117,13 @@ class WorkflowStep(StatusTransitionsMixin, models.Model):
 
     def mark_succeeded(self, *, output: dict) -> None:
         super().mark_succeeded(output=output)
+
+    def mark_blocked(self, *, reason: str, gate: list | None = None) -> None:
+        """The promotion waits for the gate (failing checks, a second sign-off): a state a person
+        resolves, not an error of the step."""
+        self.status, self.error, self.finished_at = StepStatus.BLOCKED, reason, timezone.now()
+        self.output = {**self.output, "failing": gate or []}
+        self.save(update_fields=["status", "error", "finished_at", "output"])
 
     def mark_skipped(self, *, reason: str) -> None:
         self.status = StepStatus.SKIPPED

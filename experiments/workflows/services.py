@@ -43,11 +43,18 @@ from experiments.workflows.models import (
     WorkflowStep,
 )
 from models_registry.models import Stage
-from models_registry.services import model_version_create, model_version_transition
+from models_registry.services import (
+    GateFailed,
+    SecondSignoffRequired,
+    model_version_create,
+    model_version_transition,
+)
 from t4dm_site.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge
 from t4dm_site.events import WorkflowChanged, publish
 
 log = logging.getLogger(__name__)
+# The deployment gate's refusals: the promote step is blocked (a person acts), not failed.
+GateRefused = (GateFailed, SecondSignoffRequired)
 
 SOURCES = ("file", "knowledge", "dataset")
 PROMOTE_TARGETS = ("staging", "production")
@@ -182,6 +189,7 @@ def workflow_create(
             if not spec.get("promote_to"):
                 workflow.steps.get(name=StepName.PROMOTE).mark_skipped(reason="no promotion target was given")
             workflow.mark_running()
+            publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.running"))
             workflow_advance(workflow=workflow)
     except BaseException:
         if folder is not None:
@@ -231,7 +239,7 @@ def workflow_advance(*, workflow: Workflow) -> WorkflowStep | None:
     chain: nothing after it is queued until a retry."""
     workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
     steps = list(workflow.steps.order_by("position"))
-    if any(s.status == StepStatus.FAILED for s in steps) or any(
+    if any(s.status in (StepStatus.FAILED, StepStatus.BLOCKED) for s in steps) or any(
         s.status == StepStatus.RUNNING for s in steps
     ):
         return None
@@ -251,6 +259,9 @@ def _claim(step_pk: int) -> WorkflowStep | None:
         if step is None or step.status != StepStatus.PENDING:
             return None  # a redelivered message for a step that already ran
         step.mark_running()
+        publish(
+            WorkflowChanged(workflow_pk=step.workflow_id, webhook_type="workflow.step_running", step_pk=step.pk)
+        )
         return step
 
 
@@ -263,6 +274,8 @@ def workflow_step_run(*, step_pk: int) -> WorkflowStep | None:
     workflow = step.workflow
     try:
         outcome = RUNNERS[step.name](workflow, step)
+    except GateRefused as exc:
+        _step_block(step_pk=step.pk, error=exc.message, failing=(exc.details or {}).get("failing"))
     except DomainError as exc:
         _step_fail(step_pk=step.pk, error=exc.message)
     except Exception as exc:
@@ -300,6 +313,20 @@ def _step_fail(*, step_pk: int, error: str) -> None:
 
 
 @transaction.atomic
+def _step_block(*, step_pk: int, error: str, failing: list | None) -> None:
+    """The promote step met the deployment gate's refusal: the workflow waits (blocked), to be tried
+    again once someone fixes what the gate names (a sign-off, an evaluation); it did not fail."""
+    step = WorkflowStep.objects.select_for_update().select_related("workflow").get(pk=step_pk)
+    if step.status != StepStatus.RUNNING:
+        return
+    step.mark_blocked(reason=error, gate=failing)
+    workflow = step.workflow
+    workflow.status, workflow.error = WorkflowStatus.BLOCKED, f"{step.name} blocked by the gate: {error}"
+    workflow.save(update_fields=["status", "error"])
+    publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_failed", step_pk=step.pk))
+
+
+@transaction.atomic
 def workflow_retry(*, workflow: Workflow, hyperparams: dict | None = None) -> Workflow:
     """Re-run a failed workflow from its failed step; the steps before it keep their results.
 
@@ -307,9 +334,13 @@ def workflow_retry(*, workflow: Workflow, hyperparams: dict | None = None) -> Wo
     comes after configure, the train step trains a new config with them (the configure step's record
     is left as it was)."""
     workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
-    if workflow.status != WorkflowStatus.FAILED:
-        raise Conflict(f"{workflow.public_id} is {workflow.status}; only a failed workflow can be retried")
-    failed = workflow.steps.filter(status=StepStatus.FAILED).order_by("position").first()
+    if workflow.status not in (WorkflowStatus.FAILED, WorkflowStatus.BLOCKED):
+        raise Conflict(
+            f"{workflow.public_id} is {workflow.status}; only a failed or blocked workflow can be retried"
+        )
+    failed = (
+        workflow.steps.filter(status__in=(StepStatus.FAILED, StepStatus.BLOCKED)).order_by("position").first()
+    )
     if failed is None:
         raise Conflict(f"{workflow.public_id} has no failed step to retry")
     if hyperparams:
@@ -329,6 +360,7 @@ def workflow_retry(*, workflow: Workflow, hyperparams: dict | None = None) -> Wo
         workflow.save(update_fields=["input_spec"])
     failed.reset_for_retry()
     workflow.mark_running()
+    publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.running", step_pk=failed.pk))
     workflow_advance(workflow=workflow)
     return workflow
 
@@ -560,6 +592,7 @@ def _run_train(workflow: Workflow, step: WorkflowStep):
         WorkflowStep.objects.filter(pk=step.pk).update(
             output={**note, "job_id": job.public_id, "status": job.status, "url": f"/jobs/{job.public_id}/"}
         )
+        publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_updated", step_pk=step.pk))
     return WAITING
 
 
@@ -589,6 +622,7 @@ def _run_evaluate(workflow: Workflow, step: WorkflowStep):
         WorkflowStep.objects.filter(pk=step.pk).update(
             output={"evaluation_id": evaluation.public_id, "url": f"/evaluations/{evaluation.public_id}/"}
         )
+        publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_updated", step_pk=step.pk))
     # It may have finished before the workflow pointed at it: then its end hook found no workflow.
     evaluation.refresh_from_db()
     if evaluation.status in (EvaluationStatus.SUCCEEDED, EvaluationStatus.FAILED):

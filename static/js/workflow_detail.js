@@ -27,6 +27,9 @@
     });
   }
 
+  // "blocked": the deployment gate refused the promotion; a person acts (sign-off, evaluation), then retries.
+  const label = (status) => (status === "blocked" ? "blocked by gate" : status);
+
   function stepBody(step) {
     const o = step.output || {};
     const parts = [];
@@ -79,17 +82,24 @@
       li.dataset.status = step.status;
       const badge = li.querySelector('[data-role="status"]');
       badge.className = `badge ${step.status}`;
-      badge.textContent = step.status;
+      badge.textContent = label(step.status);
       li.querySelector('[data-role="body"]').replaceChildren(...stepBody(step));
       li.querySelector('[data-role="error"]').textContent = step.error || "";
     }
     const status = document.getElementById("workflow-status");
     status.className = `badge ${data.status}`;
-    status.textContent = data.status;
+    status.textContent = label(data.status);
     const error = document.getElementById("workflow-error");
     error.hidden = !data.error;
     error.textContent = data.error || "";
-    document.getElementById("retry-form").hidden = data.status !== "failed";
+    error.className = data.status === "blocked" ? "blocked-reason" : "error";
+    document.getElementById("retry-form").hidden = data.status !== "failed" && data.status !== "blocked";
+    document.getElementById("retry-workflow").textContent =
+      data.status === "blocked" ? "Check the gate again and promote" : "Retry from the failed step";
+    const gateLink = document.getElementById("gate-link");
+    const version = data.steps.find((s) => s.name === "version");
+    gateLink.hidden = data.status !== "blocked" || !(version && version.output && version.output.url);
+    if (!gateLink.hidden) gateLink.href = version.output.url;
   }
 
   function renderResult(summary) {
@@ -150,13 +160,13 @@
   }
 
   const state = document.getElementById("live-state");
-  const finished = (data) => data.status === "succeeded" || data.status === "failed";
+  const finished = (data) => ["succeeded", "failed", "blocked"].includes(data.status);
   let polling = false;
 
   function show(data, transport) {
     render(data);
     state.dataset.transport = transport;
-    state.textContent = finished(data) ? `finished: ${data.status}` : `live (${transport})`;
+    state.textContent = finished(data) ? `finished: ${label(data.status)}` : `live (${transport})`;
   }
 
   async function poll() {
@@ -203,6 +213,6 @@
   }
 
   render(initial);
-  if (finished(initial)) state.textContent = `finished: ${initial.status}`;
+  if (finished(initial)) state.textContent = `finished: ${label(initial.status)}`;
   else connect();
 })();

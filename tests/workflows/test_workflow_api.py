@@ -95,7 +95,7 @@ def test_only_a_failed_workflow_can_be_retried(api, researcher, artifact_root):
     response = api.post(researcher, f"/workflows/{created['workflow_id']}/retry", {})
 
     assert response.status_code == 409
-    assert "only a failed workflow" in response.json()["error"]["message"]
+    assert "only a failed or blocked workflow" in response.json()["error"]["message"]
 
 
 def test_an_existing_dataset_version_skips_prepare_and_validate(api, researcher, dataset_id):

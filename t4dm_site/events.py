@@ -8,7 +8,7 @@ in ``SUBSCRIBERS`` below, the one table to read to know what a state change caus
 The rule: subscribers run after the transaction that published the event commits, in the table's
 order, each on its own (one that raises is logged and the next still runs), so nothing reacts to a
 change that a rollback takes back. The exception is a subscriber that only writes an outbox row
-(the webhook delivery log): it runs in the publisher's transaction, inside a savepoint, so the row
+(the webhook delivery log, the workflow page's updates): it runs in the publisher's transaction, inside a savepoint, so the row
 commits or rolls back with the change it reports and is never lost between the commit and a crash.
 
 Events carry ids and the few values a subscriber cannot read back later (the status the event was
@@ -87,8 +87,9 @@ class ModelVersionStageChanged:
 
 @dataclass(frozen=True)
 class WorkflowChanged:
-    """A workflow step or the workflow ended; ``webhook_type`` is workflow.step_succeeded,
-    workflow.step_failed, workflow.succeeded or workflow.failed."""
+    """A workflow or one of its steps changed. ``webhook_type`` is workflow.step_succeeded,
+    workflow.step_failed, workflow.succeeded or workflow.failed (also webhooks), or workflow.running,
+    workflow.step_running, workflow.step_updated (the workflow page's outbox only)."""
 
     workflow_pk: int
     webhook_type: str
@@ -119,7 +120,9 @@ SUBSCRIBERS: dict[type, list[str]] = {
         "models_registry.subscribers.version_webhook",  # in the transaction
     ],
     WorkflowChanged: [
-        "experiments.workflows.subscribers.workflow_webhook",  # in the transaction
+        "experiments.workflows.subscribers.workflow_webhook",  # in the transaction (webhook types only)
+        "experiments.workflows.subscribers.workflow_outbox",  # in the transaction: the page's outbox row
+        "experiments.workflows.subscribers.workflow_live_wake",  # the page's websockets read the outbox
     ],
 }
 
@@ -130,6 +133,7 @@ IN_TRANSACTION = frozenset(
         "experiments.evaluation.subscribers.evaluation_webhook",
         "models_registry.subscribers.version_webhook",
         "experiments.workflows.subscribers.workflow_webhook",
+        "experiments.workflows.subscribers.workflow_outbox",
     }
 )
 

@@ -1,33 +1,44 @@
-"""The live workflow websocket: /ws/workflows/<workflow_id>/.
+"""The live workflow websocket: /ws/workflows/<workflow_id>/?after=<last update id>.
 
-Sends {"type": "workflow", "workflow": {...}} (the same JSON as GET /api/v1/workflows/<id>) on connect
-and again whenever a step changes. Steps run in worker processes, and the embedded default's
-in-memory channel layer cannot carry a message from another process, so instead of a group the
-consumer itself reads the workflow every second and sends only what changed; that works the same on
-every channel layer.
+Every change of the workflow or a step is a row of its outbox (``WorkflowUpdate``, written in the
+transaction that made the change), holding the workflow as GET /api/v1/workflows/<id> shows it. The
+socket sends {"type": "workflow", "workflow": {...}, "id": <update id>}:
+
+- on connect without ``after``: the workflow now, with the id of its newest update as the cursor;
+  with ``after``: exactly the updates after that id (a reconnecting viewer gets what it missed);
+- then each new update, in id order, when the channel layer wakes the socket (the subscriber
+  ``workflow_live_wake`` sends to the workflow's group after commit).
+
+The group is joined before the cursor is read, so no update falls between the two. The embedded
+default's in-memory channel layer does not cross processes (steps run in worker processes): with it,
+the socket also reads the outbox after its cursor every WS_WORKFLOW_FALLBACK_SECONDS (15 s), one
+indexed query; a layer that crosses processes (Redis) needs no such check. Nothing is read while
+idle otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+from urllib.parse import parse_qsl
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
+from django.conf import settings
 
-from experiments.workflows.models import Workflow
+from experiments.workflows.live import workflow_group
+from experiments.workflows.models import Workflow, WorkflowUpdate
 from experiments.workflows.selectors import workflow_get, workflow_to_dict
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
 from t4dm_site.ws_revocation import RevocableConsumerMixin
 
-POLL_SECONDS = 1.0
+FALLBACK_SECONDS = 15.0
+MAX_UPDATES_PER_READ = 200  # a viewer far behind gets the rest at the next read
 
 
-def _fingerprint(data: dict) -> str:
-    """What a viewer sees change: statuses, outputs, errors (not the running step's growing duration)."""
-    steps = [(s["status"], s["attempts"], s["finished_at"], s["error"], s["output"]) for s in data["steps"]]
-    return json.dumps([data["status"], data["error"], steps], sort_keys=True, default=str)
+def fallback_seconds() -> float:
+    return float(getattr(settings, "WS_WORKFLOW_FALLBACK_SECONDS", FALLBACK_SECONDS))
 
 
 class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
@@ -40,13 +51,33 @@ class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
             return
         workflow_id = self.scope["url_route"]["kwargs"]["workflow_id"]
         try:
+            after = self._after()
             self.workflow_pk = await database_sync_to_async(self._load)(user, workflow_id)
-        except DomainError:
+        except (DomainError, ValueError):
             await self.close(code=4404)
             return
+        self.reading = asyncio.Lock()
+        self.group = workflow_group(self.workflow_pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        self.follower = asyncio.create_task(self._follow())
+        if after is None:
+            self.last_id, data = await database_sync_to_async(self._snapshot)()
+            await self.send_json({"type": "workflow", "workflow": data, "id": self.last_id})
+        else:
+            self.last_id = after
+            await self._catch_up()
+        if isinstance(self.channel_layer, InMemoryChannelLayer):  # cannot hear a worker process
+            self.fallback = asyncio.create_task(self._fallback())
         await self.start_revocation_checks()
+
+    def _after(self) -> int | None:
+        query = dict(parse_qsl(self.scope.get("query_string", b"").decode()))
+        if not query.get("after"):
+            return None
+        after = int(query["after"])
+        if after < 0:
+            raise ValueError(after)
+        return after
 
     @staticmethod
     def _load(user, workflow_id: str) -> int:
@@ -62,29 +93,53 @@ class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
         return True
 
     async def on_revoked(self) -> None:
-        follower = getattr(self, "follower", None)
-        if follower is not None and follower is not asyncio.current_task():
-            follower.cancel()
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        fallback = getattr(self, "fallback", None)
+        if fallback is not None and fallback is not asyncio.current_task():
+            fallback.cancel()
 
-    def _read(self) -> dict:
-        return workflow_to_dict(Workflow.objects.prefetch_related("steps").get(pk=self.workflow_pk))
+    def _snapshot(self) -> tuple[int, dict]:
+        # The cursor first: an update committed after it is sent again later, never lost.
+        last_id = (
+            WorkflowUpdate.objects.filter(workflow_id=self.workflow_pk).order_by("-id").values_list("id", flat=True)
+        ).first() or 0
+        workflow = Workflow.objects.prefetch_related("steps").get(pk=self.workflow_pk)
+        return last_id, workflow_to_dict(workflow)
 
-    async def _follow(self) -> None:
-        last = None
+    def _updates(self, after: int) -> list[tuple[int, dict]]:
+        rows = WorkflowUpdate.objects.filter(workflow_id=self.workflow_pk, id__gt=after).order_by("id")
+        return list(rows.values_list("id", "payload")[:MAX_UPDATES_PER_READ])
+
+    async def _catch_up(self) -> None:
+        """Send the outbox rows after the cursor, in order (one reader at a time)."""
+        async with self.reading:
+            while not self.revoked:
+                updates = await database_sync_to_async(self._updates)(self.last_id)
+                for update_id, payload in updates:
+                    if self.revoked:
+                        return
+                    self.last_id = update_id
+                    await self.send_json({"type": "workflow", "workflow": payload, "id": update_id})
+                if len(updates) < MAX_UPDATES_PER_READ:
+                    return
+
+    async def workflow_changed(self, event):
+        if not self.revoked:
+            await self._catch_up()
+
+    async def _fallback(self) -> None:
         while not self.revoked:
-            data = await database_sync_to_async(self._read)()
-            fingerprint = _fingerprint(data)
-            if fingerprint != last and not self.revoked:
-                last = fingerprint
-                await self.send_json({"type": "workflow", "workflow": data})
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(fallback_seconds())
+            await self._catch_up()
 
     async def disconnect(self, code):
         await self.stop_revocation_checks()
-        follower = getattr(self, "follower", None)
-        if follower is not None:
-            follower.cancel()
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        fallback = getattr(self, "fallback", None)
+        if fallback is not None:
+            fallback.cancel()
 
     async def receive_json(self, content, **kwargs):
-        if content.get("type") == "ping":  # server → client only; a ping keeps proxies from idling it out
+        if content.get("type") == "ping" and not self.revoked:  # server → client only; a keep-alive ping
             await self.send_json({"type": "pong"})

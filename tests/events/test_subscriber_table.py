@@ -36,14 +36,20 @@ def test_the_subscriber_table():
             "experiments.evaluation.subscribers.compare_to_base",
         ],
         ModelVersionStageChanged: ["models_registry.subscribers.version_webhook"],
-        WorkflowChanged: ["experiments.workflows.subscribers.workflow_webhook"],
+        WorkflowChanged: [
+            "experiments.workflows.subscribers.workflow_webhook",
+            "experiments.workflows.subscribers.workflow_outbox",
+            "experiments.workflows.subscribers.workflow_live_wake",
+        ],
     }
-    # only the webhook delivery log is written in the publisher's transaction
+    # only outbox rows (the webhook delivery log, the workflow page's updates) are written in the
+    # publisher's transaction
     assert events.IN_TRANSACTION == {
         "experiments.subscribers.job_webhook",
         "experiments.evaluation.subscribers.evaluation_webhook",
         "models_registry.subscribers.version_webhook",
         "experiments.workflows.subscribers.workflow_webhook",
+        "experiments.workflows.subscribers.workflow_outbox",
     }
     # wired at startup (T4dmSiteConfig.ready): every path resolves to a function
     for event_type, names in events.SUBSCRIBERS.items():

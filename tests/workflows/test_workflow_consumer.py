@@ -1,4 +1,7 @@
-"""The live workflow websocket: the workflow on connect, then each change of a step; others refused."""
+"""The live workflow websocket: the workflow on connect, then each change of a step; others refused.
+
+Steps change through the workflow service (it publishes WorkflowChanged, whose subscribers write the
+outbox the socket reads); a step changed through the model directly would reach no viewer."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from experiments.workflows.models import STEP_ORDER, Workflow, WorkflowStep
+from experiments.workflows.services import workflow_step_run
 from t4dm_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,6 +28,12 @@ def workflow(researcher):
     )
     created.mark_running()
     return created
+
+
+def _run_failing_step(workflow) -> None:
+    """Run the validate step through the service: it has no dataset to validate, so it goes running,
+    then failed, and the workflow fails (three outbox rows)."""
+    workflow_step_run(step_pk=workflow.steps.get(name="validate").pk)
 
 
 def _communicator(workflow, token: str | None) -> WebsocketCommunicator:
@@ -51,10 +61,14 @@ async def test_the_workflow_then_each_step_change(workflow, researcher):
     assert first["type"] == "workflow" and first["workflow"]["workflow_id"] == workflow.public_id
     assert {s["status"] for s in first["workflow"]["steps"]} == {"pending"}
 
-    step = await sync_to_async(workflow.steps.get)(name="prepare")
-    await sync_to_async(step.mark_running)()
-    changed = await communicator.receive_json_from(timeout=5)
-    assert changed["workflow"]["steps"][0]["status"] == "running"
+    assert first["id"] == 0  # the cursor: no update yet
+
+    await sync_to_async(_run_failing_step)(workflow)
+    running, step_failed, failed = [await communicator.receive_json_from(timeout=5) for _ in range(3)]
+    assert running["workflow"]["steps"][1]["status"] == "running" and running["workflow"]["status"] == "running"
+    assert step_failed["workflow"]["steps"][1]["status"] == "failed"
+    assert failed["workflow"]["status"] == "failed" and failed["workflow"]["error"].startswith("validate failed")
+    assert 0 < running["id"] < step_failed["id"] < failed["id"]
     # nothing else changed: no message for a second or more
     assert await communicator.receive_nothing(timeout=1.5)
     await communicator.disconnect()
@@ -72,8 +86,7 @@ async def test_a_revoked_token_closes_the_workflow_stream(workflow, researcher):
     await sync_to_async(token.revoke)()
     output = await communicator.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": 4401}, output
-    step = await sync_to_async(workflow.steps.get)(name="prepare")
-    await sync_to_async(step.mark_running)()
+    await sync_to_async(_run_failing_step)(workflow)
     assert await communicator.receive_nothing(timeout=1.5)
 
 

@@ -101,7 +101,9 @@ class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
     def _snapshot(self) -> tuple[int, dict]:
         # The cursor first: an update committed after it is sent again later, never lost.
         last_id = (
-            WorkflowUpdate.objects.filter(workflow_id=self.workflow_pk).order_by("-id").values_list("id", flat=True)
+            WorkflowUpdate.objects.filter(workflow_id=self.workflow_pk)
+            .order_by("-id")
+            .values_list("id", flat=True)
         ).first() or 0
         workflow = Workflow.objects.prefetch_related("steps").get(pk=self.workflow_pk)
         return last_id, workflow_to_dict(workflow)

@@ -55,7 +55,9 @@ def workflow_webhook(event: WorkflowChanged) -> None:
 def workflow_outbox(event: WorkflowChanged) -> None:
     """The workflow page's outbox row (in the transaction): the workflow as the API shows it now."""
     workflow = Workflow.objects.prefetch_related("steps").get(pk=event.workflow_pk)
-    WorkflowUpdate.objects.create(workflow=workflow, kind=event.webhook_type, payload=workflow_to_dict(workflow))
+    WorkflowUpdate.objects.create(
+        workflow=workflow, kind=event.webhook_type, payload=workflow_to_dict(workflow)
+    )
 
 
 def workflow_live_wake(event: WorkflowChanged) -> None:

@@ -65,9 +65,13 @@ async def test_the_workflow_then_each_step_change(workflow, researcher):
 
     await sync_to_async(_run_failing_step)(workflow)
     running, step_failed, failed = [await communicator.receive_json_from(timeout=5) for _ in range(3)]
-    assert running["workflow"]["steps"][1]["status"] == "running" and running["workflow"]["status"] == "running"
+    assert (
+        running["workflow"]["steps"][1]["status"] == "running" and running["workflow"]["status"] == "running"
+    )
     assert step_failed["workflow"]["steps"][1]["status"] == "failed"
-    assert failed["workflow"]["status"] == "failed" and failed["workflow"]["error"].startswith("validate failed")
+    assert failed["workflow"]["status"] == "failed" and failed["workflow"]["error"].startswith(
+        "validate failed"
+    )
     assert 0 < running["id"] < step_failed["id"] < failed["id"]
     # nothing else changed: no message for a second or more
     assert await communicator.receive_nothing(timeout=1.5)

@@ -82,6 +82,10 @@ def normalize_spec(spec: dict[str, Any] | TrainingSpec) -> TrainingSpec:
     return dataclasses.replace(spec, output_dir=str(Path(spec.output_dir).resolve()))
 
 
+# optimizer construction: H-lean hook — the optimizer is built by the Trainer inside
+# components.Recipe.run (marked there with the same comment; TrainingArguments.optim in
+# components.training_arguments). A recipe that picks another optimizer sets
+# trainer.optimizer_cls_and_kwargs at that mark, before trainer.train().
 def train(spec: dict[str, Any] | TrainingSpec, reporter: Reporter) -> dict[str, Any]:
     """Run one job described by ``spec``; progress goes to ``reporter``; returns the result dict."""
     typed = normalize_spec(spec)

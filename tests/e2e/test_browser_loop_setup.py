@@ -66,3 +66,54 @@ def test_set_up_a_human_evaluation_and_rate_it_with_the_guides(page, browser, li
     assert accuracy.locator(".anchors").inner_text().split("\n") == ["1 = mostly wrong", "5 = all correct"]
     assert rater.locator("fieldset[data-criterion=helpfulness] .guide").count() == 0
     rater.screenshot(path=str(SHOTS / "human_eval_rate_guides.png"), full_page=True)
+
+
+def test_pages_everyone_sees_at_1440(page, browser, live_server, transactional_db, make_user, demo_config):
+    """The overview's workers table fits at 1440 px and its ids are links; the 403, 404, evaluation
+    set-up and webhooks pages are styled pages of the app."""
+    from experiments.models import Worker
+
+    make_user("ann", role="evaluator")
+    Worker.objects.create(name="celery@gpu-node-0042.cluster.example.internal-training-worker-7",
+                          queue="training,datasets,gpu-h200-large", hostname="gpu-node-0042", status="idle",
+                          gpu_name="NVIDIA H200", gpu_count=8, gpu_memory_total_mb=143771,
+                          gpu_memory_free_mb=120000)  # fmt: skip
+    base = live_server.url
+    page.set_viewport_size({"width": 1440, "height": 900})
+    log_in(page, base, "rita")
+    page.goto(base + "/")
+    scroller = page.locator("#workers .table-scroll")
+    assert scroller.evaluate("el => el.scrollWidth <= el.clientWidth")  # nothing cut off or scrolled
+    dataset = demo_config.dataset_version.dataset.public_id
+    assert page.locator(f"a[href='/datasets/{dataset}/']").count() >= 1
+    page.screenshot(path=str(SHOTS / "overview_1440.png"), full_page=True)
+    assert page.locator("nav >> text=Evaluations").count() == 1
+
+    page.goto(base + "/evaluations/new/")
+    page.select_option("#eval-dataset", dataset)
+    assert page.locator("#eval-metrics label[data-tasks='classification']").first.is_hidden()
+    assert page.locator("#eval-metrics input[value=rouge]").is_visible()
+    page.screenshot(path=str(SHOTS / "evaluation_new.png"), full_page=True)
+
+    response = page.goto(base + "/no/such/page/")
+    assert response.status == 404 and page.locator(".topbar").count() == 1
+    page.screenshot(path=str(SHOTS / "not_found.png"))
+
+    make_user("ada", role="admin")
+    admin = browser.new_page()
+    log_in(admin, base, "ada")
+    admin.goto(base + "/settings/webhooks/")
+    admin.fill("input[name=url]", "https://hooks.example.org/t4dm")
+    admin.check("input[name=event_types][value='job.succeeded']")
+    admin.click("#webhook-add")
+    assert "signing secret" in admin.locator(".messages").inner_text()
+    assert admin.locator("#webhook-subscriptions tbody tr").count() == 1
+    admin.screenshot(path=str(SHOTS / "webhooks.png"), full_page=True)
+
+    evaluator = browser.new_page()
+    log_in(evaluator, base, "ann")
+    response = evaluator.goto(base + "/experiments/")
+    assert response.status == 403
+    assert evaluator.locator("#error-page a").inner_text() == "Go to your rating queue"
+    assert evaluator.locator("nav >> text=Rate").count() == 1
+    evaluator.screenshot(path=str(SHOTS / "forbidden_evaluator.png"))

@@ -151,6 +151,8 @@ def run_baseline(case_dir: Path, spec: dict, warmup: int, options: dict | None =
     hp, approach = spec["hyperparameters"], spec["approach"]
     model_dir = Path(spec["model_base"])
     on_gpu = torch.cuda.is_available()
+    if "bnb" in (options or {}).get("optim", "") and not on_gpu:
+        raise RuntimeError("bitsandbytes' 8-bit AdamW needs a CUDA GPU: skipped")
     bf16 = on_gpu and torch.cuda.is_bf16_supported()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if approach == "qlora":
@@ -461,8 +463,9 @@ def main() -> int:
         else:
             rows = throughput(args, root)
             print_lean_table([r for r in rows if r["case"].endswith("-full-lean")])
-            print(f"\n{'case':10} {'HF tok/s':>10} {'T4DM tok/s':>11} {'ratio':>6} {'HF MFU':>7} {'T4DM MFU':>9}"
-                  f" {'HF peak MiB':>12} {'T4DM peak MiB':>14} {'mem ratio':>9}")
+            if any("hf" in r for r in rows):
+                print(f"\n{'case':10} {'HF tok/s':>10} {'T4DM tok/s':>11} {'ratio':>6} {'HF MFU':>7} {'T4DM MFU':>9}"
+                      f" {'HF peak MiB':>12} {'T4DM peak MiB':>14} {'mem ratio':>9}")
             for r in rows:
                 if "hf" not in r:
                     continue

@@ -139,7 +139,8 @@ def job_detail(request, job_id: str):
             "job_json": selectors.job_to_dict(job),
             "config": job.config,
             "checkpoints": checkpoints,
-            "can_resume": job.is_terminal and bool(checkpoints),
+            # Resume continues a stopped run; a succeeded job has nothing left to resume.
+            "can_resume": job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and bool(checkpoints),
             "version": job.model_versions.order_by("-created_at").first(),
             "events": list(job.events.order_by("-id")[:50])[::-1],
         },

@@ -11,10 +11,7 @@
   fill(defaults);
   form.elements.template.addEventListener("change", () => fill({ ...defaults, ...(templates[form.elements.template.value] || {}) }));
 
-  function csrf() {
-    const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
-    return cookie ? cookie.split("=")[1] : "";
-  }
+  const csrf = window.t4dm.csrf;
   function hyperparams() {
     const out = {};
     for (const name of HP) {

@@ -38,10 +38,7 @@
   const message = document.getElementById("action-message");
   const error = document.getElementById("action-error");
   const buttons = box.querySelectorAll("button");
-  const csrf = () => {
-    const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
-    return cookie ? cookie.split("=")[1] : "";
-  };
+  const csrf = window.t4dm.csrf;
   const busy = (on) => buttons.forEach((b) => { b.disabled = on; });
   const fail = (text) => { error.textContent = text; error.hidden = false; progress.hidden = true; busy(false); };
   const open = (number) => { location.href = location.pathname + "?version=" + number; };

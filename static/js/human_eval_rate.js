@@ -14,10 +14,7 @@
   let saveTimer = null;
   let busy = false;
 
-  function csrf() {
-    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : "";
-  }
+  const csrf = window.t4dm.csrf;
 
   async function call(method, path, body) {
     const response = await fetch(api + path, {

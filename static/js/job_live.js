@@ -25,6 +25,7 @@
   let socket = null;
   let current = job;
   const FINISHED = ["succeeded", "failed", "cancelled"];
+  const RESUMABLE = ["failed", "cancelled"];
 
   function chartFor(key) {
     for (const [name, chart] of Object.entries(CHARTS)) if (chart.keys.includes(key)) return name;
@@ -170,6 +171,26 @@
     err.hidden = !j.error;
     err.textContent = j.error || "";
     document.getElementById("cancel-job").disabled = FINISHED.includes(j.status);
+    // Resume continues a stopped run from its newest checkpoint: a succeeded job has nothing to resume.
+    const resume = document.getElementById("resume-job");
+    const checkpoints = document.querySelectorAll("#checkpoints tbody tr").length > 0;
+    resume.disabled = !(RESUMABLE.includes(j.status) && checkpoints);
+    resume.title = resume.disabled
+      ? (j.status === "succeeded" ? "The job finished: nothing to resume" : "Resume needs a failed or cancelled job with a checkpoint")
+      : "Start a new job from this job's latest checkpoint";
+    showConnection();
+  }
+
+  // "live" only while the job can still change; a finished job's page says so instead.
+  function showConnection() {
+    const state = document.getElementById("ws-state");
+    if (current && FINISHED.includes(current.status)) {
+      state.textContent = "finished";
+      state.classList.remove("live");
+    } else if (socket && socket.readyState === WebSocket.OPEN) {
+      state.textContent = "live";
+      state.classList.add("live");
+    }
   }
   setInterval(() => { document.getElementById("job-eta").textContent = eta(current); }, 1000);
 
@@ -219,10 +240,9 @@
   }
 
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/ws/jobs/" + job.job_id + "/?after=" + lastId);
+    socket = new WebSocket(window.t4dm.wsURL("/ws/jobs/" + job.job_id + "/?after=" + lastId));
     const state = document.getElementById("ws-state");
-    socket.onopen = () => { state.textContent = "live"; retry = 500; };
+    socket.onopen = () => { retry = 500; showConnection(); };
     socket.onmessage = (message) => {
       const data = JSON.parse(message.data);
       if (data.type === "snapshot") {
@@ -246,7 +266,8 @@
       }
     };
     socket.onclose = () => {
-      state.textContent = "reconnecting…";
+      if (!(current && FINISHED.includes(current.status))) state.textContent = "reconnecting…";
+      state.classList.remove("live");
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 5000);
     };
@@ -264,10 +285,7 @@
   document.getElementById("log-scale").addEventListener("change", (e) => { opts.logScale = e.target.checked; render(true); });
   document.getElementById("x-axis").addEventListener("change", (e) => { opts.xAxis = e.target.value; detail.clear(); render(true); });
 
-  function csrf() {
-    const cookie = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
-    return cookie ? cookie.split("=")[1] : "";
-  }
+  const csrf = window.t4dm.csrf;
   async function showError(response) {
     let message = "request failed (" + response.status + ")";
     try { message = (await response.json()).error.message; } catch (e) { /* keep the generic text */ }

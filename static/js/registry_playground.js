@@ -7,8 +7,7 @@
   const panes = { version: document.getElementById("chat-version"), base: document.getElementById("chat-base") };
   const history = { version: [], base: [] };
   const live = {};
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  const socket = new WebSocket(scheme + location.host + form.dataset.ws);
+  const socket = new WebSocket(window.t4dm.wsURL(form.dataset.ws));
   const sendButton = document.getElementById("send");
   let pending = 0;
 

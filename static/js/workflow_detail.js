@@ -194,7 +194,7 @@
   function connect() {
     let ws;
     try {
-      ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/workflows/${id}/`);
+      ws = new WebSocket(window.t4dm.wsURL(`/ws/workflows/${id}/`));
     } catch (err) {
       startPolling();
       return;

@@ -72,8 +72,8 @@ def test_the_job_page_shows_charts_checkpoints_and_a_resume_button(client, job):
     assert 'id="checkpoints"' in html and "★ best" in html and "1.5000" in html
     assert 'class="ckpt-evaluate"' in html  # wired to the evaluation API (browser test clicks it)
     assert 'title="the job becomes a model version when it succeeds"' in html  # no version: disabled
-    assert 'id="resume-job" disabled' not in html  # enabled: the job finished and has a checkpoint
-    assert "Start a new job from this job's latest checkpoint" in html
+    assert 'id="resume-job" disabled' in html  # succeeded: nothing to resume (issue 19)
+    assert "The job finished: nothing to resume" in html
 
 
 def test_the_overview_shows_active_jobs_and_dataset_problems(client, job):

@@ -1,0 +1,59 @@
+"""The job page's controls follow the job's state without a reload: Resume after a cancel, never on a
+succeeded job; "live" only while the job can still change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+SHOTS = Path("/tmp/shots")
+
+
+def _log_in(page, base: str) -> None:
+    page.goto(base + "/login/")
+    page.fill("input[name=username]", "rita")
+    page.fill("input[name=password]", "pw-rita")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+
+
+@pytest.fixture
+def job_with_checkpoint(transactional_db, demo_config):
+    from experiments.jobs import job_start
+    from experiments.models import Checkpoint
+
+    job = job_start(owner=demo_config.owner, config=demo_config)
+    Checkpoint.objects.create(job=job, step=10, path="/nowhere/checkpoint-10", metrics={"loss": 2.5})
+    return job
+
+
+def test_cancel_enables_resume_and_ends_live(page, live_server, job_with_checkpoint):
+    SHOTS.mkdir(exist_ok=True)
+    base = live_server.url
+    _log_in(page, base)
+    page.goto(f"{base}/jobs/{job_with_checkpoint.public_id}/")
+    assert page.locator("#resume-job").is_disabled()  # queued: nothing to resume yet
+    page.click("#cancel-job")
+    page.wait_for_function("document.getElementById('job-status').textContent === 'cancelled'")
+    assert page.locator("#resume-job").is_enabled()  # no reload needed
+    assert page.locator("#cancel-job").is_disabled()
+    assert page.locator("#ws-state").inner_text() == "finished"
+    page.screenshot(path=str(SHOTS / "job_cancelled.png"))
+
+
+def test_a_succeeded_job_cannot_be_resumed_and_is_not_live(page, live_server, job_with_checkpoint):
+    from experiments.models import JobStatus
+
+    job = job_with_checkpoint
+    job.status = JobStatus.SUCCEEDED
+    job.save(update_fields=["status"])
+    base = live_server.url
+    _log_in(page, base)
+    page.goto(f"{base}/jobs/{job.public_id}/")
+    page.wait_for_timeout(500)  # the websocket tries (and fails: live_server has none) meanwhile
+    assert page.locator("#resume-job").is_disabled()
+    assert page.locator("#resume-job").get_attribute("title") == "The job finished: nothing to resume"
+    assert page.locator("#ws-state").inner_text() == "finished"

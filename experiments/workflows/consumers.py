@@ -9,16 +9,18 @@ socket sends {"type": "workflow", "workflow": {...}, "id": <update id>}:
 - then each new update, in id order, when the channel layer wakes the socket (the subscriber
   ``workflow_live_wake`` sends to the workflow's group after commit).
 
-The group is joined before the cursor is read, so no update falls between the two. The embedded
-default's in-memory channel layer does not cross processes (steps run in worker processes): with it,
-the socket also reads the outbox after its cursor every WS_WORKFLOW_FALLBACK_SECONDS (15 s), one
-indexed query; a layer that crosses processes (Redis) needs no such check. Nothing is read while
-idle otherwise.
+The group is joined before the cursor is read, so no update falls between the two. A socket reads
+nothing while idle. The embedded default's in-memory channel layer does not cross processes (steps run
+in worker processes), so with it one watcher per web process (not per viewer), while any workflow
+socket is open, reads the ids of new outbox rows every WS_WORKFLOW_FALLBACK_SECONDS (2 s; one indexed
+query) and wakes the groups of the workflows that changed. A layer that crosses processes (Redis)
+needs no watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from urllib.parse import parse_qsl
 
 from channels.db import database_sync_to_async
@@ -26,19 +28,75 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 
-from experiments.workflows.live import workflow_group
+from experiments.workflows.live import WAKE, workflow_group
 from experiments.workflows.models import Workflow, WorkflowUpdate
 from experiments.workflows.selectors import workflow_get, workflow_to_dict
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
 from t4dm_site.ws_revocation import RevocableConsumerMixin
 
-FALLBACK_SECONDS = 15.0
+FALLBACK_SECONDS = 2.0
 MAX_UPDATES_PER_READ = 200  # a viewer far behind gets the rest at the next read
 
 
 def fallback_seconds() -> float:
     return float(getattr(settings, "WS_WORKFLOW_FALLBACK_SECONDS", FALLBACK_SECONDS))
+
+
+class OutboxWatcher:
+    """For a channel layer that cannot cross processes: one per event loop (web process), running only
+    while a workflow socket is open; it turns outbox rows that another process committed into the
+    wake-ups that process could not deliver here."""
+
+    def __init__(self) -> None:
+        self.viewers = 0
+        self.cursor: int | None = None
+        self.task: asyncio.Task | None = None
+
+    async def join(self, layer) -> None:
+        """Returns once the cursor is read: rows after it are the watcher's; a viewer catches up on the
+        ones before it itself, after joining."""
+        self.viewers += 1
+        if self.cursor is None:
+            self.cursor = await database_sync_to_async(self._newest)()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(layer))
+
+    def leave(self) -> None:
+        self.viewers = max(0, self.viewers - 1)
+
+    @staticmethod
+    def _newest() -> int:
+        return WorkflowUpdate.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+    @staticmethod
+    def _changed(after: int) -> list[tuple[int, int]]:
+        return list(
+            WorkflowUpdate.objects.filter(id__gt=after).order_by("id").values_list("id", "workflow_id")[:1000]
+        )
+
+    async def _run(self, layer) -> None:
+        while self.viewers > 0:
+            await asyncio.sleep(fallback_seconds())
+            if self.viewers == 0:
+                break
+            changed = await database_sync_to_async(self._changed)(self.cursor or 0)
+            if changed:
+                self.cursor = changed[-1][0]
+            for workflow_pk in dict.fromkeys(pk for _, pk in changed):
+                await layer.group_send(workflow_group(workflow_pk), dict(WAKE))
+        self.cursor = None  # the next viewer starts from the newest row again
+
+
+_watchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def outbox_watcher() -> OutboxWatcher:
+    loop = asyncio.get_running_loop()
+    watcher = _watchers.get(loop)
+    if watcher is None:
+        watcher = _watchers[loop] = OutboxWatcher()
+    return watcher
 
 
 class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
@@ -67,7 +125,9 @@ class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
             self.last_id = after
             await self._catch_up()
         if isinstance(self.channel_layer, InMemoryChannelLayer):  # cannot hear a worker process
-            self.fallback = asyncio.create_task(self._fallback())
+            self.watcher = outbox_watcher()
+            await self.watcher.join(self.channel_layer)
+            await self._catch_up()  # what committed before the watcher's cursor
         await self.start_revocation_checks()
 
     def _after(self) -> int | None:
@@ -94,9 +154,13 @@ class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
 
     async def on_revoked(self) -> None:
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        fallback = getattr(self, "fallback", None)
-        if fallback is not None and fallback is not asyncio.current_task():
-            fallback.cancel()
+        self._leave_watcher()
+
+    def _leave_watcher(self) -> None:
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            self.watcher = None
+            watcher.leave()
 
     def _snapshot(self) -> tuple[int, dict]:
         # The cursor first: an update committed after it is sent again later, never lost.
@@ -129,18 +193,11 @@ class WorkflowConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
         if not self.revoked:
             await self._catch_up()
 
-    async def _fallback(self) -> None:
-        while not self.revoked:
-            await asyncio.sleep(fallback_seconds())
-            await self._catch_up()
-
     async def disconnect(self, code):
         await self.stop_revocation_checks()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
-        fallback = getattr(self, "fallback", None)
-        if fallback is not None:
-            fallback.cancel()
+        self._leave_watcher()
 
     async def receive_json(self, content, **kwargs):
         if content.get("type") == "ping" and not self.revoked:  # server → client only; a keep-alive ping

@@ -96,6 +96,8 @@ async def test_an_idle_socket_reads_nothing_and_a_change_arrives_when_woken(
     assert (await communicator.connect())[0]
     first = await communicator.receive_json_from(timeout=5)
     assert first["type"] == "workflow" and first["id"] == 0
+    await communicator.send_json_to({"type": "ping"})  # answered once connect() has finished
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "pong"
 
     queries = _count_workflow_queries(monkeypatch)
     assert await communicator.receive_nothing(timeout=2.5)
@@ -161,3 +163,23 @@ async def test_a_change_committed_by_another_process_arrives_at_the_fallback_rea
     message = await communicator.receive_json_from(timeout=3)
     assert message["id"] == row_id and message["workflow"]["steps"][0]["status"] == "running"
     await communicator.disconnect()
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY, WS_RECHECK_SECONDS=60, WS_WORKFLOW_FALLBACK_SECONDS=0.25)
+async def test_the_in_memory_layer_watcher_reads_once_per_process_not_per_viewer(
+    workflow, researcher, monkeypatch
+):
+    viewers = [_communicator(workflow, researcher.raw_token) for _ in range(4)]
+    for viewer in viewers:
+        assert (await viewer.connect())[0]
+        assert (await viewer.receive_json_from(timeout=5))["type"] == "workflow"
+        await viewer.send_json_to({"type": "ping"})
+        assert (await viewer.receive_json_from(timeout=5))["type"] == "pong"
+
+    queries = _count_workflow_queries(monkeypatch)
+    assert await viewers[0].receive_nothing(timeout=2.0)
+    # one watcher: about 2.0 / 0.25 = 8 reads of the outbox's new ids; one loop per viewer would be 32
+    assert 4 <= len(queries) <= 10, len(queries)
+    assert all('FROM "workflows_workflowupdate"' in sql and 'workflow_id" =' not in sql for sql in queries)
+    for viewer in viewers:
+        await viewer.disconnect()

@@ -4,6 +4,7 @@ to a worker)."""
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,13 @@ def mlflow_client(live_server, researcher, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", researcher.raw_token)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    return MlflowClient(tracking_uri=live_server.url)
+    yield MlflowClient(tracking_uri=live_server.url)
+    # The client keeps its connections open (a cached requests session): close them while the live
+    # server still runs, so that none of its request threads outlives the test's database.
+    from mlflow.utils.request_utils import _cached_get_request_session
+
+    _cached_get_request_session.cache_clear()
+    gc.collect()
 
 
 def _run_id(client, name: str = "semantics") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Max, Min, Q, QuerySet
 
+from experiments.metric_direction import delta_trend, metric_direction
 from experiments.models import Experiment, MetricPoint, TrainingConfig, TrainingJob, Worker
 
 # Series reads live in experiments/tracking/series.py; these names stay importable from here.
@@ -245,7 +246,7 @@ def runs_compare(*, user, job_ids: list[str]) -> dict:
     summaries = job_metric_summaries(jobs=jobs, keys=keys)
     metrics = []
     for key in keys:
-        row = {"key": key, "runs": []}
+        row = {"key": key, "direction": metric_direction(key), "runs": []}
         base = summaries[jobs[0].pk].get(key, {})
         for job in jobs:
             s = summaries[job.pk].get(key, {})
@@ -253,6 +254,7 @@ def runs_compare(*, user, job_ids: list[str]) -> dict:
             for stat in ("final", "min"):
                 ok = entry[stat] is not None and base.get(stat) is not None
                 entry[f"{stat}_delta"] = entry[stat] - base[stat] if ok else None
+                entry[f"{stat}_trend"] = delta_trend(key, entry[f"{stat}_delta"])  # better / worse / ""
             row["runs"].append(entry)
         metrics.append(row)
     return {

@@ -20,6 +20,7 @@ needs no watcher.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from urllib.parse import parse_qsl
 
@@ -34,6 +35,8 @@ from experiments.workflows.selectors import workflow_get, workflow_to_dict
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
 from t4dm_site.ws_revocation import RevocableConsumerMixin
+
+log = logging.getLogger(__name__)
 
 FALLBACK_SECONDS = 2.0
 MAX_UPDATES_PER_READ = 200  # a viewer far behind gets the rest at the next read
@@ -58,7 +61,9 @@ class OutboxWatcher:
         ones before it itself, after joining."""
         self.viewers += 1
         if self.cursor is None:
-            self.cursor = await database_sync_to_async(self._newest)()
+            newest = await database_sync_to_async(self._newest)()
+            if self.cursor is None:  # the first read wins: a later one could skip an earlier viewer's rows
+                self.cursor = newest
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(layer))
 
@@ -80,11 +85,14 @@ class OutboxWatcher:
             await asyncio.sleep(fallback_seconds())
             if self.viewers == 0:
                 break
-            changed = await database_sync_to_async(self._changed)(self.cursor or 0)
-            if changed:
-                self.cursor = changed[-1][0]
-            for workflow_pk in dict.fromkeys(pk for _, pk in changed):
-                await layer.group_send(workflow_group(workflow_pk), dict(WAKE))
+            try:
+                changed = await database_sync_to_async(self._changed)(self.cursor or 0)
+                if changed:
+                    self.cursor = changed[-1][0]
+                for workflow_pk in dict.fromkeys(pk for _, pk in changed):
+                    await layer.group_send(workflow_group(workflow_pk), dict(WAKE))
+            except Exception:  # a database hiccup: try again at the next tick
+                log.exception("the workflow outbox watcher could not read the outbox")
         self.cursor = None  # the next viewer starts from the newest row again
 
 

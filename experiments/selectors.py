@@ -178,19 +178,48 @@ def job_runs_choices(*, user) -> dict[str, list[str]]:
     }
 
 
+def job_hyperparameter_columns(*, jobs: list[TrainingJob], limit: int = 4) -> list[str]:
+    """The hyperparameters whose values differ between these runs (what tells them apart), at most
+    `limit`, in the order the configs list them: the runs table's default columns."""
+    seen: dict[str, set[str]] = {}
+    for job in jobs:
+        for name, value in (job.config.hyperparameters or {}).items():
+            if not isinstance(value, dict | list):
+                seen.setdefault(name, set()).add(repr(value))
+    differing = [name for name, values in seen.items() if len(values) > 1]
+    return differing[:limit]
+
+
+def job_evaluation_metrics(*, jobs: list[TrainingJob]) -> dict[int, dict[str, float]]:
+    """{job pk: its newest finished evaluation's numeric metrics} (accuracy of a classification run
+    lives there, not in the training points)."""
+    from experiments.models import Evaluation, EvaluationKind, EvaluationStatus
+
+    out: dict[int, dict[str, float]] = {}
+    evaluations = (
+        Evaluation.objects.filter(job__in=jobs, status=EvaluationStatus.SUCCEEDED, kind=EvaluationKind.EVALUATE)
+        .order_by("created_at")
+        .values_list("job_id", "metrics")
+    )
+    for job_pk, metrics in evaluations:
+        out[job_pk] = {k: v for k, v in (metrics or {}).items() if isinstance(v, int | float)}
+    return out
+
+
 def job_metric_summaries(*, jobs: list[TrainingJob], keys: list[str]) -> dict[int, dict[str, dict]]:
-    """{job pk: {key: {"final": value at the highest step, "min": lowest value}}} for the given keys."""
+    """{job pk: {key: {"final": value at the highest step, "min": lowest, "max": highest value}}} for
+    the given keys."""
     out: dict[int, dict[str, dict]] = {job.pk: {} for job in jobs}
     if not jobs or not keys:
         return out
     rows = (
         MetricPoint.objects.filter(job__in=jobs, key__in=keys)
         .values("job_id", "key")
-        .annotate(low=Min("value"), last_step=Max("step"))
+        .annotate(low=Min("value"), high=Max("value"), last_step=Max("step"))
     )
     last_steps = {}
     for row in rows:
-        out[row["job_id"]][row["key"]] = {"min": row["low"], "final": None}
+        out[row["job_id"]][row["key"]] = {"min": row["low"], "max": row["high"], "final": None}
         last_steps[(row["job_id"], row["key"])] = row["last_step"]
     finals = Q()
     for (job_pk, key), step in last_steps.items():

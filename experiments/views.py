@@ -147,6 +147,19 @@ def job_detail(request, job_id: str):
     )
 
 
+def _best_stat(key: str) -> str:
+    from experiments.metric_direction import metric_direction
+
+    return "max" if metric_direction(key) == "higher" else "min"
+
+
+def _run_seconds(job) -> float | None:
+    """How long the run trained: start to finish, or to now while it runs."""
+    if job.started_at is None:
+        return None
+    return ((job.finished_at or timezone.now()) - job.started_at).total_seconds()
+
+
 def _sort_key(sort: str):
     field = sort.lstrip("-")
     if field in SORTABLE:
@@ -159,6 +172,16 @@ def _sort_key(sort: str):
             "job": lambda r: r["job"].pk,
         }
         return getters[field]
+    if field == "duration":
+        return lambda r: r["duration"]
+    if field.startswith("hp."):  # a hyperparameter column; numbers sort, other values go last
+        name = field[3:]
+
+        def hyperparameter(r):
+            value = (r["job"].config.hyperparameters or {}).get(name)
+            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        return hyperparameter
     key, _, stat = field.rpartition("__")
     return lambda r: r["metrics"].get(key, {}).get(stat)
 
@@ -169,14 +192,31 @@ def experiments_list(request):
     requested = [k.strip() for raw in request.GET.getlist("metric") for k in raw.split(",")]
     metric_keys = list(dict.fromkeys(k for k in requested if k))[:6] or list(RUN_METRICS)
     sort = request.GET.get("sort", "-created")
-    jobs = list(selectors.job_runs(user=request.user, **params)[:200])
+    jobs = list(selectors.job_runs(user=request.user, **params).select_related("experiment")[:200])
     summaries = selectors.job_metric_summaries(jobs=jobs, keys=metric_keys)
-    rows = [{"job": j, "metrics": summaries.get(j.pk, {})} for j in jobs]
+    evaluated = selectors.job_evaluation_metrics(jobs=jobs)
+    for job in jobs:  # a key the training never logged may be an evaluation's (accuracy)
+        for key in metric_keys:
+            if key not in summaries[job.pk] and key in evaluated.get(job.pk, {}):
+                value = evaluated[job.pk][key]
+                summaries[job.pk][key] = {"final": value, "min": value, "max": value}
+    requested_hp = [k.strip() for raw in request.GET.getlist("hp") for k in raw.split(",") if k.strip()]
+    hp_keys = list(dict.fromkeys(requested_hp))[:8] or selectors.job_hyperparameter_columns(jobs=jobs)
+    rows = [
+        {
+            "job": j,
+            "metrics": summaries.get(j.pk, {}),
+            "hp": [(j.config.hyperparameters or {}).get(k, "—") for k in hp_keys],
+            "duration": _run_seconds(j),
+        }
+        for j in jobs
+    ]
     getter = _sort_key(sort)
     present = [r for r in rows if getter(r) is not None]
     missing = [r for r in rows if getter(r) is None]  # runs without the value sort last either way
     present.sort(key=getter, reverse=sort.startswith("-"))
-    columns = [(k, stat) for k in metric_keys for stat in ("final", "min")]
+    # Each metric: its final value and its best one (min where lower is better, else max).
+    columns = [c for k in metric_keys for c in ((k, "final"), (k, _best_stat(k)))]
     for row in present + missing:
         row["cells"] = [row["metrics"].get(k, {}).get(stat) for k, stat in columns]
     return render(
@@ -189,6 +229,8 @@ def experiments_list(request):
             "statuses": JobStatus.values,
             "metric_keys": metric_keys,
             "metric_columns": [(f"{k}__{stat}", f"{k} ({stat})") for k, stat in columns],
+            "hp_keys": hp_keys,
+            "hp_requested": ",".join(requested_hp),
             "sort": sort,
             "query": request.GET.urlencode(),
         },

@@ -269,7 +269,12 @@ def config_new(request):
         ],
         "model_bases": base_model_catalogue(),
     }
-    return render(request, "config_form.html", {"datasets": datasets, "form": form, "form_json": form})
+    experiments = selectors.experiments_visible_to(request.user).order_by("-created_at")[:100]
+    return render(
+        request,
+        "config_form.html",
+        {"datasets": datasets, "form": form, "form_json": form, "experiments": experiments},
+    )
 
 
 @dashboard

@@ -62,6 +62,25 @@
   form.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(estimate, 100); });
   estimate();
 
+  // The experiment the run joins: an existing one, or a new one made first (with its name and tags).
+  // Returns its id, null for the server's default new experiment, or undefined after an error.
+  const choice = document.getElementById("experiment-choice");
+  const syncExperiment = () => { document.getElementById("new-experiment").hidden = choice.value !== ""; };
+  choice.addEventListener("change", syncExperiment);
+  syncExperiment();
+  async function experimentId() {
+    if (choice.value) return choice.value;
+    const name = form.elements.experiment_name.value.trim();
+    const tags = form.elements.experiment_tags.value.split(",").map((t) => t.trim()).filter(Boolean);
+    if (!name && !tags.length) return null;
+    const dataset = form.elements.dataset_id.selectedOptions[0];
+    const fallback = form.elements.model_base.value.trim() + " on " + (dataset ? dataset.textContent.split(" · ")[1].split(" (")[0] : "data");
+    const response = await window.t4dm.request("POST", "/api/v1/experiments", { name: name || fallback, tags });
+    const data = await response.json();
+    if (!response.ok) { showError(data.error.message); return undefined; }
+    return data.experiment_id;
+  }
+
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (validate()) return;
@@ -69,7 +88,10 @@
     button.disabled = true;
     const headers = { "Content-Type": "application/json", "X-CSRFToken": csrf() };
     try {
-      const config = await fetch("/api/v1/configs", { method: "POST", credentials: "same-origin", headers, body: JSON.stringify(payload()) });
+      const body = payload();
+      body.experiment_id = await experimentId();
+      if (body.experiment_id === undefined) return;
+      const config = await fetch("/api/v1/configs", { method: "POST", credentials: "same-origin", headers, body: JSON.stringify(body) });
       const configData = await config.json();
       if (!config.ok) { showError(configData.error.message); return; }
       const job = await fetch("/api/v1/jobs", { method: "POST", credentials: "same-origin", headers, body: JSON.stringify({ config_id: configData.config_id }) });

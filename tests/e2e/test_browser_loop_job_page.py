@@ -57,3 +57,34 @@ def test_a_succeeded_job_cannot_be_resumed_and_is_not_live(page, live_server, jo
     assert page.locator("#resume-job").is_disabled()
     assert page.locator("#resume-job").get_attribute("title") == "The job finished: nothing to resume"
     assert page.locator("#ws-state").inner_text() == "finished"
+
+
+def test_the_training_form_groups_runs_in_a_named_experiment(page, live_server, transactional_db, demo_config):
+    from experiments.models import TrainingJob
+
+    SHOTS.mkdir(exist_ok=True)
+    base = live_server.url
+    _log_in(page, base)
+    page.goto(base + "/configs/new/")
+    page.fill("input[name=experiment_name]", "lr sweep")
+    page.fill("input[name=experiment_tags]", "sweep, tiny")
+    page.fill("input[name=learning_rate]", "0.001")
+    page.screenshot(path=str(SHOTS / "config_form_experiment.png"), full_page=True)
+    page.click("#start-training")
+    page.wait_for_url("**/jobs/job-*/")
+    first = TrainingJob.objects.order_by("pk").last()
+    assert (first.experiment.name, first.experiment.tags) == ("lr sweep", ["sweep", "tiny"])
+
+    page.goto(base + "/configs/new/")
+    page.select_option("#experiment-choice", first.experiment.public_id)
+    assert page.locator("#new-experiment").is_hidden()
+    page.fill("input[name=learning_rate]", "0.0005")
+    page.click("#start-training")
+    page.wait_for_url("**/jobs/job-*/")
+    second = TrainingJob.objects.order_by("pk").last()
+    assert second.pk != first.pk and second.experiment_id == first.experiment_id
+
+    page.goto(f"{base}/experiments/?q={first.experiment.public_id}")
+    assert page.locator("#runs tbody tr").count() == 2
+    assert page.locator("#runs thead th.hp").all_inner_texts() == ["learning_rate"]
+    page.screenshot(path=str(SHOTS / "runs_table_experiment.png"), full_page=True)

@@ -143,8 +143,26 @@ def job_detail(request, job_id: str):
             "can_resume": job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and bool(checkpoints),
             "version": job.model_versions.order_by("-created_at").first(),
             "events": list(job.events.order_by("-id")[:50])[::-1],
+            "overview": _job_overview(job),
         },
     )
+
+
+def _job_overview(job) -> dict:
+    """The job page's overview panel: what was trained how, for how long, and what came of it."""
+    from experiments.models import EvaluationStatus
+
+    config = job.config
+    metrics = {k: v for k, v in (job.latest_metrics or {}).items()
+               if isinstance(v, int | float) and k not in ("eta_seconds", "epoch")}  # fmt: skip
+    return {
+        "hyperparameters": sorted((k, v) for k, v in (config.hyperparameters or {}).items()
+                                  if not isinstance(v, dict)),  # fmt: skip
+        "duration": _run_seconds(job),
+        "final_metrics": sorted(metrics.items()),
+        "train_tokens": (config.estimate or {}).get("train_tokens"),
+        "evaluations": list(job.evaluations.filter(status=EvaluationStatus.SUCCEEDED).order_by("-created_at")[:5]),
+    }
 
 
 def _best_stat(key: str) -> str:

@@ -57,6 +57,8 @@ def test_a_succeeded_job_cannot_be_resumed_and_is_not_live(page, live_server, jo
     assert page.locator("#resume-job").is_disabled()
     assert page.locator("#resume-job").get_attribute("title") == "The job finished: nothing to resume"
     assert page.locator("#ws-state").inner_text() == "finished"
+    assert page.locator("#job-overview #ov-hyperparameters tr").count() >= 5
+    page.screenshot(path=str(SHOTS / "job_overview.png"), full_page=True)
 
 
 def test_the_training_form_groups_runs_in_a_named_experiment(page, live_server, transactional_db, demo_config):

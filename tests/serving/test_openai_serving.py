@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import openai
@@ -201,3 +202,28 @@ def test_a_forged_reply_token_is_refused(embedded_platform):
         json={"reply": "serving.x!y:forged", "events": [{"type": "delta", "text": "injected"}]},
     )
     assert response.status_code == 403
+
+
+def test_a_client_that_leaves_mid_stream_stops_its_generation(embedded_platform, researchers, tmp_path):
+    alice = researchers["alice"]
+    log = embedded_platform.env["T4DM_DATA_DIR"] + "/t4dm_up.log"
+    # given: a long streamed completion (greedy, 480 tokens: several seconds on this machine)
+    with httpx.stream(
+        "POST", embedded_platform.base_url + "/v1/completions",
+        headers={"Authorization": f"Bearer {alice['token']}"},
+        json={"model": alice["version"], "prompt": "The platform trains a model on the data and", "max_tokens": 480,
+              "temperature": 0, "stream": True},
+        timeout=120,
+    ) as response:  # fmt: skip
+        assert response.status_code == 200
+        # when: the client reads the first chunk and hangs up
+        first = next(response.iter_lines())
+        assert first.startswith("data: {")
+    # then: the worker hears 410 at its next post and drops the request from its batch
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with open(log, errors="replace") as f:
+            if "'stopped (410)'" in f.read():
+                return
+        time.sleep(0.5)
+    raise AssertionError("the worker did not stop generating for the client that left")

@@ -39,12 +39,13 @@
   function layout(title, opts) {
     return {
       title: { text: title },
-      margin: { t: 40, r: 10, b: 40, l: 60 },
+      margin: { t: 40, r: 10, b: 70, l: 60 },
       xaxis: { title: { text: opts.xAxis === "time" ? "wall time" : "step" }, type: opts.xAxis === "time" ? "date" : "linear" },
       yaxis: { type: opts.logScale ? "log" : "linear", exponentformat: "e" },
       hovermode: "x unified",
       showlegend: true,
-      legend: { x: 1, xanchor: "right", y: 1, bgcolor: "rgba(255,255,255,0.75)" },
+      // Under the plot, never over the curves (nor under the mode bar at the top right).
+      legend: { orientation: "h", x: 0, xanchor: "left", y: -0.22, yanchor: "top" },
       uirevision: title + opts.xAxis + opts.logScale,
     };
   }

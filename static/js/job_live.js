@@ -10,8 +10,12 @@
     loss: { title: "Loss", keys: ["loss", "val_loss"] },
     learning_rate: { title: "Learning rate", keys: ["learning_rate"] },
     grad_norm: { title: "Gradient norm", keys: ["grad_norm"] },
-    gpu_memory: { title: "GPU memory (MB)", keys: ["gpu_mem_allocated_mb", "gpu_mem_reserved_mb"] },
-    tokens_per_sec: { title: "Tokens / s", keys: ["tokens_per_sec"] },
+    gpu_memory: {
+      title: "GPU memory (MB)", keys: ["gpu_mem_allocated_mb", "gpu_mem_reserved_mb"], tickformat: ",.0f",
+      empty: "No GPU memory reported: a CPU worker has none", hideWhenFinishedEmpty: true,
+    },
+    // "8.2k" rather than "0.8e+4"
+    tokens_per_sec: { title: "Tokens / s", keys: ["tokens_per_sec"], tickformat: "~s" },
   };
   const NOT_CHARTED = new Set(["eta_seconds", "epoch"]);
   const ZOOM_POINTS = 2000;
@@ -85,8 +89,12 @@
       });
       div.dataset.points = String(count);
       const layout = C.layout(chart.title, opts);
+      if (chart.tickformat && !opts.logScale) layout.yaxis.tickformat = chart.tickformat;
+      const card = div.closest(".chart-card");
+      if (card) card.hidden = Boolean(chart.hideWhenFinishedEmpty && !traces.length && FINISHED.includes(current.status));
       if (!traces.length) {
-        layout.annotations = [{ text: "no " + chart.keys.join(" / ") + " reported yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }];
+        const text = chart.empty || "No " + chart.title.toLowerCase() + " reported yet";
+        layout.annotations = [{ text, showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }];
         layout.xaxis.visible = false;
         layout.yaxis.visible = false;
       }
@@ -99,6 +107,7 @@
     }
   }
   setInterval(render, 250);
+  render(true); // empty panels say what they wait for, before any snapshot arrives
 
   // --- zoom: fetch the visible range at higher resolution ------------------------------------------
   function toStep(x, key) {

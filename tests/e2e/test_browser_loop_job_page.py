@@ -58,6 +58,14 @@ def test_a_succeeded_job_cannot_be_resumed_and_is_not_live(page, live_server, jo
     assert page.locator("#resume-job").get_attribute("title") == "The job finished: nothing to resume"
     assert page.locator("#ws-state").inner_text() == "finished"
     assert page.locator("#job-overview #ov-hyperparameters tr").count() >= 5
+    # charts: no GPU panel for a finished job that reported no GPU memory (a CPU worker); legends under
+    # the plots; tokens/s ticks in SI ("8k", not "0.8e+4"); empty panels name what they wait for
+    page.wait_for_function("document.getElementById('chart-loss').layout !== undefined")
+    assert page.locator("#chart-gpu_memory").is_hidden()
+    assert page.evaluate("document.getElementById('chart-loss').layout.legend.orientation") == "h"
+    assert page.evaluate("document.getElementById('chart-tokens_per_sec').layout.yaxis.tickformat") == "~s"
+    assert "No tokens / s reported yet" in page.locator("#chart-tokens_per_sec").text_content()
+    assert "gpu_mem_allocated_mb" not in page.locator("#charts, .charts").first.text_content()
     page.screenshot(path=str(SHOTS / "job_overview.png"), full_page=True)
 
 

@@ -55,6 +55,12 @@ PAGE_POLICY = {
     "registry-version-export": ("POST", ACTION_OWNED),
     "registry-export-download": ("GET", DASHBOARD_OWNED),  # export 1: made by the export action above
     "finetune-settings": ("GET", DASHBOARD),  # read-only; webhook secrets never shown (test_secrets)
+    "human-eval-new": ("GET", DASHBOARD),
+    "evaluation-new": ("GET", DASHBOARD),
+    # Webhook subscriptions receive every user's events: admins only (403 for researchers too).
+    "webhooks": ("GET", {**DASHBOARD, "other": 403, "owner": 403}),
+    "webhook-toggle": ("POST", {**DASHBOARD, "other": 403, "owner": 403, "admin": 404}),  # wh-missing
+    "favicon": ("GET", PUBLIC),
     "login": ("GET", PUBLIC),
     "logout": ("POST", {name: 302 for name in IDENTITIES}),
 }
@@ -85,7 +91,7 @@ def _url(route: str, world: dict) -> str:
         "job_id": world["job_id"], "task_id": world["human_eval_task_id"],
         "evaluation_id": world["evaluation_id"], "dataset_id": world["dataset_id"],
         "model_id": world["model_id"], "version": world["version"], "export_id": 1,
-        "workflow_id": "wf-missing",
+        "workflow_id": "wf-missing", "subscription_id": "wh-missing",
     }  # fmt: skip
     url = "/" + route
     for name, value in values.items():

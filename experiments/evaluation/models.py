@@ -108,3 +108,23 @@ class Evaluation(StatusTransitionsMixin, PublicIdMixin, models.Model):
 
     def mark_succeeded(self) -> None:
         super().mark_succeeded(save_all=True)  # with the results the worker set on the instance
+
+
+class EvaluationUpdate(models.Model):
+    """The evaluation page's outbox: one row per status or progress change, written in the transaction
+    that made it (an EvaluationProgressed / EvaluationFinished subscriber). Its payload is the status
+    and progress at that change; the websocket (experiments/evaluation/consumers.py) sends the rows
+    after a viewer's cursor (the row id), so the worker process's progress reaches every viewer, and a
+    viewer that reconnects with its last id gets exactly what it missed."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="updates")
+    kind = models.CharField(max_length=40, help_text="evaluation.running, .progress, .completed or .failed.")
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["evaluation", "id"], name="evaluation_update_cursor")]
+
+    def __str__(self) -> str:
+        return f"{self.evaluation_id} #{self.pk} {self.kind}"

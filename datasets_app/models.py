@@ -101,13 +101,17 @@ class DatasetTaskStatus(models.TextChoices):
 
 
 class DatasetTask(StatusTransitionsMixin, PublicIdMixin, models.Model):
-    """Long dataset work (augmentation) run by a Celery worker on the datasets queue, with progress."""
+    """Long dataset work run by a Celery worker on the datasets queue, with progress: "augment" (from a
+    source version) and "prepare" (a large upload or import, no source version; the result is a new
+    dataset)."""
 
     PUBLIC_ID_PREFIX = "dstask"
 
     kind = models.CharField(max_length=20, default="augment")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    source_version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="tasks")
+    source_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks"
+    )
     params = models.JSONField(default=dict)
     status = models.CharField(
         max_length=10, choices=DatasetTaskStatus.choices, default=DatasetTaskStatus.QUEUED
@@ -115,6 +119,9 @@ class DatasetTask(StatusTransitionsMixin, PublicIdMixin, models.Model):
     progress = models.FloatField(default=0.0)
     message = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
+    error_details = models.JSONField(
+        default=dict, blank=True, help_text="A refusal's details, e.g. the first bad row's line."
+    )
     result_version = models.ForeignKey(
         DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -135,5 +142,5 @@ class DatasetTask(StatusTransitionsMixin, PublicIdMixin, models.Model):
     def mark_succeeded(self, version: DatasetVersion) -> None:
         super().mark_succeeded(result_version=version, message=f"created {version}")
 
-    def mark_failed(self, error: str) -> None:
-        super().mark_failed(error=error)
+    def mark_failed(self, error: str, details: dict | None = None) -> None:
+        super().mark_failed(error=error, error_details=details or {})

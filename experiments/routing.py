@@ -1,9 +1,11 @@
 from django.urls import path
 
 from experiments.consumers import JobConsumer
+from experiments.evaluation.consumers import EvaluationConsumer
 from experiments.workflows.consumers import WorkflowConsumer
 
 websocket_urlpatterns = [
     path("ws/jobs/<str:job_id>/", JobConsumer.as_asgi()),
     path("ws/workflows/<str:workflow_id>/", WorkflowConsumer.as_asgi()),
+    path("ws/evaluations/<str:evaluation_id>/", EvaluationConsumer.as_asgi()),
 ]

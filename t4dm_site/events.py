@@ -8,7 +8,7 @@ in ``SUBSCRIBERS`` below, the one table to read to know what a state change caus
 The rule: subscribers run after the transaction that published the event commits, in the table's
 order, each on its own (one that raises is logged and the next still runs), so nothing reacts to a
 change that a rollback takes back. The exception is a subscriber that only writes an outbox row
-(the webhook delivery log, the workflow page's updates): it runs in the publisher's transaction, inside a savepoint, so the row
+(the webhook delivery log, the workflow and evaluation pages' updates): it runs in the publisher's transaction, inside a savepoint, so the row
 commits or rolls back with the change it reports and is never lost between the commit and a crash.
 
 Events carry ids and the few values a subscriber cannot read back later (the status the event was
@@ -68,6 +68,16 @@ class EvaluationFinished:
 
 
 @dataclass(frozen=True)
+class EvaluationProgressed:
+    """A queued evaluation started running, or its worker reported progress (the page's outbox only,
+    no webhook)."""
+
+    evaluation_pk: int
+    status: str
+    webhook_type = "evaluation.progress"
+
+
+@dataclass(frozen=True)
 class ModelVersionCreated:
     """A version was registered; ``automatic`` when auto_version registered it for a finished job."""
 
@@ -108,9 +118,15 @@ SUBSCRIBERS: dict[type, list[str]] = {
     JobCancelRequested: [
         "experiments.subscribers.job_status_broadcast",
     ],
+    EvaluationProgressed: [
+        "experiments.evaluation.subscribers.evaluation_outbox",  # in the transaction: the page's outbox row
+        "experiments.evaluation.subscribers.evaluation_live_wake",  # the page's websockets read the outbox
+    ],
     EvaluationFinished: [
         "experiments.evaluation.subscribers.evaluation_webhook",  # in the transaction
+        "experiments.evaluation.subscribers.evaluation_outbox",  # in the transaction
         "experiments.workflows.subscribers.workflow_evaluation_finished",
+        "experiments.evaluation.subscribers.evaluation_live_wake",
     ],
     ModelVersionCreated: [
         "models_registry.subscribers.version_webhook",  # in the transaction
@@ -134,6 +150,7 @@ IN_TRANSACTION = frozenset(
         "models_registry.subscribers.version_webhook",
         "experiments.workflows.subscribers.workflow_webhook",
         "experiments.workflows.subscribers.workflow_outbox",
+        "experiments.evaluation.subscribers.evaluation_outbox",
     }
 )
 

@@ -24,7 +24,7 @@ from experiments.training.evaluation.metrics import resolve_metrics
 from experiments.training.evaluation.thresholds import DEFAULT_THRESHOLDS, check_thresholds, parse_thresholds
 from t4dm_site import finetune_config
 from t4dm_site.errors import InvalidInput
-from t4dm_site.events import EvaluationFinished, publish
+from t4dm_site.events import EvaluationFinished, EvaluationProgressed, publish
 
 log = logging.getLogger(__name__)
 MAX_TEST_CASES = 1000
@@ -329,6 +329,8 @@ def _enqueue_on_commit(evaluation: Evaluation) -> None:
 def _progress_writer(evaluation: Evaluation):
     def report(fraction: float, message: str) -> None:
         evaluation.record_progress(fraction=fraction, message=message)
+        # The evaluation page's outbox and its websockets: subscribers (t4dm_site.events.SUBSCRIBERS).
+        publish(EvaluationProgressed(evaluation_pk=evaluation.pk, status=evaluation.status))
 
     return report
 
@@ -346,6 +348,7 @@ def evaluation_run(*, evaluation: Evaluation) -> Evaluation:
     if evaluation.status in (EvaluationStatus.SUCCEEDED, EvaluationStatus.FAILED):
         return evaluation  # a redelivered message for a finished evaluation
     evaluation.mark_running()
+    publish(EvaluationProgressed(evaluation_pk=evaluation.pk, status=evaluation.status))
     params = evaluation.params or {}
     progress = _progress_writer(evaluation)
     try:

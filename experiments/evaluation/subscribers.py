@@ -1,18 +1,19 @@
 """Subscribers of lifecycle events (the table is t4dm_site.events.SUBSCRIBERS): compare_to_base for a
-new automatic version, and the evaluation.* webhooks."""
+new automatic version, the evaluation.* webhooks, and the evaluation page's outbox and its wake-up."""
 
 from __future__ import annotations
 
 import logging
 
+from experiments.evaluation.models import Evaluation, EvaluationUpdate
 from experiments.evaluation.selectors import evaluation_to_dict
 from experiments.evaluation.services import evaluation_start
 from experiments.integrations.events import emit
-from experiments.models import Evaluation
 from models_registry.models import ModelVersion
 from models_registry.services import versioning_settings
 from t4dm_site.errors import DomainError
-from t4dm_site.events import EvaluationFinished, ModelVersionCreated
+from t4dm_site.events import EvaluationFinished, EvaluationProgressed, ModelVersionCreated
+from t4dm_site.live_outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +37,39 @@ def evaluation_webhook(event: EvaluationFinished) -> None:
     """Webhooks: evaluation.completed / evaluation.failed (recorded in the transaction)."""
     evaluation = Evaluation.objects.get(pk=event.evaluation_pk)
     emit(event.webhook_type, {"evaluation": evaluation_to_dict(evaluation)})
+
+
+# The evaluation page's live channel (t4dm_site/live_outbox.py): its websocket is
+# experiments/evaluation/consumers.py.
+EVALUATION_OUTBOX = Outbox(
+    model_label="experiments.EvaluationUpdate",
+    record_field="evaluation",
+    group_prefix="evaluation",
+    wake_type="evaluation.changed",
+    fallback_setting="WS_EVALUATION_FALLBACK_SECONDS",
+)
+
+
+def evaluation_live(evaluation: Evaluation) -> dict:
+    """What the page's progress bar shows: the status and progress now."""
+    return {
+        "evaluation_id": evaluation.public_id,
+        "status": evaluation.status,
+        "progress": evaluation.progress,
+        "progress_message": evaluation.progress_message,
+        "error": evaluation.error,
+        "finished_at": evaluation.finished_at.isoformat() if evaluation.finished_at else None,
+    }
+
+
+def evaluation_outbox(event: EvaluationProgressed | EvaluationFinished) -> None:
+    """The evaluation page's outbox row (in the transaction): its status and progress now."""
+    evaluation = Evaluation.objects.get(pk=event.evaluation_pk)
+    EvaluationUpdate.objects.create(
+        evaluation=evaluation, kind=event.webhook_type, payload=evaluation_live(evaluation)
+    )
+
+
+def evaluation_live_wake(event: EvaluationProgressed | EvaluationFinished) -> None:
+    """After commit: tell the evaluation's websockets (in any process the layer reaches) to read the outbox."""
+    EVALUATION_OUTBOX.wake(event.evaluation_pk)

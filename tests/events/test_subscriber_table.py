@@ -10,6 +10,7 @@ import pytest
 from t4dm_site import events
 from t4dm_site.events import (
     EvaluationFinished,
+    EvaluationProgressed,
     JobCancelRequested,
     JobStatusChanged,
     ModelVersionCreated,
@@ -27,9 +28,15 @@ def test_the_subscriber_table():
             "experiments.workflows.subscribers.workflow_job_finished",
         ],
         JobCancelRequested: ["experiments.subscribers.job_status_broadcast"],
+        EvaluationProgressed: [
+            "experiments.evaluation.subscribers.evaluation_outbox",
+            "experiments.evaluation.subscribers.evaluation_live_wake",
+        ],
         EvaluationFinished: [
             "experiments.evaluation.subscribers.evaluation_webhook",
+            "experiments.evaluation.subscribers.evaluation_outbox",
             "experiments.workflows.subscribers.workflow_evaluation_finished",
+            "experiments.evaluation.subscribers.evaluation_live_wake",
         ],
         ModelVersionCreated: [
             "models_registry.subscribers.version_webhook",
@@ -50,6 +57,7 @@ def test_the_subscriber_table():
         "models_registry.subscribers.version_webhook",
         "experiments.workflows.subscribers.workflow_webhook",
         "experiments.workflows.subscribers.workflow_outbox",
+        "experiments.evaluation.subscribers.evaluation_outbox",
     }
     # wired at startup (T4dmSiteConfig.ready): every path resolves to a function
     for event_type, names in events.SUBSCRIBERS.items():

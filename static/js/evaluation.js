@@ -19,18 +19,50 @@
   const fmt = (v) => (typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(1) : v.toFixed(4)) : "—");
 
   // --- progress while the worker runs it -------------------------------------------------------
-  async function poll() {
-    const r = await fetch(api, { credentials: "same-origin" });
-    if (!r.ok) return;
-    const body = await r.json();
+  // Live over /ws/evaluations/<id>/ (the evaluation's outbox, read by id: experiments/evaluation/
+  // consumers.py); a dropped socket reconnects with ?after=<last id> and gets exactly what it missed.
+  // HTTP polling only when the socket cannot open at all.
+  const FINISHED = new Set(["succeeded", "failed"]);
+  function show(body) {
     const bar = document.getElementById("eval-progress");
     if (bar) bar.value = body.progress;
     const text = document.getElementById("eval-progress-text");
     if (text) text.textContent = body.progress_message || body.status;
-    if (body.status === "succeeded" || body.status === "failed") window.location.reload();
-    else setTimeout(poll, 1000);
+    if (FINISHED.has(body.status)) { window.location.reload(); return true; }
+    return false;
   }
-  if (data.status === "queued" || data.status === "running") setTimeout(poll, 1000);
+  async function poll() {
+    try {
+      const r = await fetch(api, { credentials: "same-origin" });
+      if (!r.ok || show(await r.json())) return;  // gone or not ours any more: stop
+    } catch (err) { /* the server is restarting: try again */ }
+    setTimeout(poll, 1000);
+  }
+  let lastId = null;
+  let retries = 0;
+  function connect() {
+    const after = lastId === null ? "" : "?after=" + lastId;
+    let socket;
+    try {
+      socket = new WebSocket(window.t4dm.wsURL("/ws/evaluations/" + data.evaluation_id + "/" + after));
+    } catch (err) { poll(); return; }
+    let opened = false;
+    let done = false;
+    socket.onopen = () => { opened = true; retries = 0; };
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type !== "evaluation") return;
+      lastId = message.id;
+      if (show(message.evaluation)) { done = true; socket.close(); }
+    };
+    socket.onclose = () => {
+      if (done) return;
+      if (!opened || retries >= 5) { poll(); return; }  // no socket here (or it keeps failing): poll
+      retries += 1;
+      setTimeout(connect, 1000 * retries);
+    };
+  }
+  if (data.status === "queued" || data.status === "running") connect();
 
   // --- plots ----------------------------------------------------------------------------------
   function chart() {

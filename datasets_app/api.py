@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from django.http import FileResponse
-from ninja import File, Form, Router, Schema
+from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
+from datasets_app.models import DatasetTask
 from datasets_app.selectors import (
     dataset_get,
     dataset_task_get,
@@ -23,8 +24,8 @@ from datasets_app.selectors import (
 from datasets_app.services import (
     dataset_augment_request,
     dataset_clean,
-    dataset_prepare,
     dataset_prepare_from_knowledge,
+    dataset_prepare_request,
     dataset_result,
     dataset_validate,
     version_result,
@@ -82,14 +83,22 @@ class AugmentIn(Schema):
 
 class DatasetTaskOut(Schema):
     task_id: str
-    kind: str
-    dataset_id: str
-    source_version: int
+    kind: str = Field(description="augment, or prepare (a large upload or import on the dataset worker)")
+    dataset_id: str | None = Field(
+        description="The source's dataset (augment); for prepare the new dataset, once it succeeded"
+    )
+    source_version: int | None
     status: str
     progress: float
     message: str
     error: str
+    error_details: dict[str, Any] = Field(
+        description="A refusal's details, e.g. line and row of the first bad row (prepare)"
+    )
     result_version: int | None
+    result: DatasetResultOut | None = Field(
+        None, description="prepare, once succeeded: the same DatasetResult a small upload answers with 201"
+    )
 
 
 class PreviewOut(Schema):
@@ -132,20 +141,24 @@ def parse_split(value: str) -> dict[str, float] | None:
 
 
 def _task_out(task) -> dict:
+    source, result = task.source_version, task.result_version
+    dataset = source.dataset if source else (result.dataset if result else None)
     return {
         "task_id": task.public_id,
         "kind": task.kind,
-        "dataset_id": task.source_version.dataset.public_id,
-        "source_version": task.source_version.number,
+        "dataset_id": dataset.public_id if dataset else None,
+        "source_version": source.number if source else None,
         "status": task.status,
         "progress": task.progress,
         "message": task.message,
         "error": task.error,
-        "result_version": task.result_version.number if task.result_version else None,
+        "error_details": task.error_details or {},
+        "result_version": result.number if result else None,
+        "result": dataset_result(result) if result and task.kind == "prepare" else None,
     }
 
 
-@router.post("", response={201: DatasetResultOut})
+@router.post("", response={201: DatasetResultOut, 202: DatasetTaskOut})
 def dataset_upload(
     request,
     file: UploadedFile | None = File(None),
@@ -160,11 +173,15 @@ def dataset_upload(
     base_model: str = Form("", description="Whose tokenizer counts tokens; default t4dm-tiny."),
     json_schema: str = Form("", description="An optional JSON Schema every row must follow."),
 ):
-    """prepare_dataset from an uploaded file or an import-root path."""
-    version = dataset_prepare(
+    """prepare_dataset from an uploaded file or an import-root path. A source up to
+    T4DM_SYNC_PREPARE_BYTES (default 1 MiB) is prepared at once: 201 with the DatasetResult. A larger one
+    is stored and prepared on the dataset worker: 202 with a task; poll GET /datasets/tasks/{task_id}
+    until `status` is succeeded (`result` is the DatasetResult) or failed (`error`, `error_details`
+    with the first bad row's line; no dataset was created)."""
+    outcome = dataset_prepare_request(
         owner=request.auth,
         name=name or (file.name if file else Path(path).name),
-        content=file.file if file else None,
+        upload=file.file if file else None,
         source_path=path or None,
         task_type=task_type,
         format=format,
@@ -173,7 +190,9 @@ def dataset_upload(
         base_model=base_model or None,
         schema=_json_field(json_schema, "json_schema"),
     )
-    return 201, dataset_result(version)
+    if isinstance(outcome, DatasetTask):
+        return 202, _task_out(outcome)
+    return 201, dataset_result(outcome)
 
 
 @router.get("", response=list[DatasetResultOut])

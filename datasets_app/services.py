@@ -7,8 +7,12 @@ neither a record pointing at nothing nor files without a record.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -202,6 +206,155 @@ def dataset_prepare(
         base_model=base_model,
         report=report or {},
     )
+
+
+# --- prepare on the dataset worker ------------------------------------------------------------------
+
+DEFAULT_SYNC_PREPARE_BYTES = 1024 * 1024
+
+
+def sync_prepare_bytes() -> int:
+    """Sources up to this size are prepared in the web request (201 at once); larger ones on the dataset
+    worker (202 and a task). Setting SYNC_PREPARE_BYTES, else env T4DM_SYNC_PREPARE_BYTES; default 1 MiB
+    (preparing costs a multiple of the file's size in memory: that multiple stays out of the web
+    process). 0 sends every upload and import to the worker."""
+    value = getattr(settings, "SYNC_PREPARE_BYTES", None)
+    if value is None:
+        value = os.environ.get("T4DM_SYNC_PREPARE_BYTES", "") or DEFAULT_SYNC_PREPARE_BYTES
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return DEFAULT_SYNC_PREPARE_BYTES
+
+
+def _source_size(upload, source_path: str | None) -> int:
+    if upload is not None:
+        size = getattr(upload, "size", None)
+        if size is None:  # a plain file object: measure it without reading it
+            position = upload.tell()
+            size = upload.seek(0, io.SEEK_END)
+            upload.seek(position)
+        return int(size)
+    path = resolve_import_path(source_path or "")
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _uploads_folder() -> Path:
+    folder = storage.datasets_root() / ".uploads"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def _keep_upload(upload) -> Path:
+    """Copy the request's upload (Django's spool file) to a private file the dataset worker reads; in
+    1 MiB chunks, so the web process never holds it."""
+    target = _uploads_folder() / uuid.uuid4().hex
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            upload.seek(0)
+            shutil.copyfileobj(upload, out, 1 << 20)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def dataset_prepare_request(
+    *,
+    owner,
+    name: str,
+    upload: BinaryIO | None = None,
+    source_path: str | None = None,
+    task_type: str = TaskType.CHAT,
+    format: str = "jsonl",
+    seed: int = 42,
+    split: dict[str, float] | None = None,
+    base_model: str | None = None,
+    schema: dict | None = None,
+) -> DatasetVersion | DatasetTask:
+    """prepare_dataset from the API and the pages: a source up to `sync_prepare_bytes()` is prepared now
+    (→ the version); a larger one is stored and queued on the datasets queue (→ a "prepare" task to
+    poll, whose result names the new version). The arguments are checked now either way, so a wrong
+    task type, format, name or split is refused at once; the rows are read only where they are prepared.
+    """
+    _check_task_type(task_type)
+    check_name(name or "", "dataset name")
+    if format not in FORMATS:
+        raise InvalidInput(
+            f"unknown format {format!r}; choose one of {', '.join(FORMATS)}", code="unknown_format"
+        )
+    fractions = pipeline.parse_fractions(split)
+    if (upload is None) == (source_path is None):
+        raise InvalidInput(
+            "give exactly one source: an uploaded file or a path under the import root", code="no_source"
+        )
+    arguments = dict(
+        name=name, task_type=task_type, format=format, seed=seed, split=split, base_model=base_model, schema=schema
+    )
+    if _source_size(upload, source_path) <= sync_prepare_bytes():
+        return dataset_prepare(owner=owner, content=upload, source_path=source_path, **arguments)
+    kept = _keep_upload(upload) if upload is not None else None
+    params = {**arguments, "split": fractions, "source_path": source_path, "upload": kept and kept.name}
+    try:
+        with transaction.atomic():
+            task = DatasetTask.objects.create(kind="prepare", owner=owner, params=params)
+            transaction.on_commit(lambda: _enqueue_prepare(task.pk))
+    except BaseException:
+        if kept is not None:
+            kept.unlink(missing_ok=True)
+        raise
+    return task
+
+
+def _enqueue_prepare(task_pk: int) -> None:
+    from datasets_app.tasks import prepare_dataset_task
+
+    prepare_dataset_task.apply_async(args=[task_pk], queue=_dataset_queue())
+
+
+def dataset_prepare_run(*, task: DatasetTask) -> DatasetVersion | None:
+    """The worker side of a queued prepare_dataset: the same `dataset_prepare` (all rows checked before
+    anything is stored). A refusal (bad rows: the first one's line) fails the task with its message and
+    details and creates no dataset. The kept upload is removed once the task has an outcome."""
+    if task.status not in ("queued", "running"):
+        return task.result_version
+    task.mark_running()
+    params = dict(task.params)
+    upload = _uploads_folder() / params["upload"] if params.get("upload") else None
+    try:
+        if upload is not None and not upload.is_file():
+            raise InvalidInput("the uploaded file is gone (it was removed before it was prepared)", code="no_source")
+        with upload.open("rb") if upload is not None else contextlib.nullcontext() as content:
+            result = dataset_prepare(
+                owner=task.owner,
+                name=params["name"],
+                content=content,
+                source_path=params.get("source_path"),
+                task_type=params["task_type"],
+                format=params["format"],
+                seed=params["seed"],
+                split=params.get("split"),
+                base_model=params.get("base_model"),
+                schema=params.get("schema"),
+            )
+    except Exception as exc:
+        if isinstance(exc, InvalidInput):
+            details = exc.details if isinstance(exc.details, dict) else {}
+            task.mark_failed(exc.message, {**details, "code": exc.code})
+        else:
+            task.mark_failed(f"{type(exc).__name__}: {exc}")
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+        if isinstance(exc, InvalidInput):
+            return None
+        raise
+    task.mark_succeeded(result)
+    if upload is not None:
+        upload.unlink(missing_ok=True)
+    return result
 
 
 def _with_validation_file(

@@ -150,11 +150,37 @@ class T4DM:
 
     # --- datasets -----------------------------------------------------------------------------------
     def prepare_dataset(
-        self, data_source: str, format: str = "jsonl", task_type: str = "chat", **options: Any
+        self,
+        data_source: str,
+        format: str = "jsonl",
+        task_type: str = "chat",
+        *,
+        timeout: float = 3600,
+        poll: float = 1.0,
+        **options: Any,
     ) -> DatasetResult:
+        """The DatasetResult. A file above the server's T4DM_SYNC_PREPARE_BYTES is prepared on its
+        dataset worker (202 and a task): this waits for the task (up to `timeout` seconds) and returns
+        its result, or raises T4DMError with the task's error (e.g. the first bad row's line)."""
         source = self._source(data_source)
         data = {**source.get("data", {}), "format": format, "task_type": task_type, **options}
-        return self.request("POST", "/datasets", data=data, files=source.get("files"))
+        answer = self.request("POST", "/datasets", data=data, files=source.get("files"))
+        if not (isinstance(answer, dict) and answer.get("kind") == "prepare" and "task_id" in answer):
+            return answer
+        deadline = time.monotonic() + timeout
+        wait = min(poll, 0.2)
+        while answer["status"] not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dataset task {answer['task_id']} still {answer['status']} after {timeout} s")
+            time.sleep(wait)
+            wait = min(poll, wait * 2)
+            answer = self.request("GET", f"/datasets/tasks/{answer['task_id']}")
+        if answer["status"] != "succeeded" or not answer.get("result"):
+            details = dict(answer.get("error_details") or {})
+            code = details.pop("code", None) or "dataset_task_failed"
+            error = {"code": code, "message": answer.get("error") or answer["status"], "details": details}
+            raise T4DMError(400, {"error": {**error, "task_id": answer["task_id"]}})
+        return answer["result"]
 
     def validate_dataset(
         self, dataset_path: str, schema: dict | None = None, task_type: str = "chat"

@@ -28,6 +28,9 @@
       if (xhr.status === 201) {
         status.textContent = "Stored as " + body.dataset_id + ".";
         window.location.href = "/datasets/" + body.dataset_id + "/";
+      } else if (xhr.status === 202) {
+        status.textContent = "Uploaded; the dataset worker is checking, measuring and splitting it…";
+        follow(body.task_id);
       } else {
         const error = body.error || {};
         status.textContent = "Refused: " + (error.message || xhr.statusText);
@@ -37,4 +40,30 @@
     xhr.onerror = function () { status.textContent = "The upload failed: the server could not be reached."; };
     xhr.send(data);
   });
+  // A large file is prepared on the dataset worker: poll its task, then open the dataset or say why not.
+  async function follow(taskId) {
+    for (;;) {
+      await new Promise(function (resolve) { setTimeout(resolve, 1000); });
+      let task;
+      try {
+        const response = await fetch("/api/v1/datasets/tasks/" + taskId, { credentials: "same-origin" });
+        task = await response.json();
+        if (!response.ok) throw new Error((task.error || {}).message || response.statusText);
+      } catch (e) {
+        status.textContent = "Could not follow the preparation (" + taskId + "): " + e.message;
+        status.className = "error";
+        return;
+      }
+      if (task.status === "succeeded") {
+        status.textContent = "Stored as " + task.dataset_id + ".";
+        window.location.href = "/datasets/" + task.dataset_id + "/";
+        return;
+      }
+      if (task.status === "failed") {
+        status.textContent = "Refused: " + task.error;
+        status.className = "error";
+        return;
+      }
+    }
+  }
 })();

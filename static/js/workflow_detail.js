@@ -29,6 +29,7 @@
 
   // "blocked": the deployment gate refused the promotion; a person acts (sign-off, evaluation), then retries.
   const label = (status) => (status === "blocked" ? "blocked by gate" : status);
+  const ended = (status) => (status === "blocked" ? "waiting: blocked by gate" : `finished: ${status}`);
 
   function stepBody(step) {
     const o = step.output || {};
@@ -166,7 +167,7 @@
   function show(data, transport) {
     render(data);
     state.dataset.transport = transport;
-    state.textContent = finished(data) ? `finished: ${label(data.status)}` : `live (${transport})`;
+    state.textContent = finished(data) ? ended(data.status) : `live (${transport})`;
   }
 
   async function poll() {
@@ -213,6 +214,6 @@
   }
 
   render(initial);
-  if (finished(initial)) state.textContent = `finished: ${label(initial.status)}`;
+  if (finished(initial)) state.textContent = ended(initial.status);
   else connect();
 })();

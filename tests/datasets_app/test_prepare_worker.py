@@ -5,6 +5,7 @@ here in-process through the Celery task function, as the datasets-queue worker w
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -173,3 +174,37 @@ def test_the_sdk_prepare_dataset_waits_for_the_task_and_returns_the_dataset(
         celery_app.conf.task_always_eager = eager
         sdk.close()
     assert Dataset.objects.count() == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_the_upload_page_follows_a_worker_prepared_upload(
+    live_server, page, researcher, artifact_root, threshold, tmp_path
+):
+    """The upload form: a file above the threshold answers 202; the page follows the task and opens the
+    dataset, or shows the task's line-numbered refusal. Celery runs the task eagerly on commit here."""
+    from t4dm_site.celery import app as celery_app
+
+    good = tmp_path / "big.jsonl"
+    good.write_bytes(jsonl(distinct_chat_rows(40)))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(good.read_bytes() + b"{broken\n")
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    try:
+        page.goto(live_server.url + "/login/")
+        page.fill("input[name=username]", researcher.username)
+        page.fill("input[name=password]", "pw-" + researcher.username)
+        page.click("button[type=submit], input[type=submit]")
+        page.goto(live_server.url + "/datasets/")
+        page.set_input_files("#upload-file", str(bad))
+        page.click("#upload-button")
+        page.wait_for_selector("#upload-status.error", timeout=60_000)
+        assert page.inner_text("#upload-status").startswith("Refused: line 41:")
+        page.goto(live_server.url + "/datasets/")
+        page.set_input_files("#upload-file", str(good))
+        page.click("#upload-button")
+        page.wait_for_url(re.compile(r".*/datasets/ds-\d+/$"), timeout=60_000)
+    finally:
+        celery_app.conf.task_always_eager = eager
+    assert Dataset.objects.count() == 1 and DatasetTask.objects.filter(kind="prepare").count() == 2

@@ -109,6 +109,10 @@ _policy(
     "GET /api/2.0/mlflow/metrics/get-history",
 )  # fmt: skip
 _policy(ANY_USER, "GET /api/v1/human-eval/queue", "GET /api/v1/finetune-config")
+_policy(TRAINER_OWNED, "GET /api/v1/jobs/{job_id}/events")
+# Serving: an empty body is a 4xx past the role gate; a model that is not the caller's is 404 (tests/serving).
+_policy(TRAINER, "POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models")
+_policy(TRAINER_BY_ID, "GET /v1/models/{model}")
 _policy(TRAINER_OWNED, "GET /api/v1/models/{model_id}/versions/{version}/metadata")
 _policy(ADMIN_ONLY, "GET /api/v1/webhooks", "POST /api/v1/webhooks")
 _policy(
@@ -168,6 +172,7 @@ def _path(path: str, world: dict) -> str:
     values["number"] = 1
     values["subscription_id"] = values["workflow_id"] = "missing-1"
     values["export_id"] = 1
+    values["model"] = "missing-model"
     return path.format(**values) + QUERIES.get(path, "").format(**world)
 
 

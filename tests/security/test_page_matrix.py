@@ -60,6 +60,12 @@ PAGE_POLICY = {
     # Webhook subscriptions receive every user's events: admins only (403 for researchers too).
     "webhooks": ("GET", {**DASHBOARD, "other": 403, "owner": 403}),
     "webhook-toggle": ("POST", {**DASHBOARD, "other": 403, "owner": 403, "admin": 404}),  # wh-missing
+    # Prometheus scrapes: admins (session) or the T4DM_METRICS_TOKEN bearer; a user token is not enough.
+    "metrics": ("GET", {
+        "anonymous": 401, "revoked": 403, "worker_other": 403, "evaluator": 403,
+        "other": 403, "owner": 403, "admin": 200,
+    }),  # fmt: skip
+    "health": ("GET", PUBLIC),  # says only which component is down, nothing about records
     "favicon": ("GET", PUBLIC),
     "login": ("GET", PUBLIC),
     "logout": ("POST", {name: 302 for name in IDENTITIES}),

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DataError, connection, transaction
 
-from experiments.live import broadcast_on_commit
 from experiments.models import MetricPoint, MetricRollup, TrainingJob
+from experiments.tracking.live import broadcast_on_commit
 from t4dm_site.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from t4dm_site.public_ids import format_public_id
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from experiments.evaluation.models import Evaluation, EvaluationUpdate
-from experiments.evaluation.selectors import evaluation_to_dict
+from experiments.evaluation.selectors import _server_path_pattern, evaluation_to_dict, named, public_names
 from experiments.evaluation.services import evaluation_start
 from experiments.integrations.events import emit
 from models_registry.models import ModelVersion
@@ -51,8 +51,9 @@ EVALUATION_OUTBOX = Outbox(
 
 
 def evaluation_live(evaluation: Evaluation) -> dict:
-    """What the page's progress bar shows: the status and progress now."""
-    return {
+    """What the page's progress bar shows: the status and progress now, with the model named as the
+    caller named it (the worker's server paths never leave the server, as in evaluation_to_dict)."""
+    data = {
         "evaluation_id": evaluation.public_id,
         "status": evaluation.status,
         "progress": evaluation.progress,
@@ -60,6 +61,7 @@ def evaluation_live(evaluation: Evaluation) -> dict:
         "error": evaluation.error,
         "finished_at": evaluation.finished_at.isoformat() if evaluation.finished_at else None,
     }
+    return named(data, public_names(evaluation), _server_path_pattern())
 
 
 def evaluation_outbox(event: EvaluationProgressed | EvaluationFinished) -> None:

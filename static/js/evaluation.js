@@ -28,6 +28,8 @@
     if (bar) bar.value = body.progress;
     const text = document.getElementById("eval-progress-text");
     if (text) text.textContent = body.progress_message || body.status;
+    const badge = document.getElementById("eval-status");
+    if (badge) { badge.textContent = body.status; badge.className = "badge " + body.status; }
     if (FINISHED.has(body.status)) { window.location.reload(); return true; }
     return false;
   }

@@ -66,7 +66,8 @@ def _count_evaluation_queries(monkeypatch) -> list[str]:
     return seen
 
 
-def test_the_worker_writes_an_outbox_row_per_status_and_progress_change(evaluation):
+def test_the_worker_writes_an_outbox_row_per_status_and_progress_change(evaluation, settings, tiny_model_dir):
+    settings.TINY_MODEL_DIR = str(tiny_model_dir)
     evaluation_run(evaluation=evaluation)
     evaluation.refresh_from_db()
     rows = list(EvaluationUpdate.objects.filter(evaluation=evaluation))
@@ -77,6 +78,8 @@ def test_the_worker_writes_an_outbox_row_per_status_and_progress_change(evaluati
     progress = [row.payload["progress"] for row in rows[1:-1]]
     assert len(progress) >= 3 and progress == sorted(progress) and progress[-1] == 1.0
     assert rows[1].payload["progress_message"].startswith("loading ")
+    # the worker's server path never leaves the server (as in GET /api/v1/evaluations/<id>)
+    assert evaluation.model_path not in rows[1].payload["progress_message"]
     assert set(rows[-1].payload) == {
         "evaluation_id",
         "status",

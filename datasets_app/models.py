@@ -144,3 +144,22 @@ class DatasetTask(StatusTransitionsMixin, PublicIdMixin, models.Model):
 
     def mark_failed(self, error: str, details: dict | None = None) -> None:
         super().mark_failed(error=error, error_details=details or {})
+
+
+class DatasetTaskUpdate(models.Model):
+    """The dataset page's outbox for a task: one row per status or progress change of a DatasetTask,
+    written in the transaction that made it (a DatasetTaskChanged subscriber), holding the task as GET
+    /api/v1/datasets/tasks/<id> shows it (without a prepare's full result). The websocket
+    (datasets_app/consumers.py) sends the rows after a viewer's cursor (the row id)."""
+
+    task = models.ForeignKey(DatasetTask, on_delete=models.CASCADE, related_name="updates")
+    kind = models.CharField(max_length=40, help_text="dataset_task.running, .succeeded, .failed.")
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="dataset_task_update_cursor")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} #{self.pk} {self.kind}"

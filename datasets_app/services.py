@@ -34,6 +34,7 @@ from datasets_app.models import (
 from datasets_app.sources import FORMATS, RawRow, check_name, read_rows, resolve_import_path
 from datasets_app.tokens import TINY_MODEL_NAME, load_tokenizer, model_max_length
 from t4dm_site.errors import InvalidInput
+from t4dm_site.events import DatasetTaskChanged, publish
 
 DEFAULT_SPLIT = pipeline.DEFAULT_FRACTIONS
 SPLITS = pipeline.SPLITS
@@ -309,6 +310,16 @@ def dataset_prepare_request(
     return task
 
 
+def _task_changed(task: DatasetTask) -> None:
+    # The dataset page's outbox and its websockets: subscribers (t4dm_site.events.SUBSCRIBERS).
+    publish(DatasetTaskChanged(task_pk=task.pk, status=task.status))
+
+
+def _task_progress(task: DatasetTask, fraction: float, message: str) -> None:
+    task.mark_progress(fraction, message)
+    _task_changed(task)
+
+
 def _enqueue_prepare(task_pk: int) -> None:
     from datasets_app.tasks import prepare_dataset_task
 
@@ -322,6 +333,7 @@ def dataset_prepare_run(*, task: DatasetTask) -> DatasetVersion | None:
     if task.status not in ("queued", "running"):
         return task.result_version
     task.mark_running()
+    _task_changed(task)
     params = dict(task.params)
     upload = _uploads_folder() / params["upload"] if params.get("upload") else None
     try:
@@ -344,14 +356,17 @@ def dataset_prepare_run(*, task: DatasetTask) -> DatasetVersion | None:
         if isinstance(exc, InvalidInput):
             details = exc.details if isinstance(exc.details, dict) else {}
             task.mark_failed(exc.message, {**details, "code": exc.code})
+            _task_changed(task)
         else:
             task.mark_failed(f"{type(exc).__name__}: {exc}")
+            _task_changed(task)
         if upload is not None:
             upload.unlink(missing_ok=True)
         if isinstance(exc, InvalidInput):
             return None
         raise
     task.mark_succeeded(result)
+    _task_changed(task)
     if upload is not None:
         upload.unlink(missing_ok=True)
     return result
@@ -678,6 +693,7 @@ def dataset_augment_run(*, task: DatasetTask) -> DatasetVersion | None:
     if task.status not in ("queued", "running"):
         return task.result_version
     task.mark_running()
+    _task_changed(task)
     version = task.source_version
     try:
         split_rows = {split: version_rows(version, split) for split in SPLITS}
@@ -686,7 +702,7 @@ def dataset_augment_run(*, task: DatasetTask) -> DatasetVersion | None:
             task_type=version.task_type,
             methods=task.params["methods"],
             options=task.params.get("options", {}),
-            progress=lambda fraction, message: task.mark_progress(0.9 * fraction, message),
+            progress=lambda fraction, message: _task_progress(task, 0.9 * fraction, message),
         )
         train = split_rows["train"] + new_rows
         old = _old_provenance(version, len(split_rows["train"]))
@@ -699,10 +715,12 @@ def dataset_augment_run(*, task: DatasetTask) -> DatasetVersion | None:
         )
     except Exception as exc:
         task.mark_failed(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+        _task_changed(task)
         if isinstance(exc, InvalidInput):
             return None
         raise
     task.mark_succeeded(result)
+    _task_changed(task)
     return result
 
 

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from datasets_app.consumers import DatasetTaskConsumer
 from experiments.consumers import JobConsumer
 from experiments.evaluation.consumers import EvaluationConsumer
 from experiments.workflows.consumers import WorkflowConsumer
@@ -8,4 +9,5 @@ websocket_urlpatterns = [
     path("ws/jobs/<str:job_id>/", JobConsumer.as_asgi()),
     path("ws/workflows/<str:workflow_id>/", WorkflowConsumer.as_asgi()),
     path("ws/evaluations/<str:evaluation_id>/", EvaluationConsumer.as_asgi()),
+    path("ws/dataset-tasks/<str:task_id>/", DatasetTaskConsumer.as_asgi()),
 ]

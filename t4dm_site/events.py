@@ -8,7 +8,7 @@ in ``SUBSCRIBERS`` below, the one table to read to know what a state change caus
 The rule: subscribers run after the transaction that published the event commits, in the table's
 order, each on its own (one that raises is logged and the next still runs), so nothing reacts to a
 change that a rollback takes back. The exception is a subscriber that only writes an outbox row
-(the webhook delivery log, the workflow and evaluation pages' updates): it runs in the publisher's transaction, inside a savepoint, so the row
+(the webhook delivery log, the workflow, evaluation and dataset pages' updates): it runs in the publisher's transaction, inside a savepoint, so the row
 commits or rolls back with the change it reports and is never lost between the commit and a crash.
 
 Events carry ids and the few values a subscriber cannot read back later (the status the event was
@@ -106,6 +106,19 @@ class WorkflowChanged:
     step_pk: int | None = None
 
 
+@dataclass(frozen=True)
+class DatasetTaskChanged:
+    """A dataset task (augment, prepare) started, reported progress, or ended (the dataset page's
+    outbox only, no webhook)."""
+
+    task_pk: int
+    status: str
+
+    @property
+    def webhook_type(self) -> str:
+        return f"dataset_task.{self.status}"
+
+
 # event → its subscribers, in the order they run (dotted paths, resolved once in wire()).
 SUBSCRIBERS: dict[type, list[str]] = {
     JobStatusChanged: [
@@ -135,6 +148,10 @@ SUBSCRIBERS: dict[type, list[str]] = {
     ModelVersionStageChanged: [
         "models_registry.subscribers.version_webhook",  # in the transaction
     ],
+    DatasetTaskChanged: [
+        "datasets_app.subscribers.dataset_task_outbox",  # in the transaction: the page's outbox row
+        "datasets_app.subscribers.dataset_task_live_wake",  # the page's websockets read the outbox
+    ],
     WorkflowChanged: [
         "experiments.workflows.subscribers.workflow_webhook",  # in the transaction (webhook types only)
         "experiments.workflows.subscribers.workflow_outbox",  # in the transaction: the page's outbox row
@@ -151,6 +168,7 @@ IN_TRANSACTION = frozenset(
         "experiments.workflows.subscribers.workflow_webhook",
         "experiments.workflows.subscribers.workflow_outbox",
         "experiments.evaluation.subscribers.evaluation_outbox",
+        "datasets_app.subscribers.dataset_task_outbox",
     }
 )
 

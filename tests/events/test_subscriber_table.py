@@ -9,6 +9,7 @@ import pytest
 
 from t4dm_site import events
 from t4dm_site.events import (
+    DatasetTaskChanged,
     EvaluationFinished,
     EvaluationProgressed,
     JobCancelRequested,
@@ -43,6 +44,10 @@ def test_the_subscriber_table():
             "experiments.evaluation.subscribers.compare_to_base",
         ],
         ModelVersionStageChanged: ["models_registry.subscribers.version_webhook"],
+        DatasetTaskChanged: [
+            "datasets_app.subscribers.dataset_task_outbox",
+            "datasets_app.subscribers.dataset_task_live_wake",
+        ],
         WorkflowChanged: [
             "experiments.workflows.subscribers.workflow_webhook",
             "experiments.workflows.subscribers.workflow_outbox",
@@ -58,6 +63,7 @@ def test_the_subscriber_table():
         "experiments.workflows.subscribers.workflow_webhook",
         "experiments.workflows.subscribers.workflow_outbox",
         "experiments.evaluation.subscribers.evaluation_outbox",
+        "datasets_app.subscribers.dataset_task_outbox",
     }
     # wired at startup (T4dmSiteConfig.ready): every path resolves to a function
     for event_type, names in events.SUBSCRIBERS.items():

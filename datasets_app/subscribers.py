@@ -1,0 +1,52 @@
+"""Subscribers of lifecycle events (the table is t4dm_site.events.SUBSCRIBERS): the dataset page's
+outbox of task changes (augment, prepare) and its wake-up; the websocket is datasets_app/consumers.py,
+the shared machinery t4dm_site/live_outbox.py."""
+
+from __future__ import annotations
+
+from datasets_app.models import DatasetTask, DatasetTaskUpdate
+from t4dm_site.events import DatasetTaskChanged
+from t4dm_site.live_outbox import Outbox
+
+DATASET_TASK_OUTBOX = Outbox(
+    model_label="datasets_app.DatasetTaskUpdate",
+    record_field="task",
+    group_prefix="dataset-task",
+    wake_type="dataset_task.changed",
+    fallback_setting="WS_DATASET_TASK_FALLBACK_SECONDS",
+)
+
+
+def dataset_task_live(task: DatasetTask) -> dict:
+    """The task as GET /api/v1/datasets/tasks/<id> shows it, less a prepare's full result."""
+    source, result = task.source_version, task.result_version
+    dataset = source.dataset if source else (result.dataset if result else None)
+    return {
+        "task_id": task.public_id,
+        "kind": task.kind,
+        "dataset_id": dataset.public_id if dataset else None,
+        "source_version": source.number if source else None,
+        "status": task.status,
+        "progress": task.progress,
+        "message": task.message,
+        "error": task.error,
+        "error_details": task.error_details or {},
+        "result_version": result.number if result else None,
+    }
+
+
+def _task(task_pk: int) -> DatasetTask:
+    return DatasetTask.objects.select_related("source_version__dataset", "result_version__dataset").get(
+        pk=task_pk
+    )
+
+
+def dataset_task_outbox(event: DatasetTaskChanged) -> None:
+    """The dataset page's outbox row (in the transaction): the task now."""
+    task = _task(event.task_pk)
+    DatasetTaskUpdate.objects.create(task=task, kind=event.webhook_type, payload=dataset_task_live(task))
+
+
+def dataset_task_live_wake(event: DatasetTaskChanged) -> None:
+    """After commit: tell the task's websockets (in any process the layer reaches) to read the outbox."""
+    DATASET_TASK_OUTBOX.wake(event.task_pk)

@@ -104,6 +104,10 @@ class TrainingJob(StatusTransitionsMixin, PublicIdMixin, models.Model):
     )
     config = models.ForeignKey(TrainingConfig, on_delete=models.PROTECT, related_name="jobs")
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="jobs")
+    # What people call the run (editable; empty: the run is shown by its id) and the run's own tags
+    # (shown with its experiment's tags in the runs table).
+    name = models.CharField(max_length=200, blank=True)
+    tags = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=20, choices=JobStatus.choices, default=JobStatus.VALIDATING, db_index=True
     )

@@ -263,6 +263,10 @@ def _keep_upload(upload) -> Path:
     return target
 
 
+# Public for /v1/files (experiments.openai_compat), which keeps its uploads the same way.
+keep_upload = _keep_upload
+
+
 def dataset_prepare_request(
     *,
     owner,

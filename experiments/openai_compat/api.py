@@ -107,10 +107,12 @@ def file_retrieve(request, file_id: str):
 
 @openai_api.get("/files/{file_id}/content", tags=["files"])
 def file_content(request, file_id: str):
-    from django.http import HttpResponse
+    from django.http import FileResponse, HttpResponse
 
-    f = services.file_get(user=request.auth, file_id=file_id)
-    return HttpResponse(bytes(f.content), content_type="application/octet-stream")
+    content = services.file_content(services.file_get(user=request.auth, file_id=file_id))
+    if isinstance(content, bytes):
+        return HttpResponse(content, content_type="application/octet-stream")
+    return FileResponse(content, content_type="application/octet-stream")
 
 
 # --- fine-tuning jobs -------------------------------------------------------------------------------

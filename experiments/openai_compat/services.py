@@ -1,22 +1,27 @@
 """OpenAI fine-tuning objects on top of datasets and training jobs.
 
-Files are prepared as chat dataset versions at upload (so format errors answer at once, as OpenAI's
-upload does); a fine-tuning job is a training config plus a TrainingJob on the local workers. The
+Files are prepared as chat dataset versions: small ones at upload (format errors answer at once), large
+ones on the dataset worker (status "uploaded" → "processed" or "error", as OpenAI's files); a fine-tuning job is a training config plus a TrainingJob on the local workers. The
 objects returned here are plain dicts in OpenAI's shapes.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
-from datasets_app.models import TaskType
-from datasets_app.services import dataset_prepare
+from datasets_app import storage
+from datasets_app.models import DatasetTask, DatasetTaskStatus, DatasetVersion, TaskType
+from datasets_app.services import dataset_prepare, keep_upload, sync_prepare_bytes
 from experiments import services as training
 from experiments.models import Approach, Checkpoint, JobEvent, JobStatus, MetricPoint, TrainingJob
-from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob
+from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob, new_file_id
 from t4dm_site.access import get_visible, visible
 from t4dm_site.errors import InvalidInput, NotFound
 
@@ -30,42 +35,153 @@ METRIC_NAMES = {"loss": "train_loss", "val_loss": "valid_loss", "accuracy": "tra
 
 
 # --- files ------------------------------------------------------------------------------------------
+# An upload is streamed to a private file (`<datasets root>/.openai_files/<file id>`, mode 0600, as the
+# datasets path keeps its large uploads); the database holds no bytes. A file up to
+# `sync_prepare_bytes()` is prepared in the request (a bad row answers 400 at once); a larger one is
+# prepared by the dataset worker (a "prepare" DatasetTask whose params name the file), and the file object
+# says so as OpenAI's does: status "uploaded", then "processed" or "error" with `status_details`.
+
+FILE_STATUS_UPLOADED, FILE_STATUS_PROCESSED, FILE_STATUS_ERROR = "uploaded", "processed", "error"
+
+
+def _files_folder() -> Path:
+    folder = storage.datasets_root() / ".openai_files"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def file_path(f: OpenAIFile) -> Path | None:
+    """Where the file's bytes are kept; None for a file whose bytes are in the database (older rows)."""
+    path = storage.datasets_root() / ".openai_files" / f.file_id
+    return path if path.is_file() else None
+
+
+def _upload_size(content) -> int:
+    size = getattr(content, "size", None)
+    if size is None:
+        position = content.tell()
+        size = content.seek(0, io.SEEK_END)
+        content.seek(position)
+    return int(size)
+
+
+def _prepare_file(*, owner, filename: str, path: Path) -> DatasetVersion:
+    """The file's rows as a chat dataset version (all train: OpenAI trains on the whole training file; a
+    separate validation file gives valid_loss). Read from the kept file as a stream."""
+    with path.open("rb") as content:
+        return dataset_prepare(
+            owner=owner,
+            name=filename,
+            content=content,
+            task_type=TaskType.CHAT,
+            format="jsonl",
+            split={"train": 1.0},
+            origin=None,
+        )
 
 
 def file_upload(*, owner, filename: str, content, purpose: str) -> OpenAIFile:
-    """POST /v1/files: validate the JSONL as OpenAI chat rows and store it as a dataset version.
+    """POST /v1/files: keep the JSONL privately and prepare it as OpenAI chat rows (a dataset version):
+    now when it is small, else on the dataset worker.
 
-    `content` is bytes or an uploaded file; a file's size is checked before it is read into memory."""
+    `content` is bytes or an uploaded file; a file's size is checked before it is read, and it is copied
+    in 1 MiB chunks, never held whole in memory."""
     if purpose not in PURPOSES:
         raise InvalidInput(
             f"purpose {purpose!r} is not supported here; use 'fine-tune'", details={"param": "purpose"}
         )
-    if not isinstance(content, bytes):
-        size = getattr(content, "size", None)
-        if size is not None and size > MAX_FILE_BYTES:
-            raise InvalidInput(f"the file has {size} bytes; the limit is {MAX_FILE_BYTES}")
-        content = content.read()
-    if not content.strip():
+    if isinstance(content, bytes | bytearray):
+        content = io.BytesIO(content)
+    size = _upload_size(content)
+    if size > MAX_FILE_BYTES:
+        raise InvalidInput(f"the file has {size} bytes; the limit is {MAX_FILE_BYTES}")
+    if size == 0:
         raise InvalidInput("the file is empty", details={"param": "file"})
-    if len(content) > MAX_FILE_BYTES:
-        raise InvalidInput(f"the file has {len(content)} bytes; the limit is {MAX_FILE_BYTES}")
-    # OpenAI trains on the whole training file; a separate validation file gives valid_loss.
-    version = dataset_prepare(
-        owner=owner,
-        name=filename or "upload.jsonl",
-        content=content,
-        task_type=TaskType.CHAT,
-        format="jsonl",
-        split={"train": 1.0},
-        origin=None,
+    filename = filename or "upload.jsonl"
+    file_id = new_file_id()
+    kept = keep_upload(content)
+    path = _files_folder() / file_id
+    try:
+        os.replace(kept, path)
+        if size <= sync_prepare_bytes():
+            with path.open("rb") as small:
+                if not small.read().strip():
+                    raise InvalidInput("the file is empty", details={"param": "file"})
+            version = _prepare_file(owner=owner, filename=filename, path=path)
+            return OpenAIFile.objects.create(
+                file_id=file_id, owner=owner, filename=filename, purpose=purpose, content=b"",
+                dataset_version=version,
+            )  # fmt: skip
+        with transaction.atomic():
+            f = OpenAIFile.objects.create(
+                file_id=file_id, owner=owner, filename=filename, purpose=purpose, content=b""
+            )
+            task = DatasetTask.objects.create(
+                kind="prepare",
+                owner=owner,
+                params={"openai_file": file_id, "name": filename, "task_type": TaskType.CHAT, "format": "jsonl"},
+            )
+            transaction.on_commit(lambda: _enqueue_file_prepare(task.pk))
+        return f
+    except BaseException:
+        kept.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _enqueue_file_prepare(task_pk: int) -> None:
+    from experiments.openai_compat.tasks import file_prepare_task
+
+    file_prepare_task.apply_async(args=[task_pk], queue=settings.CELERY_DATASET_QUEUE)
+
+
+def file_prepare_run(*, task: DatasetTask) -> OpenAIFile | None:
+    """The dataset worker's side of a large upload: prepare the kept file; on success the file points at
+    its dataset version ("processed"); bad rows fail the task with the first one's line-numbered message
+    ("error" with that message); nothing is stored then. The kept bytes stay: they are the file's content."""
+    if task.status not in ("queued", "running"):
+        return None
+    task.mark_running()
+    f = OpenAIFile.objects.filter(file_id=task.params.get("openai_file")).first()
+    try:
+        path = file_path(f) if f is not None else None
+        if path is None:
+            raise InvalidInput("the uploaded file is gone (it was removed before it was processed)", code="no_source")
+        version = _prepare_file(owner=task.owner, filename=f.filename, path=path)
+    except Exception as exc:
+        if isinstance(exc, InvalidInput):
+            details = exc.details if isinstance(exc.details, dict) else {}
+            task.mark_failed(exc.message, {**details, "code": exc.code})
+            return None
+        task.mark_failed(f"{type(exc).__name__}: {exc}")
+        raise
+    with transaction.atomic():
+        f.dataset_version = version
+        f.save(update_fields=["dataset_version"])
+        task.mark_succeeded(version)
+    return f
+
+
+def _prepare_task(f: OpenAIFile) -> DatasetTask | None:
+    return (
+        DatasetTask.objects.filter(kind="prepare", owner_id=f.owner_id, params__openai_file=f.file_id)
+        .order_by("-created_at", "-id")
+        .first()
     )
-    return OpenAIFile.objects.create(
-        owner=owner,
-        filename=filename or "upload.jsonl",
-        purpose=purpose,
-        content=content,
-        dataset_version=version,
-    )
+
+
+def file_status(f: OpenAIFile) -> tuple[str, str | None]:
+    """(OpenAI's status, status_details): processed once it has a dataset version; error with the
+    refusal's message when its prepare task failed; uploaded while the worker has it."""
+    if f.dataset_version_id is not None:
+        return FILE_STATUS_PROCESSED, None
+    task = _prepare_task(f)
+    if task is None:
+        # No version and no task: an older row whose dataset was deleted.
+        return FILE_STATUS_ERROR, "the file has no prepared dataset"
+    if task.status == DatasetTaskStatus.FAILED:
+        return FILE_STATUS_ERROR, task.error or "the file could not be processed"
+    return FILE_STATUS_UPLOADED, None
 
 
 def file_get(*, user, file_id: str) -> OpenAIFile:
@@ -77,17 +193,57 @@ def files_visible_to(user):
     return visible(OpenAIFile.objects.all(), user)
 
 
+def file_size(f: OpenAIFile) -> int:
+    path = file_path(f)
+    return path.stat().st_size if path is not None else len(bytes(f.content))
+
+
+def file_content(f: OpenAIFile):
+    """The uploaded bytes: bytes for a small file (or an older row, kept in the database), an open binary
+    file to stream for one above `sync_prepare_bytes()` (never read whole into the web process)."""
+    path = file_path(f)
+    if path is None:
+        return bytes(f.content)
+    if path.stat().st_size <= sync_prepare_bytes():
+        return path.read_bytes()
+    return path.open("rb")
+
+
+def file_bytes(f: OpenAIFile) -> bytes:
+    path = file_path(f)
+    return path.read_bytes() if path is not None else bytes(f.content)
+
+
 def file_object(f: OpenAIFile) -> dict:
+    status, details = file_status(f)
     return {
         "id": f.file_id,
         "object": "file",
-        "bytes": len(bytes(f.content)),
+        "bytes": file_size(f),
         "created_at": int(f.created_at.timestamp()),
         "filename": f.filename,
         "purpose": f.purpose,
-        "status": "processed",
-        "status_details": None,
+        "status": status,
+        "status_details": details,
     }
+
+
+def _ready_file(*, owner, file_id: str, param: str) -> OpenAIFile:
+    """The caller's file, processed; else 400 naming it (still processing, or its refusal)."""
+    f = file_get(user=owner, file_id=file_id)
+    status, details = file_status(f)
+    if status == FILE_STATUS_UPLOADED:
+        raise InvalidInput(
+            f"File {file_id} is not ready: it is still being processed. Try again once its status is "
+            "'processed'.",
+            code="file_not_ready",
+            details={"param": param},
+        )
+    if status == FILE_STATUS_ERROR:
+        raise InvalidInput(
+            f"File {file_id} could not be processed: {details}", code="invalid_file", details={"param": param}
+        )
+    return f
 
 
 # --- jobs -------------------------------------------------------------------------------------------
@@ -164,12 +320,10 @@ def job_create(
     if suffix and len(suffix) > 64:
         raise InvalidInput("suffix must be at most 64 characters", details={"param": "suffix"})
     _check_metadata(metadata)
-    train = file_get(user=owner, file_id=training_file)
-    validation = file_get(user=owner, file_id=validation_file) if validation_file else None
-    if train.dataset_version is None:
-        raise InvalidInput(
-            f"file {training_file} has no prepared dataset", details={"param": "training_file"}
-        )
+    train = _ready_file(owner=owner, file_id=training_file, param="training_file")
+    validation = (
+        _ready_file(owner=owner, file_id=validation_file, param="validation_file") if validation_file else None
+    )
     seed = int(seed) if seed is not None else 42
     ours, resolved = _training_hyperparameters(hyperparameters or Hyperparameters(), seed)
     dataset_version = train.dataset_version
@@ -178,8 +332,8 @@ def job_create(
         dataset_version = dataset_prepare(
             owner=owner,
             name=f"{train.filename} + {validation.filename}",
-            content=bytes(train.content),
-            validation_content=bytes(validation.content),
+            content=file_bytes(train),
+            validation_content=file_bytes(validation),
             task_type=TaskType.CHAT,
             format="jsonl",
         )

@@ -1,13 +1,25 @@
-"""Following an outside provider's fine-tuning job (finetune_openai): thin, load by id and sync."""
+"""Celery tasks of the OpenAI-compatible API, thin (load by id, call the service): preparing a large
+/v1/files upload on the dataset worker, and following an outside provider's fine-tuning job
+(finetune_openai)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
 
+from datasets_app.models import DatasetTask
 from experiments.openai_compat.models import ProviderJob
 
 POLL_SECONDS = 10.0
+
+
+@shared_task(name="openai_compat.file_prepare", acks_late=True, reject_on_worker_lost=True)
+def file_prepare_task(task_pk: int) -> str | None:
+    """A /v1/files upload above T4DM_SYNC_PREPARE_BYTES, prepared here rather than in the web process."""
+    from experiments.openai_compat.services import file_prepare_run
+
+    f = file_prepare_run(task=DatasetTask.objects.select_related("owner").get(pk=task_pk))
+    return f.file_id if f else None
 
 
 @shared_task(name="openai_compat.provider_job_follow")

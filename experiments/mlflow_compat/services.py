@@ -43,6 +43,8 @@ MAX_ENTITIES_PER_BATCH = 1000
 MAX_PARAM_VAL_LENGTH = 6000
 MAX_TAG_VAL_LENGTH = 8000
 MAX_ENTITY_KEY_LENGTH = 250
+# (job, key, step) lookups OR-ed into one query: SQLite refuses an expression deeper than 1,000.
+_LOOKUPS_PER_QUERY = 300
 TERMINAL_RUN_STATUS = {
     RunStatus.FINISHED: JobStatus.SUCCEEDED,
     RunStatus.FAILED: JobStatus.FAILED,
@@ -353,8 +355,8 @@ def _extra_values_store(*, job_pk: int, sent: list[tuple[str, int, int, float]])
     Runs only when the ingest reported repeats, so a batch of new steps costs nothing here."""
     kept: dict[tuple[str, int], tuple[int, float]] = {}
     pairs = list({(key, step) for key, step, _, _ in sent})
-    for begin in range(0, len(pairs), 400):
-        chunk = pairs[begin : begin + 400]
+    for begin in range(0, len(pairs), _LOOKUPS_PER_QUERY):
+        chunk = pairs[begin : begin + _LOOKUPS_PER_QUERY]
         match = Q()
         for key, step in chunk:
             match |= Q(key=key, step=step)
@@ -384,17 +386,18 @@ def latest_metrics(job_pks: list[int]) -> dict[int, list[dict]]:
         .annotate(last=Max("last_step"))
         .values_list("job_id", "key", "last")
     )
-    at = Q()
-    for job_pk, key, step in last_steps:
-        at |= Q(job_id=job_pk, key=key, step=step)
-    if not at:
-        return out
+    last = list(last_steps)
+    candidates: list[tuple] = []
+    for begin in range(0, len(last), _LOOKUPS_PER_QUERY):
+        at = Q()
+        for job_pk, key, step in last[begin : begin + _LOOKUPS_PER_QUERY]:
+            at |= Q(job_id=job_pk, key=key, step=step)
+        points = MetricPoint.objects.filter(at).values_list("job_id", "key", "step", "value", "wall_time")
+        candidates += [(j, k, s, round(t * 1000), v) for j, k, s, v, t in points]
+        candidates += MetricValueExtra.objects.filter(at).values_list(
+            "job_id", "key", "step", "timestamp", "value"
+        )
     best: dict[tuple[int, str], tuple] = {}
-    candidates = [
-        *((j, k, s, round(t * 1000), v) for j, k, s, v, t in MetricPoint.objects.filter(at).values_list(
-            "job_id", "key", "step", "value", "wall_time")),
-        *MetricValueExtra.objects.filter(at).values_list("job_id", "key", "step", "timestamp", "value"),
-    ]  # fmt: skip
     for job_pk, key, step, timestamp, value in candidates:
         seen = best.get((job_pk, key))
         if seen is None or (timestamp, value) > seen[1:]:

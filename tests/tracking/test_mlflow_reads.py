@@ -85,3 +85,15 @@ def test_get_history_pages_by_step_and_returns_everything_without_max_results(ml
     assert steps == list(range(30_000))
     bad = ml.get("metrics/get-history", run_id=run_id, metric_key="loss", page_token="abc")
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_runs_get_with_more_keys_than_one_query_can_name(ml):
+    experiment_id = ml.post("experiments/create", {"name": "wide"}).json()["experiment_id"]
+    run_id = ml.post("runs/create", {"experiment_id": experiment_id}).json()["run"]["info"]["run_id"]
+    for begin in (0, 1000):
+        metrics = [
+            {"key": f"m{i}", "value": i, "timestamp": 5, "step": 1} for i in range(begin, begin + 1000)
+        ]
+        assert ml.post("runs/log-batch", {"run_id": run_id, "metrics": metrics}).status_code == 200
+    got = ml.get("runs/get", run_id=run_id).json()["run"]["data"]["metrics"]
+    assert sorted(m["value"] for m in got) == list(range(2000))

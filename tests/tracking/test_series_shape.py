@@ -16,7 +16,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def job(demo_config):
-    return TrainingJob.objects.create(owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment)
+    return TrainingJob.objects.create(
+        owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment
+    )
 
 
 @pytest.fixture
@@ -45,7 +47,9 @@ def _assert_same_shape(raw: dict[int, float], drawn: list, groups: int) -> None:
     ][:5]
     steps = sorted(raw)
     assert drawn[0][0] == steps[0] and drawn[-1][0] == steps[-1]  # starts and ends where the series does
-    assert min(v for _, v, _ in drawn) == min(raw.values()) and max(v for _, v, _ in drawn) == max(raw.values())
+    assert min(v for _, v, _ in drawn) == min(raw.values()) and max(v for _, v, _ in drawn) == max(
+        raw.values()
+    )
     # The chart's trend follows the raw one: the drawn line's value at each eighth of the run is
     # within the raw series' range around it.
     for i in range(1, 8):

@@ -119,7 +119,12 @@ def file_upload(*, owner, filename: str, content, purpose: str) -> OpenAIFile:
             task = DatasetTask.objects.create(
                 kind="prepare",
                 owner=owner,
-                params={"openai_file": file_id, "name": filename, "task_type": TaskType.CHAT, "format": "jsonl"},
+                params={
+                    "openai_file": file_id,
+                    "name": filename,
+                    "task_type": TaskType.CHAT,
+                    "format": "jsonl",
+                },
             )
             transaction.on_commit(lambda: _enqueue_file_prepare(task.pk))
         return f
@@ -146,7 +151,9 @@ def file_prepare_run(*, task: DatasetTask) -> OpenAIFile | None:
     try:
         path = file_path(f) if f is not None else None
         if path is None:
-            raise InvalidInput("the uploaded file is gone (it was removed before it was processed)", code="no_source")
+            raise InvalidInput(
+                "the uploaded file is gone (it was removed before it was processed)", code="no_source"
+            )
         version = _prepare_file(owner=task.owner, filename=f.filename, path=path)
     except Exception as exc:
         if isinstance(exc, InvalidInput):
@@ -322,7 +329,9 @@ def job_create(
     _check_metadata(metadata)
     train = _ready_file(owner=owner, file_id=training_file, param="training_file")
     validation = (
-        _ready_file(owner=owner, file_id=validation_file, param="validation_file") if validation_file else None
+        _ready_file(owner=owner, file_id=validation_file, param="validation_file")
+        if validation_file
+        else None
     )
     seed = int(seed) if seed is not None else 42
     ours, resolved = _training_hyperparameters(hyperparameters or Hyperparameters(), seed)

@@ -118,7 +118,9 @@ def test_a_large_validation_file_must_be_processed_too(client, researcher, artif
     assert validation["id"] in refused.json()["error"]["message"]
 
 
-def test_a_small_file_is_still_prepared_at_once_and_bad_rows_answer_400(client, researcher, artifact_root, threshold):
+def test_a_small_file_is_still_prepared_at_once_and_bad_rows_answer_400(
+    client, researcher, artifact_root, threshold
+):
     good = _upload(client, researcher, jsonl(distinct_chat_rows(3)))
     assert good.status_code == 200 and good.json()["status"] == "processed"
     assert DatasetTask.objects.count() == 0
@@ -128,7 +130,9 @@ def test_a_small_file_is_still_prepared_at_once_and_bad_rows_answer_400(client, 
     assert sorted(p.name for p in (datasets_root() / ".openai_files").iterdir()) == [good.json()["id"]]
 
 
-def test_another_users_file_is_404_whatever_its_status(client, researcher, make_user, artifact_root, threshold):
+def test_another_users_file_is_404_whatever_its_status(
+    client, researcher, make_user, artifact_root, threshold
+):
     other = make_user("otto")
     uploaded = _upload(client, researcher, jsonl(distinct_chat_rows(40))).json()
     for path in (f"/files/{uploaded['id']}", f"/files/{uploaded['id']}/content"):

@@ -7,6 +7,7 @@ from typing import Any
 from ninja import Router, Schema
 
 from experiments import selectors, services
+from experiments.jobs import job_update
 from experiments.schemas import (
     CheckpointConfigOut,
     CheckpointingIn,
@@ -19,6 +20,7 @@ from experiments.schemas import (
     ExperimentOut,
     JobIn,
     JobOut,
+    JobPatchIn,
     ResourceEstimateOut,
     ResumeIn,
     SeriesOut,
@@ -136,7 +138,13 @@ def config_detail(request, config_id: str):
 def job_start(request, payload: JobIn):
     """start_training: create the job and enqueue it for a worker."""
     config = selectors.config_get(user=request.auth, config_id=payload.config_id)
-    job = services.job_start(owner=request.auth, config=config, resume_from=payload.resume_from)
+    job = services.job_start(
+        owner=request.auth,
+        config=config,
+        resume_from=payload.resume_from,
+        name=payload.name,
+        tags=payload.tags,
+    )
     return 201, selectors.job_to_dict(job)
 
 
@@ -152,6 +160,15 @@ def job_list(request, status: str | None = None):
 def job_monitor(request, job_id: str):
     """monitor_training."""
     return selectors.job_to_dict(selectors.job_get(user=request.auth, job_id=job_id))
+
+
+@router.patch("/jobs/{job_id}", response=JobOut)
+def job_edit(request, job_id: str, payload: JobPatchIn):
+    """Rename a run or replace its tags (`name`, `tags`; a field left out stays as it is)."""
+    job = job_update(
+        job=selectors.job_get(user=request.auth, job_id=job_id), name=payload.name, tags=payload.tags
+    )
+    return selectors.job_to_dict(job)
 
 
 @router.post("/jobs/{job_id}/cancel", response=JobOut)
@@ -278,7 +295,7 @@ def run_list(
         {
             "job": selectors.job_to_dict(j),
             "experiment_name": j.experiment.name,
-            "tags": j.experiment.tags or [],
+            "tags": list(dict.fromkeys([*(j.experiment.tags or []), *(j.tags or [])])),
             "dataset_id": j.config.dataset_version.dataset.public_id,
             "model_base": j.config.model_base,
             "approach": j.config.approach,

@@ -68,7 +68,7 @@ def job_resume(*, owner, job: TrainingJob, step: int | None = None) -> TrainingJ
     if job.status in (JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.VALIDATING):
         raise Conflict(f"{job.public_id} is {job.status}; cancel it before resuming from its checkpoint")
     resume_from = f"{job.public_id}/step-{step}" if step is not None else job.public_id
-    return job_start(owner=owner, config=job.config, resume_from=resume_from)
+    return job_start(owner=owner, config=job.config, resume_from=resume_from, name=job.name, tags=job.tags)
 
 
 def job_event_add(*, job: TrainingJob, message: str, level: str = JobEvent.Level.INFO) -> JobEvent:
@@ -81,13 +81,26 @@ def job_event_add(*, job: TrainingJob, message: str, level: str = JobEvent.Level
 
 
 @transaction.atomic
-def job_start(*, owner, config: TrainingConfig, resume_from: str | None = None) -> TrainingJob:
-    """Create a job and enqueue it for a worker once the transaction commits."""
+def job_start(
+    *,
+    owner,
+    config: TrainingConfig,
+    resume_from: str | None = None,
+    name: str = "",
+    tags: list[str] | None = None,
+) -> TrainingJob:
+    """Create a job (with the run's name and tags, both optional) and enqueue it for a worker once the
+    transaction commits."""
     checkpoint = None
     if resume_from:
         checkpoint = _checkpoint_for_resume(resume_from, owner)
     job = TrainingJob.objects.create(
-        owner=owner, config=config, experiment=config.experiment, resume_from=checkpoint
+        owner=owner,
+        config=config,
+        experiment=config.experiment,
+        resume_from=checkpoint,
+        name=_run_name(name),
+        tags=_run_tags(tags),
     )
     job.output_dir = str(Path(settings.ARTIFACT_ROOT) / "jobs" / job.public_id)
     job.save(update_fields=["output_dir"])
@@ -96,6 +109,48 @@ def job_start(*, owner, config: TrainingConfig, resume_from: str | None = None) 
     job_event_add(job=job, message=f"queued for a worker on queue {job_queue(job)!r}")
     _enqueue_on_commit(job, token)
     return job
+
+
+def job_update(*, job: TrainingJob, name: str | None = None, tags: list[str] | None = None) -> TrainingJob:
+    """Rename a run or replace its tags (None: leave that one as it is)."""
+    fields = []
+    if name is not None:
+        job.name = _run_name(name)
+        fields.append("name")
+    if tags is not None:
+        job.tags = _run_tags(tags)
+        fields.append("tags")
+    if fields:
+        job.save(update_fields=fields)
+    return job
+
+
+RUN_NAME_MAX = 200
+RUN_TAG_MAX = 50
+RUN_TAGS_MAX = 20
+
+
+def _run_name(name: str | None) -> str:
+    name = " ".join((name or "").split())
+    if len(name) > RUN_NAME_MAX:
+        raise InvalidInput(f"a run name has at most {RUN_NAME_MAX} characters", details={"param": "name"})
+    return name
+
+
+def _run_tags(tags: list[str] | None) -> list[str]:
+    """Trimmed, without empties or repeats, in the order given."""
+    out: list[str] = []
+    for tag in tags or []:
+        tag = " ".join(str(tag).split())
+        if len(tag) > RUN_TAG_MAX:
+            raise InvalidInput(
+                f"a tag has at most {RUN_TAG_MAX} characters: {tag[:60]!r}", details={"param": "tags"}
+            )
+        if tag and tag not in out:
+            out.append(tag)
+    if len(out) > RUN_TAGS_MAX:
+        raise InvalidInput(f"a run has at most {RUN_TAGS_MAX} tags", details={"param": "tags"})
+    return out
 
 
 def job_queue(job: TrainingJob) -> str:

@@ -67,6 +67,15 @@ class ConfigOut(Schema):
 class JobIn(Schema):
     config_id: str
     resume_from: str | None = None
+    name: str = Field("", max_length=200)  # the run's name; empty: shown by its id
+    tags: list[str] = []
+
+
+class JobPatchIn(Schema):
+    """Rename a run or replace its tags; a field left out stays as it is."""
+
+    name: str | None = Field(None, max_length=200)
+    tags: list[str] | None = None
 
 
 class ProgressOut(Schema):
@@ -82,6 +91,8 @@ class JobMetricsOut(Schema):
 
 class JobOut(Schema):
     job_id: str
+    name: str
+    tags: list[str]
     status: str
     started_at: str | None
     progress: ProgressOut

@@ -51,6 +51,8 @@ def job_to_dict(job: TrainingJob) -> dict:
     metrics = job.latest_metrics or {}
     return {
         "job_id": job.public_id,
+        "name": job.name,
+        "tags": job.tags or [],
         "status": job.status,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "progress": {"epoch": job.epoch, "step": job.step, "total_steps": job.total_steps},
@@ -137,7 +139,8 @@ def job_runs(
     if q:
         q = q.strip()
         text = (
-            Q(experiment__name__icontains=q)
+            Q(name__icontains=q)
+            | Q(experiment__name__icontains=q)
             | Q(experiment__notes__icontains=q)
             | Q(config__model_base__icontains=q)
             | Q(config__dataset_version__dataset__name__icontains=q)
@@ -160,14 +163,18 @@ def job_runs(
     if tag:
         # Tags are a JSON list; matching in Python keeps this portable across SQLite and PostgreSQL.
         ids = [e.pk for e in experiments_visible_to(user).only("pk", "tags") if tag in (e.tags or [])]
-        jobs = jobs.filter(experiment_id__in=ids)
+        run_ids = [pk for pk, tags in jobs_visible_to(user).values_list("pk", "tags") if tag in (tags or [])]
+        jobs = jobs.filter(Q(experiment_id__in=ids) | Q(pk__in=run_ids))
     return jobs
 
 
 def job_runs_choices(*, user) -> dict[str, list[str]]:
     """Values the list's filter menus offer: those that occur in the user's runs."""
     configs = configs_visible_to(user)
-    tags = sorted({t for e in experiments_visible_to(user).only("tags") for t in (e.tags or [])})
+    tags = sorted(
+        {t for e in experiments_visible_to(user).only("tags") for t in (e.tags or [])}
+        | {t for tags in jobs_visible_to(user).values_list("tags", flat=True) for t in (tags or [])}
+    )
     return {
         "model_base": sorted(set(configs.values_list("model_base", flat=True))),
         "approach": sorted(set(configs.values_list("approach", flat=True))),

@@ -81,6 +81,12 @@
     return data.experiment_id;
   }
 
+  // The run's own name and tags, sent with POST /api/v1/jobs.
+  function runFields(configId) {
+    const tags = form.elements.run_tags.value.split(",").map((t) => t.trim()).filter(Boolean);
+    return { config_id: configId, name: form.elements.run_name.value.trim(), tags };
+  }
+
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (validate()) return;
@@ -94,7 +100,7 @@
       const config = await fetch("/api/v1/configs", { method: "POST", credentials: "same-origin", headers, body: JSON.stringify(body) });
       const configData = await config.json();
       if (!config.ok) { showError(configData.error.message); return; }
-      const job = await fetch("/api/v1/jobs", { method: "POST", credentials: "same-origin", headers, body: JSON.stringify({ config_id: configData.config_id }) });
+      const job = await fetch("/api/v1/jobs", { method: "POST", credentials: "same-origin", headers, body: JSON.stringify(runFields(configData.config_id)) });
       const jobData = await job.json();
       if (!job.ok) { showError(jobData.error.message); return; }
       location.href = "/jobs/" + jobData.job_id + "/";

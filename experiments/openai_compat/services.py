@@ -19,6 +19,7 @@ from django.db import transaction
 from datasets_app import storage
 from datasets_app.models import DatasetTask, DatasetTaskStatus, DatasetVersion, TaskType
 from datasets_app.services import dataset_prepare, keep_upload, sync_prepare_bytes
+from datasets_app.sources import check_name
 from experiments import services as training
 from experiments.models import Approach, Checkpoint, JobEvent, JobStatus, MetricPoint, TrainingJob
 from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob, new_file_id
@@ -98,6 +99,7 @@ def file_upload(*, owner, filename: str, content, purpose: str) -> OpenAIFile:
     if size == 0:
         raise InvalidInput("the file is empty", details={"param": "file"})
     filename = filename or "upload.jsonl"
+    check_name(filename, "dataset name")  # now, not only where it is prepared (maybe on the worker)
     file_id = new_file_id()
     kept = keep_upload(content)
     path = _files_folder() / file_id

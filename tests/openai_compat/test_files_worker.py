@@ -181,3 +181,9 @@ def test_the_openai_client_reads_the_status(client, researcher, artifact_root, t
     assert processed.status == "processed" and processed.status_details is None
     assert sdk.files.content(uploaded.id).content == content
     assert [f.status for f in sdk.files.list()] == ["processed"]
+
+
+def test_a_large_file_with_a_bad_name_is_refused_in_the_request(client, researcher, artifact_root, threshold):
+    response = _upload(client, researcher, jsonl(distinct_chat_rows(40)), name="y" * 250 + ".jsonl")
+    assert response.status_code == 400 and "characters" in response.json()["error"]["message"]
+    assert DatasetTask.objects.count() == 0 and OpenAIFile.objects.count() == 0

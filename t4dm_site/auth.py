@@ -21,7 +21,7 @@ from ninja.utils import check_csrf
 
 from t4dm_site.errors import Forbidden
 from t4dm_site.models import hash_token
-from t4dm_site.roles import ADMIN, RESEARCHER, user_roles
+from t4dm_site.roles import ADMIN, RESEARCHER, user_roles_remember
 from t4dm_site.services import api_token_authenticate
 
 
@@ -45,7 +45,9 @@ class UserAuth(HttpBearer):
             user = None
         if user is None:
             return None
-        if self.roles and not (user_roles(user) & self.roles):
+        # One roles query per request: kept on this request's user for the checks that follow.
+        roles = user_roles_remember(user)
+        if self.roles and not (roles & self.roles):
             raise Forbidden(f"this API needs the role {' or '.join(sorted(self.roles))}")
         request.user = user
         return user

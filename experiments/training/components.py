@@ -33,6 +33,16 @@ from experiments.training.fencing import fence_for
 from experiments.training.modeling import load_model
 from experiments.training.optim import install_full_recipe
 from experiments.training.reporter import Reporter
+from experiments.training.sharding import (
+    TokenBalancedSampler,
+    balances_tokens,
+    dataset_lengths,
+    enable_fsdp_off_gpu,
+    fsdp_training_arguments,
+    save_gathered,
+    uses_fsdp,
+    world_size,
+)
 from experiments.training.spec import TrainingSpec
 
 
@@ -186,7 +196,12 @@ def load_tokenizer(model_base: str) -> Any:
 
 
 def training_arguments(
-    spec: TrainingSpec, *, use_bf16: bool, on_gpu: bool, fused: bool = False
+    spec: TrainingSpec,
+    *,
+    use_bf16: bool,
+    on_gpu: bool,
+    fused: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> TrainingArguments:
     hp, checkpointing = spec.hyperparameters, spec.checkpointing
     packing = spec.packing
@@ -237,6 +252,8 @@ def training_arguments(
         # Every trainable parameter gets a gradient each step (adapters, prompt, head or all weights):
         # DDP need not walk the autograd graph for unused ones, which the Trainer otherwise asks for.
         ddp_find_unused_parameters=False,
+        # sharded training (FSDP2): experiments/training/sharding.fsdp_training_arguments
+        **(extra or {}),
     )
 
 
@@ -342,7 +359,16 @@ class Recipe:
         train_dataset = self.tokenize(spec.dataset.train, tokenizer)
         eval_dataset = self.tokenize(spec.dataset.validation, tokenizer) if spec.dataset.validation else None
 
-        args = training_arguments(spec, use_bf16=device.use_bf16, on_gpu=device.on_gpu)
+        # Sharded training (FSDP2) for several processes when asked for or planned (sharding.py).
+        sharded = uses_fsdp(hp.sharding, spec.resources)
+        args = training_arguments(
+            spec,
+            use_bf16=device.use_bf16,
+            on_gpu=device.on_gpu,
+            extra=fsdp_training_arguments(model) if sharded else None,
+        )
+        if sharded:
+            reporter.log(f"sharded training: FSDP2 over {world_size()} processes")
         if args.n_gpu > 1:
             # One process trains on one GPU; several GPUs are several processes (`gpus: N`, torchrun).
             # Left alone, the Trainer would wrap the model in nn.DataParallel over every visible GPU,
@@ -369,6 +395,17 @@ class Recipe:
             callbacks=callbacks,
             compute_metrics=self.compute_metrics(),
         )
+        if sharded:
+            enable_fsdp_off_gpu(trainer)
+        if balances_tokens(hp.sharding, hp.gpus):
+            # Each step's samples dealt to the ranks by tokens (sharding.TokenBalancedSampler).
+            balanced = TokenBalancedSampler(
+                dataset_lengths(train_dataset),
+                ranks=world_size(),
+                per_rank=args.per_device_train_batch_size,
+                seed=hp.seed,
+            )
+            trainer._get_train_sampler = lambda *_: balanced
         # The reporter owns the output; PrinterCallback would mix log dicts into StdoutReporter's JSON lines.
         trainer.remove_callback(PrinterCallback)
         # optimizer construction: H-lean hook (the Trainer is built, its optimizer not yet: set
@@ -379,7 +416,10 @@ class Recipe:
         self.finish_model(model)
 
         final_path = output_dir / "final"
-        trainer.save_model(str(final_path))
+        if sharded:
+            save_gathered(trainer, str(final_path))
+        else:
+            trainer.save_model(str(final_path))
         tokenizer.save_pretrained(str(final_path))
 
         if reporter_callback.cancelled:
@@ -420,6 +460,7 @@ class Recipe:
             if key in reporter_callback.latest_metrics:
                 result[key] = reporter_callback.latest_metrics[key]
         result["processes"] = int(os.environ.get("WORLD_SIZE", "1"))
+        result["sharding"] = "fsdp" if sharded else "none"
         if device.on_gpu:
             result["device"] = torch.cuda.get_device_name(0)
             result["peak_gpu_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -32,6 +32,8 @@ DEVICES = ("auto", "cuda", "cpu")
 SWITCHES = ("auto", True, False)
 # experiments/training/optim.py implements them (it imports torch; this module does not).
 FULL_RECIPES = ("auto", "fp32_master", "bf16_kahan", "adamw_8bit")
+# Multi-process jobs: experiments/training/sharding.py (it imports torch; this module does not).
+SHARDING_MODES = ("auto", "none", "fsdp")
 # Platform metric names → (Trainer's eval metric name, greater is better).
 EARLY_STOPPING_METRICS: dict[str, tuple[str, bool]] = {
     "val_loss": ("eval_loss", False),
@@ -152,6 +154,10 @@ class Hyperparameters:
     # Full fine-tuning's weights/optimizer recipe (experiments/training/optim.py): "auto" picks a
     # memory-lean one when fp32 master weights do not fit the GPU.
     full_recipe: str = "auto"
+    # Several processes: "fsdp" shards weights, gradients and optimizer state (FSDP2); "none" is
+    # data parallel (a whole copy per GPU); "auto" shards when the plan says one GPU does not hold
+    # the job (resources.sharding, experiments/training/sharding.py).
+    sharding: str = "auto"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -213,6 +219,10 @@ class Hyperparameters:
             raise SpecError(
                 where("full_recipe"),
                 f"unknown {merged['full_recipe']!r}; choose one of {', '.join(FULL_RECIPES)}",
+            )
+        if merged["sharding"] not in SHARDING_MODES:
+            raise SpecError(
+                where("sharding"), f"unknown {merged['sharding']!r}; choose one of {', '.join(SHARDING_MODES)}"
             )
         if merged["micro_batch_tokens"] is not None:
             _whole(

@@ -28,6 +28,7 @@ from experiments.training.packing import (
     varlen_available,
 )
 from experiments.training.resources import micro_batch_tokens
+from experiments.training.sharding import agree_micro_batches
 
 
 class CausalLMRecipe(Recipe):
@@ -121,6 +122,9 @@ class PackedTrainer(AtomicCheckpointTrainer):
         self.state.num_input_tokens_seen += int(inputs["input_ids"].shape[-1])
         loss = None
         micro_batches = split_packed_batch(inputs, self.micro_batch_tokens)
+        if self.is_fsdp_enabled:
+            # Every FSDP forward/backward is a collective: all ranks run as many micro-batches.
+            micro_batches = agree_micro_batches(micro_batches)
         for index, micro_batch in enumerate(micro_batches):
             # Ranks cut their steps into different numbers of micro-batches: gradients are reduced
             # once per step (on the last), so every rank joins the same collectives.

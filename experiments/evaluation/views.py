@@ -48,6 +48,8 @@ def evaluation_detail(request, evaluation_id: str):
         "evaluations/detail.html",
         {
             "evaluation": evaluation,
+            # The model as the caller named it (job-001/step-50, model_id@1.0.0), never a server path.
+            "model_name": data["model_path"],
             # A comparison shows its own A/B table instead.
             "metric_rows": _metric_rows(evaluation) if evaluation.kind == EvaluationKind.EVALUATE else [],
             "is_comparison": evaluation.kind != EvaluationKind.EVALUATE,
@@ -80,7 +82,9 @@ def _histogram_data(evaluation) -> dict:
 
 @dashboard
 def evaluation_list(request):
-    evaluations = selectors.evaluations_visible_to(request.user).defer("examples")[:200]
+    evaluations = list(selectors.evaluations_visible_to(request.user).defer("examples")[:200])
+    for e in evaluations:  # the model as the caller named it, never a server path
+        e.model_name = selectors.public_names(e).get(e.model_path, e.model_path)
     return render(request, "evaluations/list.html", {"evaluations": evaluations})
 
 

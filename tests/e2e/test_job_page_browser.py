@@ -128,4 +128,11 @@ def test_checkpoint_actions_evaluate_and_link_to_the_version(page, embedded_plat
         evaluation_id = page.url.rstrip("/").rsplit("/", 1)[-1]
         body = http.get(f"/evaluations/{evaluation_id}").json()
     # The first checkpoint of the job is what is being evaluated.
-    assert body["job_id"] == job_id and body["model_path"].endswith(f"/jobs/{job_id}/checkpoint-50")
+    # The API names it as the page sent it (job-001/step-50), never by its server folder, and so does
+    # the evaluation page.
+    assert body["job_id"] == job_id and body["model_path"] == f"{job_id}/step-50"
+    assert page.text_content("#eval-model") == f"{job_id}/step-50"
+    assert "checkpoint-50" not in page.text_content("main")
+    page.goto(f"{base}/evaluations/")
+    row = page.locator("#evaluations tr", has_text=evaluation_id)
+    assert f"{job_id}/step-50" in row.text_content() and "checkpoint-50" not in row.text_content()

@@ -79,16 +79,47 @@
       task = await post("/augment", { version: version, methods: methods, options: { copies_per_row: Number(form.copies_per_row.value) } });
     } catch (e) { fail(e.message); return; }
     progress.hidden = false;
+    // Shows the task; true once it has ended.
+    const show = (current) => {
+      task = current;
+      progress.value = task.progress;
+      message.textContent = task.task_id + ": " + task.status + (task.message ? " · " + task.message : "");
+      if (task.status === "succeeded" && task.result_version) { open(task.result_version); return true; }
+      if (task.status === "failed") { fail(task.error || "augmentation failed"); return true; }
+      return false;
+    };
+    // HTTP polling only when the task's websocket cannot open.
     const poll = async () => {
       const response = await fetch("/api/v1/datasets/tasks/" + task.task_id, { credentials: "same-origin" });
       if (!response.ok) { fail("could not read task " + task.task_id + " (" + response.status + ")"); return; }
-      task = await response.json();
-      progress.value = task.progress;
-      message.textContent = task.task_id + ": " + task.status + (task.message ? " · " + task.message : "");
-      if (task.status === "succeeded" && task.result_version) open(task.result_version);
-      else if (task.status === "failed") fail(task.error || "augmentation failed");
-      else setTimeout(poll, 700);
+      if (!show(await response.json())) setTimeout(poll, 700);
     };
-    poll();
+    // Live over /ws/dataset-tasks/<id>/ (the task's outbox, read by id: datasets_app/consumers.py);
+    // a dropped socket reconnects with ?after=<last id> and gets exactly what it missed.
+    let lastId = null;
+    let retries = 0;
+    const connect = () => {
+      const after = lastId === null ? "" : "?after=" + lastId;
+      let socket;
+      try {
+        socket = new WebSocket(window.t4dm.wsURL("/ws/dataset-tasks/" + task.task_id + "/" + after));
+      } catch (e) { poll(); return; }
+      let opened = false;
+      let done = false;
+      socket.onopen = () => { opened = true; retries = 0; };
+      socket.onmessage = (event) => {
+        const data = JSON.parse(event.data);
+        if (data.type !== "task") return;
+        lastId = data.id;
+        if (show(data.task)) { done = true; socket.close(); }
+      };
+      socket.onclose = () => {
+        if (done) return;
+        if (!opened || retries >= 5) { poll(); return; }
+        retries += 1;
+        setTimeout(connect, 1000 * retries);
+      };
+    };
+    connect();
   });
 })();

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -92,7 +93,16 @@ def test_the_evaluation_page_follows_progress_over_its_websocket(page, embedded_
     except Exception:  # it may finish between two frames: the reload below still shows it
         pass
     # finished: the page reloaded itself with the metrics
-    page.wait_for_selector("text=Metrics", timeout=180_000)
+    try:
+        page.wait_for_selector("text=Metrics", timeout=300_000)
+    except Exception:
+        with embedded_platform.http() as http:
+            now = http.get(f"/evaluations/{evaluation_id}").json()
+        seen = page.evaluate("JSON.parse(sessionStorage.getItem('seen') || '[]')")
+        raise AssertionError(
+            f"the page never showed the result: API says {now['status']} {now['progress']}; "
+            f"the page saw {seen}; frames {frames}"
+        ) from None
     page.screenshot(path="/tmp/shots/evaluation_live_done.png", full_page=True)
 
     seen = page.evaluate("JSON.parse(sessionStorage.getItem('seen') || '[]')")
@@ -103,3 +113,40 @@ def test_the_evaluation_page_follows_progress_over_its_websocket(page, embedded_
     assert any(0 < float(entry.split(" ", 1)[0]) < 1 for entry in seen), seen
     # the progress line names the model as the caller did, never the worker's server path
     assert not any("/tmp/" in entry for entry in seen), seen
+
+
+def test_augment_on_the_dataset_page_follows_its_task_over_its_websocket(page, embedded_platform):
+    """The dataset page's Augment follows its worker task over /ws/dataset-tasks/<id>/ (it polled
+    GET /api/v1/datasets/tasks/<id> every 0.7 s) and opens the new version when the task ends."""
+    from tests.datasets_app.conftest import chat, jsonl
+
+    base = embedded_platform.base_url
+    content = DEMO_ROWS.read_bytes().rstrip(b"\n") + b"\n" + jsonl([chat("Which socket?", "The task's.")])
+    with embedded_platform.http() as http:
+        made = http.post(
+            "/datasets", files={"file": ("live-task.jsonl", content)}, data={"task_type": "chat"}
+        )
+        assert made.status_code == 201, made.text
+        dataset_id = made.json()["dataset_id"]
+    page.goto(base + "/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    task_reads: list[str] = []
+    page.on("request", lambda r: task_reads.append(r.url) if "/api/v1/datasets/tasks/" in r.url else None)
+    frames: list[str] = []
+    page.on(
+        "websocket",
+        lambda socket: (
+            socket.on("framereceived", lambda payload: frames.append(str(payload)))
+            if "/ws/dataset-tasks/" in socket.url
+            else None
+        ),
+    )
+    page.goto(f"{base}/datasets/{dataset_id}/")
+    page.click("#augment-button")
+    page.wait_for_url(re.compile(r".*\?version=2$"), timeout=120_000)
+    page.screenshot(path="/tmp/shots/dataset_task_live_done.png", full_page=True)
+    assert task_reads == [], task_reads
+    assert any('"status":"succeeded"' in f.replace(" ", "") for f in frames), frames

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Max, Min, Q, QuerySet
+from django.db import connection
+from django.db.models import DurationField, ExpressionWrapper, F, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce, Now
 
 from experiments.metric_direction import delta_trend, metric_direction
 from experiments.models import Experiment, MetricPoint, TrainingConfig, TrainingJob, Worker
@@ -10,7 +13,8 @@ from experiments.models import Experiment, MetricPoint, TrainingConfig, Training
 # Series reads live in experiments/tracking/series.py; these names stay importable from here.
 from experiments.tracking.series import metric_keys, metric_series, metric_series_range  # noqa: F401
 from t4dm_site.access import get_visible, visible
-from t4dm_site.errors import InvalidInput
+from t4dm_site.errors import InvalidInput, NotFound
+from t4dm_site.public_ids import parse_public_id
 from t4dm_site.roles import is_admin
 
 
@@ -161,11 +165,71 @@ def job_runs(
     if approach:
         jobs = jobs.filter(config__approach=approach)
     if tag:
-        # Tags are a JSON list; matching in Python keeps this portable across SQLite and PostgreSQL.
-        ids = [e.pk for e in experiments_visible_to(user).only("pk", "tags") if tag in (e.tags or [])]
-        run_ids = [pk for pk, tags in jobs_visible_to(user).values_list("pk", "tags") if tag in (tags or [])]
-        jobs = jobs.filter(Q(experiment_id__in=ids) | Q(pk__in=run_ids))
+        if connection.vendor == "postgresql":  # jsonb containment in the query: no rows read into Python
+            jobs = jobs.filter(Q(experiment__tags__contains=[tag]) | Q(tags__contains=[tag]))
+        else:  # SQLite has no JSON containment lookup; match the lists in Python
+            ids = [e.pk for e in experiments_visible_to(user).only("pk", "tags") if tag in (e.tags or [])]
+            run_ids = [pk for pk, tags in jobs_visible_to(user).values_list("pk", "tags") if tag in (tags or [])]
+            jobs = jobs.filter(Q(experiment_id__in=ids) | Q(pk__in=run_ids))
     return jobs
+
+
+RUN_SORTS = {
+    "created": "created_at",
+    "status": "status",
+    "model": "config__model_base",
+    "approach": "config__approach",
+    "dataset": "config__dataset_version__dataset_id",
+    "job": "pk",
+}
+
+
+def job_runs_ordered(jobs: QuerySet[TrainingJob], *, sort: str) -> QuerySet[TrainingJob]:
+    """``jobs`` in the runs table's order, in the query (so that a page of 10,000 runs is one LIMIT):
+    a column (`created`, `status`, ...), `duration`, a hyperparameter `hp.<name>`, or a metric
+    `<key>__final|min|max` (its training series; else the newest evaluation's value). `-` sorts
+    descending; runs without the value come last either way; ties go newest first."""
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+
+    def by(expression) -> list:
+        ordering = expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True)
+        return [ordering]
+
+    if field in RUN_SORTS:
+        order = by(F(RUN_SORTS[field]))
+    elif field == "duration":
+        jobs = jobs.annotate(
+            run_duration=ExpressionWrapper(Coalesce("finished_at", Now()) - F("started_at"), DurationField())
+        )
+        order = by(F("run_duration"))
+    elif field.startswith("hp.") and field[3:]:
+        order = by(KeyTransform(field[3:], "config__hyperparameters"))
+    else:
+        key, _, stat = field.rpartition("__")
+        if not key or stat not in ("final", "min", "max"):
+            key, stat = "", ""
+        if not key:
+            order = by(F("created_at"))
+        else:
+            from experiments.models import Evaluation, EvaluationKind, EvaluationStatus
+
+            points = MetricPoint.objects.filter(job=OuterRef("pk"), key=key)
+            if stat == "final":
+                training = points.order_by("-step").values("value")[:1]
+            else:
+                aggregate = Min("value") if stat == "min" else Max("value")
+                training = points.values("job").annotate(v=aggregate).values("v")
+            evaluated = (
+                Evaluation.objects.filter(
+                    job=OuterRef("pk"), status=EvaluationStatus.SUCCEEDED, kind=EvaluationKind.EVALUATE
+                )
+                .order_by("-created_at")
+                .values(value=KeyTransform(key, "metrics"))[:1]
+            )
+            jobs = jobs.annotate(sort_training=Subquery(training), sort_evaluated=Subquery(evaluated))
+            order = by(F("sort_training")) + by(F("sort_evaluated"))
+    return jobs.order_by(*order, "-created_at", "-pk")
 
 
 def job_runs_choices(*, user) -> dict[str, list[str]]:
@@ -271,7 +335,16 @@ def runs_compare(*, user, job_ids: list[str]) -> dict:
     job_ids = list(dict.fromkeys(j.strip() for j in job_ids if j.strip()))
     if not COMPARE_MIN <= len(job_ids) <= COMPARE_MAX:
         raise InvalidInput(f"pick {COMPARE_MIN} to {COMPARE_MAX} runs to compare; got {len(job_ids)}")
-    jobs = [job_get(user=user, job_id=j) for j in job_ids]
+    # One query for the runs and everything job_parameters reads (not one job_get per run).
+    pks = [parse_public_id("job", j) for j in job_ids]
+    found = {
+        j.pk: j
+        for j in jobs_visible_to(user).select_related("config__dataset_version__dataset").filter(pk__in=pks)
+    }
+    for job_id, pk in zip(job_ids, pks, strict=True):
+        if pk not in found:
+            raise NotFound(f"job {job_id} does not exist")
+    jobs = [found[pk] for pk in pks]
     params = [job_parameters(j) for j in jobs]
     names = list(dict.fromkeys(name for p in params for name in p))
     parameters = []

@@ -27,7 +27,7 @@ from t4dm_site.pages import dashboard
 from t4dm_site.roles import can_train
 
 RUN_METRICS = ("loss", "val_loss")
-SORTABLE = {"created", "status", "model", "approach", "dataset", "job"}
+RUNS_PAGE_SIZE = 50  # rows of the runs table per page
 
 
 def _eta_seconds(job) -> float | None:
@@ -178,30 +178,10 @@ def _run_seconds(job) -> float | None:
     return ((job.finished_at or timezone.now()) - job.started_at).total_seconds()
 
 
-def _sort_key(sort: str):
-    field = sort.lstrip("-")
-    if field in SORTABLE:
-        getters = {
-            "created": lambda r: r["job"].created_at,
-            "status": lambda r: r["job"].status,
-            "model": lambda r: r["job"].config.model_base,
-            "approach": lambda r: r["job"].config.approach,
-            "dataset": lambda r: r["job"].config.dataset_version.dataset.public_id,
-            "job": lambda r: r["job"].pk,
-        }
-        return getters[field]
-    if field == "duration":
-        return lambda r: r["duration"]
-    if field.startswith("hp."):  # a hyperparameter column; numbers sort, other values go last
-        name = field[3:]
-
-        def hyperparameter(r):
-            value = (r["job"].config.hyperparameters or {}).get(name)
-            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-        return hyperparameter
-    key, _, stat = field.rpartition("__")
-    return lambda r: r["metrics"].get(key, {}).get(stat)
+def _page_query(request, page: int) -> str:
+    query = request.GET.copy()
+    query["page"] = str(page)
+    return query.urlencode()
 
 
 @dashboard
@@ -210,7 +190,13 @@ def experiments_list(request):
     requested = [k.strip() for raw in request.GET.getlist("metric") for k in raw.split(",")]
     metric_keys = list(dict.fromkeys(k for k in requested if k))[:6] or list(RUN_METRICS)
     sort = request.GET.get("sort", "-created")
-    jobs = list(selectors.job_runs(user=request.user, **params).select_related("experiment")[:200])
+    page = int(request.GET.get("page", "1")) if request.GET.get("page", "1").isdigit() else 1
+    page = max(page, 1)
+    # Filter, sort and page in the query: a page of 10,000 runs reads RUNS_PAGE_SIZE of them.
+    runs = selectors.job_runs(user=request.user, **params).select_related("experiment")
+    total = runs.count()
+    start = (page - 1) * RUNS_PAGE_SIZE
+    jobs = list(selectors.job_runs_ordered(runs, sort=sort)[start : start + RUNS_PAGE_SIZE])
     summaries = selectors.job_metric_summaries(jobs=jobs, keys=metric_keys)
     evaluated = selectors.job_evaluation_metrics(jobs=jobs)
     for job in jobs:  # a key the training never logged may be an evaluation's (accuracy)
@@ -229,19 +215,20 @@ def experiments_list(request):
         }
         for j in jobs
     ]
-    getter = _sort_key(sort)
-    present = [r for r in rows if getter(r) is not None]
-    missing = [r for r in rows if getter(r) is None]  # runs without the value sort last either way
-    present.sort(key=getter, reverse=sort.startswith("-"))
     # Each metric: its final value and its best one (min where lower is better, else max).
     columns = [c for k in metric_keys for c in ((k, "final"), (k, _best_stat(k)))]
-    for row in present + missing:
+    for row in rows:
         row["cells"] = [row["metrics"].get(k, {}).get(stat) for k, stat in columns]
     return render(
         request,
         "experiments_list.html",
         {
-            "rows": present + missing,
+            "rows": rows,
+            "total": total,
+            "page": page,
+            "first_row": start + 1,
+            "previous_query": _page_query(request, page - 1) if page > 1 else "",
+            "next_query": _page_query(request, page + 1) if start + RUNS_PAGE_SIZE < total else "",
             "filters": params,
             "choices": selectors.job_runs_choices(user=request.user),
             "statuses": JobStatus.values,

@@ -142,6 +142,12 @@ class TrainingJob(StatusTransitionsMixin, PublicIdMixin, models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The runs table's default order, newest first, for one owner (a researcher) or everyone (admins):
+        # its first page of 10,000 runs is an index scan (benchmarks/runs_at_scale.py).
+        indexes = [
+            models.Index(fields=["owner", "-created_at", "-id"], name="training_job_owner_created"),
+            models.Index(fields=["-created_at", "-id"], name="training_job_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.status})"

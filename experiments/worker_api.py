@@ -26,7 +26,7 @@ from experiments.schemas import (
     WorkerAckOut,
     WorkerHeartbeatIn,
 )
-from experiments.selectors import job_get
+from t4dm_site.access import get_visible
 from t4dm_site.auth import JobTokenAuth, job_token_pk, trainer_auth, worker_secret_auth
 from t4dm_site.errors import Conflict, Forbidden, InvalidInput, NotFound
 from t4dm_site.public_ids import parse_public_id
@@ -78,7 +78,8 @@ def _job_pk_for_ingest(request, job_id: str) -> int:
         if request.auth != pk:
             raise Forbidden(f"this worker token is not valid for {job_id}", code="wrong_job_token")
         return pk
-    return job_get(user=request.auth, job_id=job_id).pk
+    # A user token: the same sharing rule and 404 as job_get, reading only the id (no job row).
+    return get_visible(TrainingJob.objects.only("pk"), request.auth, job_id, "job", prefix="job").pk
 
 
 def _inline_refs(schema: dict) -> dict:

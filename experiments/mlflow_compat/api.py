@@ -218,17 +218,21 @@ def runs_search(request, payload: RunsSearchIn):
     )
 
 
+def _run_to_log(request, run_id: str | None, run_uuid: str | None = None):
+    return services.run_get_for_logging(user=request.auth, run_id=run_id or run_uuid or "")
+
+
 @mlflow_api.post("/runs/log-metric")
 def log_metric(request, payload: LogMetricIn):
     metric = payload.dict(include={"key", "value", "timestamp", "step"})
-    services.run_log_batch(run=_run(request, payload.run_id, payload.run_uuid), metrics=[metric])
+    services.run_log_batch(run=_run_to_log(request, payload.run_id, payload.run_uuid), metrics=[metric])
     return {}
 
 
 @mlflow_api.post("/runs/log-parameter")
 def log_parameter(request, payload: LogParamIn):
     services.run_log_batch(
-        run=_run(request, payload.run_id, payload.run_uuid),
+        run=_run_to_log(request, payload.run_id, payload.run_uuid),
         params=[{"key": payload.key, "value": payload.value}],
     )
     return {}
@@ -237,7 +241,7 @@ def log_parameter(request, payload: LogParamIn):
 @mlflow_api.post("/runs/set-tag")
 def set_tag(request, payload: LogParamIn):
     services.run_log_batch(
-        run=_run(request, payload.run_id, payload.run_uuid),
+        run=_run_to_log(request, payload.run_id, payload.run_uuid),
         tags=[{"key": payload.key, "value": payload.value}],
     )
     return {}
@@ -246,7 +250,7 @@ def set_tag(request, payload: LogParamIn):
 @mlflow_api.post("/runs/log-batch")
 def log_batch(request, payload: LogBatchIn):
     services.run_log_batch(
-        run=_run(request, payload.run_id),
+        run=_run_to_log(request, payload.run_id),
         metrics=[m.dict() for m in payload.metrics],
         params=[p.dict() for p in payload.params],
         tags=[t.dict() for t in payload.tags],

@@ -214,6 +214,17 @@ def run_get(*, user, run_id: str) -> MLflowRun:
     )
 
 
+def run_get_for_logging(*, user, run_id: str) -> MLflowRun:
+    """The run a `runs/log-*` request writes to, with the same sharing rule and 404 as `run_get`, but
+    only the columns logging reads (no job, owner or experiment row): the fixed cost of a one-step
+    request (tests/tracking/test_request_cost.py)."""
+    missing = NotFound(f"Run with id={run_id} not found", code="RESOURCE_DOES_NOT_EXIST")
+    lean = MLflowRun.objects.only("pk", "run_uuid", "job_id", "lifecycle_stage")
+    return get_visible(
+        lean, user, run_id, "run", lookup="run_uuid", owner_field="job__owner", missing=missing
+    )
+
+
 def _active(run: MLflowRun) -> None:
     if run.lifecycle_stage != "active":
         raise InvalidInput(f"The run {run.run_uuid} must be in the 'active' state.", code="INVALID_STATE")
@@ -309,7 +320,7 @@ def run_log_batch(
             # The first value sent for a (key, step) is the one the metric point keeps (the ingest
             # would keep a batch's last); the others are extra values, in the order they came.
             first = list({(p.key, p.step): p for p in reversed(points)}.values())
-            result = metric_points_ingest(job=run.job, points=first)
+            result = metric_points_ingest(job=TrainingJob(pk=run.job_id), points=first)
             if result.duplicates or len(first) < len(points):
                 _extra_values_store(job_pk=run.job_id, sent=sent)
 
@@ -346,7 +357,8 @@ def _params_tags_store(*, run: MLflowRun, params: list[dict], tags: list[dict]) 
     locked.save(update_fields=["params", "tags"])
     if params:
         # The run's own config shows its params, so run lists and comparisons show them as parameters.
-        TrainingConfig.objects.filter(pk=run.job.config_id).update(hyperparameters=new_params)
+        config_id = TrainingJob.objects.filter(pk=run.job_id).values("config_id")[:1]
+        TrainingConfig.objects.filter(pk=config_id).update(hyperparameters=new_params)
 
 
 def _extra_values_store(*, job_pk: int, sent: list[tuple[str, int, int, float]]) -> None:

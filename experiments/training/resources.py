@@ -412,8 +412,8 @@ def plan_job(
 ) -> dict[str, Any]:
     """The recipe the engine prefers (fp32 masters before the lean ones, no added checkpointing before
     added checkpointing) on the smallest known GPU (× 1) that holds it, or ``fits: False`` with what
-    to change. More GPUs do not help today: ``gpus: N`` is data parallel and keeps a whole copy of the
-    model, gradients and optimizer state on every GPU."""
+    to change and ``sharded``: the fewest GPUs that hold it with sharded training (FSDP2, ``gpus: N``
+    with ``sharding: fsdp``; plain ``gpus: N`` is data parallel, a whole copy per GPU), or None."""
     options = configurations(approach, hp)
     for recipe, variant in options:  # the engine's preferred way first, on the smallest GPU that holds it
         parts = memory_breakdown(shape, approach, variant, task_type=task_type)
@@ -433,21 +433,25 @@ def plan_job(
                     "parts": parts,
                 }
     recipe, variant = options[-1]  # the leanest way the engine could run it as configured
+    # no single GPU holds it: several GPUs with sharded training (FSDP2), when some count does
+    sharded = plan_sharded(shape, approach, hp, gpus=gpus, task_type=task_type)
     return {
         "fits": False,
+        "sharded": sharded,
         "gpu": None,
         "gpu_count": 0,
         "recipe": recipe,
         "gradient_checkpointing": bool(variant.get("gradient_checkpointing")),
         "hyperparameters": variant,
         "parts": memory_breakdown(shape, approach, variant, task_type=task_type),
-        "changes": _changes(shape, approach, variant, gpus=gpus, task_type=task_type),
+        "changes": _changes(shape, approach, variant, gpus=gpus, task_type=task_type, sharded=sharded),
     }
 
 
 def _changes(
     shape: ModelShape, approach: str, hp: dict[str, Any], *, gpus: list[tuple[str, float, float, float]],
     task_type: str,
+    sharded: dict[str, Any] | None = None,
 ) -> list[str]:
     """What would make a job that fits no known GPU fit one: each change with the GPU it would fit."""
     def smallest(approach_: str, hp_: dict[str, Any]) -> str | None:
@@ -482,11 +486,65 @@ def _changes(
         if where:
             changes.append(f"{label}: fits {where}")
             seen_seq = seen_seq or label.startswith("shorter")
-    changes.append(
-        "more GPUs: not yet — gpus: N trains data-parallel (a whole copy per GPU) until sharded "
-        "training (FSDP) is available"
-    )
+    if sharded:
+        changes.append(
+            f"more GPUs with sharded training (gpus: {sharded['gpu_count']}, sharding: fsdp): fits "
+            f"{sharded['gpu_count']} × {sharded['gpu']} ({sharded['per_gpu_gib']} GiB per GPU)"
+        )
+    else:
+        changes.append(f"more GPUs: even {SHARD_COUNTS[-1]} GPUs with sharded training (FSDP2) do not hold it")
     return changes
+
+
+# GPU counts a sharded plan considers (one host).
+SHARD_COUNTS = (2, 4, 8)
+
+
+def sharded_breakdown(
+    shape: ModelShape, approach: str, hp: dict[str, Any], gpus: int, *, task_type: str = "chat"
+) -> dict[str, float]:
+    """Per-GPU memory with FSDP2 over ``gpus`` GPUs (experiments/training/sharding.py): weights and
+    trainable state are split ``gpus`` ways; activations, logits and the CUDA context are per GPU;
+    plus one decoder layer's weights gathered whole (the all-gather buffer, twice: the next layer is
+    prefetched)."""
+    parts = memory_breakdown(shape, approach, hp, task_type=task_type)
+    per_layer = shape.linear_params / max(shape.num_layers, 1)
+    width = 4.0 if approach == "full" and full_recipe(approach, hp) == "fp32_master" else 2.0
+    return {
+        **parts,
+        "weights": parts["weights"] / gpus,
+        "trainable_state": parts["trainable_state"] / gpus,
+        "gathered_layers": 2 * per_layer * width,
+    }
+
+
+def plan_sharded(
+    shape: ModelShape,
+    approach: str,
+    hp: dict[str, Any],
+    *,
+    gpus: list[tuple[str, float, float, float]],
+    task_type: str = "chat",
+) -> dict[str, Any] | None:
+    """The fewest GPUs (2, 4, 8 of one kind; the smallest kind for that count) that hold the job with
+    FSDP2, in the engine's preferred recipe order; None when even 8 of the largest do not."""
+    for count in SHARD_COUNTS:
+        for recipe, variant in configurations(approach, hp):
+            total = sum(sharded_breakdown(shape, approach, variant, count, task_type=task_type).values())
+            for name, gib, _, _ in sorted(gpus, key=lambda g: (g[1], g[3])):
+                if recipe.startswith("bf16") and name in NO_BF16_GPUS:
+                    continue
+                if _fits(total, gib):
+                    return {
+                        "gpu": name,
+                        "gpu_count": count,
+                        "sharding": "fsdp",
+                        "recipe": recipe,
+                        "gradient_checkpointing": bool(variant.get("gradient_checkpointing")),
+                        "per_gpu_gib": round(total / 2**30, 1),
+                        "per_gpu_mib": math.ceil(total / 2**20),
+                    }
+    return None
 
 
 GPU_NAME_KEYS = {"T4": "T4-16GB", "L4": "L4-24GB", "H100": "H100-80GB", "H200": "H200-141GB"}

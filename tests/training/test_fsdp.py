@@ -205,3 +205,32 @@ def test_the_spec_names_the_sharding_modes(make_spec) -> None:
     assert not uses_fsdp("auto", {}, processes=2)  # data parallel unless the plan shards
     assert uses_fsdp("auto", {"sharding": "fsdp"}, processes=2)
     assert not uses_fsdp("none", {"sharding": "fsdp"}, processes=2)
+
+
+@pytest.mark.parametrize("model", ["llama-3-8b", "llama-3-70b"])
+@pytest.mark.parametrize("approach", ["full", "lora"])
+def test_a_job_no_gpu_holds_gets_the_fewest_sharded_gpus_that_do(model, approach) -> None:
+    from experiments.training import resources
+    from experiments.training.engine import DEFAULT_HYPERPARAMETERS
+
+    shape = resources.model_shape(model)
+    hp = {**DEFAULT_HYPERPARAMETERS, "full_recipe": "fp32_master"}
+    estimate = resources.estimate(shape=shape, approach=approach, hyperparameters=hp, train_tokens=10**6)
+    plan = estimate["plan"]
+    if plan["fits"]:
+        return
+    sharded = plan["sharded"]
+    if sharded is None:  # 70B with fp32 masters: 16 bytes/param over 8 GPUs is still ~140 GB each
+        assert "more GPUs: even 8 GPUs with sharded training (FSDP2) do not hold it" in plan["changes"]
+        per_gpu = sum(resources.sharded_breakdown(shape, approach, hp, 8).values())
+        assert per_gpu > max(g[1] for g in resources.GPUS) * 2**30 * resources.PLAN_HEADROOM
+        return
+    assert sharded["sharding"] == "fsdp"
+    gib = dict((g[0], g[1]) for g in resources.GPUS)[sharded["gpu"]]
+    assert sharded["per_gpu_mib"] * 2**20 <= gib * 2**30 * resources.PLAN_HEADROOM
+    assert any(c.startswith(f"more GPUs with sharded training (gpus: {sharded['gpu_count']}") for c in plan["changes"])
+    fewer = [n for n in resources.SHARD_COUNTS if n < sharded["gpu_count"]]
+    for count in fewer:  # no smaller count holds it on any known GPU
+        for _, variant in resources.configurations(approach, hp):
+            per_gpu = sum(resources.sharded_breakdown(shape, approach, variant, count).values())
+            assert per_gpu > max(g[1] for g in resources.GPUS) * 2**30 * resources.PLAN_HEADROOM

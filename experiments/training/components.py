@@ -38,6 +38,7 @@ from experiments.training.sharding import (
     balances_tokens,
     dataset_lengths,
     enable_fsdp_off_gpu,
+    fits_one_gpu,
     fsdp_training_arguments,
     save_gathered,
     uses_fsdp,
@@ -360,7 +361,11 @@ class Recipe:
         eval_dataset = self.tokenize(spec.dataset.validation, tokenizer) if spec.dataset.validation else None
 
         # Sharded training (FSDP2) for several processes when asked for or planned (sharding.py).
-        sharded = uses_fsdp(hp.sharding, spec.resources)
+        sharded = uses_fsdp(
+            hp.sharding,
+            spec.resources,
+            one_gpu_holds=hp.sharding != "auto" or world_size() < 2 or fits_one_gpu(spec),
+        )
         args = training_arguments(
             spec,
             use_bf16=device.use_bf16,

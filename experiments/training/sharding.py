@@ -32,13 +32,39 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def uses_fsdp(sharding: str, resources: dict[str, Any] | None, processes: int | None = None) -> bool:
-    """Whether this run shards with FSDP2: "fsdp" asks for it, "auto" follows the plan (resources'
-    ``sharding``, set by the estimate when one GPU does not hold the job); only with several processes."""
+def uses_fsdp(
+    sharding: str,
+    resources: dict[str, Any] | None,
+    processes: int | None = None,
+    *,
+    one_gpu_holds: bool = True,
+) -> bool:
+    """Whether this run shards with FSDP2 (only with several processes): "fsdp" asks for it; "auto"
+    shards when the plan says so (resources' ``sharding``) or when one of this machine's GPUs does not
+    hold the job (``one_gpu_holds``, see ``fits_one_gpu``); "none" never does."""
     processes = world_size() if processes is None else processes
     if processes < 2 or sharding == "none":
         return False
-    return sharding == "fsdp" or (resources or {}).get("sharding") == "fsdp"
+    return sharding == "fsdp" or (resources or {}).get("sharding") == "fsdp" or not one_gpu_holds
+
+
+def fits_one_gpu(spec: Any) -> bool:
+    """Whether one of this machine's GPUs holds the job in any recipe the engine would pick (the
+    estimate of experiments/training/resources.py against the GPU's memory); True off GPU or when the
+    model's shape is unknown (nothing to decide with)."""
+    from experiments.training import resources
+
+    if not torch.cuda.is_available() or spec.hyperparameters.device == "cpu":
+        return True
+    shape = resources.model_shape(spec.model_base, spec.task_type)
+    if shape is None:
+        return True
+    gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    hp = spec.to_dict()["hyperparameters"]
+    return any(
+        resources._fits(sum(resources.memory_breakdown(shape, spec.approach, variant, task_type=spec.task_type).values()), gib)
+        for _, variant in resources.configurations(spec.approach, hp)
+    )
 
 
 def balances_tokens(sharding: str, gpus: int) -> bool:

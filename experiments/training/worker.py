@@ -172,7 +172,10 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
             fence.claim()
             fence_register(fence)
             if reporter is None:
-                client.event(f"launching {gpus} processes with torchrun (data parallel, one per GPU)")
+                client.event(
+                    f"launching {gpus} processes with torchrun (one per GPU; data parallel, or sharded "
+                    "with FSDP2 when asked for or one GPU does not hold the job)"
+                )
                 result = train_distributed(
                     spec, gpus, server_url=server_url, token=token, attempt=fence.attempt
                 )

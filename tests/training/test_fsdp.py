@@ -205,6 +205,9 @@ def test_the_spec_names_the_sharding_modes(make_spec) -> None:
     assert not uses_fsdp("auto", {}, processes=2)  # data parallel unless the plan shards
     assert uses_fsdp("auto", {"sharding": "fsdp"}, processes=2)
     assert not uses_fsdp("none", {"sharding": "fsdp"}, processes=2)
+    # "auto" also shards when one of this machine's GPUs does not hold the job (sharding.fits_one_gpu)
+    assert uses_fsdp("auto", {}, processes=2, one_gpu_holds=False)
+    assert not uses_fsdp("none", {}, processes=2, one_gpu_holds=False)
 
 
 @pytest.mark.parametrize("model", ["llama-3-8b", "llama-3-70b"])

@@ -50,6 +50,7 @@ def evaluation_detail(request, evaluation_id: str):
             "evaluation": evaluation,
             # The model as the caller named it (job-001/step-50, model_id@1.0.0), never a server path.
             "model_name": data["model_path"],
+            "base_name": data["base_model"],
             # A comparison shows its own A/B table instead.
             "metric_rows": _metric_rows(evaluation) if evaluation.kind == EvaluationKind.EVALUATE else [],
             "is_comparison": evaluation.kind != EvaluationKind.EVALUATE,

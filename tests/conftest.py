@@ -199,6 +199,8 @@ SLOW_TESTS = (
     "tests/integrations/test_finetune_config.py::test_a_bad_file_stops",
     "tests/integrations/test_finetune_config.py::test_the_env_var_file",
     "tests/models_registry/test_stages.py::test_two_promotions",
-    "tests/training/test_fsdp.py::test_a_",
+    "tests/training/test_fsdp.py::test_a_sharded",
+    "tests/training/test_fsdp.py::test_a_resume",
+    "tests/training/test_fsdp.py::test_a_cancel",
     "tests/training/test_fsdp.py::test_two_sharded",
 )

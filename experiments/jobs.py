@@ -283,11 +283,25 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
         "resume_from_checkpoint": resume,
         # What a worker checks before taking the job (worker.refusal_reason): GPU memory per GPU from
         # the config's estimate, and the number of GPUs.
-        "resources": {
-            "gpu_memory_mb": (config.estimate or {}).get("gpu_memory_mb"),
-            "gpus": int(config.hyperparameters.get("gpus") or 1),
-        },
+        "resources": _worker_resources(config),
     }
+
+
+def _worker_resources(config: TrainingConfig) -> dict:
+    """GPU memory per GPU and GPU count a worker checks before taking the job. When no single GPU
+    holds it and the plan shards it (FSDP2 over `gpus` GPUs), the per-GPU share of the sharded plan,
+    with `sharding: fsdp` so the engine shards."""
+    estimate = config.estimate or {}
+    gpus = int(config.hyperparameters.get("gpus") or 1)
+    plan = estimate.get("plan") or {}
+    sharded = plan.get("sharded") if not plan.get("fits", True) else None
+    wants = config.hyperparameters.get("sharding")
+    if sharded and wants != "none" and gpus >= int(sharded["gpu_count"]):
+        return {"gpu_memory_mb": sharded["per_gpu_mib"], "gpus": gpus, "sharding": "fsdp"}
+    resources = {"gpu_memory_mb": estimate.get("gpu_memory_mb"), "gpus": gpus}
+    if wants == "fsdp":
+        resources["sharding"] = "fsdp"
+    return resources
 
 
 REFUSED_PREFIX = "refused by "

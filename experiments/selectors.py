@@ -246,11 +246,13 @@ def job_runs_choices(*, user) -> dict[str, list[str]]:
     configs = configs_visible_to(user)
     tags = sorted(
         {t for e in experiments_visible_to(user).only("tags") for t in (e.tags or [])}
-        | {t for tags in jobs_visible_to(user).values_list("tags", flat=True) for t in (tags or [])}
+        # Only runs that have tags, each list once: not 10,000 empty lists read into Python.
+        | {t for tags in jobs_visible_to(user).exclude(tags=[]).order_by().values_list("tags", flat=True).distinct()
+           for t in (tags or [])}  # fmt: skip
     )
     return {
-        "model_base": sorted(set(configs.values_list("model_base", flat=True))),
-        "approach": sorted(set(configs.values_list("approach", flat=True))),
+        "model_base": sorted(configs.order_by().values_list("model_base", flat=True).distinct()),
+        "approach": sorted(configs.order_by().values_list("approach", flat=True).distinct()),
         "dataset": sorted(
             {c.dataset_version.dataset.public_id for c in configs.select_related("dataset_version__dataset")}
         ),

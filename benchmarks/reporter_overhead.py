@@ -73,8 +73,13 @@ def _setup(data: Path) -> tuple[str, str, Path]:
     user = get_user_model().objects.create_user("bench")
     dataset = Dataset.objects.create(name="bench", owner=user, task_type="chat")
     version = DatasetVersion.objects.create(
-        dataset=dataset, number=1, content_hash="bench", format="jsonl", task_type="chat",
-        path="/nonexistent", validation_status="passed",
+        dataset=dataset,
+        number=1,
+        content_hash="bench",
+        format="jsonl",
+        task_type="chat",
+        path="/nonexistent",
+        validation_status="passed",
     )
     experiment = Experiment.objects.create(name="bench", owner=user)
     config = TrainingConfig.objects.create(
@@ -93,7 +98,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="t4dm-overhead-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("T4DM_", "DJANGO_", "DATABASE_URL", "CHANNEL_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("T4DM_", "DJANGO_", "DATABASE_URL", "CHANNEL_"))
+    }
     env.update({"T4DM_DATA_DIR": str(data), "DJANGO_SETTINGS_MODULE": "t4dm_site.settings"})
     os.environ.update(env)
     job_id, token, artifacts = _setup(data)
@@ -103,7 +112,10 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "t4dm_site.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     import datasets
     import httpx
@@ -131,10 +143,23 @@ def main() -> int:
                 client = PlatformClient(base, job_id, token) if mode == "live" else None
                 reporter = TimedReporter(HttpReporter(client) if client else MemoryReporter())
                 spec = {
-                    "job_id": job_id, "model_base": str(model), "approach": "lora", "task_type": "chat",
-                    "hyperparameters": {"max_steps": args.steps, "batch_size": 4, "gradient_accumulation": 1,
-                                        "learning_rate": 3e-3, "logging_steps": 1, "seed": 0},
-                    "checkpointing": {"save_steps": args.steps // 2, "save_total_limit": 2, "best_only": False},
+                    "job_id": job_id,
+                    "model_base": str(model),
+                    "approach": "lora",
+                    "task_type": "chat",
+                    "hyperparameters": {
+                        "max_steps": args.steps,
+                        "batch_size": 4,
+                        "gradient_accumulation": 1,
+                        "learning_rate": 3e-3,
+                        "logging_steps": 1,
+                        "seed": 0,
+                    },
+                    "checkpointing": {
+                        "save_steps": args.steps // 2,
+                        "save_total_limit": 2,
+                        "best_only": False,
+                    },
                     "dataset": {"train": str(CORPUS_DIR / "knowledge_chat.jsonl"), "validation": None},
                     "output_dir": str(artifacts / "jobs" / job_id / f"{mode}-{round_}"),
                 }
@@ -146,8 +171,11 @@ def main() -> int:
                 step = statistics.mean(b - a for a, b in zip(ends, ends[1:], strict=False))
                 cpu_per_step = (cpu[-1] - cpu[0]) / (len(cpu) - 1)
                 results[mode].append((step, reporter.in_calls / len(reporter.step_ends), cpu_per_step))
-                print(f"round {round_} {mode}: step {step * 1000:.1f} ms, "
-                      f"in reporter calls {reporter.in_calls / len(reporter.step_ends) * 1e6:.0f} µs/step", flush=True)
+                print(
+                    f"round {round_} {mode}: step {step * 1000:.1f} ms, "
+                    f"in reporter calls {reporter.in_calls / len(reporter.step_ends) * 1e6:.0f} µs/step",
+                    flush=True,
+                )
     finally:
         server.terminate()
         server.wait(20)
@@ -162,14 +190,18 @@ def main() -> int:
         row = next(r for r in json.loads(measured.read_text()) if r["case"] == "8b-lora")
         gpu_step = 16 * row["mean_len"] / row["t4dm"]["tokens_per_sec"]  # samples per step x mean length
     print(f"\n{'':34} {'bare':>10} {'live':>10} {'overhead':>9}")
-    print(f"{'CPU step, tiny LoRA (ms)':34} {bare * 1000:10.1f} {live * 1000:10.1f} {100 * (live - bare) / bare:8.1f}%")
+    print(
+        f"{'CPU step, tiny LoRA (ms)':34} {bare * 1000:10.1f} {live * 1000:10.1f} {100 * (live - bare) / bare:8.1f}%"
+    )
     print(f"{'process CPU per step (ms)':34} {cpu_bare * 1000:10.1f} {cpu_live * 1000:10.1f}")
     print(f"{'training thread in reporter (µs/step)':34} {'':>10} {in_calls * 1e6:10.0f}")
     if gpu_step:
         extra_cpu = max(0.0, cpu_live - cpu_bare)
         print(f"{'H200 8B LoRA step (ms)':34} {gpu_step * 1000:10.0f}")
         print(f"{'  in-thread reporter time / step':34} {'':>10} {'':>10} {100 * in_calls / gpu_step:8.3f}%")
-        print(f"{'  all reporting CPU / step (bound)':34} {'':>10} {'':>10} {100 * extra_cpu / gpu_step:8.3f}%")
+        print(
+            f"{'  all reporting CPU / step (bound)':34} {'':>10} {'':>10} {100 * extra_cpu / gpu_step:8.3f}%"
+        )
     return 0
 
 

@@ -78,8 +78,14 @@ def _seed(runs: int, n_experiments: int) -> dict:
         for c in range(4):
             configs.append(
                 services.training_config_create(
-                    owner=user, dataset_id=dataset.public_id, model_base="t4dm-tiny", approach="lora",
-                    hyperparams={"learning_rate": [1e-4, 2e-4, 5e-4, 1e-3][c], "lora_r": [4, 8, 16, 32][e % 4]},
+                    owner=user,
+                    dataset_id=dataset.public_id,
+                    model_base="t4dm-tiny",
+                    approach="lora",
+                    hyperparams={
+                        "learning_rate": [1e-4, 2e-4, 5e-4, 1e-3][c],
+                        "lora_r": [4, 8, 16, 32][e % 4],
+                    },
                     experiment=experiment,
                 )  # fmt: skip
             )
@@ -174,7 +180,9 @@ def _measure(seeded: dict, reps: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--reps", type=int, default=7)

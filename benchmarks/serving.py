@@ -114,7 +114,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both sides (0: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads, both sides (0: torch's default)"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serving-cpu.txt"))
     args = parser.parse_args()
 
@@ -146,13 +148,17 @@ def main() -> None:
     platform.spawn(sys.executable, "manage.py", "t4dm_up", "--port", str(port), log=work / "t4dm_up.log")
     try:
         platform.wait_until_up(timeout=300)
-        client = OpenAI(base_url=platform.base_url + "/v1", api_key=platform.token, max_retries=0, timeout=300)
+        client = OpenAI(
+            base_url=platform.base_url + "/v1", api_key=platform.token, max_retries=0, timeout=300
+        )
         model = AutoModelForCausalLM.from_pretrained(tiny).eval()
         tokenizer = AutoTokenizer.from_pretrained(tiny)
         say(f"# serving benchmark: tiny Llama ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params), "
             f"CPU, prompt {PROMPT!r}, max_tokens {args.max_tokens}, greedy")  # fmt: skip
-        say(f"# machine: {pyplatform.processor() or pyplatform.machine()}, {os.cpu_count()} CPUs visible, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads here), shared with other work")
+        say(
+            f"# machine: {pyplatform.processor() or pyplatform.machine()}, {os.cpu_count()} CPUs visible, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads here), shared with other work"
+        )
         say(f"# started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
         # Warm-up: the worker's first request imports torch and loads the model.
         t0 = time.perf_counter()
@@ -172,7 +178,9 @@ def main() -> None:
                     else _plain_once(model, tokenizer, args.max_tokens)
                 )  # fmt: skip
                 rows[side].append((ttft, total, tokens))
-                say(f"{rep:>3} {side:<10} {ttft * 1000:>7.1f}  {total:>7.3f}  {tokens:>6}  {tokens / total:>12.1f}")
+                say(
+                    f"{rep:>3} {side:<10} {ttft * 1000:>7.1f}  {total:>7.3f}  {tokens:>6}  {tokens / total:>12.1f}"
+                )
         say(f"rep side       concurrent={args.concurrency}: total_s  tokens  tokens_per_s (aggregate)")
         for rep in range(max(3, args.reps // 2)):
             order = ("endpoint", "plain") if rep % 2 == 0 else ("plain", "endpoint")
@@ -181,7 +189,9 @@ def main() -> None:
                     total, tokens = _endpoint_concurrent(client, args.max_tokens, args.concurrency)
                 else:
                     started = time.perf_counter()
-                    tokens = sum(_plain_once(model, tokenizer, args.max_tokens)[2] for _ in range(args.concurrency))
+                    tokens = sum(
+                        _plain_once(model, tokenizer, args.max_tokens)[2] for _ in range(args.concurrency)
+                    )
                     total = time.perf_counter() - started
                 conc[side].append((total, tokens))
                 say(f"{rep:>3} {side:<10} {total:>8.3f}  {tokens:>6}  {tokens / total:>10.1f}")
@@ -195,7 +205,9 @@ def main() -> None:
             tps = [r[2] / r[1] for r in rows[side]]
             ctps = [t / s for s, t in conc[side]]
             note = " (sequential)" if side == "plain" else " (batched)"
-            say(f"| {label} | {_spread(ttft, '.1f')} | {_spread(tps, '.1f')} | {_spread(ctps, '.1f')}{note} |")
+            say(
+                f"| {label} | {_spread(ttft, '.1f')} | {_spread(tps, '.1f')} | {_spread(ctps, '.1f')}{note} |"
+            )
         log = (work / "t4dm_up.log").read_text(errors="replace")
         sizes = [int(m) for m in re.findall(r"serving: batch of (\d+) on", log)]
         say(f"# batches the serving worker ran (size: count): {dict(sorted(Counter(sizes).items()))}")

@@ -181,12 +181,17 @@ def run_baseline(case_dir: Path, spec: dict, warmup: int, options: dict | None =
         model = get_peft_model(
             model,
             LoraConfig(
-                task_type=TaskType.CAUSAL_LM, r=16, lora_alpha=32, lora_dropout=0.1,
+                task_type=TaskType.CAUSAL_LM,
+                r=16,
+                lora_alpha=32,
+                lora_dropout=0.1,
                 target_modules=["q_proj", "v_proj"],
             ),
         )
     rows = tokenize_dataset(
-        load_split(spec["dataset"]["train"]), tokenizer, task_type="completion",
+        load_split(spec["dataset"]["train"]),
+        tokenizer,
+        task_type="completion",
         max_seq_length=hp["max_seq_length"],
     )
     collator = _CountingPaddedCollator(tokenizer)
@@ -198,7 +203,8 @@ def run_baseline(case_dir: Path, spec: dict, warmup: int, options: dict | None =
                 if on_gpu:
                     torch.cuda.synchronize()
                 marks["start" if state.global_step == warmup else "end"] = (
-                    time.perf_counter(), collator.real_tokens,
+                    time.perf_counter(),
+                    collator.real_tokens,
                 )
 
     with tempfile.TemporaryDirectory() as out:
@@ -220,7 +226,9 @@ def run_baseline(case_dir: Path, spec: dict, warmup: int, options: dict | None =
             optim=(options or {}).get("optim", "adamw_torch_fused" if on_gpu else "adamw_torch"),
             gradient_checkpointing=bool((options or {}).get("gradient_checkpointing")),
         )
-        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[Timer()])
+        trainer = Trainer(
+            model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[Timer()]
+        )
         trainer.remove_callback(PrinterCallback)
         trainer.train()
     (t0, n0), (t1, n1) = marks["start"], marks["end"]
@@ -251,8 +259,16 @@ def check_attention() -> float:
     v = torch.randn_like(k)
     cu = torch.tensor([0, lengths[0], sum(lengths)], device="cuda", dtype=torch.int32)
     packed, _ = varlen_attention_forward(
-        Module(), q, k, v, None, scaling=dim**-0.5, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
-        max_length_q=max(lengths), max_length_k=max(lengths),
+        Module(),
+        q,
+        k,
+        v,
+        None,
+        scaling=dim**-0.5,
+        cu_seq_lens_q=cu,
+        cu_seq_lens_k=cu,
+        max_length_q=max(lengths),
+        max_length_k=max(lengths),
     )
     worst = 0.0
     for start, end in ((0, lengths[0]), (lengths[0], sum(lengths))):
@@ -323,8 +339,9 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
         tokenizer = AutoTokenizer.from_pretrained(spec["model_base"])
         lengths = [
             len(r["input_ids"])
-            for r in tokenize_dataset(load_split(spec["dataset"]["train"]), tokenizer,
-                                      task_type="completion", max_seq_length=1024)
+            for r in tokenize_dataset(
+                load_split(spec["dataset"]["train"]), tokenizer, task_type="completion", max_seq_length=1024
+            )
         ]
         per_token = flops_per_token(Path(spec["model_base"]), approach, lengths, spec["hyperparameters"])
         row: dict[str, Any] = {"case": name, "mean_len": sum(lengths) / len(lengths)}
@@ -334,13 +351,17 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
             runs = []
             for round_ in range(1, args.rounds + 1):  # alternating: every variant once per round
                 for label, options in HF_LEAN_VARIANTS.items():
-                    runs.append((f"{label}-r{round_}", partial(run_baseline, case_dir, spec, args.warmup, options)))
+                    runs.append(
+                        (f"{label}-r{round_}", partial(run_baseline, case_dir, spec, args.warmup, options))
+                    )
                 runs.append((f"t4dm-r{round_}", partial(run_engine, lean, args.warmup)))
         else:
             runs = [] if args.no_baseline else [("hf", partial(run_baseline, case_dir, spec, args.warmup))]
             runs.append(("t4dm", partial(run_engine, spec, args.warmup)))
         if args.gpus > 1:  # the same job on several GPUs: each rank takes the same per-GPU batch
-            runs.append((f"t4dm-{args.gpus}gpu", partial(run_engine_distributed, spec, args.warmup, args.gpus)))
+            runs.append(
+                (f"t4dm-{args.gpus}gpu", partial(run_engine_distributed, spec, args.warmup, args.gpus))
+            )
         for i, variant in enumerate(args.variants or []):
             varied = json.loads(json.dumps(spec))
             varied["hyperparameters"].update(variant)
@@ -350,7 +371,9 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
 
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 run_engine(spec, args.warmup)
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70))
+            print(
+                prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70)
+            )
             continue
         for label, fn in runs:
             try:
@@ -376,8 +399,11 @@ def estimator(args: argparse.Namespace, root: Path) -> list[dict]:
         parts = memory_breakdown(model_shape(spec["model_base"]), approach, hp)
         # PyTorch's peak allocation leaves out the CUDA context, so the estimate's overhead part too.
         predicted = (sum(parts.values()) - parts["overhead"]) / 2**20
-        row: dict[str, Any] = {"case": f"{shape} {approach}", "predicted_mb": predicted,
-                               "parts_mb": {k: round(v / 2**20) for k, v in parts.items()}}
+        row: dict[str, Any] = {
+            "case": f"{shape} {approach}",
+            "predicted_mb": predicted,
+            "parts_mb": {k: round(v / 2**20) for k, v in parts.items()},
+        }
         try:
             row.update(run_engine(spec, 1))
             row["error_pct"] = 100 * (predicted - row["peak_mb"]) / row["peak_mb"]
@@ -403,7 +429,10 @@ def print_lean_table(rows: list[dict]) -> None:
             if "tokens_per_sec" not in run:
                 best.setdefault(variant, run)
                 continue
-            if "tokens_per_sec" not in best.get(variant, {}) or run["tokens_per_sec"] > best[variant]["tokens_per_sec"]:
+            if (
+                "tokens_per_sec" not in best.get(variant, {})
+                or run["tokens_per_sec"] > best[variant]["tokens_per_sec"]
+            ):
                 best[variant] = {**run, "rounds": sum(1 for k in r if k.startswith(variant + "-r"))}
         for variant, run in best.items():
             if "tokens_per_sec" not in run:
@@ -428,10 +457,16 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--no-baseline", action="store_true", help="engine only (exploring settings)")
-    parser.add_argument("--gpus", type=int, default=1, help="also run the engine on this many GPUs (torchrun)")
+    parser.add_argument(
+        "--gpus", type=int, default=1, help="also run the engine on this many GPUs (torchrun)"
+    )
     parser.add_argument("--profile", action="store_true", help="profile the engine's CUDA kernels")
-    parser.add_argument("--variants", type=json.loads, default=None,
-                        help='JSON list of hyperparameter overrides, each run as an extra engine row')
+    parser.add_argument(
+        "--variants",
+        type=json.loads,
+        default=None,
+        help="JSON list of hyperparameter overrides, each run as an extra engine row",
+    )
     args = parser.parse_args()
     if args.warmup >= args.steps:
         parser.error("--warmup must be below --steps")
@@ -459,13 +494,17 @@ def main() -> int:
                 if "error" in r:
                     print(f"{r['case']:24} {r['predicted_mb']:14,.0f} {'-':>13} {r['error']}")
                 else:
-                    print(f"{r['case']:24} {r['predicted_mb']:14,.0f} {r['peak_mb']:13,.0f} {r['error_pct']:+7.1f}%")
+                    print(
+                        f"{r['case']:24} {r['predicted_mb']:14,.0f} {r['peak_mb']:13,.0f} {r['error_pct']:+7.1f}%"
+                    )
         else:
             rows = throughput(args, root)
             print_lean_table([r for r in rows if r["case"].endswith("-full-lean")])
             if any("hf" in r for r in rows):
-                print(f"\n{'case':10} {'HF tok/s':>10} {'T4DM tok/s':>11} {'ratio':>6} {'HF MFU':>7} {'T4DM MFU':>9}"
-                      f" {'HF peak MiB':>12} {'T4DM peak MiB':>14} {'mem ratio':>9}")
+                print(
+                    f"\n{'case':10} {'HF tok/s':>10} {'T4DM tok/s':>11} {'ratio':>6} {'HF MFU':>7} {'T4DM MFU':>9}"
+                    f" {'HF peak MiB':>12} {'T4DM peak MiB':>14} {'mem ratio':>9}"
+                )
             for r in rows:
                 if "hf" not in r:
                     continue
@@ -474,15 +513,26 @@ def main() -> int:
                     print(f"{r['case']:10} error: {hf.get('error') or t4.get('error')}")
                     continue
                 ratio = t4["tokens_per_sec"] / hf["tokens_per_sec"]
-                mfu = (f"{100 * hf['mfu']:6.1f}% {100 * t4['mfu']:8.1f}%" if "mfu" in hf else f"{'-':>7} {'-':>9}")
-                mem = (f"{hf['peak_mb']:12,.0f} {t4['peak_mb']:14,.0f} {t4['peak_mb'] / hf['peak_mb']:9.2f}"
-                       if "peak_mb" in hf else "")
-                print(f"{r['case']:10} {hf['tokens_per_sec']:10,.0f} {t4['tokens_per_sec']:11,.0f} {ratio:5.2f}x "
-                      f"{mfu} {mem}")
+                mfu = (
+                    f"{100 * hf['mfu']:6.1f}% {100 * t4['mfu']:8.1f}%"
+                    if "mfu" in hf
+                    else f"{'-':>7} {'-':>9}"
+                )
+                mem = (
+                    f"{hf['peak_mb']:12,.0f} {t4['peak_mb']:14,.0f} {t4['peak_mb'] / hf['peak_mb']:9.2f}"
+                    if "peak_mb" in hf
+                    else ""
+                )
+                print(
+                    f"{r['case']:10} {hf['tokens_per_sec']:10,.0f} {t4['tokens_per_sec']:11,.0f} {ratio:5.2f}x "
+                    f"{mfu} {mem}"
+                )
             if args.gpus > 1:
                 label = f"t4dm-{args.gpus}gpu"
-                print(f"\n{'case':10} {'1 GPU tok/s':>12} {f'{args.gpus} GPUs tok/s':>13} {'scaling':>8}"
-                      f" {'efficiency':>10} {'MFU/GPU':>8}")
+                print(
+                    f"\n{'case':10} {'1 GPU tok/s':>12} {f'{args.gpus} GPUs tok/s':>13} {'scaling':>8}"
+                    f" {'efficiency':>10} {'MFU/GPU':>8}"
+                )
                 for r in rows:
                     one, many = r.get("t4dm", {}), r.get(label, {})
                     if "tokens_per_sec" not in one or not many.get("tokens_per_sec"):
@@ -490,8 +540,10 @@ def main() -> int:
                         continue
                     scale = many["tokens_per_sec"] / one["tokens_per_sec"]
                     mfu = f"{100 * many['mfu']:7.1f}%" if "mfu" in many else f"{'-':>8}"
-                    print(f"{r['case']:10} {one['tokens_per_sec']:12,.0f} {many['tokens_per_sec']:13,.0f}"
-                          f" {scale:7.2f}x {100 * scale / args.gpus:9.1f}% {mfu}")
+                    print(
+                        f"{r['case']:10} {one['tokens_per_sec']:12,.0f} {many['tokens_per_sec']:13,.0f}"
+                        f" {scale:7.2f}x {100 * scale / args.gpus:9.1f}% {mfu}"
+                    )
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2, default=str))
     return 0

@@ -119,7 +119,9 @@ def _refusal(issues: IssueLog) -> InvalidInput:
     )
 
 
-def _open_source(content: bytes | BinaryIO | None, source_path: str | None, format: str) -> tuple[Any, str, str]:
+def _open_source(
+    content: bytes | BinaryIO | None, source_path: str | None, format: str
+) -> tuple[Any, str, str]:
     """(readable source, format, content hash)."""
     if (content is None) == (source_path is None):
         raise InvalidInput(
@@ -297,7 +299,13 @@ def dataset_prepare_request(
             "give exactly one source: an uploaded file or a path under the import root", code="no_source"
         )
     arguments = dict(
-        name=name, task_type=task_type, format=format, seed=seed, split=split, base_model=base_model, schema=schema
+        name=name,
+        task_type=task_type,
+        format=format,
+        seed=seed,
+        split=split,
+        base_model=base_model,
+        schema=schema,
     )
     if _source_size(upload, source_path) <= sync_prepare_bytes():
         return dataset_prepare(owner=owner, content=upload, source_path=source_path, **arguments)
@@ -342,7 +350,9 @@ def dataset_prepare_run(*, task: DatasetTask) -> DatasetVersion | None:
     upload = _uploads_folder() / params["upload"] if params.get("upload") else None
     try:
         if upload is not None and not upload.is_file():
-            raise InvalidInput("the uploaded file is gone (it was removed before it was prepared)", code="no_source")
+            raise InvalidInput(
+                "the uploaded file is gone (it was removed before it was prepared)", code="no_source"
+            )
         with upload.open("rb") if upload is not None else contextlib.nullcontext() as content:
             result = dataset_prepare(
                 owner=task.owner,

@@ -340,7 +340,9 @@ def _plain_type(kind):
     if pa.types.is_fixed_size_list(kind):
         return pa.list_(kind.value_field.with_type(_plain_type(kind.value_type)), kind.list_size)
     if pa.types.is_struct(kind):
-        return pa.struct([kind.field(i).with_type(_plain_type(kind.field(i).type)) for i in range(kind.num_fields)])
+        return pa.struct(
+            [kind.field(i).with_type(_plain_type(kind.field(i).type)) for i in range(kind.num_fields)]
+        )
     return kind
 
 
@@ -376,7 +378,9 @@ def _read_parquet(stream: BinaryIO) -> Iterator[RawRow | RawProblem]:
     row_limit = max_row_bytes()
     try:
         probe = pq.ParquetFile(stream)
-        declared = sum(probe.metadata.row_group(g).total_byte_size for g in range(probe.metadata.num_row_groups))
+        declared = sum(
+            probe.metadata.row_group(g).total_byte_size for g in range(probe.metadata.num_row_groups)
+        )
         if declared > limit:
             raise _too_large(limit)
         stream.seek(0)
@@ -460,7 +464,9 @@ def check_name(name: str, what: str = "name") -> str:
     """A dataset or file name as a person sees it: printable and at most MAX_NAME_LENGTH characters."""
     bad = _control_characters(name)
     if bad:
-        raise InvalidInput(f"the {what} holds control characters ({', '.join(bad)}); rename it", code="invalid_name")
+        raise InvalidInput(
+            f"the {what} holds control characters ({', '.join(bad)}); rename it", code="invalid_name"
+        )
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(
             f"the {what} has {len(name)} characters; the limit is {MAX_NAME_LENGTH}", code="invalid_name"

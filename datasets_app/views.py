@@ -91,7 +91,10 @@ def dataset_detail(request, dataset_id: str):
             "charts": charts,
             "report_json": json.dumps(version.report, indent=2, ensure_ascii=False) if version.report else "",
             "augment_methods": [
-                (method, "needs no model" if method in MODEL_FREE else "needs a model configured in the settings")
+                (
+                    method,
+                    "needs no model" if method in MODEL_FREE else "needs a model configured in the settings",
+                )
                 for method in METHODS
             ],
         },

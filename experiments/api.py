@@ -282,7 +282,13 @@ def run_list(
     """Runs (jobs) with search and filters, and the final/min value of each metric in `metric`: 200 from
     `offset` in `sort` order (as the runs table: `status`, `hp.learning_rate`, `loss__final`, `-...`)."""
     runs = selectors.job_runs(
-        user=request.auth, q=q, status=status, dataset=dataset, model_base=model_base, approach=approach, tag=tag
+        user=request.auth,
+        q=q,
+        status=status,
+        dataset=dataset,
+        model_base=model_base,
+        approach=approach,
+        tag=tag,
     )
     jobs = selectors.job_runs_page(runs, sort=sort, start=max(offset, 0), size=200)
     keys = [k.strip() for k in metric.split(",") if k.strip()][:10]

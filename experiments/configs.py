@@ -197,7 +197,9 @@ def _checkpointing(value: dict | None, *, has_validation: bool) -> dict:
         raise InvalidInput("checkpointing: must be an object", details={"param": "checkpointing"})
     merged = {**finetune_config.effective().values["checkpointing"], **(value or {})}
     settings_ = _spec_checked(lambda: training_spec.Checkpointing.from_dict(merged))
-    _spec_checked(lambda: training_spec.check_validation_needs(settings_, None, has_validation=has_validation))
+    _spec_checked(
+        lambda: training_spec.check_validation_needs(settings_, None, has_validation=has_validation)
+    )
     return settings_.to_dict()
 
 

@@ -260,7 +260,11 @@ class MetricPoint(models.Model):
     # points with it (on_delete). A per-row foreign key check cost a quarter of PostgreSQL's time per
     # batch; the (job, key, step) and (job, id) indexes serve every query by job.
     job = models.ForeignKey(
-        TrainingJob, on_delete=models.CASCADE, related_name="metric_points", db_constraint=False, db_index=False
+        TrainingJob,
+        on_delete=models.CASCADE,
+        related_name="metric_points",
+        db_constraint=False,
+        db_index=False,
     )
     key = models.CharField(max_length=100)
     step = models.PositiveBigIntegerField()
@@ -286,7 +290,11 @@ class MetricRollup(models.Model):
     ROLLUP_WIDTH = 256
 
     job = models.ForeignKey(
-        TrainingJob, on_delete=models.CASCADE, related_name="metric_rollups", db_constraint=False, db_index=False
+        TrainingJob,
+        on_delete=models.CASCADE,
+        related_name="metric_rollups",
+        db_constraint=False,
+        db_index=False,
     )
     key = models.CharField(max_length=100)
     bucket = models.PositiveBigIntegerField(help_text="step // ROLLUP_WIDTH")

@@ -169,7 +169,9 @@ def job_runs(
             jobs = jobs.filter(Q(experiment__tags__contains=[tag]) | Q(tags__contains=[tag]))
         else:  # SQLite has no JSON containment lookup; match the lists in Python
             ids = [e.pk for e in experiments_visible_to(user).only("pk", "tags") if tag in (e.tags or [])]
-            run_ids = [pk for pk, tags in jobs_visible_to(user).values_list("pk", "tags") if tag in (tags or [])]
+            run_ids = [
+                pk for pk, tags in jobs_visible_to(user).values_list("pk", "tags") if tag in (tags or [])
+            ]
             jobs = jobs.filter(Q(experiment_id__in=ids) | Q(pk__in=run_ids))
     return jobs
 
@@ -247,8 +249,15 @@ def job_runs_choices(*, user) -> dict[str, list[str]]:
     tags = sorted(
         {t for e in experiments_visible_to(user).only("tags") for t in (e.tags or [])}
         # Only runs that have tags, each list once: not 10,000 empty lists read into Python.
-        | {t for tags in jobs_visible_to(user).exclude(tags=[]).order_by().values_list("tags", flat=True).distinct()
-           for t in (tags or [])}  # fmt: skip
+        | {
+            t
+            for tags in jobs_visible_to(user)
+            .exclude(tags=[])
+            .order_by()
+            .values_list("tags", flat=True)
+            .distinct()
+            for t in (tags or [])
+        }  # fmt: skip
     )
     return {
         "model_base": sorted(configs.order_by().values_list("model_base", flat=True).distinct()),
@@ -279,7 +288,9 @@ def job_evaluation_metrics(*, jobs: list[TrainingJob]) -> dict[int, dict[str, fl
 
     out: dict[int, dict[str, float]] = {}
     evaluations = (
-        Evaluation.objects.filter(job__in=jobs, status=EvaluationStatus.SUCCEEDED, kind=EvaluationKind.EVALUATE)
+        Evaluation.objects.filter(
+            job__in=jobs, status=EvaluationStatus.SUCCEEDED, kind=EvaluationKind.EVALUATE
+        )
         .order_by("created_at")
         .values_list("job_id", "metrics")
     )

@@ -156,12 +156,15 @@ def _job_overview(job) -> dict:
     metrics = {k: v for k, v in (job.latest_metrics or {}).items()
                if isinstance(v, int | float) and k not in ("eta_seconds", "epoch")}  # fmt: skip
     return {
-        "hyperparameters": sorted((k, v) for k, v in (config.hyperparameters or {}).items()
-                                  if not isinstance(v, dict)),  # fmt: skip
+        "hyperparameters": sorted(
+            (k, v) for k, v in (config.hyperparameters or {}).items() if not isinstance(v, dict)
+        ),  # fmt: skip
         "duration": _run_seconds(job),
         "final_metrics": sorted(metrics.items()),
         "train_tokens": (config.estimate or {}).get("train_tokens"),
-        "evaluations": list(job.evaluations.filter(status=EvaluationStatus.SUCCEEDED).order_by("-created_at")[:5]),
+        "evaluations": list(
+            job.evaluations.filter(status=EvaluationStatus.SUCCEEDED).order_by("-created_at")[:5]
+        ),
     }
 
 

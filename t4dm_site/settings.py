@@ -476,6 +476,8 @@ WEBHOOK_TIMEOUT_SECONDS = env_float("T4DM_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimu
 # A pluggable dataset/output validator: "package.module:function" or an http(s) URL (or both).
 VALIDATOR_HOOK = env_str("T4DM_VALIDATOR_HOOK") or ""
 if VALIDATOR_HOOK and not all(VALIDATOR_HOOK.partition(":")[::2]):
-    raise ImproperlyConfigured(f"T4DM_VALIDATOR_HOOK must look like package.module:function, got {VALIDATOR_HOOK!r}")
+    raise ImproperlyConfigured(
+        f"T4DM_VALIDATOR_HOOK must look like package.module:function, got {VALIDATOR_HOOK!r}"
+    )
 VALIDATOR_URL = env_url("T4DM_VALIDATOR_URL", schemes=("http", "https"), default="")
 VALIDATOR_TIMEOUT_SECONDS = env_float("T4DM_VALIDATOR_TIMEOUT_SECONDS", 30.0, minimum=0.1)

@@ -41,7 +41,11 @@ urlpatterns = [
     path("models/", include("models_registry.urls")),
     path("settings/finetune/", integration_views.finetune_settings, name="finetune-settings"),
     path("settings/webhooks/", integration_views.webhooks, name="webhooks"),
-    path("settings/webhooks/<str:subscription_id>/toggle/", integration_views.webhook_toggle, name="webhook-toggle"),
+    path(
+        "settings/webhooks/<str:subscription_id>/toggle/",
+        integration_views.webhook_toggle,
+        name="webhook-toggle",
+    ),
     path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -171,7 +171,9 @@ class T4DM:
         wait = min(poll, 0.2)
         while answer["status"] not in TERMINAL:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"dataset task {answer['task_id']} still {answer['status']} after {timeout} s")
+                raise TimeoutError(
+                    f"dataset task {answer['task_id']} still {answer['status']} after {timeout} s"
+                )
             time.sleep(wait)
             wait = min(poll, wait * 2)
             answer = self.request("GET", f"/datasets/tasks/{answer['task_id']}")

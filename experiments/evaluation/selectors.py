@@ -119,7 +119,6 @@ def _server_path_pattern() -> re.Pattern | None:
     return re.compile(rf"(?:{alternatives})(?:/[^\s'\",:;)\]]*)?")
 
 
-
 def default_sort_key(evaluation: Evaluation) -> str | None:
     if evaluation.task_type == "classification":
         return "correct"

@@ -287,7 +287,9 @@ def compare_versions_start(
     return evaluation
 
 
-def _public_names(pairs: list[tuple[Any, str]], *, base: str | None = None, base_name: str | None = None) -> dict:
+def _public_names(
+    pairs: list[tuple[Any, str]], *, base: str | None = None, base_name: str | None = None
+) -> dict:
     """Server path → the name the caller sent (a job id, version ref, model name), for every model
     an evaluation loads: responses show names, never server paths (selectors.public_names)."""
     names: dict[str, str] = {}
@@ -308,9 +310,7 @@ def _named_comparison(result: dict[str, Any], names: list[str]) -> dict[str, Any
     for case in result["cases"]:
         for output, name in zip(case["outputs"], names, strict=True):
             output["model"] = name
-    result["aggregates"] = {
-        name: result["aggregates"][path] for name, path in zip(names, paths, strict=True)
-    }
+    result["aggregates"] = {name: result["aggregates"][path] for name, path in zip(names, paths, strict=True)}
     result["best"] = {key: names[paths.index(path)] for key, path in result["best"].items()}
     result["models"] = list(names)
     return result

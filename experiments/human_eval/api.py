@@ -68,7 +68,9 @@ def setup_human_eval_from_file(request, file: UploadedFile = File(...), setup: s
         first = exc.errors()[0]
         raise InvalidInput(f"setup.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     questions = services.parse_questions_upload(file.read())
-    task = services.human_eval_setup(owner=request.user, **{**fields.setup_fields(), "eval_questions": questions})
+    task = services.human_eval_setup(
+        owner=request.user, **{**fields.setup_fields(), "eval_questions": questions}
+    )
     return 201, selectors.task_summary(task)
 
 

@@ -118,7 +118,9 @@ def parse_questions_upload(content: bytes) -> list[str]:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"questions file: not UTF-8 text (byte {exc.start})") from None
     if "\x00" in text:
-        raise InvalidInput(f"questions file: binary data (a NUL byte at {text.index(chr(0))}), not a text file")
+        raise InvalidInput(
+            f"questions file: binary data (a NUL byte at {text.index(chr(0))}), not a text file"
+        )
     questions = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -234,8 +236,10 @@ def human_eval_setup(
         questions=questions,
         source=source,
         overlap=overlap,
-        params={"max_new_tokens": max_new_tokens,
-                "criteria_guides": _criteria_guides(criteria_guides, _criteria(criteria, mode))},
+        params={
+            "max_new_tokens": max_new_tokens,
+            "criteria_guides": _criteria_guides(criteria_guides, _criteria(criteria, mode)),
+        },
     )
     task.evaluators.set(people)
     _enqueue_on_commit(task)
@@ -320,7 +324,9 @@ def assignments_create(*, task: HumanEvalTask, items: list[HumanEvalItem]) -> li
         chosen = sorted(rotated, key=lambda k: load[people[k].pk])[: task.overlap]
         for k in chosen:
             load[people[k].pk] += 1
-            rows.append(HumanEvalAssignment(task=task, item=item, evaluator=people[k], position=0, created_at=now))
+            rows.append(
+                HumanEvalAssignment(task=task, item=item, evaluator=people[k], position=0, created_at=now)
+            )
     by_person: dict[int, list[HumanEvalAssignment]] = {}
     for row in rows:
         by_person.setdefault(row.evaluator_id, []).append(row)

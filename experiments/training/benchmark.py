@@ -86,7 +86,11 @@ def prepare_benchmark(
     mu = math.log(mean_tokens) - sigma**2 / 2
     lines, total_tokens = [], 0
     for _ in range(rows_needed):
-        length = max_seq_length if fixed_length else min(max_seq_length, max(8, int(rng.lognormvariate(mu, sigma))))
+        length = (
+            max_seq_length
+            if fixed_length
+            else min(max_seq_length, max(8, int(rng.lognormvariate(mu, sigma))))
+        )
         start = rng.randrange(0, len(words) - 1)
         # fixed_length: enough words to be truncated at exactly max_seq_length tokens
         count = max(1, int(length / tokens_per_word * (1.5 if fixed_length else 1)))

@@ -83,7 +83,11 @@ def choose_full_recipe(
 
 
 def optimizer_cls_and_kwargs(
-    recipe: str, *, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+    recipe: str,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
 ) -> tuple[type[torch.optim.Optimizer], dict[str, Any]] | None:
     """The optimizer class and keyword arguments for a lean recipe (HF Trainer's
@@ -98,7 +102,11 @@ def optimizer_cls_and_kwargs(
 
         # optimi's weight decay is PyTorch's (lr × weight_decay) unless decouple_lr is set.
         return AdamW, {
-            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "kahan_sum": True,
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "kahan_sum": True,
         }
     if recipe == "adamw_8bit":
         if not bnb_8bit_available():
@@ -129,7 +137,9 @@ def fp32_master_bytes(model: torch.nn.Module, hp: dict[str, Any], *, gradient_ch
     return float(sum(memory_breakdown(shape, "full", hp).values()))
 
 
-def install_full_recipe(trainer: Any, spec: dict[str, Any], *, on_gpu: bool, reporter: Any = None) -> str | None:
+def install_full_recipe(
+    trainer: Any, spec: dict[str, Any], *, on_gpu: bool, reporter: Any = None
+) -> str | None:
     """Pick the full fine-tune's recipe for ``trainer`` (an HF Trainer not yet trained) and install it:
     weights cast, optimizer class set, activation checkpointing turned on where needed. Returns the
     recipe's name (None for adapter approaches)."""
@@ -138,10 +148,15 @@ def install_full_recipe(trainer: Any, spec: dict[str, Any], *, on_gpu: bool, rep
     fp32_bytes = gpu_bytes = None
     if spec["approach"] == "full" and on_gpu and hp.get("full_recipe", "auto") == "auto":
         gpu_bytes = float(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
-        fp32_bytes = fp32_master_bytes(model, hp, gradient_checkpointing=bool(hp.get("gradient_checkpointing")))
+        fp32_bytes = fp32_master_bytes(
+            model, hp, gradient_checkpointing=bool(hp.get("gradient_checkpointing"))
+        )
     recipe = choose_full_recipe(
-        hp.get("full_recipe", "auto"), approach=spec["approach"], on_gpu=on_gpu,
-        fp32_bytes=fp32_bytes, gpu_bytes=gpu_bytes,
+        hp.get("full_recipe", "auto"),
+        approach=spec["approach"],
+        on_gpu=on_gpu,
+        fp32_bytes=fp32_bytes,
+        gpu_bytes=gpu_bytes,
     )
     if recipe is None or recipe == "fp32_master":
         if recipe and reporter is not None:
@@ -149,14 +164,19 @@ def install_full_recipe(trainer: Any, spec: dict[str, Any], *, on_gpu: bool, rep
         return recipe
     args = trainer.args
     chosen = optimizer_cls_and_kwargs(
-        recipe, lr=args.learning_rate, weight_decay=args.weight_decay,
-        betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+        recipe,
+        lr=args.learning_rate,
+        weight_decay=args.weight_decay,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
     )
     lean_weights(model, recipe)
     trainer.optimizer_cls_and_kwargs = chosen
     checkpointing = bool(hp.get("gradient_checkpointing"))
     if on_gpu and not checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        gpu_bytes = gpu_bytes or float(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+        gpu_bytes = gpu_bytes or float(
+            torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        )
         from experiments.training.resources import memory_breakdown, shape_from_config
 
         shape = shape_from_config(model.config, source="the loaded model")

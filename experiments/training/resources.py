@@ -449,11 +449,16 @@ def plan_job(
 
 
 def _changes(
-    shape: ModelShape, approach: str, hp: dict[str, Any], *, gpus: list[tuple[str, float, float, float]],
+    shape: ModelShape,
+    approach: str,
+    hp: dict[str, Any],
+    *,
+    gpus: list[tuple[str, float, float, float]],
     task_type: str,
     sharded: dict[str, Any] | None = None,
 ) -> list[str]:
     """What would make a job that fits no known GPU fit one: each change with the GPU it would fit."""
+
     def smallest(approach_: str, hp_: dict[str, Any]) -> str | None:
         for recipe_approach, variant in configurations(approach_, hp_):
             del recipe_approach
@@ -475,8 +480,13 @@ def _changes(
         seq //= 2
         tried.append((f"shorter sequences (max_seq_length: {seq})", approach, {**hp, "max_seq_length": seq}))
     if int(hp.get("batch_size", 4)) > 1:
-        tried.append(("batch_size: 1 (raise gradient_accumulation to keep the effective batch)", approach,
-                      {**hp, "batch_size": 1}))
+        tried.append(
+            (
+                "batch_size: 1 (raise gradient_accumulation to keep the effective batch)",
+                approach,
+                {**hp, "batch_size": 1},
+            )
+        )
     changes = []
     seen_seq = False
     for label, approach_, hp_ in tried:
@@ -492,7 +502,9 @@ def _changes(
             f"{sharded['gpu_count']} × {sharded['gpu']} ({sharded['per_gpu_gib']} GiB per GPU)"
         )
     else:
-        changes.append(f"more GPUs: even {SHARD_COUNTS[-1]} GPUs with sharded training (FSDP2) do not hold it")
+        changes.append(
+            f"more GPUs: even {SHARD_COUNTS[-1]} GPUs with sharded training (FSDP2) do not hold it"
+        )
     return changes
 
 
@@ -611,7 +623,8 @@ def estimate(
             cpu_only = True
         else:
             known = [
-                g for w in gpu_workers
+                g
+                for w in gpu_workers
                 if (g := gpu_for_worker(str(w.get("gpu_name") or ""), w.get("gpu_memory_total_mb"), gpus))
             ]
             holding = [g for g in known if _fits(total_bytes, g[1])]
@@ -625,7 +638,13 @@ def estimate(
         training_time += "of a model this size is far slower)"
         cost, hours, rate, device_name = "unknown", None, None, "cpu"
     elif device is None:
-        training_time, cost, hours, rate, device_name = "unknown: no known GPU holds this job", "unknown", None, None, None
+        training_time, cost, hours, rate, device_name = (
+            "unknown: no known GPU holds this job",
+            "unknown",
+            None,
+            None,
+            None,
+        )
     else:
         device_name, _, tflops, price = device
         hours = flops / (tflops * 1e12 * mfu) / 3600

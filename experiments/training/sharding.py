@@ -62,7 +62,10 @@ def fits_one_gpu(spec: Any) -> bool:
     gib = torch.cuda.get_device_properties(0).total_memory / 2**30
     hp = spec.to_dict()["hyperparameters"]
     return any(
-        resources._fits(sum(resources.memory_breakdown(shape, spec.approach, variant, task_type=spec.task_type).values()), gib)
+        resources._fits(
+            sum(resources.memory_breakdown(shape, spec.approach, variant, task_type=spec.task_type).values()),
+            gib,
+        )
         for _, variant in resources.configurations(spec.approach, hp)
     )
 
@@ -174,7 +177,11 @@ def idle_micro_batch(batch: dict[str, Any]) -> dict[str, Any]:
     than another runs these so that every rank joins every FSDP collective."""
     part: dict[str, Any] = {}
     for key, value in batch.items():
-        if torch.is_tensor(value) and value.dim() >= 2 and key in ("input_ids", "labels", "position_ids", "seq_idx"):
+        if (
+            torch.is_tensor(value)
+            and value.dim() >= 2
+            and key in ("input_ids", "labels", "position_ids", "seq_idx")
+        ):
             part[key] = value[:, :1].clone()
         elif key in ("cu_seq_lens_q", "cu_seq_lens_k") and torch.is_tensor(value):
             part[key] = torch.tensor([0, 1], dtype=value.dtype)

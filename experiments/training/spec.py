@@ -222,7 +222,8 @@ class Hyperparameters:
             )
         if merged["sharding"] not in SHARDING_MODES:
             raise SpecError(
-                where("sharding"), f"unknown {merged['sharding']!r}; choose one of {', '.join(SHARDING_MODES)}"
+                where("sharding"),
+                f"unknown {merged['sharding']!r}; choose one of {', '.join(SHARDING_MODES)}",
             )
         if merged["micro_batch_tokens"] is not None:
             _whole(

@@ -256,8 +256,17 @@ def train_distributed(
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
         command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-            "-m", "experiments.training", "--config", str(spec_path), "--result", str(result_path),
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={processes}",
+            "-m",
+            "experiments.training",
+            "--config",
+            str(spec_path),
+            "--result",
+            str(result_path),
         ]
         env = dict(os.environ)
         if server_url and token:
@@ -269,7 +278,9 @@ def train_distributed(
         if run.returncode != 0 or not result_path.is_file():
             lines = (run.stderr or run.stdout).strip().splitlines()
             # torchrun ends with its own summary; the processes' exception line says what went wrong
-            errors = [line.strip() for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*: ", line.strip())]
+            errors = [
+                line.strip() for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*: ", line.strip())
+            ]
             detail = errors[0] if errors else "\n".join(lines[-15:])
             raise RuntimeError(f"the {processes}-process run failed (exit {run.returncode}): {detail}")
         return json.loads(result_path.read_text())

@@ -260,7 +260,9 @@ def _claim(step_pk: int) -> WorkflowStep | None:
             return None  # a redelivered message for a step that already ran
         step.mark_running()
         publish(
-            WorkflowChanged(workflow_pk=step.workflow_id, webhook_type="workflow.step_running", step_pk=step.pk)
+            WorkflowChanged(
+                workflow_pk=step.workflow_id, webhook_type="workflow.step_running", step_pk=step.pk
+            )
         )
         return step
 
@@ -592,7 +594,9 @@ def _run_train(workflow: Workflow, step: WorkflowStep):
         WorkflowStep.objects.filter(pk=step.pk).update(
             output={**note, "job_id": job.public_id, "status": job.status, "url": f"/jobs/{job.public_id}/"}
         )
-        publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_updated", step_pk=step.pk))
+        publish(
+            WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_updated", step_pk=step.pk)
+        )
     return WAITING
 
 
@@ -622,7 +626,9 @@ def _run_evaluate(workflow: Workflow, step: WorkflowStep):
         WorkflowStep.objects.filter(pk=step.pk).update(
             output={"evaluation_id": evaluation.public_id, "url": f"/evaluations/{evaluation.public_id}/"}
         )
-        publish(WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_updated", step_pk=step.pk))
+        publish(
+            WorkflowChanged(workflow_pk=workflow.pk, webhook_type="workflow.step_updated", step_pk=step.pk)
+        )
     # It may have finished before the workflow pointed at it: then its end hook found no workflow.
     evaluation.refresh_from_db()
     if evaluation.status in (EvaluationStatus.SUCCEEDED, EvaluationStatus.FAILED):

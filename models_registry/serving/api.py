@@ -44,7 +44,9 @@ class _GenerationIn(Schema):
     def sampling(self, max_tokens: int | None = None) -> dict:
         for name in ("frequency_penalty", "presence_penalty"):
             if getattr(self, name):
-                raise InvalidInput(f"{name}: not supported here (give 0 or leave it out)", details={"param": name})
+                raise InvalidInput(
+                    f"{name}: not supported here (give 0 or leave it out)", details={"param": name}
+                )
         if self.logprobs:
             raise InvalidInput("logprobs: not supported here", details={"param": "logprobs"})
         return services.sampling_spec(
@@ -148,7 +150,9 @@ async def chat_completions(request: HttpRequest, payload: ChatCompletionIn):
 async def completions(request: HttpRequest, payload: CompletionIn):
     """Complete a prompt with a model you may use; `stream` for SSE."""
     if payload.echo or payload.suffix:
-        raise InvalidInput("echo and suffix are not supported here", details={"param": "echo" if payload.echo else "suffix"})
+        raise InvalidInput(
+            "echo and suffix are not supported here", details={"param": "echo" if payload.echo else "suffix"}
+        )
     spec = {"kind": "completion", "prompt": services.completion_prompt(payload.prompt), **payload.sampling()}
     spec["path"] = await sync_to_async(services.served_model_path)(user=request.auth, model=payload.model)
     generation = services.Generation(spec)
@@ -163,7 +167,9 @@ async def completions(request: HttpRequest, payload: CompletionIn):
     include_usage = bool(payload.stream_options and payload.stream_options.include_usage)
 
     def delta(text: str) -> dict:
-        return services.text_completion_object(id=id, model=model, text=text, finish_reason=None, created=created)
+        return services.text_completion_object(
+            id=id, model=model, text=text, finish_reason=None, created=created
+        )
 
     def end(done: dict) -> list[dict]:
         chunks = [services.text_completion_object(id=id, model=model, text="", created=created,

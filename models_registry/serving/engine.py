@@ -100,7 +100,9 @@ class ModelPool:
             logger.info("serving: loaded %s on vLLM in %.1f s", path, time.perf_counter() - started)
             return Loaded(model=model, tokenizer=tokenizer, context=None, vllm=True)
         if self.backend == "vllm" and not _vllm_available():
-            logger.warning("serving: T4DM_SERVING_BACKEND=vllm but vLLM or CUDA is missing; using transformers")
+            logger.warning(
+                "serving: T4DM_SERVING_BACKEND=vllm but vLLM or CUDA is missing; using transformers"
+            )
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         if adapter:
@@ -261,7 +263,9 @@ def generate_batch(loaded: Loaded, requests: list[Request]) -> None:
         width = max(len(r.prompt) for r in rows)
         device = loaded.model.device
         input_ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows], device=device)
+        mask = torch.tensor(
+            [[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows], device=device
+        )
         kwargs: dict[str, Any] = {"do_sample": spec["temperature"] > 0}
         if kwargs["do_sample"]:
             kwargs.update(temperature=spec["temperature"], top_p=spec["top_p"], top_k=0)
@@ -311,7 +315,13 @@ class Engine:
     """The one generation thread of a serving worker process."""
 
     def __init__(
-        self, *, max_batch: int, idle_s: float, backend: str = "auto", torch_threads: int = 0, start: bool = True
+        self,
+        *,
+        max_batch: int,
+        idle_s: float,
+        backend: str = "auto",
+        torch_threads: int = 0,
+        start: bool = True,
     ) -> None:
         self.max_batch, self.torch_threads = max_batch, torch_threads
         self.pool = ModelPool(idle_s=idle_s, backend=backend)

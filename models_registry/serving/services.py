@@ -79,7 +79,12 @@ def _stage_ref(user, model_id: str, stage: str) -> str:
     from models_registry.services import semver_key
 
     versions = list(versions_visible_to(user).filter(model_id=model_id, stage=stage))
-    versions.sort(key=lambda v: (getattr(v.registered, "owner_id", None) != user.pk, [-x for x in semver_key(v.version)]))
+    versions.sort(
+        key=lambda v: (
+            getattr(v.registered, "owner_id", None) != user.pk,
+            [-x for x in semver_key(v.version)],
+        )
+    )
     if not versions:
         raise ModelUnavailable("model")
     return f"{model_id}@{versions[0].version}"
@@ -114,12 +119,18 @@ def served_models(*, user) -> list[dict]:
         if name == "t4dm-tiny" and (path / "config.json").is_file():
             objects.append(_model_object(name, created=int(path.stat().st_mtime), owned_by="t4dm"))
     for version in versions_visible_to(user).exclude(config__task_type="classification").order_by("pk"):
-        owner = version.registered.owner.username if version.registered and version.registered.owner else "t4dm"
+        owner = (
+            version.registered.owner.username if version.registered and version.registered.owner else "t4dm"
+        )
         created = int(version.created_at.timestamp()) if getattr(version, "created_at", None) else 0
-        objects.append(_model_object(f"{version.model_id}@{version.version}", created=created, owned_by=owner))
+        objects.append(
+            _model_object(f"{version.model_id}@{version.version}", created=created, owned_by=owner)
+        )
     for ftjob in jobs_visible_to(user).filter(job__status=JobStatus.SUCCEEDED).order_by("pk"):
         objects.append(
-            _model_object(_ft_name(ftjob), created=int(ftjob.created_at.timestamp()), owned_by=ftjob.job.owner.username)
+            _model_object(
+                _ft_name(ftjob), created=int(ftjob.created_at.timestamp()), owned_by=ftjob.job.owner.username
+            )
         )
     return objects
 
@@ -155,7 +166,11 @@ def _text_of(content: Any, where: str) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
                 raise InvalidInput(f"{where}: only text parts are supported here", details={"param": where})
             parts.append(part["text"])
         return "".join(parts)
@@ -304,7 +319,9 @@ class Generation:
     async def close(self) -> None:
         if not self.closed and self.channel:
             self.closed = True
-            await cache.aset(_closed_key(self.channel), 1, timeout=max(60, int(settings.SERVING_TIMEOUT_S * 2)))
+            await cache.aset(
+                _closed_key(self.channel), 1, timeout=max(60, int(settings.SERVING_TIMEOUT_S * 2))
+            )
 
 
 # --- OpenAI objects ---------------------------------------------------------------------------------

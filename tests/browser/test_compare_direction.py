@@ -33,10 +33,16 @@ def test_delta_trend():
 def test_the_compare_page_colours_by_direction(client, demo_config):
     jobs = [TrainingJob.objects.create(owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment)
             for _ in range(2)]  # fmt: skip
-    metric_points_ingest(job=jobs[0], points=[PointIn("loss", 1, 2.0), PointIn("tokens_per_second", 1, 900.0)])
-    metric_points_ingest(job=jobs[1], points=[PointIn("loss", 1, 1.5), PointIn("tokens_per_second", 1, 700.0)])
+    metric_points_ingest(
+        job=jobs[0], points=[PointIn("loss", 1, 2.0), PointIn("tokens_per_second", 1, 900.0)]
+    )
+    metric_points_ingest(
+        job=jobs[1], points=[PointIn("loss", 1, 1.5), PointIn("tokens_per_second", 1, 700.0)]
+    )
     client.force_login(demo_config.owner)
-    html = client.get("/experiments/compare/", {"jobs": f"{jobs[0].public_id},{jobs[1].public_id}"}).content.decode()
+    html = client.get(
+        "/experiments/compare/", {"jobs": f"{jobs[0].public_id},{jobs[1].public_id}"}
+    ).content.decode()
     html = re.sub(r"\s+", " ", html)
     assert '<span class="delta better">(-0.5000)</span>' in html  # loss fell: better
     assert '<span class="delta worse">(-200.0000)</span>' in html  # tokens/s fell: worse, red

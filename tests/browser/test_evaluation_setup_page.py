@@ -20,7 +20,9 @@ def test_the_form_offers_models_datasets_splits_and_metrics(logged_in, demo_conf
     dataset = demo_config.dataset_version.dataset.public_id
     assert f'value="{dataset}" data-task="chat"' in page
     assert 'value="validation"' in page
-    assert 'data-tasks="chat instruction completion"><input type="checkbox" name="metrics" value="rouge"' in page
+    assert (
+        'data-tasks="chat instruction completion"><input type="checkbox" name="metrics" value="rouge"' in page
+    )
     assert 'href="/evaluations/new/"' in logged_in.get("/evaluations/").content.decode()
 
 

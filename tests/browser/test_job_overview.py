@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_overview_panel(client, demo_config):
-    job = TrainingJob.objects.create(owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment)
+    job = TrainingJob.objects.create(
+        owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment
+    )
     job.started_at = job.created_at
     job.finished_at = job.started_at + timedelta(minutes=2, seconds=5)
     job.latest_metrics = {"loss": 1.25, "tokens_per_sec": 812.5, "eta_seconds": 0}

@@ -46,7 +46,9 @@ def test_the_differing_learning_rate_and_the_duration_are_columns(client, demo_c
 
 def test_an_evaluation_metric_fills_its_column_and_best_follows_direction(client, demo_config):
     run = _run(demo_config)
-    metric_points_ingest(job=run, points=[PointIn("tokens_per_second", 1, 700.0), PointIn("tokens_per_second", 2, 650.0)])
+    metric_points_ingest(
+        job=run, points=[PointIn("tokens_per_second", 1, 700.0), PointIn("tokens_per_second", 2, 650.0)]
+    )
     Evaluation.objects.create(owner=run.owner, job=run, status="succeeded", kind="evaluate", model_path="x",
                               metrics={"accuracy": 0.91})  # fmt: skip
     client.force_login(demo_config.owner)

@@ -21,7 +21,10 @@ def test_a_researcher_is_refused(client, researcher):
     response = client.get("/settings/webhooks/")
     assert response.status_code == 403
     assert "Webhooks are managed by admins" in response.content.decode()
-    assert client.post("/settings/webhooks/", {"url": "https://x.example/", "event_types": ["*"]}).status_code == 403
+    assert (
+        client.post("/settings/webhooks/", {"url": "https://x.example/", "event_types": ["*"]}).status_code
+        == 403
+    )
     assert not WebhookSubscription.objects.exists()
 
 
@@ -32,7 +35,10 @@ def test_an_admin_adds_a_subscription_and_sees_its_secret_once(client, admin):
     }, follow=True)  # fmt: skip
     subscription = WebhookSubscription.objects.get()
     page = response.content.decode()
-    assert (subscription.url, subscription.event_types) == ("https://hooks.example.org/t4dm", ["job.succeeded", "job.failed"])
+    assert (subscription.url, subscription.event_types) == (
+        "https://hooks.example.org/t4dm",
+        ["job.succeeded", "job.failed"],
+    )
     assert subscription.secret in page and subscription.created_by == admin
     assert subscription.secret not in client.get("/settings/webhooks/").content.decode()  # shown once
 

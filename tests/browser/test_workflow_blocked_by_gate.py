@@ -36,7 +36,9 @@ def at_promote(researcher, make_config, succeeded_job, finished_evaluation):
     workflow = Workflow.objects.create(owner=researcher, name="to production", status=WorkflowStatus.RUNNING,
                                        input_spec={"promote_to": "production"}, job=job, model_version=version)  # fmt: skip
     for position, name in enumerate(STEP_ORDER[:-1]):
-        WorkflowStep.objects.create(workflow=workflow, name=name, position=position, status=StepStatus.SUCCEEDED)
+        WorkflowStep.objects.create(
+            workflow=workflow, name=name, position=position, status=StepStatus.SUCCEEDED
+        )
     step = WorkflowStep.objects.create(workflow=workflow, name=StepName.PROMOTE, position=len(STEP_ORDER) - 1)
     return workflow, step, version
 

@@ -66,7 +66,9 @@ def test_augment_from_the_page_runs_on_the_worker_and_opens_the_new_version(page
     base = embedded_platform.base_url
     # Content of its own: an upload of the same bytes by the same owner returns the same dataset, and
     # other tests on this shared platform train on DEMO_ROWS' dataset (its latest version).
-    content = DEMO_ROWS.read_bytes().rstrip(b"\n") + b"\n" + jsonl([chat("Which page augments?", "This one.")])
+    content = (
+        DEMO_ROWS.read_bytes().rstrip(b"\n") + b"\n" + jsonl([chat("Which page augments?", "This one.")])
+    )
     with embedded_platform.http() as http:
         made = http.post(
             "/datasets", files={"file": ("augment-me.jsonl", content)}, data={"task_type": "chat"}

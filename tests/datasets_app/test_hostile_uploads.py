@@ -350,7 +350,9 @@ def test_daphne_answers_hostile_upload_headers_without_reading_the_body(embedded
         assert forged.status_code == 401 and forged.json()["error"]["code"] == "not_authenticated"
 
 
-def test_a_save_to_disk_folder_over_the_decoded_limit_is_refused(researcher, artifact_root, import_root, settings):
+def test_a_save_to_disk_folder_over_the_decoded_limit_is_refused(
+    researcher, artifact_root, import_root, settings
+):
     import datasets
 
     from datasets_app.services import dataset_prepare

@@ -58,7 +58,10 @@ def test_a_large_upload_is_queued_and_prepared_by_the_worker_not_the_web_request
     assert done["status"] == "succeeded" and done["progress"] == 1.0 and done["result_version"] == 1
     result = done["result"]
     assert set(result) == SEED_KEYS and result["dataset_id"] == done["dataset_id"]
-    assert result["statistics"]["total_samples"] == 40 and result["validation"]["status"] in ("passed", "warning")
+    assert result["statistics"]["total_samples"] == 40 and result["validation"]["status"] in (
+        "passed",
+        "warning",
+    )
     assert api.get(researcher, f"/datasets/{done['dataset_id']}").json() == result
     dataset = Dataset.objects.get()
     assert dataset.name == "big.jsonl" and dataset.owner == researcher

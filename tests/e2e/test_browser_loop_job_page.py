@@ -69,7 +69,9 @@ def test_a_succeeded_job_cannot_be_resumed_and_is_not_live(page, live_server, jo
     page.screenshot(path=str(SHOTS / "job_overview.png"), full_page=True)
 
 
-def test_the_training_form_groups_runs_in_a_named_experiment(page, live_server, transactional_db, demo_config):
+def test_the_training_form_groups_runs_in_a_named_experiment(
+    page, live_server, transactional_db, demo_config
+):
     from experiments.models import TrainingJob
 
     SHOTS.mkdir(exist_ok=True)

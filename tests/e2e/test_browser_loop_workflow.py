@@ -25,7 +25,9 @@ def test_a_blocked_workflow_page(page, live_server, researcher, at_promote):
     from experiments.workflows.services import workflow_step_run
 
     workflow, step, version = at_promote
-    workflow.steps.filter(name="version").update(output={"url": f"/models/{version.model_id}/{version.version}/"})
+    workflow.steps.filter(name="version").update(
+        output={"url": f"/models/{version.model_id}/{version.version}/"}
+    )
     workflow_step_run(step_pk=step.pk)
     base = live_server.url
     page.goto(base + "/login/")
@@ -35,9 +37,13 @@ def test_a_blocked_workflow_page(page, live_server, researcher, at_promote):
     page.wait_for_load_state("networkidle")
     page.goto(f"{base}/workflows/{workflow.public_id}/")
     page.wait_for_function("document.getElementById('workflow-status').textContent === 'blocked by gate'")
-    assert page.locator("#pipeline li[data-step=promote] [data-role=status]").inner_text() == "blocked by gate"
+    assert (
+        page.locator("#pipeline li[data-step=promote] [data-role=status]").inner_text() == "blocked by gate"
+    )
     assert "Sample outputs reviewed" in page.locator("#workflow-error").inner_text()
     assert page.locator("#retry-workflow").inner_text() == "Check the gate again and promote"
-    assert page.locator("#gate-link").get_attribute("href") == f"/models/{version.model_id}/{version.version}/"
+    assert (
+        page.locator("#gate-link").get_attribute("href") == f"/models/{version.model_id}/{version.version}/"
+    )
     Path("/tmp/shots").mkdir(exist_ok=True)
     page.screenshot(path="/tmp/shots/workflow_blocked.png", full_page=True)

@@ -52,7 +52,9 @@ def test_compare_models_keys_results_by_the_names_sent(
     job = trained_job.public_id
     names = ["t4dm-tiny", job, f"{job}/step-2"]
     (compared,) = _run_all(
-        api, researcher, django_capture_on_commit_callbacks,
+        api,
+        researcher,
+        django_capture_on_commit_callbacks,
         [("/compare-models", {"models": names, "metrics": ["perplexity"], "max_samples": 2})],
     )
 
@@ -74,7 +76,9 @@ def test_evaluations_report_the_name_sent_never_the_server_path(
 ):
     job = trained_job.public_id
     by_job, by_checkpoint, by_id = _run_all(
-        api, researcher, django_capture_on_commit_callbacks,
+        api,
+        researcher,
+        django_capture_on_commit_callbacks,
         [
             ("/evaluations", {"model_path": job, "metrics": ["perplexity"], "max_samples": 2}),
             ("/evaluations", {"model_path": f"{job}/step-2", "metrics": ["perplexity"], "max_samples": 2}),
@@ -95,9 +99,21 @@ def test_compare_versions_names_both_sides(
 ):
     job = trained_job.public_id
     (compared,) = _run_all(
-        api, researcher, django_capture_on_commit_callbacks,
-        [("/compare-versions", {"version_a": f"{job}/step-2", "version_b": job, "metrics": ["perplexity"],
-                                "resamples": 100, "max_samples": 2})],
+        api,
+        researcher,
+        django_capture_on_commit_callbacks,
+        [
+            (
+                "/compare-versions",
+                {
+                    "version_a": f"{job}/step-2",
+                    "version_b": job,
+                    "metrics": ["perplexity"],
+                    "resamples": 100,
+                    "max_samples": 2,
+                },
+            )
+        ],
     )
 
     assert compared["status"] == "succeeded", compared["error"]

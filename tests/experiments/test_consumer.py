@@ -139,5 +139,10 @@ async def test_a_saved_checkpoint_reaches_the_open_page(job):
     await sync_to_async(checkpoint_record)(job=job, step=50, path="/tmp/ckpt-50", metrics={"loss": 1.25})
     messages = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
     checkpoint = next(m["checkpoint"] for m in messages if m["type"] == "checkpoint")
-    assert checkpoint == {"step": 50, "loss": 1.25, "val_loss": None, "model_path": f"{job.public_id}/step-50"}
+    assert checkpoint == {
+        "step": 50,
+        "loss": 1.25,
+        "val_loss": None,
+        "model_path": f"{job.public_id}/step-50",
+    }
     await communicator.disconnect()

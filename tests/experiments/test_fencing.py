@@ -108,7 +108,9 @@ def test_a_superseded_attempt_writes_nothing_and_leaves_the_new_attempts_checkpo
                 redeliver()
 
     monkeypatch.setattr(worker_module, "HttpReporter", FrozenThenWoken)
-    outcome = worker_module.run_job(server_url=live_server.url, job_id=job.public_id, token=old_token, name="old")
+    outcome = worker_module.run_job(
+        server_url=live_server.url, job_id=job.public_id, token=old_token, name="old"
+    )
 
     assert outcome == "abandoned"  # fenced: it stopped without writing and without reporting an end
     assert seen["old_checkpoints"] == ["checkpoint-4"]
@@ -140,4 +142,8 @@ def test_rotation_never_deletes_a_later_attempts_checkpoint(tmp_path):
         os.utime(folder, (step, step))  # mtime order = step order
     old = AttemptFence(tmp_path, 1)
     rotate_own_checkpoints(tmp_path, 2, None, old)
-    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-6", "checkpoint-8"]
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == [
+        "checkpoint-10",
+        "checkpoint-6",
+        "checkpoint-8",
+    ]

@@ -122,7 +122,9 @@ def test_the_worker_flow_with_a_job_token(api, researcher, demo_config, django_c
     }
     assert post("progress", {"step": 3, "total_steps": 10, "epoch": 0.3}).status_code == 200
     assert (
-        post("checkpoints", {"step": 3, "path": f"{job.output_dir}/checkpoint-3", "metrics": {"loss": 1.0}}).status_code
+        post(
+            "checkpoints", {"step": 3, "path": f"{job.output_dir}/checkpoint-3", "metrics": {"loss": 1.0}}
+        ).status_code
         == 201
     )
     api.post(researcher, f"/jobs/{job_id}/cancel")
@@ -185,7 +187,10 @@ def test_the_best_checkpoint_reported_at_success_is_marked(
     post("status", {"status": "running", "worker": "w1"})
     for step in (10, 20, 30):
         # Reported folders must lie under the artifact root (the job's output_dir is).
-        post("checkpoints", {"step": step, "path": f"{job.output_dir}/checkpoint-{step}", "metrics": {"val_loss": 1.0}})
+        post(
+            "checkpoints",
+            {"step": step, "path": f"{job.output_dir}/checkpoint-{step}", "metrics": {"val_loss": 1.0}},
+        )
     with django_capture_on_commit_callbacks(execute=False):
         best = f"{job.output_dir}/checkpoint-20"
         done = post("status", {"status": "succeeded", "result": {"best_checkpoint": best}})
@@ -210,7 +215,8 @@ def test_a_worker_hands_back_a_job_it_cannot_hold_and_it_fails_after_the_limit(
 
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
         first = worker.post(
-            f"/api/v1/worker/jobs/{job_id}/refuse", {"worker": "l4-box", "reason": reason},
+            f"/api/v1/worker/jobs/{job_id}/refuse",
+            {"worker": "l4-box", "reason": reason},
             content_type="application/json",
         )
     assert first.status_code == 200 and first.json() == {"requeued": True, "refusals": 1}
@@ -223,7 +229,8 @@ def test_a_worker_hands_back_a_job_it_cannot_hold_and_it_fails_after_the_limit(
 
     new_token = job.issue_token()
     again = Client(headers={"Authorization": f"Bearer {new_token}"}).post(
-        f"/api/v1/worker/jobs/{job_id}/refuse", {"worker": "l4-box", "reason": reason},
+        f"/api/v1/worker/jobs/{job_id}/refuse",
+        {"worker": "l4-box", "reason": reason},
         content_type="application/json",
     )
     assert again.json() == {"requeued": False, "refusals": 2}
@@ -234,7 +241,9 @@ def test_a_worker_hands_back_a_job_it_cannot_hold_and_it_fails_after_the_limit(
     assert sum(m.startswith("refused by l4-box: needs 40,000 MiB") for m in events) == 2
 
 
-def test_a_redelivered_job_resumes_from_its_newest_checkpoint_within_its_stored_metrics(demo_config, tmp_path):
+def test_a_redelivered_job_resumes_from_its_newest_checkpoint_within_its_stored_metrics(
+    demo_config, tmp_path
+):
     # The worker reported checkpoint-5 and metrics up to step 12; then, declared lost but still running
     # for a moment, it saved checkpoint-10 and checkpoint-15 (renamed into place: complete) and rotated
     # checkpoint-5 away, its reports and metrics refused.

@@ -30,15 +30,26 @@ def _runs(config, count: int, *, status=JobStatus.SUCCEEDED, age_days: int = 0, 
     now = timezone.now() - timedelta(days=age_days)
     jobs = TrainingJob.objects.bulk_create(
         [
-            TrainingJob(owner=config.owner, config=config, experiment=config.experiment, status=status,
-                        created_at=now - timedelta(seconds=i), started_at=now, finished_at=now)  # fmt: skip
+            TrainingJob(
+                owner=config.owner,
+                config=config,
+                experiment=config.experiment,
+                status=status,
+                created_at=now - timedelta(seconds=i),
+                started_at=now,
+                finished_at=now,
+            )  # fmt: skip
             for i in range(count)
         ]
     )
     if loss is not None:
         for job in jobs:
             metric_points_ingest(
-                job=job, points=[PointIn("loss", 1, loss + 1, wall_time=1.7e9), PointIn("loss", 2, loss, wall_time=1.7e9)]
+                job=job,
+                points=[
+                    PointIn("loss", 1, loss + 1, wall_time=1.7e9),
+                    PointIn("loss", 2, loss, wall_time=1.7e9),
+                ],
             )
     return jobs
 
@@ -81,7 +92,10 @@ def test_a_sort_orders_every_run_and_the_page_holds_fifty(client, demo_config, r
     last = client.get("/experiments/", {"sort": "status", "page": 5}).content.decode()
     assert len(_job_ids(last)) == 6 and 'rel="next"' not in last and 'rel="prev"' in last
     # Runs without the value go last in both directions.
-    assert _job_ids(client.get("/experiments/", {"sort": "-loss__final"}).content.decode())[0] == oldest.public_id
+    assert (
+        _job_ids(client.get("/experiments/", {"sort": "-loss__final"}).content.decode())[0]
+        == oldest.public_id
+    )
 
 
 def test_compare_reads_ten_runs_in_as_many_queries_as_two(client, demo_config, researcher):
@@ -90,7 +104,9 @@ def test_compare_reads_ten_runs_in_as_many_queries_as_two(client, demo_config, r
     auth = {"Authorization": f"Bearer {researcher.raw_token}"}
     two = ",".join(j.public_id for j in jobs[:2])
     ten = ",".join(j.public_id for j in jobs)
-    assert _queries(client, f"/experiments/compare/?jobs={ten}") == _queries(client, f"/experiments/compare/?jobs={two}")
+    assert _queries(client, f"/experiments/compare/?jobs={ten}") == _queries(
+        client, f"/experiments/compare/?jobs={two}"
+    )
     assert _queries(client, f"/api/v1/runs/compare?job_ids={ten}", **auth) == _queries(
         client, f"/api/v1/runs/compare?job_ids={two}", **auth
     )

@@ -129,7 +129,8 @@ def test_the_seed_no_longer_decides_the_sides_or_the_queue(api, client, research
     sides = [list(t.items.order_by("index").values_list("model_a", flat=True)) for t in (first, second)]
     assert sides[0] != sides[1]
     queues = [
-        list(t.assignments.order_by("position").values_list("item__index", flat=True)) for t in (first, second)
+        list(t.assignments.order_by("position").values_list("item__index", flat=True))
+        for t in (first, second)
     ]
     assert queues[0] != queues[1]
     # the ids handed to evaluators do not follow item order

@@ -66,13 +66,17 @@ def test_the_upload_set_up_refuses_non_evaluators_alike(api, researcher, account
     bodies = set()
     for name in ("nobody", "ada"):
         setup = json.dumps({"model_path": "t4dm-tiny", "evaluators": [name]})
-        response = api.upload(researcher, "/human-eval/tasks/upload", content=b"q?\n", name="q.txt", setup=setup)
+        response = api.upload(
+            researcher, "/human-eval/tasks/upload", content=b"q?\n", name="q.txt", setup=setup
+        )
         assert response.status_code == 400
         bodies.add(json.dumps(response.json()).replace(name, "<name>"))
     assert len(bodies) == 1 and not HumanEvalTask.objects.exists()
 
 
-def test_reassignment_never_hands_items_to_someone_who_may_not_evaluate(api, researcher, accounts, artifact_root):
+def test_reassignment_never_hands_items_to_someone_who_may_not_evaluate(
+    api, researcher, accounts, artifact_root
+):
     from django.contrib.auth import get_user_model
 
     from experiments.human_eval.services import items_create
@@ -92,5 +96,7 @@ def test_the_admin_task_form_offers_only_evaluators(admin_client, api, researche
     pk = int(response.json()["task_id"].split("-")[1])
     page = admin_client.get(f"/admin/human_eval/humanevaltask/{pk}/change/")
     assert page.status_code == 200
-    offered = set(page.context["adminform"].form.fields["evaluators"].queryset.values_list("username", flat=True))
+    offered = set(
+        page.context["adminform"].form.fields["evaluators"].queryset.values_list("username", flat=True)
+    )
     assert offered == {"eve", "rita"}  # rita holds the evaluator role too (she may rate others' tasks)

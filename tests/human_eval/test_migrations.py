@@ -18,7 +18,10 @@ def test_existing_assignments_get_random_ids_and_keep_their_ratings(make_user):
     executor.migrate(BEFORE)
     old = executor.loader.project_state(BEFORE).apps
     Task, Item = old.get_model("human_eval", "HumanEvalTask"), old.get_model("human_eval", "HumanEvalItem")
-    Assignment, Rating = old.get_model("human_eval", "HumanEvalAssignment"), old.get_model("human_eval", "HumanEvalRating")
+    Assignment, Rating = (
+        old.get_model("human_eval", "HumanEvalAssignment"),
+        old.get_model("human_eval", "HumanEvalRating"),
+    )
     task = Task.objects.create(owner_id=rita.pk, name="t", mode="pairwise", seed=3)
     for index in range(3):
         item = Item.objects.create(task=task, index=index, prompt=f"p{index}", output_a="a", output_b="b")

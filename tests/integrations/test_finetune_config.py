@@ -216,7 +216,9 @@ def test_evaluations_default_to_the_files_metrics_and_test_samples(
 def test_only_admins_see_where_webhooks_point(client, researcher, make_user, settings):
     from experiments.integrations.models import WebhookSubscription
 
-    WebhookSubscription.objects.create(url="https://hooks.internal.example/t4dm", event_types=["job.succeeded"])
+    WebhookSubscription.objects.create(
+        url="https://hooks.internal.example/t4dm", event_types=["job.succeeded"]
+    )
     settings.VALIDATOR_URL = "https://validator.internal.example/check"
     client.force_login(researcher)
     page = client.get("/settings/finetune/").content.decode()

@@ -132,11 +132,15 @@ def test_the_subscription_api_checks_input_and_roles(client, admin, researcher):
     assert client.get(f"/api/v1/webhooks/{created['id']}", headers=headers).status_code == 404
 
 
-def test_the_delivery_log_is_in_the_admin(client, admin, django_user_model, django_capture_on_commit_callbacks):
+def test_the_delivery_log_is_in_the_admin(
+    client, admin, django_user_model, django_capture_on_commit_callbacks
+):
     subscription = _subscribe(client, admin, "http://example.org/hook", ["job.*"])
     with django_capture_on_commit_callbacks(execute=False):
         emit("job.succeeded", {"job": {"job_id": "job-042"}})
-    client.force_login(django_user_model.objects.create_superuser("root", "root@example.org", "pw-root-12345"))
+    client.force_login(
+        django_user_model.objects.create_superuser("root", "root@example.org", "pw-root-12345")
+    )
 
     deliveries = client.get("/admin/integrations/webhookdelivery/")
     assert deliveries.status_code == 200 and "job.succeeded" in deliveries.content.decode()

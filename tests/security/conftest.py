@@ -35,7 +35,9 @@ def world(people, artifact_root, tiny_model_dir, settings, django_capture_on_com
     settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: no request leaves this machine
     owner, other, evaluator = people["owner"], people["other"], people["evaluator"]
     with django_capture_on_commit_callbacks(execute=False):
-        version = dataset_prepare(owner=owner, name="secret-set", content=DEMO_ROWS.read_bytes(), task_type="chat")
+        version = dataset_prepare(
+            owner=owner, name="secret-set", content=DEMO_ROWS.read_bytes(), task_type="chat"
+        )
         experiment = experiment_create(owner=owner, name="owner-exp")
         config = training_config_create(
             owner=owner,
@@ -73,7 +75,9 @@ def world(people, artifact_root, tiny_model_dir, settings, django_capture_on_com
         ftjob = openai_job_create(owner=owner, model="t4dm-tiny", training_file=openai_file.file_id)
         dataset_task = dataset_augment_request(owner=owner, version=version, methods=["template_paraphrase"])
         checkpoint_record(job=done, step=1, path=str(tiny_model_dir), metrics={})
-        ProviderJob.objects.create(job=done, provider="openai", remote_job_id="ftjob-remote", base_url=settings.OPENAI_BASE_URL)
+        ProviderJob.objects.create(
+            job=done, provider="openai", remote_job_id="ftjob-remote", base_url=settings.OPENAI_BASE_URL
+        )
         mlflow_experiment = mlflow.experiment_create(owner=owner, name="owner-mlflow")
         run = mlflow.run_create(owner=owner, experiment=mlflow_experiment, run_name="owner-run")
     assert TrainingJob.objects.filter(owner=owner).count() >= 3

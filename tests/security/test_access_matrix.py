@@ -205,9 +205,11 @@ QUERIES = {
 def _headers(identity: str, people: dict, world: dict, revoked: str) -> dict:
     if identity == "anonymous":
         return {}
-    token = {"revoked": revoked, "worker_other": world["other_job_token"], "worker_own": world["job_token"]}.get(
-        identity
-    ) or people[identity].raw_token
+    token = {
+        "revoked": revoked,
+        "worker_other": world["other_job_token"],
+        "worker_own": world["job_token"],
+    }.get(identity) or people[identity].raw_token
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -243,7 +245,9 @@ def test_each_identity_gets_what_the_policy_says(
             for identity in IDENTITIES:
                 response = _call(client, method, path, url, _headers(identity, people, world, revoked), world)
                 if not _matches(policy[identity], response.status_code):
-                    wrong.append(f"{method} {path} as {identity}: {response.status_code} (policy {policy[identity]})")
+                    wrong.append(
+                        f"{method} {path} as {identity}: {response.status_code} (policy {policy[identity]})"
+                    )
     assert not wrong, "\n".join(wrong)
 
 
@@ -278,7 +282,9 @@ def test_registry_rows_when_another_researcher_uses_the_same_model_id(
         versions = ModelVersion.objects.filter(registered=theirs).order_by("version")
         return {
             "model": (theirs.description, theirs.thresholds, theirs.limitations),
-            "versions": [(v.version, v.stage, v.model_card, v.signoffs.count(), v.exports.count()) for v in versions],
+            "versions": [
+                (v.version, v.stage, v.model_card, v.signoffs.count(), v.exports.count()) for v in versions
+            ],
         }
 
     other_job = TrainingJob.objects.filter(owner=other).first()
@@ -319,4 +325,6 @@ def test_registry_rows_when_another_researcher_uses_the_same_model_id(
     assert owner_state() == before
     # and the owner still sees exactly their own model
     listed = client.get("/api/v1/models", headers={"Authorization": f"Bearer {owner.raw_token}"}).json()
-    assert [(m["model_id"], m["owner"], m["versions"]) for m in listed] == [(world["model_id"], owner.username, 1)]
+    assert [(m["model_id"], m["owner"], m["versions"]) for m in listed] == [
+        (world["model_id"], owner.username, 1)
+    ]

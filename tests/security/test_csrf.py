@@ -28,7 +28,9 @@ def test_every_post_form_in_the_templates_has_the_csrf_token():
     assert not missing, "\n".join(missing)
 
 
-def test_state_changing_pages_refuse_a_post_without_the_token(people, world, django_capture_on_commit_callbacks):
+def test_state_changing_pages_refuse_a_post_without_the_token(
+    people, world, django_capture_on_commit_callbacks
+):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(people["owner"])
     refused = []
@@ -59,7 +61,9 @@ def test_the_login_form_needs_the_token(people):
     page = browser.get("/login/")
     token = browser.cookies["csrftoken"].value
     assert token and "csrfmiddlewaretoken" in page.content.decode()
-    response = browser.post("/login/", {"username": "olga", "password": "pw-olga", "csrfmiddlewaretoken": token})
+    response = browser.post(
+        "/login/", {"username": "olga", "password": "pw-olga", "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302
 
 

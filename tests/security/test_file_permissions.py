@@ -35,7 +35,9 @@ print(version.path)
 
 
 def _clean_env(data_dir: Path, tiny_model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("T4DM_", "DJANGO_", "DATABASE_", "CELERY_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("T4DM_", "DJANGO_", "DATABASE_", "CELERY_"))
+    }
     return {
         **env,
         "T4DM_DATA_DIR": str(data_dir),
@@ -69,10 +71,14 @@ def test_an_embedded_platform_keeps_its_data_files_private(tmp_path, tiny_model_
     assert messages and any(b"t4job_" in p.read_bytes() for p in messages), names
     assert [p for p in dataset_folder.iterdir() if p.suffix == ".parquet"]
     readable = [
-        f"{p.relative_to(data_dir)} {stat.filemode(p.stat().st_mode)}" for p in files if p.stat().st_mode & 0o077
+        f"{p.relative_to(data_dir)} {stat.filemode(p.stat().st_mode)}"
+        for p in files
+        if p.stat().st_mode & 0o077
     ]
     open_folders = [
-        f"{p.relative_to(data_dir)} {stat.filemode(p.stat().st_mode)}" for p in folders if p.stat().st_mode & 0o077
+        f"{p.relative_to(data_dir)} {stat.filemode(p.stat().st_mode)}"
+        for p in folders
+        if p.stat().st_mode & 0o077
     ]
     assert not readable, "files others can read or write:\n" + "\n".join(readable)
     assert not open_folders, "folders others can enter:\n" + "\n".join(open_folders)

@@ -28,7 +28,10 @@ PAGE_POLICY = {
     "job-detail": ("GET", DASHBOARD_OWNED),
     "demo-start": ("POST", ACTION),
     "experiments-list": ("GET", DASHBOARD),
-    "experiments-compare": ("GET", {**DASHBOARD, "other": "ok", "owner": "ok", "admin": "ok"}),  # 400: no runs named
+    "experiments-compare": (
+        "GET",
+        {**DASHBOARD, "other": "ok", "owner": "ok", "admin": "ok"},
+    ),  # 400: no runs named
     "config-new": ("GET", DASHBOARD),
     "config-estimate": ("POST", ACTION),
     "rating-queue": ("GET", LOGGED_IN),
@@ -61,10 +64,18 @@ PAGE_POLICY = {
     "webhooks": ("GET", {**DASHBOARD, "other": 403, "owner": 403}),
     "webhook-toggle": ("POST", {**DASHBOARD, "other": 403, "owner": 403, "admin": 404}),  # wh-missing
     # Prometheus scrapes: admins (session) or the T4DM_METRICS_TOKEN bearer; a user token is not enough.
-    "metrics": ("GET", {
-        "anonymous": 401, "revoked": 403, "worker_other": 403, "evaluator": 403,
-        "other": 403, "owner": 403, "admin": 200,
-    }),  # fmt: skip
+    "metrics": (
+        "GET",
+        {
+            "anonymous": 401,
+            "revoked": 403,
+            "worker_other": 403,
+            "evaluator": 403,
+            "other": 403,
+            "owner": 403,
+            "admin": 200,
+        },
+    ),  # fmt: skip
     "health": ("GET", PUBLIC),  # says only which component is down, nothing about records
     "favicon": ("GET", PUBLIC),
     "login": ("GET", PUBLIC),
@@ -121,7 +132,9 @@ def _matches(expected, response) -> bool:
     return response.status_code == expected
 
 
-def test_each_identity_gets_what_the_page_policy_says(client, people, world, django_capture_on_commit_callbacks):
+def test_each_identity_gets_what_the_page_policy_says(
+    client, people, world, django_capture_on_commit_callbacks
+):
     """One world, the identities in turn (the owner's actions come after the non-owner's were refused)."""
     wrong = []
     for identity in IDENTITIES:

@@ -57,7 +57,9 @@ def _leaks(text: str, secrets: dict) -> list[str]:
     return [name for name, value in secrets.items() if value and value in text]
 
 
-def test_no_secret_in_any_api_response_page_or_log(client, people, secrets_world, caplog, django_capture_on_commit_callbacks):
+def test_no_secret_in_any_api_response_page_or_log(
+    client, people, secrets_world, caplog, django_capture_on_commit_callbacks
+):
     secrets = secrets_world["secrets"]
     found = []
     caplog.set_level(logging.DEBUG)
@@ -69,14 +71,18 @@ def test_no_secret_in_any_api_response_page_or_log(client, people, secrets_world
                     continue
                 response = client.get(_path(path, secrets_world), headers=headers)
                 body = b"".join(response.streaming_content) if response.streaming else response.content
-                found += [f"{who} GET {path}: {leak}" for leak in _leaks(body.decode("utf-8", "replace"), secrets)]
+                found += [
+                    f"{who} GET {path}: {leak}" for leak in _leaks(body.decode("utf-8", "replace"), secrets)
+                ]
             client.force_login(people[who] if who == "owner" else secrets_world["superuser"])
             for route, name in pages():
                 if PAGE_POLICY.get(name, ("GET",))[0] != "GET":
                     continue
                 response = client.get(_url(route, secrets_world))
                 if not response.streaming:
-                    found += [f"{who} page {route}: {leak}" for leak in _leaks(response.content.decode(), secrets)]
+                    found += [
+                        f"{who} page {route}: {leak}" for leak in _leaks(response.content.decode(), secrets)
+                    ]
             client.logout()
         # Admin pages: the token, job, webhook and worker records, their lists and change forms.
         client.force_login(secrets_world["superuser"])

@@ -27,7 +27,10 @@ UPLOADS = [
     ("/api/v1/datasets", {"task_type": "chat"}),
     ("/api/v1/datasets/validate", {"task_type": "chat"}),
     ("/api/v1/datasets/knowledge", {}),
-    ("/api/v1/human-eval/tasks/upload", {"setup": json.dumps({"evaluators": ["eve"], "model_path": "t4dm-tiny"})}),
+    (
+        "/api/v1/human-eval/tasks/upload",
+        {"setup": json.dumps({"evaluators": ["eve"], "model_path": "t4dm-tiny"})},
+    ),
     ("/v1/files", {"purpose": "fine-tune"}),
 ]
 
@@ -58,7 +61,9 @@ def test_binary_named_jsonl_is_refused_by_every_upload_endpoint(client, owner, a
             assert 400 <= response.status_code < 500, (url, response.status_code, response.content[:300])
             assert response.json()["error"]["message"], url
     assert Dataset.objects.count() == 0
-    assert not (artifact_root / "datasets").exists() or not any((artifact_root / "datasets").rglob("*.parquet"))
+    assert not (artifact_root / "datasets").exists() or not any(
+        (artifact_root / "datasets").rglob("*.parquet")
+    )
 
 
 def test_compressed_files_and_archives_are_refused(client, owner, artifact_root):
@@ -68,7 +73,9 @@ def test_compressed_files_and_archives_are_refused(client, owner, artifact_root)
     ]
     for name, content, expect in kinds:
         for url, fields in (UPLOADS[0], UPLOADS[4]):
-            response = client.post(url, {"file": SimpleUploadedFile(name, content), **fields}, headers=_auth(owner))
+            response = client.post(
+                url, {"file": SimpleUploadedFile(name, content), **fields}, headers=_auth(owner)
+            )
             assert response.status_code == 400 and expect in _error_message(response), response.content[:300]
     assert Dataset.objects.count() == 0
 
@@ -86,7 +93,11 @@ def test_a_parquet_decompression_bomb_is_refused(client, owner, artifact_root, s
     assert response.status_code == 400 and "DATASET_MAX_DECODED_BYTES" in _error_message(response)
     small = client.post(
         "/api/v1/datasets",
-        {"file": SimpleUploadedFile("ok.parquet", _parquet([GOOD] * 20)), "format": "parquet", "task_type": "chat"},
+        {
+            "file": SimpleUploadedFile("ok.parquet", _parquet([GOOD] * 20)),
+            "format": "parquet",
+            "task_type": "chat",
+        },
         headers=_auth(owner),
     )
     assert small.status_code == 201
@@ -96,7 +107,9 @@ def test_an_oversized_upload_is_refused_with_413_before_it_is_parsed(client, own
     settings.MAX_UPLOAD_BYTES = 10_000
     for url, fields in UPLOADS:
         response = client.post(
-            url, {"file": SimpleUploadedFile("big.jsonl", DEMO_ROWS.read_bytes()), **fields}, headers=_auth(owner)
+            url,
+            {"file": SimpleUploadedFile("big.jsonl", DEMO_ROWS.read_bytes()), **fields},
+            headers=_auth(owner),
         )
         assert response.status_code == 413, url
         assert response.json()["error"]["code"] == "payload_too_large"
@@ -108,7 +121,8 @@ def _multipart(filename: str, content: bytes, **fields: str) -> tuple[bytes, str
     """A hand-built multipart body: the filename goes on the wire byte for byte."""
     boundary = "t4dmBoundary7MA4YWxk"
     parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
     ]
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode()
@@ -137,7 +151,11 @@ def test_names_with_control_characters_or_too_long_are_refused(client, owner, ar
     for name in ("line\nbreak", "evil\x1b[31m", "invoice\u202egnp", "nul\x00", "x" * 250):
         response = client.post(
             "/api/v1/datasets",
-            {"file": SimpleUploadedFile("ok.jsonl", DEMO_ROWS.read_bytes()), "name": name, "task_type": "chat"},
+            {
+                "file": SimpleUploadedFile("ok.jsonl", DEMO_ROWS.read_bytes()),
+                "name": name,
+                "task_type": "chat",
+            },
             headers=_auth(owner),
         )
         assert response.status_code == 400, (name, response.content)
@@ -191,16 +209,30 @@ def test_import_paths_outside_the_import_root_are_refused(client, owner, artifac
 def test_worker_reported_folders_must_lie_under_the_artifact_root(client, world, artifact_root, tmp_path):
     worker = {"Authorization": f"Bearer {world['job_token']}"}
     base = f"/api/v1/worker/jobs/{world['job_id']}"
-    for path in ("/etc", "../../etc", str(artifact_root) + "/../escape", "relative/checkpoint-1", str(tmp_path)):
+    for path in (
+        "/etc",
+        "../../etc",
+        str(artifact_root) + "/../escape",
+        "relative/checkpoint-1",
+        str(tmp_path),
+    ):
         response = client.post(
             f"{base}/checkpoints", {"step": 1, "path": path}, content_type="application/json", headers=worker
         )
         assert response.status_code == 400, (path, response.content)
         assert response.json()["error"]["code"] == "path_outside_job_folder"
-    running = client.post(f"{base}/status", {"status": "running", "worker": "w"}, content_type="application/json", headers=worker)
+    running = client.post(
+        f"{base}/status",
+        {"status": "running", "worker": "w"},
+        content_type="application/json",
+        headers=worker,
+    )
     assert running.status_code == 200
     final = client.post(
-        f"{base}/status", {"status": "succeeded", "final_model_path": "/etc"}, content_type="application/json", headers=worker
+        f"{base}/status",
+        {"status": "succeeded", "final_model_path": "/etc"},
+        content_type="application/json",
+        headers=worker,
     )
     assert final.status_code == 400
     inside = client.post(
@@ -210,12 +242,16 @@ def test_worker_reported_folders_must_lie_under_the_artifact_root(client, world,
     assert inside.status_code == 201
 
 
-def test_export_archives_hold_only_relative_members(client, people, world, artifact_root, tmp_path, django_capture_on_commit_callbacks):
+def test_export_archives_hold_only_relative_members(
+    client, people, world, artifact_root, tmp_path, django_capture_on_commit_callbacks
+):
     before = _files_outside(tmp_path, artifact_root)
     owner = _auth(people["owner"])
     base = f"/api/v1/models/{world['model_id']}/versions/{world['version']}"
     with django_capture_on_commit_callbacks(execute=True):
-        created = client.post(f"{base}/exports", {"merge": False}, content_type="application/json", headers=owner)
+        created = client.post(
+            f"{base}/exports", {"merge": False}, content_type="application/json", headers=owner
+        )
     assert created.status_code == 201, created.content
     export_id = created.json()["id"] if "id" in created.json() else created.json()["export_id"]
     archive = client.get(f"{base}/exports/{export_id}/archive", headers=owner)

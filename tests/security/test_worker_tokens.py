@@ -40,7 +40,10 @@ def _worker(client, job: TrainingJob, token: str):
     def post(what: str, body: dict):
         prefix = "ingest" if what == "metrics" else "worker"
         return client.post(
-            f"/api/v1/{prefix}/jobs/{job.public_id}/{what}", body, content_type="application/json", headers=headers
+            f"/api/v1/{prefix}/jobs/{job.public_id}/{what}",
+            body,
+            content_type="application/json",
+            headers=headers,
         )
 
     post.spec = lambda: client.get(f"/api/v1/worker/jobs/{job.public_id}/spec", headers=headers)
@@ -108,7 +111,9 @@ def test_reported_folders_must_resolve_inside_the_jobs_own_folder(
     own = os.path.join(mine.output_dir, "checkpoint-1")
     assert worker("checkpoints", {"step": 1, "path": own}).status_code == 201
     assert Checkpoint.objects.get(job=mine).path == own
-    done = worker("status", {"status": "succeeded", "final_model_path": os.path.join(mine.output_dir, "final")})
+    done = worker(
+        "status", {"status": "succeeded", "final_model_path": os.path.join(mine.output_dir, "final")}
+    )
     assert done.status_code == 200
     mine.refresh_from_db()
     assert mine.final_model_path == os.path.join(os.path.realpath(mine.output_dir), "final")

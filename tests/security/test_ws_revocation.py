@@ -34,7 +34,9 @@ def _fast_rechecks(settings):
 
 @pytest.fixture
 def job(demo_config):
-    return TrainingJob.objects.create(owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment)
+    return TrainingJob.objects.create(
+        owner=demo_config.owner, config=demo_config, experiment=demo_config.experiment
+    )
 
 
 def _headers(token: str | None = None, cookie: str | None = None) -> list[tuple[bytes, bytes]]:
@@ -47,7 +49,9 @@ def _headers(token: str | None = None, cookie: str | None = None) -> list[tuple[
 
 
 async def _open_job_stream(job, **credentials) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, f"/ws/jobs/{job.public_id}/", headers=_headers(**credentials))
+    communicator = WebsocketCommunicator(
+        application, f"/ws/jobs/{job.public_id}/", headers=_headers(**credentials)
+    )
     connected, _ = await communicator.connect()
     assert connected
     assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
@@ -115,12 +119,18 @@ async def test_a_logged_out_browser_session_loses_the_job_stream(job):
     await _closes_with(communicator, job, 4401)
 
 
-async def test_the_playground_generates_nothing_for_a_deactivated_user(make_config, succeeded_job, researcher):  # noqa: F811
+async def test_the_playground_generates_nothing_for_a_deactivated_user(
+    make_config,  # noqa: F811
+    succeeded_job,  # noqa: F811
+    researcher,
+):
     from models_registry.services import model_version_auto_create
 
     version = await sync_to_async(lambda: model_version_auto_create(job=succeeded_job(make_config())))()
     communicator = WebsocketCommunicator(
-        application, f"/ws/playground/{version.model_id}/{version.version}/", headers=_headers(researcher.raw_token)
+        application,
+        f"/ws/playground/{version.model_id}/{version.version}/",
+        headers=_headers(researcher.raw_token),
     )
     assert (await communicator.connect())[0]
     assert (await communicator.receive_json_from(timeout=10))["type"] == "ready"

@@ -31,7 +31,9 @@ def alone(tiny_model_dir):
     """Each prompt's greedy answer when it runs on its own."""
     engine = Engine(max_batch=1, idle_s=60)
     prompts = ["The platform", "A model that is trained on", "Data", "The worker runs"]
-    return {p: _result(engine.submit(_spec(tiny_model_dir, p, max_tokens=6 + i))) for i, p in enumerate(prompts)}
+    return {
+        p: _result(engine.submit(_spec(tiny_model_dir, p, max_tokens=6 + i))) for i, p in enumerate(prompts)
+    }
 
 
 def test_concurrent_requests_run_as_one_batch_with_their_own_answers(tiny_model_dir, alone):

@@ -93,7 +93,9 @@ def test_chat_completion_from_a_promoted_version(embedded_platform, researchers)
 def test_streamed_chat_gives_the_same_text_in_chunks(embedded_platform, researchers):
     alice = researchers["alice"]
     client = _client(embedded_platform, alice["token"])
-    whole = client.chat.completions.create(model=alice["version"], messages=MESSAGES, max_tokens=16, temperature=0)
+    whole = client.chat.completions.create(
+        model=alice["version"], messages=MESSAGES, max_tokens=16, temperature=0
+    )
 
     stream = client.chat.completions.create(
         model=alice["version"], messages=MESSAGES, max_tokens=16, temperature=0, stream=True,
@@ -117,7 +119,9 @@ def test_text_completions_streamed_and_not(embedded_platform, researchers):
 
     whole = client.completions.create(model=alice["ft"], prompt="The platform", max_tokens=10, temperature=0)
     streamed = list(
-        client.completions.create(model=alice["ft"], prompt="The platform", max_tokens=10, temperature=0, stream=True)
+        client.completions.create(
+            model=alice["ft"], prompt="The platform", max_tokens=10, temperature=0, stream=True
+        )
     )
 
     assert whole.object == "text_completion" and whole.choices[0].text
@@ -131,7 +135,9 @@ def test_concurrent_requests_all_get_their_own_answer(embedded_platform, researc
     client = _client(embedded_platform, alice["token"])
     prompts = ["The platform", "A model", "Training data", "The worker"]
     alone = {
-        p: client.completions.create(model=alice["version"], prompt=p, max_tokens=8, temperature=0).choices[0].text
+        p: client.completions.create(model=alice["version"], prompt=p, max_tokens=8, temperature=0)
+        .choices[0]
+        .text
         for p in prompts
     }
     together: dict[str, str] = {}
@@ -155,7 +161,10 @@ def test_another_researchers_model_is_not_found(embedded_platform, researchers):
         with pytest.raises(openai.NotFoundError) as caught:
             bob.chat.completions.create(model=name, messages=MESSAGES, max_tokens=4)
         assert caught.value.status_code == 404
-        assert caught.value.body["code"] == "model_not_found" and caught.value.body["type"] == "invalid_request_error"
+        assert (
+            caught.value.body["code"] == "model_not_found"
+            and caught.value.body["type"] == "invalid_request_error"
+        )
     with pytest.raises(openai.NotFoundError):
         bob.models.retrieve(researchers["alice"]["version"])
     # and /v1/models lists each one's own models only
@@ -178,7 +187,9 @@ def test_bad_requests_answer_400_in_openais_shape(embedded_platform, researchers
 
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=alice["version"], messages=MESSAGES, temperature=7)
-    assert caught.value.body["param"] == "temperature" and caught.value.body["type"] == "invalid_request_error"
+    assert (
+        caught.value.body["param"] == "temperature" and caught.value.body["type"] == "invalid_request_error"
+    )
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=alice["version"], messages=[])
     assert caught.value.body["param"] == "messages"
@@ -192,7 +203,9 @@ def test_bad_requests_answer_400_in_openais_shape(embedded_platform, researchers
         json={"model": alice["version"], "messages": MESSAGES, "temprature": 0},
     )
     assert response.status_code == 400 and response.json()["error"]["param"] == "temprature"
-    anonymous = httpx.post(embedded_platform.base_url + "/v1/completions", json={"model": "t4dm-tiny", "prompt": "x"})
+    anonymous = httpx.post(
+        embedded_platform.base_url + "/v1/completions", json={"model": "t4dm-tiny", "prompt": "x"}
+    )
     assert anonymous.status_code == 401
 
 

@@ -21,13 +21,17 @@ def test_streamed_and_whole_chat_through_redis(production_platform, tiny_model_d
         sys.executable, "manage.py", "t4dm_serving_worker", "--name", "e2e-serving@%h",
         log=tmp_path / "serving-worker.log",
     )  # fmt: skip
-    token = production_platform.manage("create_api_token", "carol", "--create-user", "--role", "researcher").strip()
+    token = production_platform.manage(
+        "create_api_token", "carol", "--create-user", "--role", "researcher"
+    ).strip()
     script = _SETUP.replace("USERNAME", "carol").replace("TINY", str(tiny_model_dir))
     names = json.loads(production_platform.manage("shell", "-c", script).strip().splitlines()[-1])
     client = OpenAI(base_url=production_platform.base_url + "/v1", api_key=token, max_retries=0, timeout=180)
 
     # when
-    whole = client.chat.completions.create(model=names["stage"], messages=MESSAGES, max_tokens=10, temperature=0)
+    whole = client.chat.completions.create(
+        model=names["stage"], messages=MESSAGES, max_tokens=10, temperature=0
+    )
     chunks = list(
         client.chat.completions.create(
             model=names["ft"], messages=MESSAGES, max_tokens=10, temperature=0, stream=True

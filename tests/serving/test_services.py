@@ -36,7 +36,9 @@ def served(demo_config, tiny_model_dir, django_capture_on_commit_callbacks):
     job.mark_running(worker="test")
     Checkpoint.objects.create(job=job, step=4, path=str(tiny_model_dir))
     job.mark_succeeded(final_model_path=str(tiny_model_dir))
-    version = ModelVersion.objects.filter(job=job).first() or model_version_create(job=job, model_id="demo-bot")
+    version = ModelVersion.objects.filter(job=job).first() or model_version_create(
+        job=job, model_id="demo-bot"
+    )
     version.set_stage("production")
     upload = OpenAIFile.objects.create(owner=job.owner, filename="d.jsonl", purpose="fine-tune", content=b"{}",
                                        dataset_version=demo_config.dataset_version)  # fmt: skip
@@ -79,7 +81,14 @@ def test_sampling_is_checked_and_defaulted(settings):
     assert spec == {"max_tokens": 256, "temperature": 1.0, "top_p": 1.0, "stop": ["###"], "seed": None}
     for bad, param in (({"temperature": 2.5}, "temperature"), ({"n": 2}, "n"), ({"max_tokens": 0}, "max_tokens"),
                        ({"stop": ["a", "b", "c", "d", "e"]}, "stop")):  # fmt: skip
-        fields = {"max_tokens": None, "temperature": None, "top_p": None, "stop": None, "seed": None, "n": None}
+        fields = {
+            "max_tokens": None,
+            "temperature": None,
+            "top_p": None,
+            "stop": None,
+            "seed": None,
+            "n": None,
+        }
         with pytest.raises(InvalidInput) as caught:
             services.sampling_spec(services.Sampling(**{**fields, **bad}))
         assert caught.value.details["param"] == param

@@ -131,7 +131,9 @@ def test_a_cancel_heard_by_rank_zero_stops_every_sharded_rank(tiny_model_dir: Pa
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    spec = _fsdp_spec(tiny_model_dir, approach="lora", output=str(tmp_path / "job"), hyperparameters={"max_steps": 8})
+    spec = _fsdp_spec(
+        tiny_model_dir, approach="lora", output=str(tmp_path / "job"), hyperparameters={"max_steps": 8}
+    )
     spec["checkpointing"]["save_steps"] = 100
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "entry.py").write_text(CANCEL_ENTRY)
@@ -150,7 +152,9 @@ def test_a_cancel_heard_by_rank_zero_stops_every_sharded_rank(tiny_model_dir: Pa
     base = AutoModelForCausalLM.from_pretrained(spec["model_base"])
     model = PeftModel.from_pretrained(base, result["final_model_path"])
     lora = [name for name, _ in model.named_parameters() if "lora_" in name]
-    assert lora and len(lora) == len(load_file(Path(result["final_model_path"]) / "adapter_model.safetensors"))
+    assert lora and len(lora) == len(
+        load_file(Path(result["final_model_path"]) / "adapter_model.safetensors")
+    )
 
 
 # --- without processes --------------------------------------------------------------------------
@@ -192,7 +196,9 @@ def test_each_rank_receives_its_balanced_share(tiny_model_dir: Path) -> None:
         assert sorted(sum(parts, [])) == sorted(step)  # the same samples as one process's step
         if len(step) == per_rank * ranks:
             worst_balanced += max(sum(lengths[i] for i in part) for part in parts)
-            worst_plain += max(sum(lengths[i] for i in step[r * per_rank : (r + 1) * per_rank]) for r in range(ranks))
+            worst_plain += max(
+                sum(lengths[i] for i in step[r * per_rank : (r + 1) * per_rank]) for r in range(ranks)
+            )
     assert worst_balanced < worst_plain
 
 
@@ -231,7 +237,10 @@ def test_a_job_no_gpu_holds_gets_the_fewest_sharded_gpus_that_do(model, approach
     assert sharded["sharding"] == "fsdp"
     gib = dict((g[0], g[1]) for g in resources.GPUS)[sharded["gpu"]]
     assert sharded["per_gpu_mib"] * 2**20 <= gib * 2**30 * resources.PLAN_HEADROOM
-    assert any(c.startswith(f"more GPUs with sharded training (gpus: {sharded['gpu_count']}") for c in plan["changes"])
+    assert any(
+        c.startswith(f"more GPUs with sharded training (gpus: {sharded['gpu_count']}")
+        for c in plan["changes"]
+    )
     fewer = [n for n in resources.SHARD_COUNTS if n < sharded["gpu_count"]]
     for count in fewer:  # no smaller count holds it on any known GPU
         for _, variant in resources.configurations(approach, hp):

@@ -22,8 +22,13 @@ def _curve(mode: str) -> list[float]:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=256, max_position_embeddings=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=256,
+        max_position_embeddings=64,
     )
     model = LlamaForCausalLM(config)
     data = torch.randint(0, 256, (32, 24), generator=torch.Generator().manual_seed(1))
@@ -39,7 +44,7 @@ def _curve(mode: str) -> list[float]:
             optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
     losses = []
     for step in range(STEPS):
-        batch = data[(step * 8) % 32:(step * 8) % 32 + 8]
+        batch = data[(step * 8) % 32 : (step * 8) % 32 + 8]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "fp32_master"):
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -50,7 +55,7 @@ def _curve(mode: str) -> list[float]:
 
 
 def _windows(losses: list[float]) -> list[float]:
-    return [sum(losses[i:i + WINDOW]) / WINDOW for i in range(0, len(losses), WINDOW)]
+    return [sum(losses[i : i + WINDOW]) / WINDOW for i in range(0, len(losses), WINDOW)]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +73,10 @@ def test_lean_recipe_tracks_fp32_master_and_plain_bf16_does_not(curves):
     assert fp32[-1] < fp32[0] - 0.5, "the reference run must learn for the comparison to mean anything"
     kahan_gaps = [abs(k - f) / f for k, f in zip(kahan, fp32, strict=True)]
     plain_gaps = [abs(p - f) / f for p, f in zip(plain, fp32, strict=True)]
-    print(f"final-window gap: bf16_kahan {100 * kahan_gaps[-1]:.2f} %, bf16_plain {100 * plain_gaps[-1]:.2f} %;"
-          f" worst window: bf16_kahan {100 * max(kahan_gaps):.2f} %, bf16_plain {100 * max(plain_gaps):.2f} %")
+    print(
+        f"final-window gap: bf16_kahan {100 * kahan_gaps[-1]:.2f} %, bf16_plain {100 * plain_gaps[-1]:.2f} %;"
+        f" worst window: bf16_kahan {100 * max(kahan_gaps):.2f} %, bf16_plain {100 * max(plain_gaps):.2f} %"
+    )
     assert kahan_gaps[-1] <= 0.01
     assert max(kahan_gaps) <= 0.02
     # Plain bf16 AdamW loses the small updates: worse than fp32 and than the compensated recipe.
@@ -106,8 +113,11 @@ def test_lean_weights_are_bf16_and_state_is_lean():
 def test_choose_full_recipe(requested, approach, on_gpu, fp32_gib, gpu_gib, expected):
     gib = 2**30
     chosen = optim.choose_full_recipe(
-        requested, approach=approach, on_gpu=on_gpu,
-        fp32_bytes=fp32_gib and fp32_gib * gib, gpu_bytes=gpu_gib and gpu_gib * gib,
+        requested,
+        approach=approach,
+        on_gpu=on_gpu,
+        fp32_bytes=fp32_gib and fp32_gib * gib,
+        gpu_bytes=gpu_gib and gpu_gib * gib,
     )
     assert chosen == expected
 
@@ -123,14 +133,18 @@ def test_the_engine_trains_with_the_lean_recipe_and_records_it(make_spec):
 
     reporter = MemoryReporter()
     result = train(
-        make_spec(approach="full", hyperparameters={"full_recipe": "bf16_kahan", "max_steps": 4,
-                                                     "learning_rate": 1e-3}),
+        make_spec(
+            approach="full",
+            hyperparameters={"full_recipe": "bf16_kahan", "max_steps": 4, "learning_rate": 1e-3},
+        ),
         reporter,
     )
 
     assert result["full_recipe"] == "bf16_kahan" and result["global_step"] == 4
     assert result["final_loss"] is not None
-    assert any("full fine-tune recipe: bf16_kahan (optimi" in m and "torch.bfloat16" in m for m in reporter.messages)
+    assert any(
+        "full fine-tune recipe: bf16_kahan (optimi" in m and "torch.bfloat16" in m for m in reporter.messages
+    )
 
 
 def test_auto_on_cpu_keeps_fp32_masters_and_adapters_have_no_recipe(make_spec):
@@ -138,8 +152,9 @@ def test_auto_on_cpu_keeps_fp32_masters_and_adapters_have_no_recipe(make_spec):
     from experiments.training.reporter import MemoryReporter
 
     full = train(make_spec(approach="full", hyperparameters={"max_steps": 2}), MemoryReporter())
-    lora = train(make_spec(hyperparameters={"max_steps": 2}, output_dir=full["output_dir"] + "-lora"),
-                 MemoryReporter())
+    lora = train(
+        make_spec(hyperparameters={"max_steps": 2}, output_dir=full["output_dir"] + "-lora"), MemoryReporter()
+    )
 
     assert full["full_recipe"] == "fp32_master"
     assert lora["full_recipe"] is None

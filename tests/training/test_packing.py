@@ -23,7 +23,9 @@ from tests.training.conftest import KNOWLEDGE_CHAT
 def model_and_rows(tiny_model_dir):
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, attn_implementation="sdpa"
+    )
     rows = tokenize_dataset(load_split(str(KNOWLEDGE_CHAT)), tokenizer, task_type="chat", max_seq_length=128)
     # Samples of different lengths, so the padded batch really pads.
     picked = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
@@ -82,7 +84,9 @@ def test_no_token_attends_across_samples(model_and_rows) -> None:
     model, _, features = model_and_rows
     hidden = FinalHiddenState(model)
     try:
-        model(**{k: v for k, v in PackedCollator(varlen_kwargs=False)([features[1]]).items() if k != "labels"})
+        model(
+            **{k: v for k, v in PackedCollator(varlen_kwargs=False)([features[1]]).items() if k != "labels"}
+        )
         alone = hidden.take()
         model(**{k: v for k, v in PackedCollator(varlen_kwargs=False)(features[:2]).items() if k != "labels"})
         packed = hidden.take()
@@ -97,7 +101,8 @@ def test_packed_run_converges_like_the_padded_run(make_spec, tmp_path) -> None:
     for packing in (True, False):
         reporter = MemoryReporter()
         spec = make_spec(
-            hyperparameters={"packing": packing, "max_steps": 16, "learning_rate": 1e-2}, output_dir=str(tmp_path / f"run-{packing}")
+            hyperparameters={"packing": packing, "max_steps": 16, "learning_rate": 1e-2},
+            output_dir=str(tmp_path / f"run-{packing}"),
         )
         result = train(spec, reporter)
         runs[packing] = (reporter.values("loss"), result, reporter)
@@ -140,8 +145,14 @@ def test_packed_micro_batches_match_padded_gradient_accumulation(make_spec, tmp_
     curves = {}
     for packing, budget in ((True, 128), (False, None)):
         reporter = MemoryReporter()
-        hp = {"packing": packing, "max_steps": 4, "batch_size": 2, "gradient_accumulation": 3,
-              "max_seq_length": 128, "micro_batch_tokens": budget}
+        hp = {
+            "packing": packing,
+            "max_steps": 4,
+            "batch_size": 2,
+            "gradient_accumulation": 3,
+            "max_seq_length": 128,
+            "micro_batch_tokens": budget,
+        }
         train(make_spec(hyperparameters=hp, output_dir=str(tmp_path / f"ga-{packing}")), reporter)
         curves[packing] = reporter.values("loss")
     assert len(curves[True]) == 4

@@ -17,8 +17,10 @@ GIB = 2**30
 
 def _estimate(model: str, approach: str, **hp) -> dict:
     return resources.estimate(
-        shape=resources.model_shape(model), approach=approach,
-        hyperparameters={**DEFAULT_HYPERPARAMETERS, **hp}, train_tokens=10**6,
+        shape=resources.model_shape(model),
+        approach=approach,
+        hyperparameters={**DEFAULT_HYPERPARAMETERS, **hp},
+        train_tokens=10**6,
     )
 
 
@@ -37,8 +39,10 @@ def test_the_recommended_plan_holds_its_own_estimate(model, approach):
         options = resources.configurations(approach, {**DEFAULT_HYPERPARAMETERS})
         labels = [label for label, _ in options]
         for label, hp in options[: labels.index(plan["recipe"])]:
-            assert sum(resources.memory_breakdown(shape, approach, hp).values()) > max(
-                g[1] for g in resources.GPUS) * GIB * resources.PLAN_HEADROOM, label
+            assert (
+                sum(resources.memory_breakdown(shape, approach, hp).values())
+                > max(g[1] for g in resources.GPUS) * GIB * resources.PLAN_HEADROOM
+            ), label
         for smaller in (g for g in resources.GPUS if g[1] < gpu[1]):
             assert needed > smaller[1] * GIB * resources.PLAN_HEADROOM or (
                 smaller[0] in resources.NO_BF16_GPUS and plan["recipe"].startswith("bf16")
@@ -105,13 +109,23 @@ def test_lean_recipes_cost_fewer_bytes_per_parameter():
 def test_cpu_only_workers_get_no_gpu_time():
     shape = resources.model_shape("llama-3.2-1b")
     hp = dict(DEFAULT_HYPERPARAMETERS)
-    cpu = resources.estimate(shape=shape, approach="lora", hyperparameters=hp, train_tokens=10**6,
-                             workers=[{"gpu_name": "", "gpu_count": 0, "gpu_memory_total_mb": None}])
+    cpu = resources.estimate(
+        shape=shape,
+        approach="lora",
+        hyperparameters=hp,
+        train_tokens=10**6,
+        workers=[{"gpu_name": "", "gpu_count": 0, "gpu_memory_total_mb": None}],
+    )
     assert cpu["training_device"] == "cpu"
     assert "only CPU workers" in cpu["training_time"] and "T4" not in cpu["training_time"]
     assert cpu["estimated_cost"] == "unknown"
-    h200 = resources.estimate(shape=shape, approach="lora", hyperparameters=hp, train_tokens=10**6,
-                              workers=[{"gpu_name": "NVIDIA H200", "gpu_count": 1, "gpu_memory_total_mb": 143771}])
+    h200 = resources.estimate(
+        shape=shape,
+        approach="lora",
+        hyperparameters=hp,
+        train_tokens=10**6,
+        workers=[{"gpu_name": "NVIDIA H200", "gpu_count": 1, "gpu_memory_total_mb": 143771}],
+    )
     assert h200["training_device"] == "H200-141GB"
     assert h200["training_time"].endswith("on H200-141GB")
     # the plan still names the smallest GPU that holds the job

@@ -19,7 +19,10 @@ def test_only_cpu_workers_registered_says_so_instead_of_a_gpu_time(api, research
 
 def test_a_registered_gpu_worker_times_the_job_on_its_gpu(api, researcher, artifact_root):
     Worker.objects.create(
-        name="gpu0@box", gpu_count=1, gpu_name="NVIDIA H200", gpu_memory_total_mb=143771,
+        name="gpu0@box",
+        gpu_count=1,
+        gpu_name="NVIDIA H200",
+        gpu_memory_total_mb=143771,
         last_heartbeat_at=timezone.now(),
     )
 
@@ -33,7 +36,8 @@ def test_a_registered_gpu_worker_times_the_job_on_its_gpu(api, researcher, artif
 
 def test_no_gpu_holds_the_job_and_the_answer_says_what_to_change(api, researcher, artifact_root):
     estimate = api.post(
-        researcher, "/estimate",
+        researcher,
+        "/estimate",
         {"model_base": "llama-3-70b", "approach": "full"},
     ).json()
 

@@ -51,7 +51,11 @@ class Command(BaseCommand):
         if not no_worker:
             commands["worker"] = worker_command()
             # Serving (/v1/chat/completions) has its own worker: a training job must not hold it up.
-            commands["serving"] = [sys.executable, str(settings.BASE_DIR / "manage.py"), "t4dm_serving_worker"]
+            commands["serving"] = [
+                sys.executable,
+                str(settings.BASE_DIR / "manage.py"),
+                "t4dm_serving_worker",
+            ]
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(f"T4DM is up at http://{host}:{port}/  (Ctrl-C stops it)"))
         worker = _WorkerSupervisor(commands.get("worker"), processes.get("worker"), self)
@@ -115,7 +119,11 @@ class _WorkerSupervisor:
     """Restarts the local worker when it exits, with an exponential back-off (never the web server)."""
 
     def __init__(
-        self, command: list[str] | None, process: subprocess.Popen | None, out: BaseCommand, name: str = "worker"
+        self,
+        command: list[str] | None,
+        process: subprocess.Popen | None,
+        out: BaseCommand,
+        name: str = "worker",
     ):
         self.command, self.process, self.out, self.name = command, process, out, name
         self.started = time.monotonic()

@@ -28,6 +28,7 @@ from datasets_app.services import (
     dataset_prepare_request,
     dataset_result,
     dataset_validate,
+    format_for,
     version_result,
 )
 from t4dm_site.auth import trainer_auth
@@ -164,7 +165,9 @@ def dataset_upload(
     file: UploadedFile | None = File(None),
     name: str = Form(""),
     task_type: str = Form("chat"),
-    format: str = Form("jsonl"),
+    format: str = Form(
+        "", description="jsonl, json, csv, parquet or hf; empty: from the file's extension (else jsonl)."
+    ),
     path: str = Form(
         "", description="A file or save_to_disk folder under the import root, instead of a file."
     ),
@@ -189,6 +192,7 @@ def dataset_upload(
         split=parse_split(split),
         base_model=base_model or None,
         schema=_json_field(json_schema, "json_schema"),
+        file_name=file.name if file else None,
     )
     if isinstance(outcome, DatasetTask):
         return 202, _task_out(outcome)
@@ -208,7 +212,7 @@ def dataset_validate_file(
     file: UploadedFile | None = File(None),
     path: str = Form(""),
     task_type: str = Form("chat"),
-    format: str = Form("jsonl"),
+    format: str = Form("", description="Empty: from the file's extension (else jsonl)."),
     json_schema: str = Form("", description="An optional JSON Schema every row must follow."),
     base_model: str = Form(""),
 ):
@@ -217,7 +221,7 @@ def dataset_validate_file(
         content=file.file if file else None,
         source_path=path or None,
         task_type=task_type,
-        format=format,
+        format=format_for(file.name if file else path, format),
         schema=_json_field(json_schema, "json_schema"),
         base_model=base_model or None,
     )

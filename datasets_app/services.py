@@ -38,6 +38,21 @@ from t4dm_site.events import DatasetTaskChanged, publish
 
 DEFAULT_SPLIT = pipeline.DEFAULT_FRACTIONS
 SPLITS = pipeline.SPLITS
+EXTENSION_FORMATS = {
+    ".jsonl": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "jsonl",
+}
+
+
+def format_for(name: str | None, format: str | None) -> str:
+    """The format given, or else the one the file name's extension names (.jsonl, .json, .csv,
+    .parquet; .txt is read as JSON lines), or else jsonl. A folder path is read as hf by `_open_source`."""
+    if format:
+        return format
+    return EXTENSION_FORMATS.get(Path(name or "").suffix.lower(), "jsonl")
 
 
 def _check_task_type(task_type: str) -> None:
@@ -281,12 +296,15 @@ def dataset_prepare_request(
     split: dict[str, float] | None = None,
     base_model: str | None = None,
     schema: dict | None = None,
+    file_name: str | None = None,
 ) -> DatasetVersion | DatasetTask:
     """prepare_dataset from the API and the pages: a source up to `sync_prepare_bytes()` is prepared now
     (→ the version); a larger one is stored and queued on the datasets queue (→ a "prepare" task to
     poll, whose result names the new version). The arguments are checked now either way, so a wrong
     task type, format, name or split is refused at once; the rows are read only where they are prepared.
+    An empty `format` is taken from the extension of `file_name` (or `source_path`, or `name`).
     """
+    format = format_for(file_name or source_path or name, format)
     _check_task_type(task_type)
     check_name(name or "", "dataset name")
     if format not in FORMATS:

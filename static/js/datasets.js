@@ -5,6 +5,15 @@
   const bar = document.getElementById("upload-progress");
   const status = document.getElementById("upload-status");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  // The format follows the file's extension (the server does the same when it is left empty).
+  const EXTENSIONS = { jsonl: "jsonl", json: "json", csv: "csv", parquet: "parquet", txt: "jsonl" };
+  const fileInput = document.getElementById("upload-file");
+  const formatSelect = document.getElementById("upload-format");
+  fileInput.addEventListener("change", function () {
+    const file = fileInput.files[0];
+    const ext = file ? file.name.split(".").pop().toLowerCase() : "";
+    formatSelect.value = EXTENSIONS[ext] || "";
+  });
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     const data = new FormData(form);

@@ -1,0 +1,41 @@
+"""Issue 19, Datasets: the defects a browser user met on the dataset pages, each pinned by a test."""
+
+from __future__ import annotations
+
+import json
+
+from tests.datasets_app.conftest import distinct_chat_rows, jsonl
+
+
+def _classification_csv(n: int = 30) -> bytes:
+    lines = ["text,label"] + [f"sample text number {i} about topic {i % 3},{'abc'[i % 3]}" for i in range(n)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_the_format_is_taken_from_the_file_extension_when_not_given(api, researcher, artifact_root):
+    stored = api.upload(
+        researcher, "/datasets", content=_classification_csv(), name="labels.csv", task_type="classification"
+    )
+    assert stored.status_code == 201, stored.content[:300]
+    assert stored.json()["format"] == "csv"
+    as_json = json.dumps(distinct_chat_rows(12)).encode()
+    stored = api.upload(researcher, "/datasets", content=as_json, name="chats.json", task_type="chat")
+    assert stored.status_code == 201 and stored.json()["format"] == "json", stored.content[:300]
+    checked = api.upload(
+        researcher,
+        "/datasets/validate",
+        content=_classification_csv(),
+        name="x.csv",
+        task_type="classification",
+    )
+    assert checked.status_code == 200 and checked.json()["statistics"]["total_samples"] == 30, (
+        checked.content[:300]
+    )
+    explicit = api.upload(researcher, "/datasets", content=jsonl(distinct_chat_rows(12)), name="rows.txt")
+    assert explicit.status_code == 201 and explicit.json()["format"] == "jsonl"
+
+
+def test_the_upload_page_offers_the_format_from_the_extension(client, researcher, artifact_root):
+    client.force_login(researcher)
+    html = client.get("/datasets/").content.decode()
+    assert '<option value="">from the file extension</option>' in html

@@ -113,6 +113,9 @@ def _analyse(
     return Analysis(collected, split_of, stats, issues.status(), issues.to_list(), summary)
 
 
+REFUSAL_ISSUES_LISTED = 5000  # every error of a refused file, up to this many, is in details.issues
+
+
 def _refusal(issues: IssueLog) -> InvalidInput:
     first = issues.first_error() or {}
     listed = issues.to_list()
@@ -129,7 +132,7 @@ def _refusal(issues: IssueLog) -> InvalidInput:
             "line": first.get("line"),
             "row": first.get("row"),
             "error_count": issues.error_count,
-            "issues": [i for i in listed if i["severity"] == ERROR][:100],
+            "issues": [i for i in listed if i["severity"] == ERROR][:REFUSAL_ISSUES_LISTED],
         },
     )
 

@@ -42,13 +42,42 @@
         follow(body.task_id);
       } else {
         const error = body.error || {};
-        status.textContent = "Refused: " + (error.message || xhr.statusText);
-        status.className = "error";
+        refused(error.message || xhr.statusText, error.details);
       }
     };
     xhr.onerror = function () { status.textContent = "The upload failed: the server could not be reached."; };
     xhr.send(data);
   });
+  // A refusal says why, and lists every error the server found (details.issues) below, linked from
+  // the message's "see details".
+  const issuesBox = document.getElementById("upload-issues");
+  function refused(message, details) {
+    status.className = "error";
+    status.textContent = "Refused: " + message;
+    const issues = (details && details.issues) || [];
+    issuesBox.hidden = issues.length === 0;
+    const body = issuesBox.querySelector("tbody");
+    body.textContent = "";
+    if (!issues.length) return;
+    status.append(" ");
+    const link = document.createElement("a");
+    link.href = "#upload-issues";
+    link.textContent = "All " + (details.error_count || issues.length) + " errors";
+    status.append(link);
+    issuesBox.querySelector("summary").textContent =
+      "Errors in the file (" + (details.error_count || issues.length) + ")";
+    issuesBox.open = true;
+    for (const issue of issues) {
+      const tr = document.createElement("tr");
+      const where = issue.line ? "line " + issue.line : issue.row ? "row " + issue.row : "—";
+      for (const text of [issue.code, where, issue.field || "", issue.message]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  }
   // A large file is prepared on the dataset worker: poll its task, then open the dataset or say why not.
   async function follow(taskId) {
     for (;;) {
@@ -69,8 +98,7 @@
         return;
       }
       if (task.status === "failed") {
-        status.textContent = "Refused: " + task.error;
-        status.className = "error";
+        refused(task.error, task.error_details);
         return;
       }
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.datasets_app.conftest import distinct_chat_rows, jsonl
 
 
@@ -39,3 +41,28 @@ def test_the_upload_page_offers_the_format_from_the_extension(client, researcher
     client.force_login(researcher)
     html = client.get("/datasets/").content.decode()
     assert '<option value="">from the file extension</option>' in html
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_a_refused_upload_lists_all_its_errors_on_the_page(
+    live_server, page, researcher, artifact_root, tmp_path
+):
+    good = distinct_chat_rows(5)
+    bad = [{"messages": [{"role": "user", "content": f"only a question {i}"}]} for i in range(81)]
+    data = tmp_path / "broken.jsonl"
+    data.write_bytes(jsonl(good + bad))
+    page.goto(live_server.url + "/login/")
+    page.fill("input[name=username]", researcher.username)
+    page.fill("input[name=password]", "pw-" + researcher.username)
+    page.click("button[type=submit], input[type=submit]")
+    page.goto(live_server.url + "/datasets/")
+    page.set_input_files("#upload-file", str(data))
+    page.click("#upload-button")
+    page.wait_for_selector("#upload-issues:not([hidden]) tbody tr", timeout=60_000)
+    status = page.inner_text("#upload-status")
+    assert "more errors" in status and "All 81 errors" in status, status
+    assert page.get_attribute("#upload-status a", "href") == "#upload-issues"
+    rows = page.locator("#upload-issues tbody tr")
+    assert rows.count() >= 50  # every kept example, then a line counting the rest of each code
+    assert "31 more rows" in page.inner_text("#upload-issues"), page.inner_text("#upload-issues")[:500]

@@ -165,7 +165,30 @@
     return "ETA " + formatDuration((elapsed / step) * (total - step));
   }
 
+  // When the job finishes while the page is open, the server-rendered parts that depend on the end
+  // (duration, final metrics, the model version behind Promote/Chat) are fetched again from the page
+  // itself and swapped in; the model version may be registered just after the status, so a succeeded
+  // job without one is asked again a few times.
+  async function refreshFinished(status, attempt) {
+    let doc;
+    try {
+      const response = await fetch(location.pathname, { credentials: "same-origin" });
+      if (!response.ok) return;
+      doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch (e) { return; }
+    for (const id of ["job-overview", "checkpoints-box", "no-checkpoints"]) {
+      const fresh = doc.getElementById(id);
+      const old = document.getElementById(id);
+      if (fresh && old) old.replaceWith(document.importNode(fresh, true));
+    }
+    const hasVersion = doc.querySelector("#job-overview a[href^='/models/']");
+    if (status === "succeeded" && !hasVersion && attempt < 5) {
+      setTimeout(() => refreshFinished(status, attempt + 1), 1000 * (attempt + 1));
+    }
+  }
+
   function setStatus(j) {
+    if (current && !FINISHED.includes(current.status) && FINISHED.includes(j.status)) refreshFinished(j.status, 0);
     current = j;
     const badge = document.getElementById("job-status");
     badge.textContent = j.status;

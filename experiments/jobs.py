@@ -7,7 +7,6 @@ MLflow client, an OpenAI fine-tuning job)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -336,6 +335,33 @@ def job_refuse(*, job: TrainingJob, worker: str, reason: str) -> dict:
     return {"requeued": False, "refusals": refusals}
 
 
+def _artifact_name(job: TrainingJob, path: str) -> str:
+    """A worker's artifact path as the job-relative name a person reads (job-001/final), never the
+    server's directory layout."""
+    parts = Path(path).parts
+    if job.public_id in parts:
+        return "/".join(parts[parts.index(job.public_id) :])
+    return f"{job.public_id}/{Path(path).name}"
+
+
+def _succeeded_message(job: TrainingJob, result: dict, final_model_path: str) -> str:
+    """The log's last line for a finished run: a sentence with names, not the worker's raw JSON."""
+    said = []
+    loss, step, total = result.get("final_loss"), result.get("global_step"), result.get("total_steps")
+    if isinstance(loss, (int, float)):
+        said.append(f"final loss {loss:.4f}")
+    if step is not None:
+        said.append(f"{step}/{total} steps" if total else f"{step} steps")
+    final = final_model_path or result.get("final_model_path")
+    if final:
+        said.append(f"model {_artifact_name(job, final)}")
+    best = result.get("best_checkpoint")
+    said.append(f"best checkpoint {_artifact_name(job, best)}" if best else "no best checkpoint recorded")
+    if result.get("stopped") and result.get("stopped") != "completed":
+        said.append(f"stopped: {result['stopped']}")
+    return "succeeded: " + ", ".join(said)
+
+
 @transaction.atomic
 def job_report_status(
     *,
@@ -369,7 +395,7 @@ def job_report_status(
         # auto_version (a subscriber, after commit) registers a version; a registry error is logged
         # and never fails the worker's status report.
         job_transition(job=job, to=JobStatus.SUCCEEDED, final_model_path=final_model_path, result=result)
-        job_event_add(job=job, message=f"succeeded: {json.dumps(result or {})}")
+        job_event_add(job=job, message=_succeeded_message(job, result or {}, final_model_path))
     elif status == JobStatus.FAILED:
         job_transition(
             job=job, to=JobStatus.FAILED, error=error or "the worker reported a failure without a message"

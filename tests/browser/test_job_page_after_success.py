@@ -8,8 +8,6 @@ from datetime import timedelta
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
 
 def _log_in(page, base: str) -> None:
     page.goto(base + "/login/")
@@ -19,6 +17,29 @@ def _log_in(page, base: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
+@pytest.mark.django_db
+def test_the_logs_last_line_names_artifacts_not_server_paths(client, demo_config, settings):
+    from experiments.jobs import job_report_status, job_start
+
+    job = job_start(owner=demo_config.owner, config=demo_config)
+    job_report_status(job=job, status="running", worker="w1")
+    root = f"/srv/t4dm/artifacts/{job.public_id}"
+    result = {"final_loss": 1.23456, "global_step": 20, "total_steps": 20, "stopped": "completed",
+              "output_dir": root, "final_model_path": f"{root}/final",
+              "best_checkpoint": f"{root}/checkpoint-20"}  # fmt: skip
+    job_report_status(job=job, status="succeeded", final_model_path=f"{root}/final", result=result)
+    client.force_login(job.owner)
+    html = client.get(f"/jobs/{job.public_id}/").content.decode()
+    last = html.split('id="job-log"')[1].split("</ol>")[0]
+    assert "/srv/t4dm" not in last
+    assert "{" not in last  # a sentence, not the worker's raw JSON
+    assert f"model {job.public_id}/final" in last
+    assert f"best checkpoint {job.public_id}/checkpoint-20" in last
+    assert "final loss 1.2346" in last
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
 def test_success_updates_overview_and_buttons_live(page, live_server, transactional_db, demo_config):
     from experiments.jobs import job_start
     from experiments.models import Checkpoint, JobStatus

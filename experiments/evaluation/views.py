@@ -28,6 +28,20 @@ def _metric_rows(evaluation) -> list[dict]:
     return rows
 
 
+_KIND_LABELS = {
+    EvaluationKind.EVALUATE: "Model evaluation",
+    EvaluationKind.COMPARE_MODELS: "Model comparison",
+    EvaluationKind.COMPARE_VERSIONS: "Version comparison",
+}
+
+
+def kind_label(evaluation) -> str:
+    """What the evaluation is, in words (the API function's name is no label for a person)."""
+    if evaluation.kind == EvaluationKind.EVALUATE and evaluation.checkpoint_id:
+        return "Checkpoint evaluation"
+    return _KIND_LABELS.get(evaluation.kind, evaluation.kind.replace("_", " ").capitalize())
+
+
 def _model_versions(evaluation) -> list:
     try:
         from models_registry.models import ModelVersion
@@ -48,6 +62,7 @@ def evaluation_detail(request, evaluation_id: str):
         "evaluations/detail.html",
         {
             "evaluation": evaluation,
+            "kind_label": kind_label(evaluation),
             # The model as the caller named it (job-001/step-50, model_id@1.0.0), never a server path.
             "model_name": data["model_path"],
             "base_name": data["base_model"],
@@ -86,6 +101,7 @@ def evaluation_list(request):
     evaluations = list(selectors.evaluations_visible_to(request.user).defer("examples")[:200])
     for e in evaluations:  # the model as the caller named it, never a server path
         e.model_name = selectors.public_names(e).get(e.model_path, e.model_path)
+        e.kind_label = kind_label(e)
     return render(request, "evaluations/list.html", {"evaluations": evaluations})
 
 

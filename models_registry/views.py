@@ -6,10 +6,14 @@ admins see all and reach another owner's model with `?owner=<username>`."""
 
 from __future__ import annotations
 
+import html
 import json
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
+import markdown
+import nh3
 from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponseRedirect
@@ -23,6 +27,24 @@ from models_registry.services import TRANSITIONS, GateFailed
 from t4dm_site.errors import Conflict, DomainError, NotFound
 from t4dm_site.pages import dashboard
 from t4dm_site.roles import is_admin
+
+STAGE_LABELS = {"none": "Unstaged", "staging": "Staging", "production": "Production", "archived": "Archived"}
+CARD_TAGS = {"p", "br", "pre", "code", "em", "strong", "ul", "ol", "li", "blockquote", "h1", "h2", "h3",
+             "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "hr", "a"}  # fmt: skip
+
+
+def card_html(text: str) -> str:
+    """A model card (Markdown) as safe HTML: any HTML in it is escaped first, then an allow-list."""
+    rendered = markdown.markdown(html.escape(text or "", quote=False), extensions=["fenced_code", "tables"])
+    return nh3.clean(rendered, tags=CARD_TAGS, attributes={"a": {"href"}}, url_schemes={"http", "https"})
+
+
+def _when(value):
+    """The selectors' ISO strings as datetimes, so every date on the page goes through one format."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
 
 
 def _owner(request) -> str | None:
@@ -54,6 +76,7 @@ def model_list(request):
     rows = selectors.models_overview(user=request.user)
     for row in rows:
         row["oq"] = _owner_query(request, row["owner"])
+        row["updated"] = _when(row.get("updated_at"))
     return render(
         request,
         "registry/models_list.html",
@@ -67,6 +90,8 @@ def model_detail(request, model_id: str):
         versions = selectors.model_versions(user=request.user, model_id=model_id, owner=_owner(request))
     except (NotFound, Conflict) as exc:
         raise Http404(exc.message) from exc
+    for one in versions:
+        one.stage_label = STAGE_LABELS.get(one.stage, one.stage)
     owner = selectors.owner_name(versions[0].registered)
     return render(
         request,
@@ -84,6 +109,14 @@ def model_detail(request, model_id: str):
 def version_detail(request, model_id: str, version: str):
     found = _version_or_404(request, model_id, version)
     detail = selectors.model_version_detail(found)
+    for h in detail["history"]:
+        h["when_at"] = _when(h.get("when"))
+        h["from_label"] = STAGE_LABELS.get(h["from_stage"], h["from_stage"])
+        h["to_label"] = STAGE_LABELS.get(h["to_stage"], h["to_stage"])
+    for e in detail["exports"]:
+        e["created"] = _when(e.get("created_at"))
+    for signoff in detail["signoffs"]:
+        signoff["when_at"] = _when(signoff.get("when"))
     schema = json.dumps(selectors.model_version_schema(found), indent=2)
     return render(
         request,
@@ -93,6 +126,8 @@ def version_detail(request, model_id: str, version: str):
             "oq": _owner_query(request, selectors.owner_name(found.registered)),
             "detail": detail,
             "schema_json": schema,
+            "stage_label": STAGE_LABELS.get(found.stage, found.stage),
+            "card_html": card_html(found.model_card),
             "next_stages": sorted(TRANSITIONS[found.stage]),
             "is_admin": is_admin(request.user),
             "production": Stage.PRODUCTION,

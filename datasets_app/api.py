@@ -159,7 +159,7 @@ def _task_out(task) -> dict:
     }
 
 
-@router.post("", response={201: DatasetResultOut, 202: DatasetTaskOut})
+@router.post("", response={200: DatasetResultOut, 201: DatasetResultOut, 202: DatasetTaskOut})
 def dataset_upload(
     request,
     file: UploadedFile | None = File(None),
@@ -175,6 +175,11 @@ def dataset_upload(
     split: str = Form("", description="Fractions, e.g. 80/10/10 (the default)."),
     base_model: str = Form("", description="Whose tokenizer counts tokens; default t4dm-tiny."),
     json_schema: str = Form("", description="An optional JSON Schema every row must follow."),
+    new_dataset: bool = Form(
+        False,
+        description="Always a new dataset with this name, even when identical content is already stored "
+        "(by default that version's dataset is returned, with status 200 instead of 201).",
+    ),
 ):
     """prepare_dataset from an uploaded file or an import-root path. A source up to
     T4DM_SYNC_PREPARE_BYTES (default 1 MiB) is prepared at once: 201 with the DatasetResult. A larger one
@@ -193,10 +198,11 @@ def dataset_upload(
         base_model=base_model or None,
         schema=_json_field(json_schema, "json_schema"),
         file_name=file.name if file else None,
+        reuse_same_content=not new_dataset,
     )
     if isinstance(outcome, DatasetTask):
         return 202, _task_out(outcome)
-    return 201, dataset_result(outcome)
+    return 200 if getattr(outcome, "reused", False) else 201, dataset_result(outcome)
 
 
 @router.get("", response=list[DatasetResultOut])

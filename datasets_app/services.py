@@ -171,12 +171,14 @@ def dataset_prepare(
     origin: str | None = None,
     report: dict | None = None,
     validation_content: bytes | None = None,
+    reuse_same_content: bool = True,
 ) -> DatasetVersion:
     """prepare_dataset: parse, check, measure, split and store rows as a new dataset version.
 
     Sources: uploaded bytes or a file/`save_to_disk` folder under settings.IMPORT_ROOT. The same
     content (format and split) from the same owner is recognised by its hash and returns the
-    existing version. `content` is bytes or a binary file object (an upload, read as a stream).
+    existing version, unless `reuse_same_content` is False (the upload page's default): then it is a new
+    dataset with the name given. `content` is bytes or a binary file object (an upload, read as a stream).
     Rows with errors refuse the whole file with the first error's line/row; nothing is stored.
     `validation_content` (JSONL): a separate validation file; then `content` is all train, these rows
     all validation, and there is no test split (what OpenAI's `validation_file` means).
@@ -192,15 +194,19 @@ def dataset_prepare(
     if validation_content is not None:
         content, split_of, fractions = _with_validation_file(content, validation_content, format)
     source, format, content_hash = _open_source(content, source_path, format)
-    existing = DatasetVersion.objects.filter(
-        content_hash=content_hash,
-        dataset__owner=owner,
-        format=format,
-        task_type=task_type,
-        seed=seed,
-        split_fractions=fractions,
-    ).first()
+    existing = (
+        reuse_same_content
+        and DatasetVersion.objects.filter(
+            content_hash=content_hash,
+            dataset__owner=owner,
+            format=format,
+            task_type=task_type,
+            seed=seed,
+            split_fractions=fractions,
+        ).first()
+    )
     if existing:
+        existing.reused = True  # the answer says so: identical content was already stored
         return existing
     analysis = _analyse(
         read_rows(source, format),
@@ -300,6 +306,7 @@ def dataset_prepare_request(
     base_model: str | None = None,
     schema: dict | None = None,
     file_name: str | None = None,
+    reuse_same_content: bool = True,
 ) -> DatasetVersion | DatasetTask:
     """prepare_dataset from the API and the pages: a source up to `sync_prepare_bytes()` is prepared now
     (→ the version); a larger one is stored and queued on the datasets queue (→ a "prepare" task to
@@ -327,6 +334,7 @@ def dataset_prepare_request(
         split=split,
         base_model=base_model,
         schema=schema,
+        reuse_same_content=reuse_same_content,
     )
     if _source_size(upload, source_path) <= sync_prepare_bytes():
         return dataset_prepare(owner=owner, content=upload, source_path=source_path, **arguments)
@@ -386,6 +394,7 @@ def dataset_prepare_run(*, task: DatasetTask) -> DatasetVersion | None:
                 split=params.get("split"),
                 base_model=params.get("base_model"),
                 schema=params.get("schema"),
+                reuse_same_content=params.get("reuse_same_content", True),
             )
     except Exception as exc:
         if isinstance(exc, InvalidInput):

@@ -18,6 +18,7 @@
     event.preventDefault();
     const data = new FormData(form);
     data.delete("csrfmiddlewaretoken");
+    if (!document.getElementById("reuse-existing").checked) data.set("new_dataset", "true");
     const xhr = new XMLHttpRequest();
     xhr.open("POST", form.dataset.api);
     xhr.setRequestHeader("X-CSRFToken", csrf);
@@ -34,9 +35,8 @@
     xhr.onload = function () {
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
-      if (xhr.status === 201) {
-        status.textContent = "Stored as " + body.dataset_id + ".";
-        window.location.href = "/datasets/" + body.dataset_id + "/";
+      if (xhr.status === 201 || xhr.status === 200) {
+        opened(Object.assign(body, { existing: xhr.status === 200 }));
       } else if (xhr.status === 202) {
         status.textContent = "Uploaded; the dataset worker is checking, measuring and splitting it…";
         follow(body.task_id);
@@ -48,6 +48,23 @@
     xhr.onerror = function () { status.textContent = "The upload failed: the server could not be reached."; };
     xhr.send(data);
   });
+  // A new dataset opens at once; identical content already stored (only when "open it instead" is
+  // ticked) is said so, with a link, and opens on the user's click: never a silent redirect.
+  function opened(result) {
+    const url = "/datasets/" + result.dataset_id + "/" + (result.version ? "?version=" + result.version : "#versions");
+    if (!result.existing) {
+      status.textContent = "Stored as " + result.dataset_id + ".";
+      window.location.href = url;
+      return;
+    }
+    status.className = "";
+    status.textContent = "Identical content is already stored as ";
+    const link = document.createElement("a");
+    link.href = url;
+    link.id = "existing-dataset";
+    link.textContent = result.dataset_id;
+    status.append(link, "; nothing new was created. Untick \"open it instead\" to store it as a new dataset.");
+  }
   // A refusal says why, and lists every error the server found (details.issues) below, linked from
   // the message's "see details".
   const issuesBox = document.getElementById("upload-issues");
@@ -93,8 +110,7 @@
         return;
       }
       if (task.status === "succeeded") {
-        status.textContent = "Stored as " + task.dataset_id + ".";
-        window.location.href = "/datasets/" + task.dataset_id + "/";
+        opened({ dataset_id: task.dataset_id, version: task.result_version });
         return;
       }
       if (task.status === "failed") {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,27 @@ def test_a_refused_upload_lists_all_its_errors_on_the_page(
     rows = page.locator("#upload-issues tbody tr")
     assert rows.count() >= 50  # every kept example, then a line counting the rest of each code
     assert "31 more rows" in page.inner_text("#upload-issues"), page.inner_text("#upload-issues")[:500]
+
+
+def test_the_same_bytes_under_a_new_name_are_a_new_dataset_when_asked(api, researcher, artifact_root):
+    content = jsonl(distinct_chat_rows(12))
+    created = api.upload(researcher, "/datasets", content=content, name="first.jsonl")
+    first = created.json()
+    assert created.status_code == 201
+    again = api.upload(researcher, "/datasets", content=content, name="other.jsonl")
+    # documented API behaviour kept: identical content is that dataset, and the answer now says so (200)
+    assert again.json()["dataset_id"] == first["dataset_id"] and again.status_code == 200
+    renamed = api.upload(researcher, "/datasets", content=content, name="second.jsonl", new_dataset="true")
+    assert renamed.status_code == 201, renamed.content[:300]
+    assert renamed.json()["dataset_id"] != first["dataset_id"]
+    from datasets_app.models import Dataset
+
+    assert Dataset.objects.get(name="second.jsonl").public_id == renamed.json()["dataset_id"]
+
+
+def test_the_upload_page_asks_for_a_new_dataset_unless_told_to_reuse(client, researcher, artifact_root):
+    client.force_login(researcher)
+    html = client.get("/datasets/").content.decode()
+    assert 'id="reuse-existing"' in html
+    body = (Path(__file__).resolve().parents[2] / "static" / "js" / "datasets.js").read_bytes()
+    assert b'data.set("new_dataset", "true")' in body and b"Identical content is already stored as" in body

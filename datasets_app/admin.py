@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from datasets_app.models import Dataset, DatasetTask, DatasetVersion
+from datasets_app.models import Dataset, DatasetTask, DatasetTaskUpdate, DatasetVersion
+from t4dm_site.admin import OutboxAdmin
 
 
 class DatasetVersionInline(admin.TabularInline):
@@ -41,3 +42,9 @@ class DatasetTaskAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     search_fields = ["owner__username", "message", "error"]
     readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(DatasetTaskUpdate)
+class DatasetTaskUpdateAdmin(OutboxAdmin):
+    list_display = ("id", "task", "kind", "created_at")
+    raw_id_fields = ("task",)

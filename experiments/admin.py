@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from experiments.evaluation.models import EvaluationUpdate
 from experiments.models import (
     Checkpoint,
     Evaluation,
@@ -11,6 +12,7 @@ from experiments.models import (
     TrainingJob,
     Worker,
 )
+from t4dm_site.admin import OutboxAdmin
 
 
 @admin.register(Experiment)
@@ -120,3 +122,9 @@ class MetricRollupAdmin(admin.ModelAdmin):
     search_fields = ["key"]
     raw_id_fields = ["job"]
     show_full_result_count = False
+
+
+@admin.register(EvaluationUpdate)
+class EvaluationUpdateAdmin(OutboxAdmin):
+    list_display = ("id", "evaluation", "kind", "created_at")
+    raw_id_fields = ("evaluation",)

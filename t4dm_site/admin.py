@@ -29,3 +29,19 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for token in queryset.filter(revoked_at__isnull=True):
             token.revoke()
+
+
+class OutboxAdmin(admin.ModelAdmin):
+    """Outbox rows (a live page's updates, read by id): for looking, never for editing — a changed row
+    would tell a reconnecting page something that did not happen."""
+
+    list_display = ("id", "kind", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("kind",)
+    ordering = ("-id",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from experiments.mlflow_compat.models import MLflowRun
+from experiments.mlflow_compat.models import MetricValueExtra, MLflowRun
 
 
 @admin.register(MLflowRun)
@@ -9,3 +9,12 @@ class MLflowRunAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("run_uuid", "run_name")
     raw_id_fields = ("job", "experiment")
+
+
+@admin.register(MetricValueExtra)
+class MetricValueExtraAdmin(admin.ModelAdmin):
+    """Values beyond the first at one (run, key, step), kept as MLflow keeps them."""
+
+    list_display = ("job", "key", "step", "value")
+    search_fields = ("key",)
+    raw_id_fields = ("job",)

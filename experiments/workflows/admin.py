@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from experiments.workflows.models import Workflow, WorkflowStep
+from experiments.workflows.models import Workflow, WorkflowStep, WorkflowUpdate
+from t4dm_site.admin import OutboxAdmin
 
 
 class WorkflowStepInline(admin.TabularInline):
@@ -25,3 +26,9 @@ class WorkflowStepAdmin(admin.ModelAdmin):
     list_filter = ["name", "status"]
     search_fields = ["workflow__name", "error"]
     raw_id_fields = ["workflow"]
+
+
+@admin.register(WorkflowUpdate)
+class WorkflowUpdateAdmin(OutboxAdmin):
+    list_display = ("id", "workflow", "kind", "created_at")
+    raw_id_fields = ("workflow",)

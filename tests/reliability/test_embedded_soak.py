@@ -1,12 +1,12 @@
 """Soak on the embedded default, as `make run` starts it (`t4dm_up`: daphne + one supervised worker on the
-filesystem broker): waves of work over a few minutes — tiny training jobs, evaluations, dataset uploads
+filesystem broker): waves of work over about ten minutes (eight of feeding, then draining) — tiny training jobs, evaluations, dataset uploads
 and validations, and every event delivered to five webhook subscriptions on a local receiver (a few
 hundred broker messages in all) — with the worker killed (-9) mid-way while it trains.
 
 It ends with every task done exactly once: each job succeeded (the killed one requeued once and resumed),
 each evaluation succeeded, each webhook delivery row succeeded after one attempt and reached the receiver
 exactly once (by its X-T4DM-Delivery id), no message left in the broker (none unreadable), t4dm_up
-restarted the worker and the web server answered throughout. Waves: T4DM_SOAK_WAVES (default 6)."""
+restarted the worker and the web server answered throughout. Waves: T4DM_SOAK_WAVES (default 16) of T4DM_SOAK_WAVE_SECONDS (default 30)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from tests.reliability.embedded_up import up_platform  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
-WAVES = int(os.environ.get("T4DM_SOAK_WAVES", "6"))
-WAVE_SECONDS = 15
+WAVES = int(os.environ.get("T4DM_SOAK_WAVES", "16"))
+WAVE_SECONDS = float(os.environ.get("T4DM_SOAK_WAVE_SECONDS", "30"))
 JOBS_PER_WAVE = 1
 EVALUATIONS_PER_WAVE = 4
 SUBSCRIPTIONS = 5

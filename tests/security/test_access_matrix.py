@@ -109,7 +109,7 @@ _policy(
     "GET /api/2.0/mlflow/metrics/get-history",
 )  # fmt: skip
 _policy(ANY_USER, "GET /api/v1/human-eval/queue", "GET /api/v1/finetune-config")
-_policy(TRAINER_OWNED, "GET /api/v1/jobs/{job_id}/events")
+_policy(TRAINER_OWNED, "GET /api/v1/jobs/{job_id}/events", "PATCH /api/v1/jobs/{job_id}")
 # Serving: an empty body is a 4xx past the role gate; a model that is not the caller's is 404 (tests/serving).
 _policy(TRAINER, "POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models")
 _policy(TRAINER_BY_ID, "GET /v1/models/{model}")

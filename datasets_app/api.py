@@ -327,7 +327,8 @@ def dataset_validate_stored(request, dataset_id: str, payload: ValidateIn):
 
 @router.post("/{dataset_id}/clean", response={201: VersionOut})
 def dataset_clean_endpoint(request, dataset_id: str, payload: CleanIn):
-    """clean_dataset → a new version with a report of what changed."""
+    """clean_dataset → a new version with a report of what changed; 409 `nothing_to_clean` when the
+    options change nothing (no identical version is made)."""
     version = dataset_version_get(user=request.auth, dataset_id=dataset_id, number=payload.version)
     cleaned = dataset_clean(
         version=version,

@@ -33,7 +33,7 @@ from datasets_app.models import (
 )
 from datasets_app.sources import FORMATS, RawRow, check_name, read_rows, resolve_import_path
 from datasets_app.tokens import TINY_MODEL_NAME, load_tokenizer, model_max_length
-from t4dm_site.errors import InvalidInput
+from t4dm_site.errors import Conflict, InvalidInput
 from t4dm_site.events import DatasetTaskChanged, publish
 
 DEFAULT_SPLIT = pipeline.DEFAULT_FRACTIONS
@@ -684,7 +684,8 @@ def dataset_clean(
     fix_formatting: bool = True,
     near_duplicates: bool = True,
 ) -> DatasetVersion:
-    """clean_dataset → a new version and a report of exactly what changed (counts and examples)."""
+    """clean_dataset → a new version and a report of exactly what changed (counts and examples).
+    Nothing to change → Conflict `nothing_to_clean` (409), and no version is made."""
     from datasets_app.cleaning import clean_rows
 
     split_rows = {split: version_rows(version, split) for split in SPLITS}
@@ -695,6 +696,13 @@ def dataset_clean(
         fix_formatting=fix_formatting,
         near_duplicates=near_duplicates,
     )
+    if not any(report["changes"].values()):
+        raise Conflict(
+            f"nothing to clean: v{version.number} has no empty rows, duplicates or formatting problems "
+            "for the options chosen; no new version was made",
+            code="nothing_to_clean",
+            details={"version": version.number, "options": report["options"]},
+        )
     return _derived_version(parent=version, split_rows=cleaned, origin=VersionOrigin.CLEANED, report=report)
 
 

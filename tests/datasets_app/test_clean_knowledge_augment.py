@@ -13,7 +13,7 @@ from datasets_app.services import (
     dataset_prepare_from_knowledge,
 )
 from datasets_app.tasks import augment_dataset_task
-from t4dm_site.errors import InvalidInput
+from t4dm_site.errors import Conflict, InvalidInput
 from tests.datasets_app.conftest import chat, distinct_chat_rows, jsonl
 
 
@@ -50,7 +50,8 @@ def test_clean_makes_a_new_version_and_reports_exactly_what_changed(researcher, 
     assert not {"role_case", "duplicate", "leakage_exact", "mojibake"} & {
         i["code"] for i in cleaned.validation_issues
     }
-    assert dataset_clean(version=cleaned).number == 2  # already clean: the same content is the same version
+    with pytest.raises(Conflict, match="nothing to clean"):  # already clean: no identical v3 (issue 19)
+        dataset_clean(version=cleaned)
 
 
 def test_knowledge_import_makes_several_phrasings_per_item(researcher, artifact_root):

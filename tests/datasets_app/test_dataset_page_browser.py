@@ -19,7 +19,8 @@ def test_upload_in_the_browser_then_read_the_dataset_page(
     live_server, page, researcher, artifact_root, tmp_path
 ):
     rows = distinct_chat_rows(60) + [
-        chat("Tell me about <b>this</b>", "An answer with leftover markup.", system="Be brief.")
+        chat("Tell me about <b>this</b>", "An answer with leftover markup.", system="Be brief."),
+        chat("Spaced   out  question", "An answer."),  # something for Clean to change (issue 19)
     ]
     data = tmp_path / "support-chats.jsonl"
     data.write_bytes(jsonl(rows))
@@ -34,7 +35,7 @@ def test_upload_in_the_browser_then_read_the_dataset_page(
     assert page.locator("#upload-progress").count() == 0  # we left the upload page
     page.wait_for_selector("#chart-tokens .main-svg", timeout=30_000)
     assert "Token lengths" in page.locator("#chart-tokens .gtitle").text_content()
-    assert page.locator("#stats td").first.inner_text() == "61"
+    assert page.locator("#stats td").first.inner_text() == "62"
     assert page.locator("#issue-table code", has_text="html_markup").count() == 1
     assert page.locator(".message.assistant").count() == 20
     SCREENSHOTS.mkdir(exist_ok=True)

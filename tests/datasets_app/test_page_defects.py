@@ -91,3 +91,18 @@ def test_the_upload_page_asks_for_a_new_dataset_unless_told_to_reuse(client, res
     assert 'id="reuse-existing"' in html
     body = (Path(__file__).resolve().parents[2] / "static" / "js" / "datasets.js").read_bytes()
     assert b'data.set("new_dataset", "true")' in body and b"Identical content is already stored as" in body
+
+
+def test_a_clean_that_changes_nothing_makes_no_version_and_says_so(api, researcher, artifact_root):
+    created = api.upload(researcher, "/datasets", content=jsonl(distinct_chat_rows(20)), name="tidy.jsonl")
+    dataset_id = created.json()["dataset_id"]
+    answer = api.post(
+        researcher,
+        f"/datasets/{dataset_id}/clean",
+        {"version": 1, "remove_duplicates": True, "fix_formatting": True, "near_duplicates": False},
+    )
+    assert answer.status_code == 409, answer.content[:300]
+    error = answer.json()["error"]
+    assert error["code"] == "nothing_to_clean" and "nothing to clean" in error["message"]
+    versions = api.get(researcher, f"/datasets/{dataset_id}/versions").json()
+    assert [v["version"] for v in versions] == [1]

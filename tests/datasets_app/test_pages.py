@@ -6,6 +6,7 @@ from tests.datasets_app.conftest import chat, distinct_chat_rows, jsonl
 
 def test_the_list_and_detail_pages(client, researcher, make_user, artifact_root):
     rows = distinct_chat_rows(45) + [chat("Tell me about <b>this</b>", "An answer with markup.")]
+    rows.append(chat("Spaced   out  question", "An answer."))  # something for Clean to change
     version = dataset_prepare(owner=researcher, name="pages", content=jsonl(rows), task_type="chat")
     client.force_login(researcher)
     listing = client.get("/datasets/")

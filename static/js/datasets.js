@@ -51,7 +51,7 @@
   // A new dataset opens at once; identical content already stored (only when "open it instead" is
   // ticked) is said so, with a link, and opens on the user's click: never a silent redirect.
   function opened(result) {
-    const url = "/datasets/" + result.dataset_id + "/" + (result.version ? "?version=" + result.version : "#versions");
+    const url = "/datasets/" + result.dataset_id + "/" + (result.version ? "?version=" + result.version : "");
     if (!result.existing) {
       status.textContent = "Stored as " + result.dataset_id + ".";
       window.location.href = url;
@@ -60,7 +60,7 @@
     status.className = "";
     status.textContent = "Identical content is already stored as ";
     const link = document.createElement("a");
-    link.href = url;
+    link.href = url + "#versions";
     link.id = "existing-dataset";
     link.textContent = result.dataset_id;
     status.append(link, "; nothing new was created. Untick \"open it instead\" to store it as a new dataset.");

@@ -128,8 +128,20 @@ def augment_rows(
     methods: list[str],
     options: dict,
     progress: Callable[[float, str], None] | None = None,
+    existing: list[dict] | None = None,
 ) -> tuple[list[dict], list[str], dict]:
-    """(new rows, their provenance as JSON strings, report)."""
+    """(new rows, their provenance as JSON strings, report). A produced row that duplicates a row
+    already there (`rows` and `existing`) or one produced before, compared as Clean compares (case,
+    whitespace and Unicode form ignored), is skipped and counted in the report's `duplicates_skipped`."""
+    from datasets_app.pipeline import normalise_text
+    from datasets_app.rows import io_text
+
+    def key(row: dict) -> str:
+        prompt, output = io_text(row, task_type)
+        return normalise_text(prompt) + "\x1f" + normalise_text(output)
+
+    seen = {key(row) for row in [*rows, *(existing or [])]}
+    skipped: dict[str, int] = {}
     check_methods(methods, options, task_type=task_type)
     rng = random.Random(options.get("seed", 0))
     copies = options.get("copies_per_row", 1)
@@ -149,7 +161,12 @@ def augment_rows(
             for i, (row, before, after) in enumerate(zip(rows, originals, produced, strict=True)):
                 if not after.strip() or after == before:
                     continue
-                new_rows.append(_with_request(row, task_type, after))
+                produced_row = _with_request(row, task_type, after)
+                if key(produced_row) in seen:
+                    skipped[method] = skipped.get(method, 0) + 1
+                    continue
+                seen.add(key(produced_row))
+                new_rows.append(produced_row)
                 record = {"method": method, "source_split": "train", "source_row": i + 1, "copy": copy + 1}
                 if method == "paraphrase":
                     record["model"] = str(
@@ -171,5 +188,11 @@ def augment_rows(
     return (
         new_rows,
         provenance,
-        {"methods": methods, "added_rows": counts, "examples": examples, "options": options},
+        {
+            "methods": methods,
+            "added_rows": counts,
+            "duplicates_skipped": skipped,
+            "examples": examples,
+            "options": options,
+        },
     )

@@ -755,6 +755,7 @@ def dataset_augment_run(*, task: DatasetTask) -> DatasetVersion | None:
             methods=task.params["methods"],
             options=task.params.get("options", {}),
             progress=lambda fraction, message: _task_progress(task, 0.9 * fraction, message),
+            existing=split_rows["validation"] + split_rows["test"],
         )
         train = split_rows["train"] + new_rows
         old = _old_provenance(version, len(split_rows["train"]))

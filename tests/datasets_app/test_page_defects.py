@@ -106,3 +106,18 @@ def test_a_clean_that_changes_nothing_makes_no_version_and_says_so(api, research
     assert error["code"] == "nothing_to_clean" and "nothing to clean" in error["message"]
     versions = api.get(researcher, f"/datasets/{dataset_id}/versions").json()
     assert [v["version"] for v in versions] == [1]
+
+
+def test_augment_adds_no_row_that_is_already_there(researcher, artifact_root):
+    from datasets_app.augmentation import augment_rows
+    from datasets_app.pipeline import normalise_text
+    from datasets_app.rows import io_text
+
+    rows = distinct_chat_rows(30)
+    new_rows, provenance, report = augment_rows(
+        rows, task_type="chat", methods=["noise", "template_paraphrase"], options={"copies_per_row": 3}
+    )
+    keys = [tuple(normalise_text(t) for t in io_text(r, "chat")) for r in rows + new_rows]
+    assert len(keys) == len(set(keys)), "an augmented row repeats an existing or another augmented row"
+    assert len(provenance) == len(new_rows) and sum(report["added_rows"].values()) == len(new_rows)
+    assert sum(report["duplicates_skipped"].values()) > 0

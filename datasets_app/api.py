@@ -110,6 +110,8 @@ class PreviewOut(Schema):
     total: int
     first_row: int
     rows: list[dict[str, Any]]
+    numbers: list[int] = []
+    q: str = ""
 
 
 def _json_field(value: str, name: str) -> Any:
@@ -296,9 +298,12 @@ def dataset_version_detail(request, dataset_id: str, number: int):
 
 
 @router.get("/{dataset_id}/versions/{number}/rows", response=PreviewOut)
-def dataset_version_rows(request, dataset_id: str, number: int, split: str = "train", page: int = 1):
+def dataset_version_rows(
+    request, dataset_id: str, number: int, split: str = "train", page: int = 1, q: str = ""
+):
+    """A page of a split's rows; `q` keeps the rows whose text contains it (case ignored)."""
     version = dataset_version_get(user=request.auth, dataset_id=dataset_id, number=number)
-    return dataset_version_preview(version=version, split=split, page=page)
+    return dataset_version_preview(version=version, split=split, page=page, q=q)
 
 
 @router.get("/{dataset_id}/versions/{number}/download")

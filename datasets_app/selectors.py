@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.db.models import QuerySet
 
 from datasets_app import storage
@@ -41,15 +43,35 @@ def dataset_versions(*, dataset: Dataset) -> QuerySet[DatasetVersion]:
 
 
 def dataset_version_preview(
-    *, version: DatasetVersion, split: str, page: int = 1, page_size: int = PREVIEW_PAGE_SIZE
+    *,
+    version: DatasetVersion,
+    split: str,
+    page: int = 1,
+    page_size: int = PREVIEW_PAGE_SIZE,
+    q: str = "",
 ) -> dict:
+    """One page of a split's rows; with `q`, of the rows whose text contains it (case ignored).
+    `numbers` are the rows' numbers in the split (1-based), so a match links to its place."""
     info = version.splits.get(split)
     if info is None:
         raise NotFound(f"{version} has no split {split!r}; it has {', '.join(version.splits)}")
     page = max(1, page)
-    rows, total = storage.read_page(
-        version.path, info["file"], offset=(page - 1) * page_size, limit=page_size
-    )
+    offset = (page - 1) * page_size
+    q = (q or "").strip()
+    if q:
+        needle = q.casefold()
+        everything, _ = storage.read_page(version.path, info["file"], offset=0, limit=10**9)
+        matches = [
+            (n, row)
+            for n, row in enumerate(everything, start=1)
+            if needle in json.dumps(row, ensure_ascii=False).casefold()
+        ]
+        total = len(matches)
+        chosen = matches[offset : offset + page_size]
+        rows, numbers = [row for _, row in chosen], [n for n, _ in chosen]
+    else:
+        rows, total = storage.read_page(version.path, info["file"], offset=offset, limit=page_size)
+        numbers = list(range(offset + 1, offset + 1 + len(rows)))
     pages = max(1, -(-total // page_size))
     return {
         "split": split,
@@ -57,8 +79,10 @@ def dataset_version_preview(
         "pages": pages,
         "page_size": page_size,
         "total": total,
-        "first_row": (page - 1) * page_size + 1,
+        "first_row": offset + 1,
         "rows": rows,
+        "numbers": numbers,
+        "q": q,
     }
 
 

@@ -61,11 +61,15 @@ def dataset_detail(request, dataset_id: str):
             dataset_id=dataset_id,
             number=int(number) if number and number.isdigit() else None,
         )
-        preview = dataset_version_preview(version=version, split=split, page=_int(request.GET.get("page"), 1))
+        preview = dataset_version_preview(
+            version=version,
+            split=split,
+            page=_int(request.GET.get("page"), 1),
+            q=request.GET.get("q", "")[:200],
+        )
     except NotFound as exc:
         raise Http404(exc.message) from None
-    first = preview["first_row"]
-    rows = [{"number": first + i, "row": row} for i, row in enumerate(preview["rows"])]
+    rows = [{"number": n, "row": row} for n, row in zip(preview["numbers"], preview["rows"], strict=True)]
     issues = sorted(version.validation_issues, key=lambda i: SEVERITY_ORDER.get(i["severity"], 3))
     for issue in issues:
         if issue.get("split_row"):
@@ -90,6 +94,7 @@ def dataset_detail(request, dataset_id: str):
             "split": split,
             "charts": charts,
             "report_json": json.dumps(version.report, indent=2, ensure_ascii=False) if version.report else "",
+            "changes": _changes(version.report or {}),
             "augment_methods": [
                 (
                     method,
@@ -103,3 +108,45 @@ def dataset_detail(request, dataset_id: str):
 
 def _int(value, default: int) -> int:
     return int(value) if value and str(value).isdigit() else default
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _plain(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{_label(str(k))}: {_plain(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value) or "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _changes(report: dict) -> dict:
+    """A version's change report as a person reads it: counts as (what, how many) rows, rows per split
+    before → after, and examples (before → after); anything else as label: value."""
+    counts = report.get("changes") or report.get("added_rows") or {}
+    before, after = report.get("rows_before") or {}, report.get("rows_after") or {}
+    examples = []
+    for kind, items in (report.get("examples") or {}).items():
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict):
+                where = item.get("split", "")
+                row = item.get("row") or item.get("source_row")
+                examples.append(
+                    {
+                        "kind": _label(kind),
+                        "where": f"{where} row {row}".strip() if row else where,
+                        "before": _plain(item.get("before", "")),
+                        "after": _plain(item.get("after", "")),
+                    }
+                )
+    shown = {"changes", "added_rows", "rows_before", "rows_after", "examples"}
+    return {
+        "counts": [(_label(k), v) for k, v in counts.items()],
+        "splits": [(s, before.get(s), after.get(s)) for s in before],
+        "examples": examples[:50],
+        "other": [(_label(k), _plain(v)) for k, v in report.items() if k not in shown],
+    }

@@ -49,7 +49,7 @@ def test_upload_in_the_browser_then_read_the_dataset_page(
     page.click("#clean-button")
     page.wait_for_url(re.compile(r".*\?version=2$"), timeout=60_000)
     assert page.locator("#versions tbody tr").count() == 2
-    assert "What changed in v2" in page.locator("#versions details summary").inner_text()
+    assert "What changed in v2" in page.locator("#what-changed > summary").inner_text()
     # A model-based method with no model configured is refused at once, with the reason.
     page.uncheck("input[name=methods][value=template_paraphrase]")
     page.check("input[name=methods][value=paraphrase]")

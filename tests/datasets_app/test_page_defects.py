@@ -121,3 +121,27 @@ def test_augment_adds_no_row_that_is_already_there(researcher, artifact_root):
     assert len(keys) == len(set(keys)), "an augmented row repeats an existing or another augmented row"
     assert len(provenance) == len(new_rows) and sum(report["added_rows"].values()) == len(new_rows)
     assert sum(report["duplicates_skipped"].values()) > 0
+
+
+def test_what_changed_is_a_table_and_the_preview_pages_both_ways_and_searches(
+    client, api, researcher, artifact_root
+):
+    from datasets_app.services import dataset_clean, dataset_prepare
+    from tests.datasets_app.conftest import chat
+
+    rows = distinct_chat_rows(60) + [chat("Spaced   out   question", "An answer.")]
+    version = dataset_prepare(owner=researcher, name="changes", content=jsonl(rows), task_type="chat")
+    dataset_clean(version=version)
+    client.force_login(researcher)
+    html = client.get("/datasets/ds-001/?version=2").content.decode()
+    assert 'id="change-counts"' in html and "<td>whitespace tidied</td>" in html
+    assert 'id="change-splits"' in html and 'id="change-examples"' in html
+    first = client.get("/datasets/ds-001/?version=1&split=train").content.decode()
+    assert 'id="previous-page"' in first and 'id="next-page"' in first and 'id="preview-search"' in first
+    second = client.get("/datasets/ds-001/?version=1&split=train&page=2").content.decode()
+    assert 'href="?version=1&split=train&q=&page=1" id="previous-page"' in second
+    found = client.get("/datasets/ds-001/?version=1&split=train&q=spaced").content.decode()
+    assert found.count('class="sample"') == 1 and "Spaced" in found and "containing “spaced”" in found
+    train = api.get(researcher, "/datasets/ds-001/versions/1/rows?split=train&q=QUESTION 1").json()
+    assert train["total"] >= 1 and all("Question 1" in json.dumps(r) for r in train["rows"])
+    assert train["numbers"] and train["q"] == "QUESTION 1"

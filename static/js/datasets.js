@@ -51,7 +51,7 @@
   // A new dataset opens at once; identical content already stored (only when "open it instead" is
   // ticked) is said so, with a link, and opens on the user's click: never a silent redirect.
   function opened(result) {
-    const url = "/datasets/" + result.dataset_id + "/" + (result.version ? "?version=" + result.version : "");
+    const url = "/datasets/" + result.dataset_id + "/";
     if (!result.existing) {
       status.textContent = "Stored as " + result.dataset_id + ".";
       window.location.href = url;
@@ -110,7 +110,7 @@
         return;
       }
       if (task.status === "succeeded") {
-        opened({ dataset_id: task.dataset_id, version: task.result_version });
+        opened({ dataset_id: task.dataset_id });
         return;
       }
       if (task.status === "failed") {

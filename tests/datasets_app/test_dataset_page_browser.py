@@ -48,7 +48,7 @@ def test_upload_in_the_browser_then_read_the_dataset_page(
     page.goto(page.url.split("#")[0].split("?")[0])
     page.click("#clean-button")
     page.wait_for_url(re.compile(r".*\?version=2$"), timeout=60_000)
-    assert page.locator("#versions tbody tr").count() == 2
+    assert page.locator("#versions > table > tbody > tr").count() == 2
     assert "What changed in v2" in page.locator("#what-changed > summary").inner_text()
     # A model-based method with no model configured is refused at once, with the reason.
     page.uncheck("input[name=methods][value=template_paraphrase]")
@@ -89,5 +89,5 @@ def test_augment_from_the_page_runs_on_the_worker_and_opens_the_new_version(page
         versions = http.get(f"/datasets/{dataset_id}/versions").json()
     samples = {v["version"]: v["statistics"]["total_samples"] for v in versions}
     assert samples[2] > samples[1]  # the augmented rows were added
-    assert page.locator("#versions tbody tr").count() == 2
-    assert "augment" in page.locator("#versions tbody tr.best").inner_text().lower()
+    assert page.locator("#versions > table > tbody > tr").count() == 2
+    assert "augment" in page.locator("#versions > table > tbody > tr.best").inner_text().lower()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
@@ -161,9 +161,10 @@ def _task_out(task) -> dict:
     }
 
 
-@router.post("", response={200: DatasetResultOut, 201: DatasetResultOut, 202: DatasetTaskOut})
+@router.post("", response={201: DatasetResultOut, 202: DatasetTaskOut})
 def dataset_upload(
     request,
+    response: HttpResponse,
     file: UploadedFile | None = File(None),
     name: str = Form(""),
     task_type: str = Form("chat"),
@@ -180,7 +181,7 @@ def dataset_upload(
     new_dataset: bool = Form(
         False,
         description="Always a new dataset with this name, even when identical content is already stored "
-        "(by default that version's dataset is returned, with status 200 instead of 201).",
+        "(by default that version's dataset is returned, with the header X-T4DM-Existing-Dataset: true).",
     ),
 ):
     """prepare_dataset from an uploaded file or an import-root path. A source up to
@@ -204,7 +205,10 @@ def dataset_upload(
     )
     if isinstance(outcome, DatasetTask):
         return 202, _task_out(outcome)
-    return 200 if getattr(outcome, "reused", False) else 201, dataset_result(outcome)
+    if getattr(outcome, "reused", False):
+        # 201 as before (clients and the seed's prepare_dataset read it); the header says it existed.
+        response.headers["X-T4DM-Existing-Dataset"] = "true"
+    return 201, dataset_result(outcome)
 
 
 @router.get("", response=list[DatasetResultOut])

@@ -36,7 +36,7 @@
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
       if (xhr.status === 201 || xhr.status === 200) {
-        opened(Object.assign(body, { existing: xhr.status === 200 }));
+        opened(Object.assign(body, { existing: xhr.getResponseHeader("X-T4DM-Existing-Dataset") === "true" }));
       } else if (xhr.status === 202) {
         status.textContent = "Uploaded; the dataset worker is checking, measuring and splitting it…";
         follow(body.task_id);

@@ -75,8 +75,10 @@ def test_the_same_bytes_under_a_new_name_are_a_new_dataset_when_asked(api, resea
     first = created.json()
     assert created.status_code == 201
     again = api.upload(researcher, "/datasets", content=content, name="other.jsonl")
-    # documented API behaviour kept: identical content is that dataset, and the answer now says so (200)
-    assert again.json()["dataset_id"] == first["dataset_id"] and again.status_code == 200
+    # documented API behaviour kept: identical content is that dataset (201 as always), and a header says so
+    assert again.json()["dataset_id"] == first["dataset_id"] and again.status_code == 201
+    assert again.headers["X-T4DM-Existing-Dataset"] == "true"
+    assert "X-T4DM-Existing-Dataset" not in created.headers
     renamed = api.upload(researcher, "/datasets", content=content, name="second.jsonl", new_dataset="true")
     assert renamed.status_code == 201, renamed.content[:300]
     assert renamed.json()["dataset_id"] != first["dataset_id"]

@@ -137,7 +137,7 @@ def test_a_browser_only_user_walks_the_whole_loop(page, browser, walk_platform, 
     version_url = page.url
     page.fill("#stage-form input[name=reason]", "walk trial")
     page.click("#to-staging")
-    assert page.text_content("#stage") == "staging"
+    assert page.text_content("#stage") == "Staging"
     page.fill("#signoff-form input[name=note]", "read the outputs")
     page.click("#signoff")
     page.fill("#stage-form input[name=reason]", "ship it")
@@ -153,7 +153,7 @@ def test_a_browser_only_user_walks_the_whole_loop(page, browser, walk_platform, 
     page.fill("#stage-form input[name=reason]", "ship it")
     page.click("#to-production")
     errors = page.locator(".messages li.error")
-    assert page.text_content("#stage") == "production", errors.all_inner_texts()
+    assert page.text_content("#stage") == "Production", errors.all_inner_texts()
     _shot(page, "6-promoted")
 
     # 7. chat with it in the playground

@@ -47,12 +47,12 @@ def test_promote_through_the_ui_sees_gate_and_history(
     page.click("nav >> text=Models")
     page.click("#models >> text=t4dm-knowledge")
     page.click("#versions >> text=1.0.0")
-    assert page.text_content("#stage") == "none"
+    assert page.text_content("#stage") == "Unstaged"
 
     # when: staging, then production before anyone reviewed the sample outputs
     page.fill("#stage-form input[name=reason]", "team trial")
     page.click("#to-staging")
-    assert page.text_content("#stage") == "staging"
+    assert page.text_content("#stage") == "Staging"
     page.click("#to-production")
 
     # then: refused, with exactly the failing item, and the gate shows it
@@ -60,7 +60,7 @@ def test_promote_through_the_ui_sees_gate_and_history(
     assert message.strip() == "Promotion to production refused. Failing checks: Sample outputs reviewed."
     assert page.get_attribute("#gate li[data-key=sample_outputs_reviewed]", "data-passed") == "false"
     assert page.locator("#gate li[data-passed=false]").count() == 1
-    assert page.text_content("#stage") == "staging"
+    assert page.text_content("#stage") == "Staging"
     page.screenshot(path=str(SCREENSHOTS / "registry_gate_refused.png"), full_page=True)
 
     # when: sign off the sample outputs, then promote
@@ -72,7 +72,7 @@ def test_promote_through_the_ui_sees_gate_and_history(
 
     # then: the reviewer cannot promote alone (settings.PROMOTION_PEOPLE = 2)
     assert "needs 2 different people" in page.text_content(".messages li.error")
-    assert page.text_content("#stage") == "staging"
+    assert page.text_content("#stage") == "Staging"
 
     # when: a second person (an admin, who sees every owner's models) signs off too; rita promotes
     make_user("ada", role="admin")
@@ -90,11 +90,11 @@ def test_promote_through_the_ui_sees_gate_and_history(
     page.click("#to-production")
 
     # then: production, and the history tells who moved it, from where, to where and why
-    assert page.text_content("#stage") == "production"
+    assert page.text_content("#stage") == "Production"
     rows = [re.sub(r"\s+", " ", r).strip() for r in page.locator("#history tbody tr").all_inner_texts()]
     assert len(rows) == 3
-    assert "none staging rita team trial" in rows[1]
-    assert "staging production rita gate passes; ship it passed" in rows[2]
+    assert "Unstaged Staging rita team trial" in rows[1]
+    assert "Staging Production rita gate passes; ship it passed" in rows[2]
     page.screenshot(path=str(SCREENSHOTS / "registry_promoted.png"), full_page=True)
 
 

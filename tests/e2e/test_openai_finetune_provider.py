@@ -31,14 +31,18 @@ def _follow(provider_job, timeout: float = 240):
     return provider_job
 
 
-def test_finetune_openai_follows_the_job_to_a_model_version(remote, researcher, artifact_root):
+def test_finetune_openai_follows_the_job_to_a_model_version(
+    remote, researcher, artifact_root, django_capture_on_commit_callbacks
+):
     version = dataset_prepare(owner=researcher, name="kb", content=DEMO_ROWS.read_bytes(), task_type="chat")
     # when
     provider_job = finetune_openai(
         owner=researcher, dataset_path=version.dataset.public_id, base_model="t4dm-tiny", suffix="prov"
     )
     assert provider_job.remote_job_id.startswith("ftjob-") and provider_job.remote_file_id.startswith("file-")
-    provider_job = _follow(provider_job)
+    # The version is registered by the lifecycle event's auto_version subscriber, after commit.
+    with django_capture_on_commit_callbacks(execute=True):
+        provider_job = _follow(provider_job)
     # then: the mirror job succeeded, with the remote's metrics as points and the model as a version
     job = provider_job.job
     assert job.status == JobStatus.SUCCEEDED, job.error

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import OperationalError
 
 from experiments.models import Checkpoint, JobStatus, TrainingJob
 from experiments.services import job_cancel
@@ -20,6 +21,20 @@ from experiments.training.fencing import ATTEMPT_MARKER
 from tests.experiments.test_fencing import REPO, _config, _queued_job
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
+
+
+def _locked_retry(read, attempts: int = 100):
+    """The test database is SQLite in memory with a shared cache, where a table another thread (the live
+    server answering the worker's reports) is writing raises "table is locked" at once instead of
+    waiting as the file database of a real platform does: try again."""
+    for _ in range(attempts - 1):
+        try:
+            return read()
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    return read()
 
 
 def test_a_cancelled_attempt_still_saves_a_checkpoint(live_server, demo_config):
@@ -35,9 +50,11 @@ def test_a_cancelled_attempt_still_saves_a_checkpoint(live_server, demo_config):
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 240
-    while TrainingJob.objects.get(pk=job.pk).step < 3 and time.monotonic() < deadline and run.poll() is None:
+    while _locked_retry(lambda: TrainingJob.objects.get(pk=job.pk).step) < 3 and time.monotonic() < deadline:
+        if run.poll() is not None:
+            break
         time.sleep(0.05)
-    job_cancel(job=TrainingJob.objects.get(pk=job.pk))
+    _locked_retry(lambda: job_cancel(job=TrainingJob.objects.get(pk=job.pk)))
     out, err = run.communicate(timeout=240)
 
     assert out.strip().splitlines()[-1:] == ["cancelled"], (out, err[-3000:])

@@ -15,6 +15,7 @@ from datasets_app.models import DatasetTask
 from datasets_app.selectors import (
     dataset_get,
     dataset_task_get,
+    dataset_task_to_dict,
     dataset_version_get,
     dataset_version_latest,
     dataset_version_preview,
@@ -144,19 +145,9 @@ def parse_split(value: str) -> dict[str, float] | None:
 
 
 def _task_out(task) -> dict:
-    source, result = task.source_version, task.result_version
-    dataset = source.dataset if source else (result.dataset if result else None)
+    result = task.result_version
     return {
-        "task_id": task.public_id,
-        "kind": task.kind,
-        "dataset_id": dataset.public_id if dataset else None,
-        "source_version": source.number if source else None,
-        "status": task.status,
-        "progress": task.progress,
-        "message": task.message,
-        "error": task.error,
-        "error_details": task.error_details or {},
-        "result_version": result.number if result else None,
+        **dataset_task_to_dict(task),
         "result": dataset_result(result) if result and task.kind == "prepare" else None,
     }
 

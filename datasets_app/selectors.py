@@ -89,3 +89,22 @@ def dataset_version_preview(
 def dataset_task_get(*, user, task_id: str) -> DatasetTask:
     tasks = DatasetTask.objects.select_related("source_version__dataset", "result_version")
     return get_visible(tasks, user, task_id, "dataset task", prefix="dstask")
+
+
+def dataset_task_to_dict(task: DatasetTask) -> dict:
+    """A dataset task as GET /api/v1/datasets/tasks/<id> and its live page show it (the API adds a
+    prepare's full result)."""
+    source, result = task.source_version, task.result_version
+    dataset = source.dataset if source else (result.dataset if result else None)
+    return {
+        "task_id": task.public_id,
+        "kind": task.kind,
+        "dataset_id": dataset.public_id if dataset else None,
+        "source_version": source.number if source else None,
+        "status": task.status,
+        "progress": task.progress,
+        "message": task.message,
+        "error": task.error,
+        "error_details": task.error_details or {},
+        "result_version": result.number if result else None,
+    }

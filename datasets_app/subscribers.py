@@ -5,6 +5,7 @@ the shared machinery t4dm_site/live_outbox.py."""
 from __future__ import annotations
 
 from datasets_app.models import DatasetTask, DatasetTaskUpdate
+from datasets_app.selectors import dataset_task_to_dict as dataset_task_live
 from t4dm_site.events import DatasetTaskChanged
 from t4dm_site.live_outbox import Outbox
 
@@ -15,24 +16,6 @@ DATASET_TASK_OUTBOX = Outbox(
     wake_type="dataset_task.changed",
     fallback_setting="WS_DATASET_TASK_FALLBACK_SECONDS",
 )
-
-
-def dataset_task_live(task: DatasetTask) -> dict:
-    """The task as GET /api/v1/datasets/tasks/<id> shows it, less a prepare's full result."""
-    source, result = task.source_version, task.result_version
-    dataset = source.dataset if source else (result.dataset if result else None)
-    return {
-        "task_id": task.public_id,
-        "kind": task.kind,
-        "dataset_id": dataset.public_id if dataset else None,
-        "source_version": source.number if source else None,
-        "status": task.status,
-        "progress": task.progress,
-        "message": task.message,
-        "error": task.error,
-        "error_details": task.error_details or {},
-        "result_version": result.number if result else None,
-    }
 
 
 def _task(task_pk: int) -> DatasetTask:

@@ -158,8 +158,18 @@ class ModelExport(models.Model):
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="exports")
     merged = models.BooleanField(help_text="LoRA merged into the base (merge_and_unload) or adapter kept.")
-    path = models.CharField(max_length=500)
-    archive_path = models.CharField(max_length=500)
+    # Exports from the page run as a Celery task (registry.export): queued → running → succeeded/failed,
+    # with the step it is at; the page follows them. Rows from before had only finished exports.
+    status = models.CharField(
+        max_length=12,
+        default="succeeded",
+        choices=[(s, s) for s in ("queued", "running", "succeeded", "failed")],
+    )
+    progress = models.FloatField(default=1.0, help_text="0..1")
+    message = models.CharField(max_length=200, blank=True, help_text="The step it is at, e.g. merging.")
+    error = models.TextField(blank=True)
+    path = models.CharField(max_length=500, blank=True)
+    archive_path = models.CharField(max_length=500, blank=True)
     manifest = models.JSONField(default=dict)
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

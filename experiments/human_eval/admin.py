@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from experiments.human_eval.models import HumanEvalAssignment, HumanEvalItem, HumanEvalRating, HumanEvalTask
+from experiments.human_eval.models import (
+    HumanEvalAssignment,
+    HumanEvalItem,
+    HumanEvalRating,
+    HumanEvalTask,
+    HumanEvalUpdate,
+)
 from experiments.human_eval.services import assignable_evaluators, assignments_reassign
 from t4dm_site.errors import DomainError
 
@@ -51,3 +57,10 @@ class HumanEvalRatingAdmin(admin.ModelAdmin):
     list_display = ("__str__", "task", "evaluator", "scores", "created_at")
     list_filter = ("task",)
     search_fields = ("evaluator__username", "comment")
+
+
+@admin.register(HumanEvalUpdate)
+class HumanEvalUpdateAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "task", "kind", "created_at")
+    list_filter = ("kind",)
+    readonly_fields = ("task", "kind", "payload", "created_at")

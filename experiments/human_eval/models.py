@@ -72,6 +72,9 @@ class HumanEvalItem(models.Model):
     task = models.ForeignKey(HumanEvalTask, on_delete=models.CASCADE, related_name="items")
     index = models.PositiveIntegerField()
     prompt = models.TextField()
+    messages = models.JSONField(
+        default=list, blank=True, help_text="a multi-turn question: [{role, content}] (system/user/assistant)"
+    )
     reference = models.TextField(blank=True)
     output_a = models.TextField(help_text="the output shown (on the left in pairwise mode)")
     output_b = models.TextField(blank=True, help_text="pairwise mode: the output on the right")
@@ -126,9 +129,32 @@ class HumanEvalRating(models.Model):
     scores = models.JSONField(help_text="rating: {criterion: 1..5}; pairwise: {criterion: 'a'|'b'|'tie'}")
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(null=True, blank=True, help_text="when the evaluator last changed it")
 
     class Meta:
         ordering = ["task", "item", "created_at"]
 
     def __str__(self) -> str:
         return f"{self.item} by {self.evaluator}"
+
+
+class HumanEvalUpdate(models.Model):
+    """The results page's outbox: one row per change a researcher watches (generation progress, ready,
+    failed, a rating submitted or changed), written in the transaction that made it (the
+    HumanEvalChanged subscriber). Its payload is the task's status and counts at that change (never a
+    model identity an evaluator could link to a side; the socket is the researcher's anyway); the
+    websocket (experiments/human_eval/consumers.py) sends the rows after a viewer's cursor (the row id)."""
+
+    task = models.ForeignKey(HumanEvalTask, on_delete=models.CASCADE, related_name="updates")
+    kind = models.CharField(
+        max_length=40, help_text="human_eval.progress, .ready, .failed, .rated, .rating_changed"
+    )
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="human_eval_update_cursor")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} #{self.pk} {self.kind}"

@@ -11,6 +11,7 @@ from experiments.models import (
     TrainingConfig,
     TrainingJob,
     Worker,
+    WorkerThroughput,
 )
 from t4dm_site.admin import OutboxAdmin
 
@@ -113,6 +114,14 @@ class WorkerAdmin(admin.ModelAdmin):
     search_fields = ["name", "hostname", "gpu_name"]
     raw_id_fields = ["current_job"]
     readonly_fields = ["started_at", "last_heartbeat_at"]
+
+
+@admin.register(WorkerThroughput)
+class WorkerThroughputAdmin(admin.ModelAdmin):
+    list_display = ["worker", "size_class", "approach", "device", "tokens_per_sec", "samples", "updated_at"]
+    list_filter = ["size_class", "approach"]
+    search_fields = ["worker__name", "device"]
+    raw_id_fields = ["worker"]
 
 
 @admin.register(MetricRollup)

@@ -132,6 +132,9 @@ class TrainingJob(StatusTransitionsMixin, PublicIdMixin, models.Model):
     output_dir = models.CharField(max_length=500, blank=True)
     final_model_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
+    # A multi-node job: {"endpoint": "host:port", "attempt": n}, published by its first node for the
+    # attempt it runs (experiments/training/rendezvous.py).
+    rendezvous = models.JSONField(default=dict, blank=True, editable=False)
     lost_count = models.PositiveIntegerField(
         default=0, help_text="How many times the job's worker stopped heartbeating mid-run."
     )
@@ -375,3 +378,31 @@ class Worker(models.Model):
         self.status = WorkerStatus.LOST
         self.current_job = None
         self.save(update_fields=["status", "current_job"])
+
+
+class WorkerThroughput(models.Model):
+    """A worker's measured training speed for one model size class, approach and device: the running
+    mean of the non-padding tokens/s its succeeded jobs reported (recorded by the JobStatusChanged
+    subscriber ``experiments.subscribers.worker_throughput``). Estimates time a job on the device they
+    pick with it (experiments/training/resources.py, ``SIZE_CLASSES``)."""
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="throughputs")
+    size_class = models.CharField(
+        max_length=10, help_text="Parameter bucket, e.g. <1.5B (resources.SIZE_CLASSES)."
+    )
+    approach = models.CharField(max_length=20, choices=Approach.choices)
+    device = models.CharField(max_length=200, help_text='"cpu", or the GPU the job ran on.')
+    tokens_per_sec = models.FloatField(help_text="Running mean over the jobs below.")
+    samples = models.PositiveIntegerField(default=0, help_text="Jobs measured.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["worker", "size_class", "approach"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["worker", "size_class", "approach", "device"], name="worker_throughput_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.worker.name} {self.size_class} {self.approach} on {self.device}: {self.tokens_per_sec:.0f} tokens/s"

@@ -246,3 +246,7 @@ class ResourceEstimateOut(Schema):
 
 class ResumeIn(Schema):
     step: int | None = Field(None, ge=0, description="checkpoint step; the newest when left out")
+    # "measured": a registered worker's tokens/s on training_device for this size class and approach
+    # (the basis names the worker and the job count); "mfu": FLOPs at an assumed MFU; null: no time.
+    time_basis: str | None = None
+    size_class: str | None = None

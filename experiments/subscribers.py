@@ -21,3 +21,14 @@ def job_webhook(event: JobStatusChanged) -> None:
     that moved the job and sent after it commits."""
     job = TrainingJob.objects.select_related("config", "experiment").get(pk=event.job_pk)
     emit(event.webhook_type, {"job": job_to_dict(job)})
+
+
+def worker_throughput(event: JobStatusChanged) -> None:
+    """A succeeded job's measured tokens/s joins its worker's running mean for the model's size class
+    and approach (experiments/throughput.py), which resource estimates time jobs with."""
+    if event.status != "succeeded" or not event.result:
+        return
+    from experiments.throughput import worker_throughput_record
+
+    job = TrainingJob.objects.select_related("config", "owner").get(pk=event.job_pk)
+    worker_throughput_record(job=job, result=event.result)

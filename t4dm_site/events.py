@@ -137,6 +137,7 @@ SUBSCRIBERS: dict[type, list[str]] = {
     ],
     EvaluationFinished: [
         "experiments.evaluation.subscribers.evaluation_webhook",  # in the transaction
+        "experiments.subscribers.worker_throughput",  # succeeded → the worker's measured tokens/s
         "experiments.evaluation.subscribers.evaluation_outbox",  # in the transaction
         "experiments.workflows.subscribers.workflow_evaluation_finished",
         "experiments.evaluation.subscribers.evaluation_live_wake",

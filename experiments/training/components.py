@@ -466,6 +466,7 @@ class Recipe:
                 result[key] = reporter_callback.latest_metrics[key]
         result["processes"] = int(os.environ.get("WORLD_SIZE", "1"))
         result["sharding"] = "fsdp" if sharded else "none"
+        result["device"] = "cpu"  # the GPU's name on a GPU (the worker's measured speed is per device)
         if device.on_gpu:
             result["device"] = torch.cuda.get_device_name(0)
             result["peak_gpu_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20

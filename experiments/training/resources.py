@@ -14,7 +14,9 @@ Memory (bytes), for one GPU and a batch of ``batch_size`` × ``max_seq_length`` 
   also keeps every Linear input for the weight gradients; plus the logits (bf16, their fp32 upcast
   and its gradient); gradient checkpointing keeps one hidden state per layer instead;
 - a fixed CUDA context/workspace allowance.
-Time: training FLOPs (6·N per token for full, 4·N for frozen bases that skip weight gradients, plus
+Time: the tokens/s a registered worker measured on the device the job would run on, for the model's
+size class (SIZE_CLASSES) and approach, when there is such a measurement (CPU workers too); else
+training FLOPs (6·N per token for full, 4·N for frozen bases that skip weight gradients, plus
 attention) over peak bf16 × an assumed MFU.
 """
 
@@ -559,6 +561,51 @@ def plan_sharded(
     return None
 
 
+# Model size classes for measured throughput (total parameters, upper bounds exclusive): workers report
+# their tokens/s per class, and an estimate uses a measurement of the class its model falls in. The
+# bounds separate the common families (0.5B; 1B; 3B; 7-8B; 13-34B; 70B and up), whose speeds differ
+# several-fold, while keeping models of one family in one class.
+SIZE_CLASSES: tuple[tuple[str, float], ...] = (
+    ("<0.1B", 0.1e9),
+    ("<1.5B", 1.5e9),
+    ("<4B", 4e9),
+    ("<10B", 10e9),
+    ("<40B", 40e9),
+    ("≥40B", math.inf),
+)
+
+
+def size_class(total_params: int) -> str:
+    """The SIZE_CLASSES label of a model with ``total_params`` parameters."""
+    return next(label for label, bound in SIZE_CLASSES if total_params < bound)
+
+
+def measured_rate(
+    workers: list[dict[str, Any]], size: str, approach: str, device: str
+) -> tuple[str, float, int] | None:
+    """The measurement to time a job with: among ``workers``' throughput rows for this size class and
+    approach on ``device`` ("cpu" or a GPU table name), the one over the most jobs (ties: the faster).
+    Returns (worker name, tokens/s, jobs) or None."""
+    rows = [
+        (str(w.get("name") or "?"), float(row["tokens_per_sec"]), int(row.get("samples") or 0))
+        for w in workers
+        for row in w.get("throughput") or ()
+        if row.get("size_class") == size
+        and row.get("approach") == approach
+        and row.get("tokens_per_sec")
+        and _device_key(str(row.get("device") or ""), w) == device
+    ]
+    return max(rows, key=lambda r: (r[2], r[1])) if rows else None
+
+
+def _device_key(device: str, worker: dict[str, Any]) -> str | None:
+    """A throughput row's device as the estimate names devices: "cpu", or the GPU table's name."""
+    if not device or device.lower() == "cpu":
+        return "cpu"
+    row = gpu_for_worker(device, worker.get("gpu_memory_total_mb"), GPUS)
+    return row[0] if row else None
+
+
 GPU_NAME_KEYS = {"T4": "T4-16GB", "L4": "L4-24GB", "H100": "H100-80GB", "H200": "H200-141GB"}
 
 
@@ -591,9 +638,13 @@ def estimate(
 
     Units: ``gpu_memory`` is decimal GB (10⁹ bytes, as the seed's "24GB"), ``gpu_memory_gb`` and
     ``gpu_memory_gib`` the same estimate as numbers, ``gpu_memory_mb`` / ``gpu_memory_mib`` in MiB
-    (2²⁰ bytes: what workers and PyTorch report). ``workers`` (registered workers' gpu_name, gpu_count,
-    gpu_memory_total_mb): when given, the time is for the device a registered worker would run it on,
-    and a platform with only CPU workers says so instead of quoting a GPU's time."""
+    (2²⁰ bytes: what workers and PyTorch report). ``workers`` (registered workers' name, gpu_name,
+    gpu_count, gpu_memory_total_mb and ``throughput``: rows of size_class, approach, device,
+    tokens_per_sec, samples): when given, the time is for the device a registered worker would run it
+    on — the fastest registered GPU that holds the job, else the CPU when only CPU workers are
+    registered — at that device's measured tokens/s for the model's size class and approach when a
+    worker has measured one (``time_basis: "measured"``), else from FLOPs at an assumed MFU (GPUs;
+    ``"mfu"``); a CPU with no measurement gives no time."""
     if shape is None:
         return {
             "gpu_memory": "unknown",
@@ -617,6 +668,8 @@ def estimate(
     device = next((g for g in gpus if g[0] == plan["gpu"]), None)
     device_note = ""
     cpu_only = False
+    size = size_class(shape.total_params)
+    measured: tuple[str, float, int] | None = None
     if workers is not None and workers:
         gpu_workers = [w for w in workers if int(w.get("gpu_count") or 0) > 0]
         if not gpu_workers:
@@ -631,12 +684,25 @@ def estimate(
             if holding:
                 device = min(holding, key=lambda g: -g[2])  # the fastest registered GPU that holds it
                 device_note = " (a registered worker's GPU)"
+                measured = measured_rate(gpu_workers, size, approach, device[0])
             else:
                 device_note = " (no registered worker's GPU holds this job)"
-    if cpu_only:
-        training_time = "unknown: only CPU workers are registered (no GPU time applies; CPU training "
-        training_time += "of a model this size is far slower)"
+        if cpu_only:
+            measured = measured_rate(workers, size, approach, "cpu")
+    tokens = train_tokens * epochs
+    if cpu_only and measured is None:
+        training_time = "unknown: only CPU workers are registered and none has measured a "
+        training_time += f"{approach} job of a {size} model yet (no GPU time applies)"
         cost, hours, rate, device_name = "unknown", None, None, "cpu"
+    elif measured is not None:
+        # the device's own measured speed for this size class and approach (running mean over jobs)
+        _, rate_f, _ = measured
+        device_name = "cpu" if cpu_only else device[0]
+        hours = tokens / rate_f / 3600
+        rate = round(rate_f)
+        training_time = f"{fmt_hours(hours)} on {device_name}"
+        price = None if cpu_only else device[3]
+        cost = f"${hours * price:.2f}" if price is not None else "unknown"
     elif device is None:
         training_time, cost, hours, rate, device_name = (
             "unknown: no known GPU holds this job",
@@ -672,5 +738,14 @@ def estimate(
         f"{' (' + recipe + ')' if approach == 'full' else ''}; "
         f"batch {hp.get('batch_size')} × {hp.get('max_seq_length')} tokens; "
         f"{train_tokens} train tokens × {epochs:g} epochs; "
-        + (f"{int(mfu * 100)}% MFU on {device_name}{device_note}" if rate else training_time),
+        + (
+            f"measured on worker {measured[0]}: {round(measured[1])} tokens/s over {measured[2]} "
+            f"job{'s' if measured[2] != 1 else ''} ({approach}, {size} models, on {device_name})"
+            if measured
+            else f"{int(mfu * 100)}% MFU on {device_name}{device_note}"
+            if rate
+            else training_time
+        ),
+        "time_basis": "measured" if measured else ("mfu" if rate else None),
+        "size_class": size,
     }

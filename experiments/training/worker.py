@@ -323,5 +323,17 @@ def _quiet_libraries() -> None:
 
 
 def _summary(result: dict) -> dict:
-    keys = ("final_loss", "global_step", "total_steps", "stopped", "best_checkpoint")
+    # tokens_per_sec with the device, model size and process count: the platform keeps the worker's
+    # measured speed per model size class for its time estimates (experiments/throughput.py).
+    keys = (
+        "final_loss",
+        "global_step",
+        "total_steps",
+        "stopped",
+        "best_checkpoint",
+        "tokens_per_sec",
+        "total_parameters",
+        "device",
+        "processes",
+    )
     return {k: result.get(k) for k in keys}

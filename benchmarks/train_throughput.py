@@ -82,6 +82,7 @@ ESTIMATOR_CASES = [
     ("llama-3-8b", "lora"),
     ("llama-3-8b", "qlora"),
     ("llama-3.2-3b", "full"),
+    ("llama-3-8b", "full", {"full_recipe": "bf16_kahan"}),  # 8B full, lean recipe (issue 20)
 ]
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -393,14 +394,18 @@ def estimator(args: argparse.Namespace, root: Path) -> list[dict]:
     from experiments.training.engine import DEFAULT_HYPERPARAMETERS
 
     rows = []
-    for shape, approach in ESTIMATOR_CASES:
+    for shape, approach, *extra in ESTIMATOR_CASES:
+        label = f"{shape} {approach}" + (f" {extra[0]['full_recipe']}" if extra else "")
+        if args.estimator_cases and label not in args.estimator_cases:
+            continue
         case_dir, spec = _prepare(root, shape, approach, args.estimator_steps, fixed=True)
+        spec["hyperparameters"].update(extra[0] if extra else {})
         hp = {**DEFAULT_HYPERPARAMETERS, **spec["hyperparameters"]}
         parts = memory_breakdown(model_shape(spec["model_base"]), approach, hp)
         # PyTorch's peak allocation leaves out the CUDA context, so the estimate's overhead part too.
         predicted = (sum(parts.values()) - parts["overhead"]) / 2**20
         row: dict[str, Any] = {
-            "case": f"{shape} {approach}",
+            "case": label,
             "predicted_mb": predicted,
             "parts_mb": {k: round(v / 2**20) for k, v in parts.items()},
         }
@@ -454,6 +459,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--estimator", action="store_true", help="estimate vs measured peak memory")
     parser.add_argument("--estimator-steps", type=int, default=3)
+    parser.add_argument(
+        "--estimator-cases", nargs="+", default=None, help='only these, e.g. "llama-3-8b full bf16_kahan"'
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--no-baseline", action="store_true", help="engine only (exploring settings)")
@@ -489,13 +497,13 @@ def main() -> int:
         root = args.workdir or Path(tmp)
         if args.estimator:
             rows = estimator(args, root)
-            print(f"\n{'config':24} {'predicted MiB':>14} {'measured MiB':>13} {'error':>8}")
+            print(f"\n{'config':34} {'predicted MiB':>14} {'measured MiB':>13} {'error':>8}")
             for r in rows:
                 if "error" in r:
-                    print(f"{r['case']:24} {r['predicted_mb']:14,.0f} {'-':>13} {r['error']}")
+                    print(f"{r['case']:34} {r['predicted_mb']:14,.0f} {'-':>13} {r['error']}")
                 else:
                     print(
-                        f"{r['case']:24} {r['predicted_mb']:14,.0f} {r['peak_mb']:13,.0f} {r['error_pct']:+7.1f}%"
+                        f"{r['case']:34} {r['predicted_mb']:14,.0f} {r['peak_mb']:13,.0f} {r['error_pct']:+7.1f}%"
                     )
         else:
             rows = throughput(args, root)

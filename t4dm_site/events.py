@@ -119,6 +119,16 @@ class DatasetTaskChanged:
         return f"dataset_task.{self.status}"
 
 
+@dataclass(frozen=True)
+class HumanEvalChanged:
+    """A human evaluation's outputs progressed or are ready (or failed), or an evaluator submitted or
+    changed a rating (the results page's outbox only, no webhook). ``webhook_type`` is
+    human_eval.progress, .ready, .failed, .rated or .rating_changed."""
+
+    task_pk: int
+    webhook_type: str
+
+
 # event → its subscribers, in the order they run (dotted paths, resolved once in wire()).
 SUBSCRIBERS: dict[type, list[str]] = {
     JobStatusChanged: [
@@ -153,6 +163,10 @@ SUBSCRIBERS: dict[type, list[str]] = {
         "datasets_app.subscribers.dataset_task_outbox",  # in the transaction: the page's outbox row
         "datasets_app.subscribers.dataset_task_live_wake",  # the page's websockets read the outbox
     ],
+    HumanEvalChanged: [
+        "experiments.human_eval.subscribers.human_eval_outbox",  # in the transaction: the page's outbox row
+        "experiments.human_eval.subscribers.human_eval_live_wake",  # the page's websockets read the outbox
+    ],
     WorkflowChanged: [
         "experiments.workflows.subscribers.workflow_webhook",  # in the transaction (webhook types only)
         "experiments.workflows.subscribers.workflow_outbox",  # in the transaction: the page's outbox row
@@ -170,6 +184,7 @@ IN_TRANSACTION = frozenset(
         "experiments.workflows.subscribers.workflow_outbox",
         "experiments.evaluation.subscribers.evaluation_outbox",
         "datasets_app.subscribers.dataset_task_outbox",
+        "experiments.human_eval.subscribers.human_eval_outbox",
     }
 )
 

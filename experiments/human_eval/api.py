@@ -125,6 +125,22 @@ def my_next_item(request, task_id: str):
     return selectors.evaluator_next(user=request.user, task_id=task_id)
 
 
+@router.get("/assignments/{assignment_id}", auth=any_user_auth)
+def my_assignment(request, assignment_id: str):
+    """One of your items again (going back): with your rating if you rated it, and the ids of the items
+    you rated just before (`previous`) and after it (`next`; null: back to your queue)."""
+    return selectors.evaluator_assignment(user=request.user, assignment_id=assignment_id)
+
+
+@router.put("/assignments/{assignment_id}/rating", auth=any_user_auth)
+def change_rating(request, assignment_id: str, payload: RatingIn):
+    """Change your rating of an item you rated (the one rating is updated, never duplicated)."""
+    rating = services.rating_update(
+        user=request.user, assignment_id=assignment_id, scores=payload.scores, comment=payload.comment
+    )
+    return {"assignment_id": rating.assignment_id, "scores": rating.scores, "comment": rating.comment}
+
+
 @router.post("/assignments/{assignment_id}/rating", auth=any_user_auth, response={201: dict})
 def submit_rating(request, assignment_id: str, payload: RatingIn):
     rating = services.rating_submit(

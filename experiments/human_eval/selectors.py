@@ -9,7 +9,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 
 from experiments.human_eval import stats
 from experiments.human_eval.models import (
@@ -71,6 +71,14 @@ def evaluator_task(*, user, task_id: str) -> HumanEvalTask:
     return task
 
 
+def _turns(item) -> list[dict[str, str]]:
+    """A multi-turn question's turns with their roles (system, user, assistant), each rendered."""
+    return [
+        {"role": str(m.get("role", "")), "html": render_markdown(str(m.get("content", "")))}
+        for m in item.messages or []
+    ]
+
+
 def assignment_payload(assignment: HumanEvalAssignment) -> dict[str, Any]:
     task, item = assignment.task, assignment.item
     labels = ["A", "B"] if task.mode == EvalMode.PAIRWISE else ["Output"]
@@ -79,6 +87,8 @@ def assignment_payload(assignment: HumanEvalAssignment) -> dict[str, Any]:
         "assignment_id": assignment.pk,
         "prompt": item.prompt,
         "prompt_html": render_markdown(item.prompt),
+        "turns": _turns(item),
+        "reference_html": render_markdown(item.reference) if item.reference.strip() else "",
         "outputs": [
             {"label": label, "text": text, "html": render_markdown(text)}
             for label, text in zip(labels, texts, strict=True)
@@ -88,8 +98,40 @@ def assignment_payload(assignment: HumanEvalAssignment) -> dict[str, Any]:
     }
 
 
+def _done(user, task_pk: int):
+    return HumanEvalAssignment.objects.filter(task_id=task_pk, evaluator=user, status=AssignmentStatus.DONE)
+
+
+def _previous_id(user, task_pk: int, before: HumanEvalAssignment | None = None) -> str | None:
+    """The item the caller rated just before `before` (or last, from the queue): the order they rated in."""
+    done = _done(user, task_pk)
+    if before is not None:
+        done = done.filter(
+            Q(completed_at__lt=before.completed_at) | Q(completed_at=before.completed_at, pk__lt=before.pk)
+        )
+    return done.order_by("-completed_at", "-pk").values_list("pk", flat=True).first()
+
+
+def _next_id(user, task_pk: int, after: HumanEvalAssignment) -> str | None:
+    done = _done(user, task_pk).filter(
+        Q(completed_at__gt=after.completed_at) | Q(completed_at=after.completed_at, pk__gt=after.pk)
+    )
+    return done.order_by("completed_at", "pk").values_list("pk", flat=True).first()
+
+
+def _task_head(user, task: HumanEvalTask) -> dict[str, Any]:
+    return {
+        "task_id": task.public_id,
+        "name": task.name,
+        "mode": task.mode,
+        "criteria": task.criteria,
+        "progress": _progress(user, task.pk),
+    }
+
+
 def evaluator_next(*, user, task_id: str) -> dict[str, Any]:
-    """The caller's next item (lowest queue position still to do), or item None when all are done."""
+    """The caller's next item (lowest queue position still to do), or item None when all are done;
+    `previous` is the item they rated last (to go back and change it)."""
     task = evaluator_task(user=user, task_id=task_id)
     assignment = (
         HumanEvalAssignment.objects.select_related("task", "item")
@@ -98,12 +140,31 @@ def evaluator_next(*, user, task_id: str) -> dict[str, Any]:
         .first()
     )
     return {
-        "task_id": task.public_id,
-        "name": task.name,
-        "mode": task.mode,
-        "criteria": task.criteria,
-        "progress": _progress(user, task.pk),
+        **_task_head(user, task),
         "item": assignment_payload(assignment) if assignment else None,
+        "rating": None,
+        "previous": _previous_id(user, task.pk),
+        "next": None,
+    }
+
+
+def evaluator_assignment(*, user, assignment_id: str) -> dict[str, Any]:
+    """One of the caller's items again (going back): its payload with their own rating if they rated
+    it, `previous` (rated before it) and `next` (rated after it; None: back to the queue)."""
+    from experiments.human_eval.services import _own_assignment
+
+    assignment = _own_assignment(user=user, assignment_id=assignment_id)
+    task = assignment.task
+    if task.status != TaskStatus.READY:
+        raise NotFound("this assignment is not in your queue")
+    done = assignment.status == AssignmentStatus.DONE
+    rating = HumanEvalRating.objects.filter(assignment=assignment).first() if done else None
+    return {
+        **_task_head(user, task),
+        "item": assignment_payload(assignment),
+        "rating": {"scores": rating.scores, "comment": rating.comment} if rating else None,
+        "previous": _previous_id(user, task.pk, before=assignment) if done else _previous_id(user, task.pk),
+        "next": _next_id(user, task.pk, after=assignment) if done else None,
     }
 
 
@@ -170,8 +231,13 @@ def _rating_results(task, ratings, names) -> dict[str, Any]:
         for r in ratings:
             if criterion in r.scores:
                 units[r.item_id][r.evaluator_id] = r.scores[criterion]
-        agreement[criterion] = {"krippendorff_alpha": stats.krippendorff_alpha(list(units.values()))}
-    return {"means": per_criterion, "agreement": agreement}
+        alpha = stats.krippendorff_alpha(list(units.values()))
+        agreement[criterion] = {
+            "krippendorff_alpha": alpha,
+            "interpretation": stats.interpret_alpha(alpha),
+            **stats.agreement_basis(list(units.values())),
+        }
+    return {"means": per_criterion, "agreement": agreement, "conventions": {"alpha": stats.ALPHA_CONVENTION}}
 
 
 def _pairwise_results(task, ratings, names) -> dict[str, Any]:
@@ -216,6 +282,11 @@ def _pairwise_results(task, ratings, names) -> dict[str, Any]:
                   "ci_high": bt["ci_high"][m]} for m in (0, 1)]  # fmt: skip
         leaderboard[criterion] = sorted(board, key=lambda row: -row["score"])
         agreement[criterion] = stats.pairwise_agreement(list(units.values()), ["a", "b", "tie"])
+        agreement[criterion].update(
+            interpretation=stats.interpret_kappa(agreement[criterion]["fleiss_kappa"]),
+            cohen_interpretation=stats.interpret_kappa(agreement[criterion]["cohen_kappa_mean"]),
+            **stats.agreement_basis(list(units.values())),
+        )
         bias[criterion] = stats.position_bias(choices)
         all_choices.extend(choices)
     return {
@@ -223,7 +294,64 @@ def _pairwise_results(task, ratings, names) -> dict[str, Any]:
         "leaderboard": leaderboard,
         "agreement": agreement,
         "position_bias": {"overall": stats.position_bias(all_choices), **bias},
+        "conventions": {"kappa": stats.KAPPA_CONVENTION},
     }
+
+
+ITEMS_PER_PAGE = 20
+CHOICE_WORDS = {"a": "A better", "b": "B better", "tie": "tie"}
+
+
+def task_items(*, task: HumanEvalTask, page: int = 1) -> dict[str, Any]:
+    """The per-item view of the results page (researchers only: it names the models): each question
+    with its turns and reference answer, each model's output, and each evaluator's scores per criterion
+    and comment; in pairwise mode which side each evaluator chose and which model that side was."""
+    names = _model_names(task)
+    total = task.items.count()
+    pages = max(1, -(-total // ITEMS_PER_PAGE))
+    page = min(max(1, page), pages)
+    items = (
+        task.items.order_by("index").prefetch_related(
+            Prefetch("ratings", HumanEvalRating.objects.select_related("evaluator").order_by("pk"))
+        )
+    )[(page - 1) * ITEMS_PER_PAGE : page * ITEMS_PER_PAGE]
+    rows = []
+    for item in items:
+        if task.mode == EvalMode.PAIRWISE:
+            sides = {"a": names[item.model_a], "b": names[item.model_b] if item.model_b is not None else ""}
+            outputs = [
+                {"label": "A", "model": sides["a"], "html": render_markdown(item.output_a)},
+                {"label": "B", "model": sides["b"], "html": render_markdown(item.output_b)},
+            ]
+        else:
+            sides = {}
+            outputs = [
+                {"label": "Output", "model": names[item.model_a], "html": render_markdown(item.output_a)}
+            ]
+        ratings = []
+        for r in item.ratings.all():
+            scores = []
+            for criterion in task.criteria:
+                value = r.scores.get(criterion)
+                if task.mode == EvalMode.PAIRWISE and value is not None:
+                    shown = CHOICE_WORDS.get(value, str(value))
+                    winner = sides.get(value, "")
+                    scores.append({"criterion": criterion, "value": value, "shown": shown, "winner": winner})
+                else:
+                    shown = "–" if value is None else str(value)
+                    scores.append({"criterion": criterion, "value": value, "shown": shown, "winner": ""})
+            ratings.append({"evaluator": r.evaluator.username, "scores": scores, "comment": r.comment,
+                            "changed": r.updated_at is not None})  # fmt: skip
+        rows.append({
+            "number": item.index + 1,
+            "prompt_html": render_markdown(item.prompt),
+            "turns": _turns(item),
+            "reference_html": render_markdown(item.reference) if item.reference.strip() else "",
+            "outputs": outputs,
+            "ratings": ratings,
+        })  # fmt: skip
+    return {"rows": rows, "page": page, "pages": pages, "total": total,
+            "previous": page - 1 if page > 1 else None, "next": page + 1 if page < pages else None}  # fmt: skip
 
 
 def _proportion_ci(successes: int, total: int) -> dict[str, float | None]:

@@ -23,6 +23,7 @@ from experiments.human_eval.models import (
     TaskStatus,
 )
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
+from t4dm_site.events import HumanEvalChanged, publish
 from t4dm_site.jsonlimits import loads_bounded
 from t4dm_site.roles import ADMIN, EVALUATOR
 
@@ -89,6 +90,12 @@ def _questions_from_split(*, owner, test_dataset: str, max_questions: int | None
             last = max((k for k, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
             prompt = "\n\n".join(m["content"] for m in messages[:last] if m["role"] != "system")
             reference = messages[last]["content"] if last < len(messages) else ""
+            turns = [{"role": m["role"], "content": m["content"]} for m in messages[:last]]
+            if prompt.strip():
+                # the turns with their roles, for the rating and results pages (one user turn: no roles)
+                questions.append({"prompt": prompt, "reference": reference,
+                                  "messages": turns if len(turns) > 1 else []})  # fmt: skip
+            continue
         elif version.task_type == "instruction":
             prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
             reference = row["output"]
@@ -274,15 +281,21 @@ def human_eval_generate(*, task: HumanEvalTask) -> HumanEvalTask:
                     questions=prompts,
                     max_new_tokens=task.params.get("max_new_tokens", 96),
                     base_model=model.get("base_model") or None,
-                    progress=lambda f, m=m, share=share: task.record_progress(0.95 * share * (m + f)),
+                    progress=lambda f, m=m, share=share: _progressed(task, 0.95 * share * (m + f)),
                 )
             )
     except Exception as exc:
         log.exception("human eval %s: generation failed", task.public_id)
         task.mark_failed(error=f"{type(exc).__name__}: {exc}")
+        publish(HumanEvalChanged(task_pk=task.pk, webhook_type="human_eval.failed"))
         return task
     items_create(task=task, outputs=outputs)
     return task
+
+
+def _progressed(task: HumanEvalTask, fraction: float) -> None:
+    task.record_progress(fraction)
+    publish(HumanEvalChanged(task_pk=task.pk, webhook_type="human_eval.progress"))
 
 
 @transaction.atomic
@@ -295,17 +308,20 @@ def items_create(*, task: HumanEvalTask, outputs: list[list[str]]) -> list[Human
         if task.mode == EvalMode.PAIRWISE:
             left = secrets.randbelow(2)
             item = HumanEvalItem(task=task, index=index, prompt=question["prompt"],
+                                 messages=question.get("messages") or [],
                                  reference=question.get("reference", ""),
                                  output_a=outputs[left][index], output_b=outputs[1 - left][index],
                                  model_a=left, model_b=1 - left)  # fmt: skip
         else:
             item = HumanEvalItem(task=task, index=index, prompt=question["prompt"],
+                                 messages=question.get("messages") or [],
                                  reference=question.get("reference", ""), output_a=outputs[0][index],
                                  model_a=0)  # fmt: skip
         items.append(item)
     items = HumanEvalItem.objects.bulk_create(items)
     assignments_create(task=task, items=items)
     task.mark_ready()
+    publish(HumanEvalChanged(task_pk=task.pk, webhook_type="human_eval.ready"))
     return items
 
 
@@ -401,6 +417,24 @@ def rating_submit(*, user, assignment_id: str, scores: dict, comment: str = "") 
         raise Conflict("you already rated this item", code="already_rated") from None
     assignment.status, assignment.completed_at, assignment.draft = AssignmentStatus.DONE, timezone.now(), {}
     assignment.save(update_fields=["status", "completed_at", "draft"])
+    publish(HumanEvalChanged(task_pk=assignment.task_id, webhook_type="human_eval.rated"))
+    return rating
+
+
+@transaction.atomic
+def rating_update(*, user, assignment_id: str, scores: dict, comment: str = "") -> HumanEvalRating:
+    """An evaluator changes their own rating (back on a previous item): the one rating row is updated,
+    never a second one added; the item keeps its place in the order they rated."""
+    assignment = _own_assignment(user=user, assignment_id=assignment_id, for_update=True)
+    if assignment.status != AssignmentStatus.DONE:
+        raise Conflict("this item is not rated yet: submit a rating first", code="not_rated")
+    clean = validate_scores(task=assignment.task, scores=scores)
+    if len(comment) > 4000:
+        raise InvalidInput("comment: at most 4000 characters")
+    rating = HumanEvalRating.objects.select_for_update().get(assignment=assignment)
+    rating.scores, rating.comment, rating.updated_at = clean, comment.strip(), timezone.now()
+    rating.save(update_fields=["scores", "comment", "updated_at"])
+    publish(HumanEvalChanged(task_pk=assignment.task_id, webhook_type="human_eval.rating_changed"))
     return rating
 
 

@@ -161,3 +161,51 @@ def position_bias(choices: list[str]) -> dict[str, Any]:
     result["p_value"] = float(sps.binomtest(left, decided, 0.5).pvalue) if decided else None
     result["biased"] = bool(result["p_value"] is not None and result["p_value"] < 0.05)
     return result
+
+
+# --- what an agreement number means ----------------------------------------------------------------
+
+ALPHA_CONVENTION = (
+    "Krippendorff (2004, Content Analysis, §11.4): α ≥ 0.800 reliable; 0.667 ≤ α < 0.800 only tentative "
+    "conclusions; α < 0.667 low (do not rely on the ratings); α < 0 the evaluators disagree "
+    "systematically, worse than chance; α = 1 perfect agreement."
+)
+KAPPA_CONVENTION = (
+    "Landis & Koch (1977): κ < 0 poor (worse than chance); 0–0.20 slight; 0.21–0.40 fair; "
+    "0.41–0.60 moderate; 0.61–0.80 substantial; 0.81–1 almost perfect."
+)
+NOT_ENOUGH = "not enough ratings"
+
+
+def interpret_alpha(alpha: float | None) -> dict[str, str]:
+    """Krippendorff's α in words, on his conventional thresholds (ALPHA_CONVENTION); `level` is
+    good / tentative / low / bad / none (for the page's colour)."""
+    if alpha is None:
+        return {"label": NOT_ENOUGH, "level": "none"}
+    if alpha < 0:
+        return {"label": "worse than chance (systematic disagreement)", "level": "bad"}
+    if alpha < 0.667:
+        return {"label": "low: do not rely on these ratings", "level": "low"}
+    if alpha < 0.8:
+        return {"label": "tentative: acceptable for tentative conclusions only", "level": "tentative"}
+    return {"label": "reliable", "level": "good"}
+
+
+def interpret_kappa(kappa: float | None) -> dict[str, str]:
+    """Cohen's or Fleiss' κ in words, on Landis & Koch's scale (KAPPA_CONVENTION)."""
+    if kappa is None:
+        return {"label": NOT_ENOUGH, "level": "none"}
+    if kappa < 0:
+        return {"label": "poor: worse than chance", "level": "bad"}
+    for upper, label, level in ((0.2, "slight", "low"), (0.4, "fair", "low"), (0.6, "moderate", "tentative"),
+                                (0.8, "substantial", "good")):  # fmt: skip
+        if kappa <= upper:
+            return {"label": label, "level": level}
+    return {"label": "almost perfect", "level": "good"}
+
+
+def agreement_basis(units: list[dict[Any, Any]]) -> dict[str, int]:
+    """What an agreement number rests on: the items that two or more evaluators rated, and how many
+    evaluators rated those."""
+    shared = [unit for unit in units if len(unit) >= 2]
+    return {"items": len(shared), "raters": len({r for unit in shared for r in unit})}

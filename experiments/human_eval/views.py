@@ -51,8 +51,18 @@ def task_results(request, task_id: str):
         task = selectors.task_get(user=request.user, task_id=task_id)
     except NotFound as exc:
         raise Http404(str(exc)) from None
+    try:
+        page = int(request.GET.get("page", "1"))
+    except ValueError:
+        page = 1
     return render(
-        request, "human_eval/results.html", {"task": task, "results": selectors.task_results(task=task)}
+        request,
+        "human_eval/results.html",
+        {
+            "task": task,
+            "results": selectors.task_results(task=task),
+            "items": selectors.task_items(task=task, page=page),
+        },
     )
 
 

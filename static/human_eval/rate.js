@@ -1,4 +1,7 @@
 // The rating page: one item at a time from the evaluator API, keyboard first, autosaved drafts.
+// A multi-turn question shows each turn under its role; a reference answer, when the question has one,
+// is shown under it. "Previous" goes back through the items this evaluator rated (in the order they
+// rated them); a changed rating is saved with PUT (the one rating is updated, never duplicated).
 (function () {
   "use strict";
   const root = document.getElementById("rate");
@@ -8,7 +11,10 @@
   const $ = (id) => document.getElementById(id);
   const guidesNode = document.getElementById("rate-guides");
   const guides = guidesNode ? JSON.parse(guidesNode.textContent) : {};
-  let state = null; // {item, criteria, progress}
+  const ROLES = { system: "System", user: "User", assistant: "Assistant" };
+  // The scale's ends when the task's owner gave none (rating mode).
+  const DEFAULT_ANCHORS = { low: "very poor", high: "excellent" };
+  let state = null; // {item, criteria, progress, rating, previous, next}
   let scores = {};
   let active = 0;
   let saveTimer = null;
@@ -31,6 +37,8 @@
     $("rate-error").textContent = message;
     $("rate-error").hidden = !message;
   }
+
+  const rated = () => !!(state && state.rating); // looking back at an item already rated
 
   function renderProgress(progress) {
     const fraction = progress.total ? progress.done / progress.total : 0;
@@ -61,6 +69,16 @@
         about.textContent = guide.description;
         fieldset.appendChild(about);
       }
+      const scale = document.createElement("div");
+      scale.className = "scale";
+      const low = guide.low || (pairwise ? "" : DEFAULT_ANCHORS.low);
+      const high = guide.high || (pairwise ? "" : DEFAULT_ANCHORS.high);
+      if (low) {
+        const anchor = document.createElement("span");
+        anchor.className = "anchor low";
+        anchor.textContent = (pairwise ? "A: " : "1 = ") + low;
+        scale.appendChild(anchor);
+      }
       choicesFor().forEach(([value, label]) => {
         const id = "c-" + index + "-" + value;
         const input = document.createElement("input");
@@ -71,18 +89,15 @@
         tag.htmlFor = id;
         tag.className = "choice";
         tag.textContent = label;
-        fieldset.append(input, tag);
+        scale.append(input, tag);
       });
-      if (guide.low || guide.high) {
-        const anchors = document.createElement("p");
-        anchors.className = "anchors";
-        const low = document.createElement("span");
-        low.textContent = guide.low ? (pairwise ? "A: " : "1 = ") + guide.low : "";
-        const high = document.createElement("span");
-        high.textContent = guide.high ? (pairwise ? "B: " : "5 = ") + guide.high : "";
-        anchors.append(low, high);
-        fieldset.appendChild(anchors);
+      if (high) {
+        const anchor = document.createElement("span");
+        anchor.className = "anchor high";
+        anchor.textContent = (pairwise ? "B: " : "5 = ") + high;
+        scale.appendChild(anchor);
       }
+      fieldset.appendChild(scale);
       fieldset.addEventListener("click", () => { if (active !== index) { active = index; markActive(); } });
       box.appendChild(fieldset);
     });
@@ -92,14 +107,42 @@
     document.querySelectorAll("#rate-criteria .criterion").forEach((el, i) => el.classList.toggle("active", i === active));
   }
 
+  // prompt_html, turns[].html, reference_html and outputs[].html are rendered and sanitised on the
+  // server (Markdown + nh3).
+  function renderQuestion(item) {
+    const box = $("rate-prompt");
+    box.textContent = "";
+    box.classList.toggle("conversation", item.turns.length > 0);
+    if (!item.turns.length) { box.innerHTML = item.prompt_html; return; }
+    item.turns.forEach((turn) => {
+      const row = document.createElement("div");
+      const role = ROLES[turn.role] ? turn.role : "other";
+      row.className = "turn role-" + role;
+      row.dataset.role = turn.role;
+      const label = document.createElement("span");
+      label.className = "role";
+      label.textContent = ROLES[turn.role] || turn.role;
+      const body = document.createElement("div");
+      body.className = "md";
+      body.innerHTML = turn.html;
+      row.append(label, body);
+      box.appendChild(row);
+    });
+  }
+
   function render() {
     renderProgress(state.progress);
     const item = state.item;
     $("rate-item").hidden = !item;
     $("rate-done").hidden = !!item;
+    $("rate-done-previous").hidden = !state.previous;
+    $("rate-previous").disabled = !state.previous;
+    root.dataset.assignment = item ? String(item.assignment_id) : "";
+    root.dataset.rated = rated() ? "yes" : "";
     if (!item) return;
-    // prompt_html and outputs[].html are rendered and sanitised on the server (Markdown + nh3).
-    $("rate-prompt").innerHTML = item.prompt_html;
+    renderQuestion(item);
+    $("rate-reference").hidden = !item.reference_html;
+    $("rate-reference-body").innerHTML = item.reference_html || "";
     const outputs = $("rate-outputs");
     outputs.textContent = "";
     outputs.classList.toggle("two", item.outputs.length === 2);
@@ -115,24 +158,31 @@
       box.append(head, body);
       outputs.appendChild(box);
     });
-    scores = Object.assign({}, (item.draft && item.draft.scores) || {});
-    $("rate-comment").value = (item.draft && item.draft.comment) || "";
+    const saved = rated() ? state.rating : (item.draft || {});
+    scores = Object.assign({}, saved.scores || {});
+    $("rate-comment").value = saved.comment || "";
     active = state.criteria.findIndex((c) => !(c in scores));
     if (active < 0) active = 0;
     renderCriteria();
-    $("rate-save").textContent = Object.keys(scores).length ? "draft restored" : "";
+    $("rate-next").firstChild.textContent = rated() ? "Save change " : "Next ";
+    $("rate-skip").hidden = rated();
+    $("rate-revisit").hidden = !rated();
+    $("rate-save").textContent = rated() ? "" : Object.keys(scores).length ? "draft restored" : "";
   }
 
-  async function load() {
+  async function show(loader) {
     try {
-      state = await call("GET", "/queue/" + encodeURIComponent(taskId) + "/next");
+      state = await loader();
       showError("");
       render();
-      root.dataset.assignment = state.item ? String(state.item.assignment_id) : "";
     } catch (e) { showError(e.message); }
   }
 
+  const load = () => show(() => call("GET", "/queue/" + encodeURIComponent(taskId) + "/next"));
+  const open = (id) => show(() => call("GET", "/assignments/" + encodeURIComponent(id)));
+
   function scheduleSave() {
+    if (rated()) return; // a rated item is saved with "Save change", not as a draft
     clearTimeout(saveTimer);
     $("rate-save").textContent = "saving…";
     saveTimer = setTimeout(saveDraft, 250);
@@ -140,7 +190,7 @@
 
   async function saveDraft() {
     saveTimer = null;
-    if (!state || !state.item) return;
+    if (!state || !state.item || rated()) return;
     try {
       await call("POST", "/assignments/" + encodeURIComponent(state.item.assignment_id) + "/draft", { scores, comment: $("rate-comment").value });
       $("rate-save").textContent = "saved";
@@ -160,14 +210,31 @@
     if (missing.length) { showError("Rate " + missing.join(", ") + " first."); return; }
     busy = true;
     clearTimeout(saveTimer);
+    const path = "/assignments/" + encodeURIComponent(state.item.assignment_id) + "/rating";
+    const body = { scores, comment: $("rate-comment").value };
     try {
-      await call("POST", "/assignments/" + encodeURIComponent(state.item.assignment_id) + "/rating", { scores, comment: $("rate-comment").value });
-      await load();
+      if (rated()) {
+        await call("PUT", path, body);
+        const after = state.next;
+        if (after) await open(after); else await load();
+      } else {
+        await call("POST", path, body);
+        await load();
+      }
     } catch (e) { showError(e.message); } finally { busy = false; }
   }
 
+  async function previous() {
+    if (busy || !state || !state.previous) return;
+    busy = true;
+    try {
+      if (!rated()) { clearTimeout(saveTimer); if (state.item) await saveDraft(); }
+      await open(state.previous);
+    } finally { busy = false; }
+  }
+
   async function skip() {
-    if (busy || !state || !state.item) return;
+    if (busy || !state || !state.item || rated()) return;
     busy = true;
     try {
       await saveDraft();
@@ -177,10 +244,12 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || !state || !state.item) return;
+    if (event.ctrlKey || event.metaKey || event.altKey || !state) return;
     const typing = event.target.tagName === "TEXTAREA";
     if (typing) { if (event.key === "Escape") event.target.blur(); return; }
     const key = event.key.toLowerCase();
+    if (key === "p") { event.preventDefault(); previous(); return; }
+    if (!state.item) return;
     if (!pairwise && /^[1-5]$/.test(key)) choose(Number(key));
     else if (pairwise && (key === "a" || key === "b" || key === "t")) choose(key === "t" ? "tie" : key);
     else if (key === "n" || key === "enter") next();
@@ -194,6 +263,9 @@
   });
   $("rate-form").addEventListener("submit", (event) => { event.preventDefault(); next(); });
   $("rate-skip").addEventListener("click", skip);
+  $("rate-previous").addEventListener("click", previous);
+  $("rate-done-previous").addEventListener("click", previous);
+  $("rate-back-to-queue").addEventListener("click", load);
   $("rate-comment").addEventListener("input", scheduleSave);
   load();
 })();

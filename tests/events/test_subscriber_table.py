@@ -12,6 +12,7 @@ from t4dm_site.events import (
     DatasetTaskChanged,
     EvaluationFinished,
     EvaluationProgressed,
+    HumanEvalChanged,
     JobCancelRequested,
     JobStatusChanged,
     ModelVersionCreated,
@@ -49,6 +50,10 @@ def test_the_subscriber_table():
             "datasets_app.subscribers.dataset_task_outbox",
             "datasets_app.subscribers.dataset_task_live_wake",
         ],
+        HumanEvalChanged: [
+            "experiments.human_eval.subscribers.human_eval_outbox",
+            "experiments.human_eval.subscribers.human_eval_live_wake",
+        ],
         WorkflowChanged: [
             "experiments.workflows.subscribers.workflow_webhook",
             "experiments.workflows.subscribers.workflow_outbox",
@@ -65,6 +70,7 @@ def test_the_subscriber_table():
         "experiments.workflows.subscribers.workflow_outbox",
         "experiments.evaluation.subscribers.evaluation_outbox",
         "datasets_app.subscribers.dataset_task_outbox",
+        "experiments.human_eval.subscribers.human_eval_outbox",
     }
     # wired at startup (T4dmSiteConfig.ready): every path resolves to a function
     for event_type, names in events.SUBSCRIBERS.items():

@@ -15,6 +15,11 @@ def _next(api, user, task):
     return response.json()
 
 
+def _put(client, user, path, data):
+    return client.put(f"/api/v1{path}", json.dumps(data), content_type="application/json",
+                      headers={"Authorization": f"Bearer {user.raw_token}"})  # fmt: skip
+
+
 def test_an_evaluator_gets_an_item_and_submits_a_rating(api, make_task, evaluators):
     ann = evaluators[0]
     task = make_task()
@@ -44,6 +49,15 @@ def test_blind_mode_reveals_no_model_identity_anywhere_an_evaluator_can_reach(
         api.post(
             ann, f"/human-eval/assignments/{item['assignment_id']}/rating", {"scores": {"overall": "a"}}
         ).content,
+        # going back to a rated item, and changing it
+        api.get(ann, f"/human-eval/assignments/{item['assignment_id']}").content,
+        _put(
+            client,
+            ann,
+            f"/human-eval/assignments/{item['assignment_id']}/rating",
+            {"scores": {"overall": "b"}},
+        ).content,
+        api.get(ann, f"/human-eval/queue/{task.public_id}/next").content,
     ]
     client.login(username="ann", password="pw-ann")
     bodies += [client.get("/rate/").content, client.get(f"/rate/{task.public_id}/").content]
@@ -51,7 +65,8 @@ def test_blind_mode_reveals_no_model_identity_anywhere_an_evaluator_can_reach(
         text = body.decode()
         assert not any(s in text for s in secrets), text
         assert "model_a" not in text and "model_b" not in text and "t4dm-tiny" not in text
-    assert set(item) == {"assignment_id", "prompt", "prompt_html", "outputs", "draft", "skips"}
+    assert set(item) == {"assignment_id", "prompt", "prompt_html", "turns", "reference_html", "outputs", "draft",
+                         "skips"}  # fmt: skip
 
 
 def test_an_evaluator_cannot_read_results_exports_or_training_apis(api, make_task, evaluators):

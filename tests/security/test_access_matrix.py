@@ -131,6 +131,8 @@ _policy(
     "POST /api/v1/human-eval/assignments/{assignment_id}/rating",
     "POST /api/v1/human-eval/assignments/{assignment_id}/draft",
     "POST /api/v1/human-eval/assignments/{assignment_id}/skip",
+    "GET /api/v1/human-eval/assignments/{assignment_id}",
+    "PUT /api/v1/human-eval/assignments/{assignment_id}/rating",
 )
 _policy(
     JOB_WORKER,
@@ -189,6 +191,7 @@ BODIES = {
     "POST /api/v1/models/{model_id}/versions/{version}/stage": {"stage": "staging"},
     "POST /api/v1/human-eval/assignments/{assignment_id}/rating": {"scores": {"overall": 4}},
     "POST /api/v1/human-eval/assignments/{assignment_id}/draft": {"scores": {"overall": 4}},
+    "PUT /api/v1/human-eval/assignments/{assignment_id}/rating": {"scores": {"overall": 4}},
     "POST /api/2.0/mlflow/runs/update": {"run_id": "{run_id}", "status": "FINISHED"},
     "POST /api/2.0/mlflow/runs/log-metric": {"run_id": "{run_id}", "key": "m", "value": 1, "timestamp": 1, "step": 1},
     "POST /api/2.0/mlflow/runs/log-parameter": {"run_id": "{run_id}", "key": "p", "value": "1"},

@@ -160,7 +160,16 @@ def _enqueue_on_commit(job: TrainingJob, token: str) -> None:
     from experiments.tasks import train_job
 
     queue = job_queue(job)
-    transaction.on_commit(lambda: train_job.apply_async((job.pk, token), queue=queue))
+    # A multi-node job (`nodes: M`) is M messages, one per node; node 0 claims it and publishes the
+    # rendezvous endpoint, the others join (experiments/training/rendezvous.py).
+    nodes = int((job.config.hyperparameters or {}).get("nodes") or 1)
+
+    def send() -> None:
+        train_job.apply_async((job.pk, token), queue=queue)
+        for node in range(1, nodes):
+            train_job.apply_async((job.pk, token), {"node": node}, queue=queue)
+
+    transaction.on_commit(send)
 
 
 def _checkpoint_for_resume(resume_from: str, owner) -> Checkpoint:
@@ -280,6 +289,10 @@ def job_spec_for_worker(*, job: TrainingJob) -> dict:
         # every write (experiments/training/checkpoints.py), so a superseded run writes nothing.
         "attempt": job.attempt,
         "resume_from_checkpoint": resume,
+        # A multi-node job: the endpoint its first node published for this attempt (None until then).
+        "rendezvous": (job.rendezvous or {}).get("endpoint")
+        if (job.rendezvous or {}).get("attempt") == job.attempt
+        else None,
         # What a worker checks before taking the job (worker.refusal_reason): GPU memory per GPU from
         # the config's estimate, and the number of GPUs.
         "resources": _worker_resources(config),
@@ -301,6 +314,29 @@ def _worker_resources(config: TrainingConfig) -> dict:
     if wants == "fsdp":
         resources["sharding"] = "fsdp"
     return resources
+
+
+@transaction.atomic
+def job_rendezvous_publish(*, job: TrainingJob, endpoint: str) -> dict:
+    """The first node of a multi-node job records where the others meet it (host:port of torchrun's
+    c10d rendezvous) for the running attempt; once per attempt (a second, different one is a 409)."""
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"endpoint must be host:port, got {endpoint!r}", details={"param": "endpoint"})
+    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+    if job.status != JobStatus.RUNNING:
+        raise Conflict(
+            f"{job.public_id} is {job.status}; only a running job has a rendezvous", code="not_running"
+        )
+    current = job.rendezvous or {}
+    if current.get("attempt") == job.attempt and current.get("endpoint") not in (None, endpoint):
+        raise Conflict(
+            f"attempt {job.attempt} of {job.public_id} already meets at {current['endpoint']}",
+            code="rendezvous_taken",
+        )
+    job.rendezvous = {"endpoint": endpoint, "attempt": job.attempt}
+    job.save(update_fields=["rendezvous"])
+    return {"endpoint": endpoint, "attempt": job.attempt}
 
 
 REFUSED_PREFIX = "refused by "

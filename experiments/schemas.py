@@ -42,6 +42,7 @@ class ConfigIn(Schema):
     # Checked by experiments/training/spec.py (the engine reads jobs with the same module): a bad value
     # is a 400 whose message and details.param name the field, e.g. "hyperparameters.logging_steps".
     # Keys: experiments.training.spec.Hyperparameters; max_seq_length is checked against the model.
+    # gpus: processes per machine; nodes: machines (workers) for one job (docs/training.md).
     hyperparams: dict[str, Any] | None = None
     template: str | None = None
     experiment_id: str | None = None
@@ -160,6 +161,11 @@ class CheckpointIn(Schema):
 class RefuseIn(Schema):
     worker: str = Field("", max_length=200)
     reason: str = Field("", max_length=2000)  # required: checked after the job token (400)
+
+
+class RendezvousIn(Schema):
+    # host:port of torchrun's c10d rendezvous for a multi-node job (nodes: M), from its first node.
+    endpoint: str = Field(..., min_length=3, max_length=300)
 
 
 class EventIn(Schema):

@@ -12,11 +12,16 @@ _heartbeat: list[WorkerHeartbeat] = []
 
 
 @shared_task(bind=True, name="experiments.train_job", acks_late=True, reject_on_worker_lost=True)
-def train_job(self, job_pk: int, token: str) -> str:
+def train_job(self, job_pk: int, token: str, node: int = 0) -> str:
     # The worker reports over HTTP with the job's token; it does not touch the database. It names
     # itself as its heartbeat does, so the heartbeat keeps this job alive and a restart frees it.
+    # ``node``: one of a multi-node job's messages (experiments/training/rendezvous.py).
     return run_job(
-        server_url=settings.SERVER_URL, job_id=f"job-{job_pk:03d}", token=token, name=self.request.hostname
+        server_url=settings.SERVER_URL,
+        job_id=f"job-{job_pk:03d}",
+        token=token,
+        name=self.request.hostname,
+        node=node,
     )
 
 

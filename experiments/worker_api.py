@@ -14,6 +14,7 @@ from ninja import Router
 
 from experiments import services
 from experiments.ingest import metric_points_ingest_body
+from experiments.jobs import job_rendezvous_publish
 from experiments.models import TrainingJob
 from experiments.schemas import (
     CheckpointIn,
@@ -22,6 +23,7 @@ from experiments.schemas import (
     PointsIn,
     ProgressIn,
     RefuseIn,
+    RendezvousIn,
     StatusIn,
     WorkerAckOut,
     WorkerHeartbeatIn,
@@ -187,6 +189,12 @@ def worker_refuse(request, job_id: str, payload: RefuseIn):
     return services.job_refuse(
         job=_job_for_token(request, job_id), worker=payload.worker, reason=payload.reason
     )
+
+
+@router.post("/worker/jobs/{job_id}/rendezvous", response=dict, auth=job_token_auth)
+def worker_rendezvous(request, job_id: str, payload: RendezvousIn):
+    # A multi-node job's first node publishes where the others meet it; they read it in the spec.
+    return job_rendezvous_publish(job=_job_for_token(request, job_id), endpoint=payload.endpoint)
 
 
 @router.post("/worker/jobs/{job_id}/events", response={201: dict}, auth=job_token_auth)

@@ -1,6 +1,7 @@
 """Sharded training (FSDP2) and token-balanced batches for jobs that run as several processes.
 
-A job with ``gpus: N`` runs as N processes under torchrun (experiments/training/worker.py). Plain data
+A job with ``gpus: N`` runs as N processes under torchrun (experiments/training/worker.py); with
+``nodes: M`` as M × N processes on M workers (experiments/training/rendezvous.py), all one world here. Plain data
 parallel (DDP) keeps a whole copy of the weights, gradients and optimizer state on every GPU; with
 ``hyperparameters.sharding`` "fsdp" (or "auto" when the resource plan says one GPU does not hold the
 job: ``resources.sharding == "fsdp"``) each decoder layer and the root module are wrapped with

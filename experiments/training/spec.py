@@ -149,6 +149,9 @@ class Hyperparameters:
     compile: str | bool = "auto"
     # GPUs for one job: more than 1 makes the worker launch the engine with torchrun (data parallel).
     gpus: int = 1
+    # Machines for one job (``gpus`` stays per machine): more than 1 makes M workers claim the job and
+    # rendezvous with torchrun's c10d rendezvous (experiments/training/rendezvous.py).
+    nodes: int = 1
     # Packed micro-batch size in tokens; None = 3/4 × batch_size × max_seq_length (resources.micro_batch_tokens).
     micro_batch_tokens: int | None = None
     # Full fine-tuning's weights/optimizer recipe (experiments/training/optim.py): "auto" picks a
@@ -189,7 +192,7 @@ class Hyperparameters:
             _positive(where(name), merged[name])
         for name in ("batch_size", "gradient_accumulation", "lora_r", "max_seq_length", "logging_steps"):
             _whole(where(name), merged[name], minimum=1)
-        for name in ("num_virtual_tokens", "gpus"):
+        for name in ("num_virtual_tokens", "gpus", "nodes"):
             _whole(where(name), merged[name], minimum=1)
         _whole(where("seed"), merged["seed"], minimum=0)
         if merged["max_steps"] is not None:

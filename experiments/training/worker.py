@@ -128,8 +128,11 @@ class WorkerHeartbeat:
         self._http.close()
 
 
-def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None) -> str:
-    """Train one job; returns the status it ended in ("skipped" when there was nothing to run)."""
+def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None, node: int = 0) -> str:
+    """Train one job; returns the status it ended in ("skipped" when there was nothing to run).
+
+    ``node``: which of a multi-node job's M messages this is (experiments/training/rendezvous.py):
+    node 0 claims the job and publishes the rendezvous endpoint, the others wait for it."""
     from experiments.training.engine import train  # heavy imports only once there is work
 
     _quiet_libraries()
@@ -152,12 +155,34 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
         if reason:
             # Hand it back: the platform queues it again for another worker (or fails it in the end).
             log.warning("job %s: refused: %s", job_id, reason)
-            client.refuse(worker=name or worker_name(), reason=reason)
+            try:
+                client.refuse(worker=name or worker_name(), reason=reason)
+            except PlatformError as exc:
+                if node == 0 or exc.status != 409:
+                    raise
+                # Another node already runs it: its rendezvous times out without this one and fails.
+                log.warning("job %s: node %d could not hand it back: %s", job_id, node, exc)
             return "refused"
-        client.status("running", worker=name or worker_name())
         gpus = int((spec.get("resources") or {}).get("gpus") or 1)
-        # Several GPUs: the launched run's rank 0 reports itself; one GPU: this process reports.
-        reporter = HttpReporter(client) if gpus == 1 else None
+        nodes = int((spec.get("hyperparameters") or {}).get("nodes") or 1)
+        endpoint = None
+        if node > 0:
+            from experiments.training import rendezvous
+
+            try:
+                endpoint = rendezvous.wait_for_endpoint(client, timeout=rendezvous.join_timeout())
+            except PlatformError as exc:
+                if exc.status in (401, 403, 409):  # requeued or ended before this node joined
+                    log.info("job %s: node %d has nothing to join (%s)", job_id, node, exc)
+                    return "skipped"
+                raise
+            except TimeoutError as exc:
+                log.warning("job %s: node %d: %s", job_id, node, exc)
+                return "skipped"
+        else:
+            client.status("running", worker=name or worker_name())
+        # Several GPUs or nodes: the launched run's rank 0 reports itself; one GPU: this process reports.
+        reporter = HttpReporter(client) if gpus == 1 and nodes == 1 else None
         # Fencing: this attempt raises the job folder's fence; an earlier attempt still running (its
         # worker was declared lost, then woke) sees it and writes nothing more, and so does this one
         # once a later attempt raises it or the platform refuses its reports.
@@ -171,7 +196,31 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
         try:
             fence.claim()
             fence_register(fence)
-            if reporter is None:
+            if nodes > 1:
+                from experiments.training import rendezvous
+
+                if node == 0:
+                    endpoint = rendezvous.pick_endpoint()
+                    rendezvous.publish(client, endpoint)
+                client.event(
+                    f"node {node} ({name or worker_name()}) joins the {nodes}-node rendezvous at {endpoint} "
+                    f"with {gpus} process{'es' if gpus > 1 else ''}"
+                )
+                result = train_distributed(
+                    spec,
+                    gpus,
+                    server_url=server_url,
+                    token=token,
+                    attempt=fence.attempt,
+                    nodes=nodes,
+                    endpoint=endpoint,
+                    is_host=node == 0,
+                    node=node,
+                )
+                if result is None:  # global rank 0 ran on another node, which reports the end
+                    log.info("job %s: node %d finished its part", job_id, node)
+                    return "node-finished"
+            elif reporter is None:
                 client.event(
                     f"launching {gpus} processes with torchrun (one per GPU; data parallel, or sharded "
                     "with FSDP2 when asked for or one GPU does not hold the job)"
@@ -249,18 +298,39 @@ def train_distributed(
     token: str | None,
     timeout: float | None = None,
     attempt: int | None = None,
-) -> dict:
+    nodes: int = 1,
+    endpoint: str | None = None,
+    is_host: bool = False,
+    node: int = 0,
+) -> dict | None:
     """Run the engine in ``processes`` data-parallel processes with torchrun (one per GPU); rank 0
-    reports to the platform and writes the result. Raises with the run's last output on failure."""
+    reports to the platform and writes the result. Raises with the run's last output on failure.
+
+    ``nodes`` > 1: this machine's share of a multi-node run, joined through the c10d rendezvous at
+    ``endpoint`` (``is_host``: this node serves it); returns None on the nodes without global rank 0."""
+    from experiments.training import rendezvous
+
     with tempfile.TemporaryDirectory(prefix="t4dm-ddp-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
+        if nodes > 1:
+            if not endpoint:
+                raise ValueError("a multi-node run needs the rendezvous endpoint")
+            launch = rendezvous.torchrun_arguments(
+                nodes=nodes,
+                processes=processes,
+                endpoint=endpoint,
+                run_id=str(spec.get("job_id") or "t4dm"),
+                is_host=is_host,
+                timeout=rendezvous.join_timeout(),
+            )
+        else:
+            launch = ["--standalone", f"--nproc-per-node={processes}"]
         command = [
             sys.executable,
             "-m",
             "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={processes}",
+            *launch,
             "-m",
             "experiments.training",
             "--config",
@@ -275,6 +345,8 @@ def train_distributed(
         if attempt:
             env[ATTEMPT_ENV] = str(attempt)  # the processes check the job folder's fence file
         run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        if nodes > 1 and run.returncode == 0 and not result_path.is_file():
+            return None
         if run.returncode != 0 or not result_path.is_file():
             lines = (run.stderr or run.stdout).strip().splitlines()
             # torchrun ends with its own summary; the processes' exception line says what went wrong
@@ -282,7 +354,8 @@ def train_distributed(
                 line.strip() for line in lines if re.match(r"^[\w.]*(Error|Exception)\b.*: ", line.strip())
             ]
             detail = errors[0] if errors else "\n".join(lines[-15:])
-            raise RuntimeError(f"the {processes}-process run failed (exit {run.returncode}): {detail}")
+            what = f"node {node} of the {nodes}-node run" if nodes > 1 else f"the {processes}-process run"
+            raise RuntimeError(f"{what} failed (exit {run.returncode}): {detail}")
         return json.loads(result_path.read_text())
 
 

@@ -139,6 +139,7 @@ _policy(
     "GET /api/v1/worker/jobs/{job_id}/spec", "POST /api/v1/worker/jobs/{job_id}/status",
     "POST /api/v1/worker/jobs/{job_id}/progress", "POST /api/v1/worker/jobs/{job_id}/checkpoints",
     "POST /api/v1/worker/jobs/{job_id}/events", "POST /api/v1/worker/jobs/{job_id}/refuse",
+    "POST /api/v1/worker/jobs/{job_id}/rendezvous",
 )  # fmt: skip
 _policy(INGEST, "POST /api/v1/ingest/jobs/{job_id}/metrics")
 _policy(WORKER_SECRET, "POST /api/v1/worker/heartbeat")
@@ -188,6 +189,8 @@ BODIES = {
     # past the token check, a refusal without a reason is a 400: a real refusal would requeue the job
     # under a new token and void the one the other rows use
     "POST /api/v1/worker/jobs/{job_id}/refuse": {"worker": "w"},
+    # past the token check, an endpoint without a port is a 400 (nothing recorded)
+    "POST /api/v1/worker/jobs/{job_id}/rendezvous": {"endpoint": "no-port"},
     "POST /api/v1/models/{model_id}/versions/{version}/stage": {"stage": "staging"},
     "POST /api/v1/human-eval/assignments/{assignment_id}/rating": {"scores": {"overall": 4}},
     "POST /api/v1/human-eval/assignments/{assignment_id}/draft": {"scores": {"overall": 4}},

@@ -1,0 +1,138 @@
+"""Multi-node jobs (``nodes: M``, experiments/training/rendezvous.py): two "nodes" as two real Celery
+workers (the product's worker entry point) on this machine, against the embedded platform, meeting
+through torchrun's c10d rendezvous on CPU (gloo). The job's two messages are claimed one per worker; the
+per-step losses equal one process's with both ranks' samples; the job succeeds once and its metrics are
+stored once. Also: the spec's ``nodes`` field and the rendezvous settings."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from experiments.training import rendezvous
+from experiments.training.spec import SpecError, TrainingSpec
+from tests.conftest import DEMO_ROWS
+
+HYPERPARAMS = {
+    "learning_rate": 3e-3, "gradient_accumulation": 1, "max_steps": 4, "lora_dropout": 0.0, "seed": 0,
+    "logging_steps": 1, "device": "cpu", "sharding": "fsdp", "gpus": 1,
+}  # fmt: skip
+
+
+def _spec(**hyperparameters) -> dict:
+    return {
+        "job_id": "job-001",
+        "model_base": "/m",
+        "approach": "full",
+        "task_type": "chat",
+        "hyperparameters": hyperparameters,
+        "dataset": {"train": "/d.jsonl", "validation": None},
+        "output_dir": "/o",
+    }
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_nodes_must_be_a_whole_number_of_machines(bad) -> None:
+    with pytest.raises(SpecError) as caught:
+        TrainingSpec.from_dict(_spec(nodes=bad))
+    assert caught.value.field == "hyperparameters.nodes"
+    assert TrainingSpec.from_dict(_spec(nodes=3, gpus=2)).hyperparameters.nodes == 3
+    assert TrainingSpec.from_dict(_spec()).hyperparameters.nodes == 1
+
+
+def test_rendezvous_settings(monkeypatch) -> None:
+    monkeypatch.setenv("T4DM_RDZV_HOST", "10.0.0.7")
+    monkeypatch.setenv("T4DM_RDZV_PORTS", "29400-29401")
+    assert rendezvous.rendezvous_ports() == range(29400, 29402)
+    assert rendezvous.pick_endpoint().startswith("10.0.0.7:294")
+    monkeypatch.setenv("T4DM_RDZV_PORTS", "many")
+    with pytest.raises(ValueError, match="T4DM_RDZV_PORTS"):
+        rendezvous.rendezvous_ports()
+    args = rendezvous.torchrun_arguments(
+        nodes=2, processes=4, endpoint="h:29400", run_id="job-007", is_host=True, timeout=60
+    )
+    assert "--nnodes=2" in args and "--nproc-per-node=4" in args and "--rdzv-backend=c10d" in args
+    assert "--rdzv-id=job-007" in args and "--rdzv-conf=is_host=true,join_timeout=60" in args
+
+
+def _start(platform, hyperparams: dict) -> str:
+    with platform.http() as http:
+        dataset = http.post(
+            "/datasets", files={"file": ("kb.jsonl", DEMO_ROWS.read_bytes())}, data={"task_type": "chat"}
+        )
+        assert dataset.status_code == 201, dataset.text
+        config = http.post(
+            "/configs",
+            json={
+                "model_base": "t4dm-tiny",
+                "approach": "full",
+                "dataset_id": dataset.json()["dataset_id"],
+                "hyperparams": hyperparams,
+                "checkpointing": {"save_steps": 4, "save_total_limit": 1},
+            },
+        )
+        assert config.status_code == 201, config.text
+        job = http.post("/jobs", json={"config_id": config.json()["config_id"]})
+        assert job.status_code == 201, job.text
+        return job.json()["job_id"]
+
+
+def _losses(platform, job_id: str) -> list[tuple[int, float]]:
+    with platform.http() as http:
+        series = http.get(f"/jobs/{job_id}/metrics").json()["series"]
+    return [(row[0], row[1]) for row in series["loss"]]
+
+
+@pytest.mark.e2e
+def test_two_workers_train_a_two_node_job_as_one_process_does(tmp_path, tiny_model_dir) -> None:
+    from tests.platform import _boot
+    from tests.reliability.conftest import TERMINAL, FaultPlatform
+
+    data = tmp_path / "data"
+    data.mkdir()
+    platform = FaultPlatform(
+        data,
+        tiny_model_dir,
+        T4DM_RDZV_HOST="127.0.0.1",
+        T4DM_RDZV_JOIN_TIMEOUT="120",
+        T4DM_HEARTBEAT_TIMEOUT="60",
+    )
+    _boot(platform)
+    try:
+        platform.start_web()
+        platform.start_worker("node-a")
+        platform.start_worker("node-b")
+        deadline = time.monotonic() + 90
+        while len(platform.query("SELECT name FROM experiments_worker")) < 2:
+            assert time.monotonic() < deadline, "the two workers did not come up"
+            time.sleep(0.2)
+
+        job_id = _start(platform, {**HYPERPARAMS, "batch_size": 2, "nodes": 2})
+        row = platform.wait_for(job_id, lambda r: r["status"] in TERMINAL, timeout=150, what="the end")
+        events = platform.events(job_id)
+        assert row["status"] == "succeeded", (row, events)
+        # Each worker ran one node; one rendezvous; one start, one end.
+        joined = [e for e in events if "-node rendezvous at 127.0.0.1:" in e]
+        assert sorted(e.split(" (")[0] for e in joined) == ["node 0", "node 1"], events
+        assert {e.split("(")[1].split("@")[0] for e in joined} == {"node-a", "node-b"}, events
+        assert sum(e.startswith("worker ") and "started training" in e for e in events) == 1, events
+        assert sum(e.startswith("succeeded:") for e in events) == 1, events
+        assert not [e for e in events if e.startswith("failed")], events
+        [(status, rendezvous_record)] = platform.query(
+            "SELECT status, rendezvous FROM experiments_trainingjob WHERE id = ?", int(job_id.split("-")[1])
+        )
+        assert "127.0.0.1:" in rendezvous_record
+        two_nodes = _losses(platform, job_id)
+        assert [step for step, _ in two_nodes] == [1, 2, 3, 4]  # every step once
+
+        # The reference: one process taking both ranks' samples each step (a one-node job).
+        single_id = _start(platform, {**HYPERPARAMS, "batch_size": 4})
+        single_row = platform.wait_for(single_id, lambda r: r["status"] in TERMINAL, timeout=120, what="end")
+        assert single_row["status"] == "succeeded", single_row
+        one = _losses(platform, single_id)
+        assert [s for s, _ in one] == [1, 2, 3, 4]
+        # fp32 on CPU; the sums are reduced in another order across the two nodes
+        assert [v for _, v in two_nodes] == pytest.approx([v for _, v in one], rel=1e-3), (two_nodes, one)
+    finally:
+        platform.stop()

@@ -108,6 +108,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"{job.public_id}: its worker stopped heartbeating; now {job.status}")
         except Exception as exc:  # the database may be briefly locked or away; try again next round
             self.stderr.write(f"lost-job check failed: {exc}")
+        from t4dm_site.housekeeping import prune_outboxes
+
+        try:
+            prune_outboxes()
+        except Exception as exc:  # as above: next round
+            self.stderr.write(f"outbox pruning failed: {exc}")
 
 
 WORKER_RESTART_FIRST_DELAY = 1.0

@@ -358,6 +358,9 @@ LOST_JOB_MAX_REQUEUES = env_int("T4DM_LOST_JOB_MAX_REQUEUES", 3, minimum=0)
 JOB_MAX_REFUSALS = env_int("T4DM_JOB_MAX_REFUSALS", 5, minimum=1)
 # How often `t4dm_up` looks for lost jobs (0 = never; then run `manage.py t4dm_reap_lost_jobs` by cron).
 REAP_INTERVAL_SECONDS = env_float("T4DM_REAP_INTERVAL_SECONDS", 15.0, minimum=0.0)
+# Live-page outbox rows older than this are pruned with the lost-job check (each record's newest row
+# stays: t4dm_site/housekeeping.py).
+OUTBOX_KEEP_HOURS = env_float("T4DM_OUTBOX_KEEP_HOURS", 24.0, minimum=0.0)
 
 
 # GPU price table for estimates: "NAME=USD_PER_HOUR,..." overrides/extends experiments.estimate.GPUS.

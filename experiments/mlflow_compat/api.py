@@ -4,11 +4,14 @@ expects MLflow's error shape ({"error_code", "message"}). Authenticate with a T4
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired
 
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticError
+from typing_extensions import TypedDict
 
 from experiments.mlflow_compat import services
 from t4dm_site.auth import trainer_auth
@@ -222,10 +225,68 @@ def _run_to_log(request, run_id: str | None, run_uuid: str | None = None):
     return services.run_get_for_logging(user=request.auth, run_id=run_id or run_uuid or "")
 
 
-@mlflow_api.post("/runs/log-metric")
-def log_metric(request, payload: LogMetricIn):
-    metric = payload.dict(include={"key", "value", "timestamp", "step"})
-    services.run_log_batch(run=_run_to_log(request, payload.run_id, payload.run_uuid), metrics=[metric])
+# The logging endpoints read their JSON body with pydantic-core straight into dicts: a ninja Schema
+# builds an object per metric and converts it back (about 25 ms of a 1,000-metric batch, more than
+# storing it). The OpenAPI document still shows the Schema classes above.
+
+
+class _MetricBody(TypedDict):
+    key: str
+    value: Any
+    timestamp: NotRequired[int | None]
+    step: NotRequired[int | None]
+
+
+class _KeyValueBody(TypedDict):
+    key: str
+    value: NotRequired[Any]
+
+
+class _LogBatchBody(TypedDict):
+    run_id: str
+    metrics: NotRequired[list[_MetricBody]]
+    params: NotRequired[list[_KeyValueBody]]
+    tags: NotRequired[list[_KeyValueBody]]
+
+
+class _LogMetricBody(_MetricBody):
+    run_id: NotRequired[str | None]
+    run_uuid: NotRequired[str | None]
+
+
+_LOG_BATCH = TypeAdapter(_LogBatchBody)
+_LOG_METRIC = TypeAdapter(_LogMetricBody)
+
+
+def _parse(adapter: TypeAdapter, body: bytes) -> dict:
+    """The body as the adapter's dict, or ninja's ValidationError (MLflow's 400) naming the field."""
+    try:
+        return adapter.validate_json(body or b"{}")
+    except PydanticError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise ValidationError([{**e, "loc": ("body", "payload", *e["loc"])} for e in errors]) from None
+
+
+def _body_schema(schema: type[Schema]) -> dict:
+    """An operation's requestBody from a Schema, its `$defs` inlined."""
+    tree = schema.model_json_schema()
+    defs = tree.pop("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: walk(value) for key, value in node.items()}
+        return [walk(item) for item in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": walk(tree)}}}}
+
+
+@mlflow_api.post("/runs/log-metric", openapi_extra=_body_schema(LogMetricIn))
+def log_metric(request):
+    payload = _parse(_LOG_METRIC, request.body)
+    run = _run_to_log(request, payload.get("run_id"), payload.get("run_uuid"))
+    services.run_log_batch(run=run, metrics=[payload])
     return {}
 
 
@@ -247,13 +308,14 @@ def set_tag(request, payload: LogParamIn):
     return {}
 
 
-@mlflow_api.post("/runs/log-batch")
-def log_batch(request, payload: LogBatchIn):
+@mlflow_api.post("/runs/log-batch", openapi_extra=_body_schema(LogBatchIn))
+def log_batch(request):
+    payload = _parse(_LOG_BATCH, request.body)
     services.run_log_batch(
-        run=_run_to_log(request, payload.run_id),
-        metrics=[m.dict() for m in payload.metrics],
-        params=[p.dict() for p in payload.params],
-        tags=[t.dict() for t in payload.tags],
+        run=_run_to_log(request, payload["run_id"]),
+        metrics=payload.get("metrics", ()),
+        params=payload.get("params", ()),
+        tags=payload.get("tags", ()),
     )
     return {}
 

@@ -6,24 +6,25 @@ Objects returned here are plain dicts in MLflow's REST shapes (mlflow/protos/ser
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Q, Subquery, Value
 
 from datasets_app.models import Dataset, DatasetVersion, TaskType, ValidationStatus
 from experiments import services as training
-from experiments.ingest import PointIn, metric_points_ingest
+from experiments.ingest import metric_points_ingest_body
+from experiments.jobs import RUN_NAME_MAX, job_update
 from experiments.mlflow_compat.models import MetricValueExtra, MLflowRun, RunStatus
 from experiments.models import (
     Approach,
     Experiment,
     JobStatus,
     MetricPoint,
-    MetricRollup,
     TrainingConfig,
     TrainingJob,
 )
@@ -169,7 +170,7 @@ def run_create(
 ) -> MLflowRun:
     """A tracking-only TrainingJob, running from the start: no worker picks it up."""
     tags = dict(tags or {})
-    run_name = run_name or tags.get("mlflow.runName", "") or ""
+    run_name = _checked_run_name(run_name or tags.get("mlflow.runName", "") or "")
     model_base = tags.get("t4dm.model_base") or EXTERNAL_MODEL
     config = TrainingConfig.objects.create(
         owner=owner,
@@ -182,7 +183,10 @@ def run_create(
         checkpointing={},
         estimate={},
     )
-    job = TrainingJob.objects.create(owner=owner, config=config, experiment=experiment)
+    # The run's name is the job's display name (the runs table's name column, PATCH /jobs/{id}).
+    job = TrainingJob.objects.create(
+        owner=owner, config=config, experiment=experiment, name=_job_name(run_name)
+    )
     training.job_transition(job=job, to=JobStatus.RUNNING, worker="outside T4DM (MLflow client)")
     # Tracking-only: no worker runs it, so no worker heartbeat is due. The lost-job reaper takes running
     # jobs whose heartbeat is older than HEARTBEAT_TIMEOUT; without one this run is never declared lost
@@ -197,6 +201,25 @@ def run_create(
         tags={**tags, "mlflow.runName": run_name or job.public_id, JOB_ID_TAG: job.public_id},
     )
     return run
+
+
+def _checked_run_name(name: str) -> str:
+    limit = MLflowRun._meta.get_field("run_name").max_length
+    if len(name) > limit:
+        raise InvalidInput(f"run name must be at most {limit} characters", code="INVALID_PARAMETER_VALUE")
+    return name
+
+
+def _job_name(run_name: str) -> str:
+    """The job's display name for an MLflow run name (the job keeps at most RUN_NAME_MAX characters)."""
+    return " ".join(run_name.split())[:RUN_NAME_MAX]
+
+
+def run_display_name(run: MLflowRun) -> str:
+    """The run's name as MLflow clients see it: the job's display name, so that a rename in T4DM
+    (PATCH /jobs/{id}, the runs table) shows in runs/get and runs/search too; the MLflow name when the
+    job has none."""
+    return run.job.name or run.run_name
 
 
 def _runs():
@@ -234,12 +257,13 @@ def _active(run: MLflowRun) -> None:
 def run_update(
     *, run: MLflowRun, status: str | None = None, end_time: int | None = None, run_name: str | None = None
 ) -> MLflowRun:
-    run = MLflowRun.objects.select_for_update().select_related("job").get(pk=run.pk)
+    run = MLflowRun.objects.select_for_update().select_related("job__owner").get(pk=run.pk)
     fields = []
     if run_name:
-        run.run_name = run_name
-        run.tags = {**run.tags, "mlflow.runName": run_name}
+        run.run_name = _checked_run_name(run_name)
+        run.tags = {**run.tags, "mlflow.runName": run.run_name}
         fields += ["run_name", "tags"]
+        job_update(job=run.job, name=_job_name(run.run_name))
     if status:
         if status not in RunStatus.values:
             raise InvalidInput(
@@ -295,34 +319,70 @@ def run_log_batch(
             code="INVALID_PARAMETER_VALUE",
         )
     _active(run)
-    points, sent = [], []
-    received_at = now_ms()
-    for m in metrics:
-        value = float(m.get("value", "nan")) if not isinstance(m.get("value"), str) else float(m["value"])
-        if not math.isfinite(value):
-            raise InvalidInput(
-                f"metric {m.get('key')!r}: value {value} is not a finite number",
-                code="INVALID_PARAMETER_VALUE",
-            )
-        timestamp = int(m["timestamp"]) if m.get("timestamp") is not None else received_at
-        point = PointIn(
-            key=_key(str(m.get("key", "")), "metric"),
-            step=int(m.get("step") or 0),
-            value=value,
-            wall_time=timestamp / 1000,
-        )
-        points.append(point)
-        sent.append((point.key, point.step, timestamp, value))
-    with transaction.atomic():
-        if params or tags:
+    body, sent, repeats = _ingest_body(metrics, received_at=now_ms())
+    if params or tags:
+        with transaction.atomic():
             _params_tags_store(run=run, params=params, tags=tags)
-        if points:
-            # The first value sent for a (key, step) is the one the metric point keeps (the ingest
-            # would keep a batch's last); the others are extra values, in the order they came.
-            first = list({(p.key, p.step): p for p in reversed(points)}.values())
-            result = metric_points_ingest(job=TrainingJob(pk=run.job_id), points=first)
-            if result.duplicates or len(first) < len(points):
-                _extra_values_store(job_pk=run.job_id, sent=sent)
+            _metrics_store(job_pk=run.job_id, body=body, sent=sent, repeats=repeats)
+    else:
+        # Metrics only (most batches): the ingest is its own transaction, without a savepoint inside
+        # another. Extra values, when there are any, are stored right after it; a request that fails
+        # between the two is retried by the client, and the retry stores them (its kept points are
+        # recognised as the same ones sent again).
+        _metrics_store(job_pk=run.job_id, body=body, sent=sent, repeats=repeats)
+
+
+def _metric_value(key: str, raw) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidInput(
+            f"metric {key!r}: value {raw!r} is not a finite number", code="INVALID_PARAMETER_VALUE"
+        )
+    return value
+
+
+def _ingest_body(metrics, *, received_at: int) -> tuple[bytes | None, list[tuple], bool]:
+    """MLflow metrics as the ingest service's request body ({"points": [...]}, wall time in seconds),
+    written as text in one pass: no object per point, and on PostgreSQL the database parses it. Only
+    the first value sent for a (key, step) goes in (the ingest would keep a batch's last); `sent` is
+    every (key, step, timestamp, value) in arrival order, `repeats` whether a (key, step) came twice."""
+    if not metrics:
+        return None, [], False
+    isfinite = math.isfinite
+    quoted: dict[str, str] = {}  # each distinct key checked and JSON-quoted once
+    seen: set[tuple[str, int]] = set()
+    parts, sent, repeats = [], [], False
+    for m in metrics:
+        key = m.get("key", "")
+        text = quoted.get(key) if type(key) is str else None
+        if text is None:
+            key = _key(str(key), "metric")
+            text = quoted[key] = json.dumps(key)
+        value = m.get("value")
+        if type(value) is not float or not isfinite(value):
+            value = _metric_value(key, value)
+        timestamp = m.get("timestamp")
+        timestamp = received_at if timestamp is None else int(timestamp)
+        step = int(m.get("step") or 0)
+        sent.append((key, step, timestamp, value))
+        at = (key, step)
+        if at in seen:
+            repeats = True
+            continue
+        seen.add(at)
+        parts.append(f'{{"key":{text},"step":{step},"value":{value!r},"wall_time":{timestamp / 1000!r}}}')
+    return ('{"points":[' + ",".join(parts) + "]}").encode(), sent, repeats
+
+
+def _metrics_store(*, job_pk: int, body: bytes | None, sent: list[tuple], repeats: bool) -> None:
+    if body is None:
+        return
+    result = metric_points_ingest_body(job_pk=job_pk, body=body)
+    if result.duplicates or repeats:
+        _extra_values_store(job_pk=job_pk, sent=sent)
 
 
 def _params_tags_store(*, run: MLflowRun, params: list[dict], tags: list[dict]) -> None:
@@ -354,7 +414,14 @@ def _params_tags_store(*, run: MLflowRun, params: list[dict], tags: list[dict]) 
             )
         new_tags[key] = value
     locked.params, locked.tags = new_params, new_tags
-    locked.save(update_fields=["params", "tags"])
+    fields = ["params", "tags"]
+    renamed = new_tags.get("mlflow.runName")
+    if renamed and renamed != locked.run_name:
+        # MLflow renames the run when its mlflow.runName tag is set (mlflow.set_tag, log_batch).
+        locked.run_name = _checked_run_name(renamed)
+        fields.append("run_name")
+        job_update(job=TrainingJob.objects.get(pk=run.job_id), name=_job_name(renamed))
+    locked.save(update_fields=fields)
     if params:
         # The run's own config shows its params, so run lists and comparisons show them as parameters.
         config_id = TrainingJob.objects.filter(pk=run.job_id).values("config_id")[:1]
@@ -387,32 +454,36 @@ def _extra_values_store(*, job_pk: int, sent: list[tuple[str, int, int, float]])
     )
 
 
-def latest_metrics(job_pks: list[int]) -> dict[int, list[dict]]:
+def latest_metrics(jobs: list[TrainingJob]) -> dict[int, list[dict]]:
     """Each run's latest value per key, as MLflow picks it (highest step, then timestamp, then value),
-    without reading the series: the rollups give each key's last step, then the few points at those
-    steps are read by the (job, key, step) index."""
-    out: dict[int, list[dict]] = {pk: [] for pk in job_pks}
-    last_steps = (
-        MetricRollup.objects.filter(job_id__in=job_pks)
-        .values("job_id", "key")
-        .annotate(last=Max("last_step"))
-        .values_list("job_id", "key", "last")
-    )
-    last = list(last_steps)
+    in one query whatever the number of stored points. The keys are those of the job's
+    `latest_metrics`, which the ingest service keeps in the same transaction as the points; each key's
+    last step is one backward step of the (job, key, step) index (an uncorrelated subquery, run once),
+    and only the point and any extra values at that step are read."""
+    out: dict[int, list[dict]] = {job.pk: [] for job in jobs}
+    pairs = [(job.pk, key) for job in jobs for key in sorted(job.latest_metrics or {})]
     candidates: list[tuple] = []
-    for begin in range(0, len(last), _LOOKUPS_PER_QUERY):
+    for begin in range(0, len(pairs), _LOOKUPS_PER_QUERY):
         at = Q()
-        for job_pk, key, step in last[begin : begin + _LOOKUPS_PER_QUERY]:
-            at |= Q(job_id=job_pk, key=key, step=step)
-        points = MetricPoint.objects.filter(at).values_list("job_id", "key", "step", "value", "wall_time")
-        candidates += [(j, k, s, round(t * 1000), v) for j, k, s, v, t in points]
-        candidates += MetricValueExtra.objects.filter(at).values_list(
-            "job_id", "key", "step", "timestamp", "value"
+        for job_pk, key in pairs[begin : begin + _LOOKUPS_PER_QUERY]:
+            last = MetricPoint.objects.filter(job_id=job_pk, key=key).order_by("-step").values("step")[:1]
+            at |= Q(job_id=job_pk, key=key, step=Subquery(last))
+        points = (
+            MetricPoint.objects.filter(at)
+            .annotate(extra=Value(False))
+            .values_list("job_id", "key", "step", "wall_time", "value", "extra")
         )
+        extras = (
+            MetricValueExtra.objects.filter(at)
+            .annotate(extra=Value(True))
+            .values_list("job_id", "key", "step", "timestamp", "value", "extra")
+        )
+        for job_pk, key, step, t, value, extra in points.union(extras, all=True):
+            candidates.append((job_pk, key, step, int(t) if extra else round(t * 1000), value))
     best: dict[tuple[int, str], tuple] = {}
     for job_pk, key, step, timestamp, value in candidates:
         seen = best.get((job_pk, key))
-        if seen is None or (timestamp, value) > seen[1:]:
+        if seen is None or (step, timestamp, value) > seen:
             best[(job_pk, key)] = (step, timestamp, value)
     for (job_pk, key), (step, timestamp, value) in sorted(best.items()):
         out[job_pk].append({"key": key, "value": value, "timestamp": timestamp, "step": step})
@@ -421,11 +492,11 @@ def latest_metrics(job_pks: list[int]) -> dict[int, list[dict]]:
 
 def run_object(run: MLflowRun, metrics: list[dict] | None = None) -> dict:
     if metrics is None:
-        metrics = latest_metrics([run.job_id])[run.job_id]
+        metrics = latest_metrics([run.job])[run.job_id]
     info = {
         "run_id": run.run_uuid,
         "run_uuid": run.run_uuid,
-        "run_name": run.run_name,
+        "run_name": run_display_name(run),
         "experiment_id": str(run.experiment_id),
         "user_id": run.job.owner.username,
         "status": run.status,
@@ -440,7 +511,10 @@ def run_object(run: MLflowRun, metrics: list[dict] | None = None) -> dict:
         "data": {
             "metrics": metrics,
             "params": [{"key": k, "value": v} for k, v in run.params.items()],
-            "tags": [{"key": k, "value": v} for k, v in run.tags.items()],
+            "tags": [
+                {"key": k, "value": run_display_name(run) if k == "mlflow.runName" else v}
+                for k, v in run.tags.items()
+            ],
         },
         "inputs": {},
     }
@@ -592,7 +666,7 @@ def runs_search(
     experiments = [experiment_get(user=user, experiment_id=e) for e in experiment_ids]
     runs = runs_visible_to(user).filter(experiment__in=experiments, lifecycle_stage="active")
     runs = list(runs.select_related("job__owner"))
-    latest = latest_metrics([r.job_id for r in runs])
+    latest = latest_metrics([r.job for r in runs])
     objects = [obj for obj in (run_object(r, latest[r.job_id]) for r in runs) if _matches(obj, clauses)]
     for spec in reversed(order_by or []):
         field, _, direction = spec.strip().partition(" ")

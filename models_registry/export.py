@@ -41,23 +41,27 @@ def load_for_inference(folder: str | Path, *, task_type: str = "chat"):
     return model.eval()
 
 
-def write_model_folder(*, source: str | Path, dest: str | Path, merge: bool, task_type: str) -> None:
+def write_model_folder(
+    *, source: str | Path, dest: str | Path, merge: bool, task_type: str, on_step=None
+) -> None:
     """`source` is a job's final folder. merge=True folds a LoRA adapter into its base weights
-    (`merge_and_unload`) and saves a plain model; merge=False keeps the adapter as it is."""
+    (`merge_and_unload`) and saves a plain model; merge=False keeps the adapter as it is.
+    `on_step(progress, message)`, if given, hears each step (progress 0..0.7 of the whole export)."""
     from transformers import AutoTokenizer
 
+    step = on_step or (lambda progress, message: None)
     source, dest = Path(source), Path(dest)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    if is_adapter(source) and not merge:
-        model = load_for_inference(source, task_type=task_type)
-        model.save_pretrained(str(dest))
-    else:
-        model = load_for_inference(source, task_type=task_type)
-        if is_adapter(source):
-            model = model.merge_and_unload()
-        model.save_pretrained(str(dest))
+    step(0.05, "loading the trained model")
+    model = load_for_inference(source, task_type=task_type)
+    if merge and is_adapter(source):
+        step(0.3, "merging the LoRA adapter into the base weights")
+        model = model.merge_and_unload()
+    step(0.45, "saving the model")
+    model.save_pretrained(str(dest))
+    step(0.6, "saving the tokenizer")
     AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(dest))
 
 

@@ -62,6 +62,12 @@ class SignoffOut(Schema):
 class ExportOut(Schema):
     export_id: int
     merged: bool
+    status: str = Field(
+        description="queued, running, succeeded or failed (the version page's exports run in the background)."
+    )
+    progress: float = Field(description="0..1")
+    message: str = Field(description="The step it is at.")
+    error: str
     path: str
     files: int
     created_at: str

@@ -223,6 +223,10 @@ def model_version_detail(version: ModelVersion) -> dict:
             {
                 "export_id": e.pk,
                 "merged": e.merged,
+                "status": e.status,
+                "progress": e.progress,
+                "message": e.message,
+                "error": e.error,
                 "path": e.path,
                 "files": len(e.manifest.get("files", {})),
                 "created_at": e.created_at.isoformat(),

@@ -371,9 +371,30 @@ def registered_model_update(
     return registered
 
 
+def model_version_export_start(*, version: ModelVersion, merge: bool, actor) -> ModelExport:
+    """Queue an export (the version page's Export): a `queued` ModelExport row at once, the work on a
+    worker (models_registry.tasks.export_version_task on EVAL_QUEUE, after commit), which records each
+    step, then `succeeded` with the archive or `failed` with the reason."""
+    from models_registry.tasks import export_version_task
+
+    export = _export_record(version=version, merge=merge, actor=actor, status="queued")
+    queue = getattr(settings, "EVAL_QUEUE", None) or settings.CELERY_TASK_DEFAULT_QUEUE
+    transaction.on_commit(lambda: export_version_task.apply_async((export.pk,), queue=queue))
+    return export
+
+
 def model_version_export(*, version: ModelVersion, merge: bool, actor) -> ModelExport:
-    """Write the deployable folder (merged or adapter), tokenizer, a fresh model card and a checksum
-    manifest, then a .tar.gz of it. Runs in the caller's process: seconds for small models."""
+    """The same export in the caller's process (the API's POST .../exports): seconds for small models.
+    A failure is recorded on the row and raised."""
+    export = _export_record(version=version, merge=merge, actor=actor, status="running")
+    model_version_export_run(export=export)
+    export.refresh_from_db()
+    if export.status == "failed":
+        raise Conflict(f"{version.ref}: the export failed: {export.error}")
+    return export
+
+
+def _export_record(*, version: ModelVersion, merge: bool, actor, status: str) -> ModelExport:
     from models_registry import export
 
     source = Path(version.artifact_path)
@@ -381,27 +402,77 @@ def model_version_export(*, version: ModelVersion, merge: bool, actor) -> ModelE
         raise Conflict(f"{version.ref}: the trained model folder {version.artifact_path!r} is missing")
     if merge and not export.is_adapter(source):
         merge = False  # a full fine-tune has nothing to merge
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    name = f"{version.model_id}-{version.version}-{'merged' if merge else 'adapter'}"
-    owner = getattr(version.registered.owner, "username", None) or "_unowned"
-    folder = (
-        Path(settings.ARTIFACT_ROOT) / "exports" / owner / version.model_id / version.version / stamp / name
+    return ModelExport.objects.create(
+        version=version,
+        merged=merge,
+        status=status,
+        progress=0.0,
+        message="waiting for a worker" if status == "queued" else "starting",
+        created_by=_actor_name(actor),
     )
-    task_type = version.config.task_type if version.config else "chat"
-    export.write_model_folder(source=source, dest=folder, merge=merge, task_type=task_type)
-    card = model_card_render(version, version.registered)
-    (folder / "README.md").write_text(card)
-    manifest = export.write_manifest(folder)
-    archive = export.make_archive(folder, folder.parent / f"{name}.tar.gz")
+
+
+def _export_step(export: ModelExport, *, progress: float, message: str, **fields) -> None:
+    """Record where an export is (committed at once outside a transaction, so the page sees it)."""
+    ModelExport.objects.filter(pk=export.pk).update(progress=progress, message=message[:200], **fields)
+
+
+def model_version_export_run(*, export: ModelExport) -> None:
+    """Write the deployable folder (merged or adapter), tokenizer, a fresh model card and a checksum
+    manifest, then a .tar.gz of it, recording each step on the row. Any error fails the row with its
+    message (the page shows it)."""
+    from models_registry import export as writer
+
+    export = ModelExport.objects.select_related("version__registered", "version__config").get(pk=export.pk)
+    if export.status in ("succeeded", "failed"):
+        return  # a redelivered task: the export already has its outcome
+    version = export.version
+    ModelExport.objects.filter(pk=export.pk).update(status="running")
+    try:
+        source = Path(version.artifact_path)
+        if not source.is_dir():
+            raise Conflict(f"the trained model folder {version.artifact_path!r} is missing")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        kind = "merged" if export.merged else "adapter"
+        name = f"{version.model_id}-{version.version}-{kind}"
+        owner = getattr(version.registered.owner, "username", None) or "_unowned"
+        folder = (
+            Path(settings.ARTIFACT_ROOT)
+            / "exports"
+            / owner
+            / version.model_id
+            / version.version
+            / stamp
+            / name
+        )
+        task_type = version.config.task_type if version.config else "chat"
+        writer.write_model_folder(
+            source=source,
+            dest=folder,
+            merge=export.merged,
+            task_type=task_type,
+            on_step=lambda progress, message: _export_step(export, progress=progress, message=message),
+        )
+        _export_step(export, progress=0.7, message="writing the model card and checksums")
+        card = model_card_render(version, version.registered)
+        (folder / "README.md").write_text(card)
+        manifest = writer.write_manifest(folder)
+        _export_step(export, progress=0.8, message="packing the .tar.gz")
+        archive = writer.make_archive(folder, folder.parent / f"{name}.tar.gz")
+    except Exception as exc:
+        log.exception("export %s of %s failed", export.pk, version.ref)
+        message = exc.message if isinstance(exc, Conflict) else f"{type(exc).__name__}: {exc}"
+        ModelExport.objects.filter(pk=export.pk).update(status="failed", message="failed", error=message)
+        return
     with transaction.atomic():
         if not version.model_card.strip():
             version.model_card = card
             version.save(update_fields=["model_card"])
-        return ModelExport.objects.create(
-            version=version,
-            merged=merge,
+        ModelExport.objects.filter(pk=export.pk).update(
+            status="succeeded",
+            progress=1.0,
+            message="done",
             path=str(folder),
             archive_path=str(archive),
             manifest=manifest,
-            created_by=_actor_name(actor),
         )

@@ -7,7 +7,6 @@ admins see all and reach another owner's model with `?owner=<username>`."""
 from __future__ import annotations
 
 import html
-import json
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
@@ -117,7 +116,8 @@ def version_detail(request, model_id: str, version: str):
         e["created"] = _when(e.get("created_at"))
     for signoff in detail["signoffs"]:
         signoff["when_at"] = _when(signoff.get("when"))
-    schema = json.dumps(selectors.model_version_schema(found), indent=2)
+    for e in detail["exports"]:
+        e["percent"] = round(100 * (e.get("progress") or 0))
     return render(
         request,
         "registry/version_detail.html",
@@ -125,7 +125,8 @@ def version_detail(request, model_id: str, version: str):
             "v": found,
             "oq": _owner_query(request, selectors.owner_name(found.registered)),
             "detail": detail,
-            "schema_json": schema,
+            "record": _version_record(found),
+            "exports_busy": any(e["status"] in ("queued", "running") for e in detail["exports"]),
             "stage_label": STAGE_LABELS.get(found.stage, found.stage),
             "card_html": card_html(found.model_card),
             "next_stages": sorted(TRANSITIONS[found.stage]),
@@ -134,6 +135,76 @@ def version_detail(request, model_id: str, version: str):
             "promotion_people": settings.PROMOTION_PEOPLE,
         },
     )
+
+
+def _metric_text(metrics: dict) -> str:
+    return ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in (metrics or {}).items()
+    )
+
+
+def _plain(value) -> str:
+    """A hyperparameter's value in words: lists as "a, b", mappings as "key a, key b"."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value) or "—"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def _version_record(found) -> dict:
+    """The version record for people: what it was trained from (base model, dataset version, config
+    and its hyperparameters, job), how it was evaluated (links), who registered it and when. The API
+    keeps the seed's JSON schema (GET /api/v1/models/<id>/versions/<v>)."""
+    from experiments.evaluation.views import kind_label
+    from experiments.models import Evaluation
+
+    dv, config, job = found.dataset_version, found.config, found.job
+    refs = {found.ref, _owned_ref(found.registered, found.ref)}
+    evaluations = Evaluation.objects.filter(model_path__in=refs)
+    if job is not None:
+        evaluations = evaluations | Evaluation.objects.filter(job=job)
+    hyper = (config.hyperparameters or {}) if config else {}
+    return {
+        "base_model": found.base_model or (config.model_base if config else ""),
+        "dataset": {
+            "name": dv.dataset.name,
+            "id": dv.dataset.public_id,
+            "number": dv.number,
+            "url": f"/datasets/{dv.dataset.public_id}/?version={dv.number}",
+        }
+        if dv
+        else None,
+        "job": {"id": job.public_id, "status": job.status, "url": f"/jobs/{job.public_id}/"} if job else None,
+        "config": {
+            "id": config.public_id,
+            "approach": config.approach,
+            "task_type": config.task_type,
+            "hyperparameters": [
+                {"name": name, "value": _plain(value)} for name, value in sorted(hyper.items())
+            ],
+        }
+        if config
+        else None,
+        "checkpoint": found.checkpoint.step if found.checkpoint_id else None,
+        "final_loss": found.final_loss,
+        "evaluations": [
+            {
+                "id": e.public_id,
+                "label": kind_label(e),
+                "status": e.status,
+                "metrics": _metric_text(e.metrics),
+                "when": e.created_at,
+                "url": f"/evaluations/{e.public_id}/",
+            }
+            for e in evaluations.distinct().order_by("-created_at")[:20]
+        ],
+        "version_metrics": _metric_text(found.evaluation_metrics or {}),
+        "created_by": found.created_by,
+        "created_at": found.created_at,
+    }
 
 
 @dashboard
@@ -238,22 +309,27 @@ def version_signoff(request, model_id: str, version: str):
 @require_POST
 @dashboard
 def version_export(request, model_id: str, version: str):
+    """Queues the export (a worker merges and packs it) and comes straight back: the page follows it."""
     found = _version_or_404(request, model_id, version)
     try:
-        export = services.model_version_export(
+        services.model_version_export_start(
             version=found, merge=request.POST.get("merge") == "on", actor=request.user
         )
-        messages.success(request, f"Exported to {export.path}.")
+        messages.success(request, "Export started: it is shown below as it runs.")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return _back(request, "registry-version", model_id=model_id, version=version)
+    return HttpResponseRedirect(
+        reverse("registry-version", kwargs={"model_id": model_id, "version": version})
+        + ("?" + urlencode({"owner": _owner(request)}) if _owner(request) else "")
+        + "#exports"
+    )
 
 
 @dashboard
 def export_download(request, model_id: str, version: str, export_id: int):
     found = _version_or_404(request, model_id, version)
-    export = ModelExport.objects.filter(pk=export_id, version=found).first()
-    if export is None or not Path(export.archive_path).is_file():
+    export = ModelExport.objects.filter(pk=export_id, version=found, status="succeeded").first()
+    if export is None or not export.archive_path or not Path(export.archive_path).is_file():
         raise Http404("no such export")
     path = Path(export.archive_path)
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

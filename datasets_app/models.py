@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from t4dm_site.models import OutboxUpdate
 from t4dm_site.public_ids import PublicIdMixin
 from t4dm_site.status import StatusTransitionsMixin
 
@@ -146,7 +147,7 @@ class DatasetTask(StatusTransitionsMixin, PublicIdMixin, models.Model):
         super().mark_failed(error=error, error_details=details or {})
 
 
-class DatasetTaskUpdate(models.Model):
+class DatasetTaskUpdate(OutboxUpdate):
     """The dataset page's outbox for a task: one row per status or progress change of a DatasetTask,
     written in the transaction that made it (a DatasetTaskChanged subscriber), holding the task as GET
     /api/v1/datasets/tasks/<id> shows it (without a prepare's full result). The websocket
@@ -154,12 +155,8 @@ class DatasetTaskUpdate(models.Model):
 
     task = models.ForeignKey(DatasetTask, on_delete=models.CASCADE, related_name="updates")
     kind = models.CharField(max_length=40, help_text="dataset_task.running, .succeeded, .failed.")
-    payload = models.JSONField()
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    class Meta:
-        ordering = ["id"]
+    record_field = "task"
+
+    class Meta(OutboxUpdate.Meta):
         indexes = [models.Index(fields=["task", "id"], name="dataset_task_update_cursor")]
-
-    def __str__(self) -> str:
-        return f"{self.task_id} #{self.pk} {self.kind}"

@@ -12,8 +12,9 @@ The embedded default's in-memory channel layer does not cross processes, so with
 the ids of new rows every few seconds (one indexed query) and wakes the groups of the records that
 changed. A layer that crosses processes (Redis) needs no watcher.
 
-Used by the evaluation page (experiments/evaluation/consumers.py); the workflow page
-(experiments/workflows/consumers.py) follows the same design with its own copy.
+Used by the workflow page (experiments/workflows/consumers.py), the evaluation page
+(experiments/evaluation/consumers.py) and dataset tasks (datasets_app/consumers.py: the dataset page's
+augment and the upload page's prepare). Their outbox models share ``OutboxUpdate`` (t4dm_site/models.py).
 """
 
 from __future__ import annotations

@@ -44,3 +44,23 @@ class ApiToken(models.Model):
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+class OutboxUpdate(models.Model):
+    """The shape every live page's outbox shares (t4dm_site/live_outbox.py): one row per change of a
+    record, written in the transaction that made the change, holding what the page shows (``payload``);
+    the row id is the viewers' cursor. A subclass adds the foreign key to its record (named as its
+    ``Outbox.record_field``), its ``kind`` (the change's type) and its cursor index, and sets
+    ``record_field``. WorkflowUpdate, EvaluationUpdate and DatasetTaskUpdate are ones."""
+
+    record_field = ""
+
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        abstract = True
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{getattr(self, self.record_field + '_id', None)} #{self.pk} {getattr(self, 'kind', '')}"

@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from datasets_app.models import DatasetVersion, TaskType
+from t4dm_site.models import OutboxUpdate
 from t4dm_site.public_ids import PublicIdMixin
 from t4dm_site.status import StatusTransitionsMixin
 
@@ -110,7 +111,7 @@ class Evaluation(StatusTransitionsMixin, PublicIdMixin, models.Model):
         super().mark_succeeded(save_all=True)  # with the results the worker set on the instance
 
 
-class EvaluationUpdate(models.Model):
+class EvaluationUpdate(OutboxUpdate):
     """The evaluation page's outbox: one row per status or progress change, written in the transaction
     that made it (an EvaluationProgressed / EvaluationFinished subscriber). Its payload is the status
     and progress at that change; the websocket (experiments/evaluation/consumers.py) sends the rows
@@ -119,12 +120,8 @@ class EvaluationUpdate(models.Model):
 
     evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="updates")
     kind = models.CharField(max_length=40, help_text="evaluation.running, .progress, .completed or .failed.")
-    payload = models.JSONField()
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    class Meta:
-        ordering = ["id"]
+    record_field = "evaluation"
+
+    class Meta(OutboxUpdate.Meta):
         indexes = [models.Index(fields=["evaluation", "id"], name="evaluation_update_cursor")]
-
-    def __str__(self) -> str:
-        return f"{self.evaluation_id} #{self.pk} {self.kind}"

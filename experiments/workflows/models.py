@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from t4dm_site.models import OutboxUpdate
 from t4dm_site.public_ids import PublicIdMixin
 from t4dm_site.status import StatusTransitionsMixin
 
@@ -137,7 +138,7 @@ class WorkflowStep(StatusTransitionsMixin, models.Model):
         self.save(update_fields=["status", "error", "finished_at"])
 
 
-class WorkflowUpdate(models.Model):
+class WorkflowUpdate(OutboxUpdate):
     """The workflow page's outbox: one row per change of a workflow or a step, written in the
     transaction that made the change (a WorkflowChanged subscriber). Its payload is the workflow as
     GET /api/v1/workflows/<id> shows it at that change; the websocket sends the rows after a viewer's
@@ -146,12 +147,8 @@ class WorkflowUpdate(models.Model):
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="updates")
     kind = models.CharField(max_length=40, help_text="The WorkflowChanged type, e.g. workflow.step_running.")
-    payload = models.JSONField()
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    class Meta:
-        ordering = ["id"]
+    record_field = "workflow"
+
+    class Meta(OutboxUpdate.Meta):
         indexes = [models.Index(fields=["workflow", "id"], name="workflow_update_cursor")]
-
-    def __str__(self) -> str:
-        return f"{self.workflow_id} #{self.pk} {self.kind}"

@@ -196,22 +196,45 @@ class _Stored:
     points_json: str  # the inserted points in id order: [{"id", "key", "step", "value", "t"}, ...]
 
 
-def _store_postgresql(job_pk: int, body: str, now: float) -> _Stored | None:
-    """None: PostgreSQL found a problem in the batch (and stored nothing)."""
-    params = {
+# The worker's one-round-trip variant (t4dm_site/fast_ingest.py): the same statement, which also checks
+# the job token and takes the job row's lock itself, before any point gets an id. `ok` is false when the
+# token does not match the job's running attempt or the batch has a problem: the caller then goes the
+# usual way, which answers the 401/403/404/409 or names the bad point.
+_JOB_TOKEN_LOCK = f"""WITH job AS (
+    SELECT id FROM {_JOBS} WHERE id = %(job)s AND token_hash = %(token_hash)s FOR UPDATE
+), body AS ("""
+_ACCEPTED = "SELECT (SELECT json_typeof(points) = 'array' FROM body)"
+assert _INSERT_POSTGRESQL.count("WITH body AS (") == 1 and _INSERT_POSTGRESQL.count(_ACCEPTED) == 1
+INSERT_POSTGRESQL_JOB_TOKEN = _INSERT_POSTGRESQL.replace("WITH body AS (", _JOB_TOKEN_LOCK).replace(
+    _ACCEPTED, "SELECT EXISTS (SELECT 1 FROM job) AND (SELECT json_typeof(points) = 'array' FROM body)"
+)
+
+
+def statement_params(job_pk: int, body: str, now: float, **extra) -> dict:
+    return {
         "body": body,
         "limit": settings.INGEST_MAX_BATCH,
         "key_pattern": METRIC_KEY.pattern,
         "now": now,
         "job": job_pk,
         "width": MetricRollup.ROLLUP_WIDTH,  # read per call: tests scale it down
+        **extra,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_POSTGRESQL, params)
-        ok, received, created, first_id, last_id, points_json = cursor.fetchone()
+
+
+def stored_from_row(row) -> _Stored | None:
+    """The statement's one row as a stored batch; None when it refused the batch (nothing stored)."""
+    ok, received, created, first_id, last_id, points_json = row
     if not ok:
         return None
     return _Stored(received, created, first_id, last_id, points_json or "[]")
+
+
+def _store_postgresql(job_pk: int, body: str, now: float) -> _Stored | None:
+    """None: PostgreSQL found a problem in the batch (and stored nothing)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_POSTGRESQL, statement_params(job_pk, body, now))
+        return stored_from_row(cursor.fetchone())
 
 
 def _points_json(points: list[PointIn]) -> str:
@@ -360,18 +383,24 @@ def _lock_job(job_pk: int) -> None:
         raise NotFound(f"job {format_public_id('job', job_pk)} does not exist")
 
 
+def points_message(stored: _Stored) -> dict:
+    """The live broadcast of a stored batch (tracking/consumers.py `job_points`)."""
+    return {
+        "type": "job.points",
+        "first_id": stored.first_id,
+        "last_id": stored.last_id,
+        "points_json": stored.points_json,
+    }
+
+
+def ingest_result(stored: _Stored) -> IngestResult:
+    return IngestResult(created=stored.created, duplicates=stored.received - stored.created)
+
+
 def _finish(job_pk: int, stored: _Stored) -> IngestResult:
     if stored.created:
-        broadcast_on_commit(
-            job_pk,
-            {
-                "type": "job.points",
-                "first_id": stored.first_id,
-                "last_id": stored.last_id,
-                "points_json": stored.points_json,
-            },
-        )
-    return IngestResult(created=stored.created, duplicates=stored.received - stored.created)
+        broadcast_on_commit(job_pk, points_message(stored))
+    return ingest_result(stored)
 
 
 def metric_points_ingest(*, job: TrainingJob, points: list[PointIn]) -> IngestResult:

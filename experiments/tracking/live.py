@@ -28,5 +28,16 @@ def broadcast(job_pk: int, message: dict[str, Any]) -> None:
         log.exception("broadcast to job %s failed", job_pk)
 
 
+async def broadcast_async(job_pk: int, message: dict[str, Any]) -> None:
+    """`broadcast` from the event loop (the ingest's lean ASGI path, after its statement committed)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(job_group(job_pk), message)
+    except Exception:  # a broadcast failure must never fail the ingest that already committed
+        log.exception("broadcast to job %s failed", job_pk)
+
+
 def broadcast_on_commit(job_pk: int, message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: broadcast(job_pk, message))

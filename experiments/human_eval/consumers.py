@@ -3,8 +3,9 @@
 Every change the results page shows (generation progress, ready or failed, a rating submitted or
 changed) is a row of its outbox (``HumanEvalUpdate``, written by ``human_eval_outbox`` in the
 transaction that made it). The socket sends {"type": "human_eval", "human_eval": {task_id, status,
-progress, error, ratings}, "id": <update id>}: the task now on connect (or, with ``after``, exactly the
-updates after that id), then each new update when woken; the page then reads its tables once. An idle
+progress, error, ratings[, kind]}, "id": <update id>}: the task now on connect (or, with ``after``,
+exactly the updates after that id, each with its ``kind``), then each new update when woken; the page
+then reads its tables once per change. An idle
 socket reads nothing; the shared machinery is t4dm_site/live_outbox.py (watcher period
 WS_HUMAN_EVAL_FALLBACK_SECONDS, 2 s by default).
 

@@ -33,7 +33,8 @@ def human_eval_live(task: HumanEvalTask) -> dict:
 def human_eval_outbox(event: HumanEvalChanged) -> None:
     """The results page's outbox row (in the transaction): the task now."""
     task = HumanEvalTask.objects.get(pk=event.task_pk)
-    HumanEvalUpdate.objects.create(task=task, kind=event.webhook_type, payload=human_eval_live(task))
+    payload = {**human_eval_live(task), "kind": event.webhook_type}  # a changed rating keeps the count
+    HumanEvalUpdate.objects.create(task=task, kind=event.webhook_type, payload=payload)
 
 
 def human_eval_live_wake(event: HumanEvalChanged) -> None:

@@ -1,6 +1,7 @@
 // The results page follows the evaluators live over /ws/human-eval/<task>/ (the task's outbox, read by
-// id: experiments/human_eval/consumers.py). Each update says the status, progress and rating count;
-// when they differ from what the page shows, the page reads itself once and swaps the results in. A
+// id: experiments/human_eval/consumers.py). Each update says the status, progress, rating count and
+// what happened; on a rating (or a status the page does not show yet) the page reads itself once and
+// swaps the results in. A
 // dropped socket reconnects with ?after=<last id> and gets exactly what it missed; HTTP polling only
 // when the socket cannot open at all.
 (function () {
@@ -56,8 +57,12 @@
       const message = JSON.parse(event.data);
       if (message.type !== "human_eval") return;
       lastId = message.id;
-      showProgress(message.human_eval);
-      if (stale(message.human_eval)) refresh();
+      const update = message.human_eval;
+      showProgress(update);
+      // The snapshot on connect (no kind) and generation progress: read the page only if it is behind;
+      // a rating submitted or changed (a change keeps the count): read it.
+      const quiet = !update.kind || update.kind === "human_eval.progress";
+      if (!quiet || stale(update)) refresh();
     };
     socket.onclose = () => {
       if (!opened || retries >= 5) { poll(); return; } // no socket here (or it keeps failing): poll

@@ -133,7 +133,7 @@ def test_the_results_page_interprets_agreement_and_says_what_it_rests_on(api, cl
     task = make_task(n=4, overlap=2, people=[ann, bob])
     client.force_login(researcher)
     page = client.get(f"/human-eval/{task.public_id}/").content.decode()
-    assert "not enough ratings" in page and "0 items rated by two or more of 0 evaluators" in page
+    assert "not enough ratings" in page and "no item rated by two evaluators yet" in page
     # ann and bob disagree systematically: opposite ends of the scale on every item
     _rate_all(
         api, ann, task, lambda item: {c: 1 + int(item["prompt"].split()[1][0]) % 2 * 4 for c in ALL_FOUR}
@@ -204,7 +204,7 @@ def test_each_rating_and_change_writes_an_outbox_row(api, client, make_task, eva
     rows = list(HumanEvalUpdate.objects.filter(task=task))
     assert [r.kind for r in rows] == ["human_eval.ready", "human_eval.rated", "human_eval.rating_changed"]
     assert rows[-1].payload == {"task_id": task.public_id, "status": "ready", "progress": 1.0, "error": "",
-                                "ratings": 1}  # fmt: skip
+                                "ratings": 1, "kind": "human_eval.rating_changed"}  # fmt: skip
     names = [m["ref"] for m in task.model_refs] + [m["path"] for m in task.model_refs]
     assert not any(n in json.dumps(r.payload) for r in rows for n in names)
 

@@ -60,5 +60,5 @@ class SampleReviewSignoffAdmin(admin.ModelAdmin):
 
 @admin.register(ModelExport)
 class ModelExportAdmin(admin.ModelAdmin):
-    list_display = ["version", "merged", "path", "created_by", "created_at"]
+    list_display = ["version", "merged", "status", "path", "created_by", "created_at"]
     raw_id_fields = ["version"]

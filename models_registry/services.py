@@ -414,6 +414,7 @@ def _export_record(*, version: ModelVersion, merge: bool, actor, status: str) ->
 
 def _export_step(export: ModelExport, *, progress: float, message: str, **fields) -> None:
     """Record where an export is (committed at once outside a transaction, so the page sees it)."""
+    export.message = message[:200]
     ModelExport.objects.filter(pk=export.pk).update(progress=progress, message=message[:200], **fields)
 
 
@@ -427,6 +428,7 @@ def model_version_export_run(*, export: ModelExport) -> None:
     if export.status in ("succeeded", "failed"):
         return  # a redelivered task: the export already has its outcome
     version = export.version
+    export.message = ""
     ModelExport.objects.filter(pk=export.pk).update(status="running")
     try:
         source = Path(version.artifact_path)
@@ -461,7 +463,8 @@ def model_version_export_run(*, export: ModelExport) -> None:
         archive = writer.make_archive(folder, folder.parent / f"{name}.tar.gz")
     except Exception as exc:
         log.exception("export %s of %s failed", export.pk, version.ref)
-        message = exc.message if isinstance(exc, Conflict) else f"{type(exc).__name__}: {exc}"
+        reason = exc.message if isinstance(exc, Conflict) else f"{type(exc).__name__}: {exc}"
+        message = f"{export.message}: {reason}" if export.message else reason  # the step it failed at
         ModelExport.objects.filter(pk=export.pk).update(status="failed", message="failed", error=message)
         return
     with transaction.atomic():

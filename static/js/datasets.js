@@ -95,28 +95,31 @@
       body.append(tr);
     }
   }
-  // A large file is prepared on the dataset worker: poll its task, then open the dataset or say why not.
-  async function follow(taskId) {
-    for (;;) {
-      await new Promise(function (resolve) { setTimeout(resolve, 1000); });
-      let task;
-      try {
-        const response = await fetch("/api/v1/datasets/tasks/" + taskId, { credentials: "same-origin" });
-        task = await response.json();
-        if (!response.ok) throw new Error((task.error || {}).message || response.statusText);
-      } catch (e) {
-        status.textContent = "Could not follow the preparation (" + taskId + "): " + e.message;
-        status.className = "error";
-        return;
-      }
+  // A large file is prepared on the dataset worker: follow its task live over the task's websocket
+  // (static/js/dataset_task_live.js; no polling), then open the dataset or say why not.
+  function follow(taskId) {
+    bar.removeAttribute("value"); // indeterminate until the worker reports progress
+    let live = null;
+    live = window.t4dmDatasetTask.follow(taskId, function (task) {
+      status.dataset.task = taskId;
+      status.dataset.taskStatus = task.status;
+      status.dataset.transport = live ? live.transport() : "websocket";
       if (task.status === "succeeded") {
         opened({ dataset_id: task.dataset_id });
-        return;
+        return true;
       }
       if (task.status === "failed") {
         refused(task.error, task.error_details);
-        return;
+        return true;
       }
-    }
+      if (typeof task.progress === "number" && task.progress > 0) bar.value = Math.round(100 * task.progress);
+      status.textContent = "Uploaded; the dataset worker is " + (task.status === "running"
+        ? "checking, measuring and splitting it" + (task.message ? " (" + task.message + ")" : "")
+        : "about to check it (queued)") + "…";
+      return false;
+    }, function (message) {
+      status.textContent = message;
+      status.className = "error";
+    });
   }
 })();

@@ -28,7 +28,7 @@
 })();
 
 // New versions from this one: Clean (answers at once) and Augment (a task on the datasets worker,
-// polled until it has made its version). Both open the new version when it exists.
+// followed live over its websocket until it has made its version). Both open the new version when it exists.
 (function () {
   const box = document.getElementById("dataset-actions");
   if (!box) return;
@@ -88,38 +88,8 @@
       if (task.status === "failed") { fail(task.error || "augmentation failed"); return true; }
       return false;
     };
-    // HTTP polling only when the task's websocket cannot open.
-    const poll = async () => {
-      const response = await fetch("/api/v1/datasets/tasks/" + task.task_id, { credentials: "same-origin" });
-      if (!response.ok) { fail("could not read task " + task.task_id + " (" + response.status + ")"); return; }
-      if (!show(await response.json())) setTimeout(poll, 700);
-    };
-    // Live over /ws/dataset-tasks/<id>/ (the task's outbox, read by id: datasets_app/consumers.py);
-    // a dropped socket reconnects with ?after=<last id> and gets exactly what it missed.
-    let lastId = null;
-    let retries = 0;
-    const connect = () => {
-      const after = lastId === null ? "" : "?after=" + lastId;
-      let socket;
-      try {
-        socket = new WebSocket(window.t4dm.wsURL("/ws/dataset-tasks/" + task.task_id + "/" + after));
-      } catch (e) { poll(); return; }
-      let opened = false;
-      let done = false;
-      socket.onopen = () => { opened = true; retries = 0; };
-      socket.onmessage = (event) => {
-        const data = JSON.parse(event.data);
-        if (data.type !== "task") return;
-        lastId = data.id;
-        if (show(data.task)) { done = true; socket.close(); }
-      };
-      socket.onclose = () => {
-        if (done) return;
-        if (!opened || retries >= 5) { poll(); return; }
-        retries += 1;
-        setTimeout(connect, 1000 * retries);
-      };
-    };
-    connect();
+    // Live over /ws/dataset-tasks/<id>/ (static/js/dataset_task_live.js): no polling; a dropped
+    // socket reconnects with ?after=<last id>, with one fetch of the task before it.
+    window.t4dmDatasetTask.follow(task.task_id, show, fail);
   });
 })();

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from t4dm_site.models import OutboxUpdate
 from t4dm_site.public_ids import PublicIdMixin
 from t4dm_site.status import StatusTransitionsMixin
 
@@ -138,23 +139,19 @@ class HumanEvalRating(models.Model):
         return f"{self.item} by {self.evaluator}"
 
 
-class HumanEvalUpdate(models.Model):
+class HumanEvalUpdate(OutboxUpdate):
     """The results page's outbox: one row per change a researcher watches (generation progress, ready,
     failed, a rating submitted or changed), written in the transaction that made it (the
-    HumanEvalChanged subscriber). Its payload is the task's status and counts at that change (never a
-    model identity an evaluator could link to a side; the socket is the researcher's anyway); the
-    websocket (experiments/human_eval/consumers.py) sends the rows after a viewer's cursor (the row id)."""
+    HumanEvalChanged subscriber). Its payload is the task's status and counts at that change and what
+    happened (never a model identity; the socket is the researcher's anyway); the websocket
+    (experiments/human_eval/consumers.py) sends the rows after a viewer's cursor (the row id)."""
 
     task = models.ForeignKey(HumanEvalTask, on_delete=models.CASCADE, related_name="updates")
     kind = models.CharField(
         max_length=40, help_text="human_eval.progress, .ready, .failed, .rated, .rating_changed"
     )
-    payload = models.JSONField()
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    class Meta:
-        ordering = ["id"]
+    record_field = "task"
+
+    class Meta(OutboxUpdate.Meta):
         indexes = [models.Index(fields=["task", "id"], name="human_eval_update_cursor")]
-
-    def __str__(self) -> str:
-        return f"{self.task_id} #{self.pk} {self.kind}"

@@ -179,6 +179,15 @@ def run_job(*, server_url: str, job_id: str, token: str, name: str | None = None
             except TimeoutError as exc:
                 log.warning("job %s: node %d: %s", job_id, node, exc)
                 return "skipped"
+        elif nodes > 1:
+            try:
+                client.status("running", worker=name or worker_name())
+            except PlatformError as exc:
+                if exc.status not in (401, 403, 409):
+                    raise
+                # Another node of this job refused it meanwhile: it was requeued under a new token.
+                log.info("job %s: node 0 has nothing to claim (%s)", job_id, exc)
+                return "skipped"
         else:
             client.status("running", worker=name or worker_name())
         # Several GPUs or nodes: the launched run's rank 0 reports itself; one GPU: this process reports.

@@ -84,12 +84,14 @@ def _losses(platform, job_id: str) -> list[tuple[int, float]]:
     return [(row[0], row[1]) for row in series["loss"]]
 
 
-@pytest.mark.e2e
-def test_two_workers_train_a_two_node_job_as_one_process_does(tmp_path, tiny_model_dir) -> None:
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory, tiny_model_dir):
+    """The embedded platform's web side and two Celery workers ("nodes" node-a and node-b), as
+    `celery -A t4dm_site worker -Q training` starts them in production."""
     from tests.platform import _boot
-    from tests.reliability.conftest import TERMINAL, FaultPlatform
+    from tests.reliability.conftest import FaultPlatform
 
-    data = tmp_path / "data"
+    data = tmp_path_factory.mktemp("multinode") / "data"
     data.mkdir()
     platform = FaultPlatform(
         data,
@@ -103,36 +105,74 @@ def test_two_workers_train_a_two_node_job_as_one_process_does(tmp_path, tiny_mod
         platform.start_web()
         platform.start_worker("node-a")
         platform.start_worker("node-b")
-        deadline = time.monotonic() + 90
-        while len(platform.query("SELECT name FROM experiments_worker")) < 2:
-            assert time.monotonic() < deadline, "the two workers did not come up"
-            time.sleep(0.2)
-
-        job_id = _start(platform, {**HYPERPARAMS, "batch_size": 2, "nodes": 2})
-        row = platform.wait_for(job_id, lambda r: r["status"] in TERMINAL, timeout=150, what="the end")
-        events = platform.events(job_id)
-        assert row["status"] == "succeeded", (row, events)
-        # Each worker ran one node; one rendezvous; one start, one end.
-        joined = [e for e in events if "-node rendezvous at 127.0.0.1:" in e]
-        assert sorted(e.split(" (")[0] for e in joined) == ["node 0", "node 1"], events
-        assert {e.split("(")[1].split("@")[0] for e in joined} == {"node-a", "node-b"}, events
-        assert sum(e.startswith("worker ") and "started training" in e for e in events) == 1, events
-        assert sum(e.startswith("succeeded:") for e in events) == 1, events
-        assert not [e for e in events if e.startswith("failed")], events
-        [(status, rendezvous_record)] = platform.query(
-            "SELECT status, rendezvous FROM experiments_trainingjob WHERE id = ?", int(job_id.split("-")[1])
-        )
-        assert "127.0.0.1:" in rendezvous_record
-        two_nodes = _losses(platform, job_id)
-        assert [step for step, _ in two_nodes] == [1, 2, 3, 4]  # every step once
-
-        # The reference: one process taking both ranks' samples each step (a one-node job).
-        single_id = _start(platform, {**HYPERPARAMS, "batch_size": 4})
-        single_row = platform.wait_for(single_id, lambda r: r["status"] in TERMINAL, timeout=120, what="end")
-        assert single_row["status"] == "succeeded", single_row
-        one = _losses(platform, single_id)
-        assert [s for s, _ in one] == [1, 2, 3, 4]
-        # fp32 on CPU; the sums are reduced in another order across the two nodes
-        assert [v for _, v in two_nodes] == pytest.approx([v for _, v in one], rel=1e-3), (two_nodes, one)
+        _wait(lambda: len(platform.query("SELECT name FROM experiments_worker")) == 2, 90, "two workers")
+        yield platform
     finally:
         platform.stop()
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _idle_workers(platform) -> int:
+    return len(platform.query("SELECT name FROM experiments_worker WHERE current_job_id IS NULL"))
+
+
+@pytest.mark.e2e
+def test_two_workers_train_a_two_node_job_as_one_process_does(two_nodes) -> None:
+    from tests.reliability.conftest import TERMINAL
+
+    platform = two_nodes
+    job_id = _start(platform, {**HYPERPARAMS, "batch_size": 2, "nodes": 2})
+    row = platform.wait_for(job_id, lambda r: r["status"] in TERMINAL, timeout=150, what="the end")
+    events = platform.events(job_id)
+    assert row["status"] == "succeeded", (row, events)
+    # Each worker ran one node; one rendezvous; one start, one end.
+    joined = [e for e in events if "-node rendezvous at 127.0.0.1:" in e]
+    assert sorted(e.split(" (")[0] for e in joined) == ["node 0", "node 1"], events
+    assert {e.split("(")[1].split("@")[0] for e in joined} == {"node-a", "node-b"}, events
+    assert sum(e.startswith("worker ") and "started training" in e for e in events) == 1, events
+    assert sum(e.startswith("succeeded:") for e in events) == 1, events
+    assert not [e for e in events if e.startswith("failed")], events
+    [(record,)] = platform.query(
+        "SELECT rendezvous FROM experiments_trainingjob WHERE id = ?", int(job_id.split("-")[1])
+    )
+    assert '"127.0.0.1:' in record
+    two_nodes_losses = _losses(platform, job_id)
+    assert [step for step, _ in two_nodes_losses] == [1, 2, 3, 4]  # every step once
+
+    # The reference: one process taking both ranks' samples each step (a one-node job).
+    single_id = _start(platform, {**HYPERPARAMS, "batch_size": 4})
+    single = platform.wait_for(single_id, lambda r: r["status"] in TERMINAL, timeout=120, what="the end")
+    assert single["status"] == "succeeded", single
+    one = _losses(platform, single_id)
+    assert [step for step, _ in one] == [1, 2, 3, 4]
+    # fp32 on CPU; the sums are reduced in another order across the two nodes
+    assert [v for _, v in two_nodes_losses] == pytest.approx([v for _, v in one], rel=1e-3), (
+        two_nodes_losses,
+        one,
+    )
+
+
+@pytest.mark.e2e
+def test_a_cancel_stops_both_nodes_once(two_nodes) -> None:
+    from tests.reliability.conftest import TERMINAL
+
+    platform = two_nodes
+    _wait(lambda: _idle_workers(platform) == 2, 60, "both workers idle")
+    job_id = _start(platform, {**HYPERPARAMS, "batch_size": 2, "nodes": 2, "max_steps": 400})
+    platform.wait_for(
+        job_id, lambda r: r["status"] == "running" and r["step"] >= 2, timeout=150, what="step 2"
+    )
+    with platform.http() as http:
+        assert http.post(f"/jobs/{job_id}/cancel").json()["cancel_requested"] is True
+    row = platform.wait_for(job_id, lambda r: r["status"] in TERMINAL, timeout=60, what="the cancel")
+    events = platform.events(job_id)
+    assert row["status"] == "cancelled" and row["step"] < 400, (row, events)
+    assert sum(e.startswith("cancelled by request") for e in events) == 1, events
+    # Both nodes stopped: each worker's heartbeat says it runs nothing any more.
+    _wait(lambda: _idle_workers(platform) == 2, 60, "both workers to let go of the job")

@@ -247,12 +247,13 @@ class ResourceEstimateOut(Schema):
     total_parameters: int | None = None
     trainable_parameters: int | None = None
     tokens_per_sec: int | None = None
+    # "measured": a registered worker's tokens/s on training_device for this size class and approach
+    # (the basis names the worker and the job count); "mfu": FLOPs at an assumed MFU; null: no time.
+    time_basis: str | None = None
+    time_source: str | None = None  # the same in words: which worker measured what, or the assumed MFU
+    size_class: str | None = None
     basis: str = ""
 
 
 class ResumeIn(Schema):
     step: int | None = Field(None, ge=0, description="checkpoint step; the newest when left out")
-    # "measured": a registered worker's tokens/s on training_device for this size class and approach
-    # (the basis names the worker and the job count); "mfu": FLOPs at an assumed MFU; null: no time.
-    time_basis: str | None = None
-    size_class: str | None = None

@@ -137,6 +137,7 @@ SUBSCRIBERS: dict[type, list[str]] = {
         "models_registry.subscribers.version_auto_create",  # succeeded → a version (auto_version)
         # after auto-version, so the train step's output and the promote step find the version
         "experiments.workflows.subscribers.workflow_job_finished",
+        "experiments.subscribers.worker_throughput",  # succeeded → the worker's measured tokens/s
     ],
     JobCancelRequested: [
         "experiments.subscribers.job_status_broadcast",
@@ -147,7 +148,6 @@ SUBSCRIBERS: dict[type, list[str]] = {
     ],
     EvaluationFinished: [
         "experiments.evaluation.subscribers.evaluation_webhook",  # in the transaction
-        "experiments.subscribers.worker_throughput",  # succeeded → the worker's measured tokens/s
         "experiments.evaluation.subscribers.evaluation_outbox",  # in the transaction
         "experiments.workflows.subscribers.workflow_evaluation_finished",
         "experiments.evaluation.subscribers.evaluation_live_wake",

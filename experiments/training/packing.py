@@ -10,6 +10,8 @@ Three parts, each exact (the packed loss equals the padded loss on the same samp
   kernel shipped in PyTorch) registered as the ``t4dm_varlen`` attention implementation: each sample
   attends only to itself, and no mask is built. Elsewhere SDPA, for which transformers derives the
   block-diagonal causal mask from the restarting position ids.
+- Prompt tuning packs too (``pack_prompt_tuning``): every sample carries its own copy of the learned
+  prompt at its first positions, as in peft's padded prompt tuning.
 - ``chunked_causal_lm_loss``: the language-model head and the cross entropy are computed a chunk of
   tokens at a time and recomputed in the backward pass, so the full-vocabulary logits never exist in
   memory. On CUDA with Liger Kernel installed, its fused linear + cross-entropy kernel does the same.
@@ -32,17 +34,25 @@ LOSS_CHUNK_TOKENS = 1024
 
 
 class PackedCollator:
-    """Flatten a micro-batch into one padding-free row."""
+    """Flatten a micro-batch into one padding-free row. ``virtual_tokens`` (prompt tuning): each sample
+    starts with that many placeholder positions (positions 0..n-1, no label), which
+    ``pack_prompt_tuning``'s forward fills with the learned prompt — each packed sample sees its own
+    copy of the prompt, as peft's padded prompt tuning does."""
 
-    def __init__(self, *, varlen_kwargs: bool) -> None:
+    def __init__(self, *, varlen_kwargs: bool, virtual_tokens: int = 0) -> None:
         self._flatten = DataCollatorWithFlattening(
             return_position_ids=True,
             separator_id=IGNORE_INDEX,
             return_flash_attn_kwargs=varlen_kwargs,
         )
+        self.virtual_tokens = virtual_tokens
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        features = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features]
+        pad = [0] * self.virtual_tokens
+        ignore = [IGNORE_INDEX] * self.virtual_tokens
+        features = [
+            {"input_ids": pad + list(f["input_ids"]), "labels": ignore + list(f["labels"])} for f in features
+        ]
         batch = self._flatten(features)
         # The loss is computed from the last hidden state (see chunked_causal_lm_loss): the model's head
         # runs on the last position only, and training keeps no key/value cache.
@@ -242,6 +252,28 @@ class FinalHiddenState:
 
     def remove(self) -> None:
         self._handle.remove()
+
+
+def pack_prompt_tuning(model: torch.nn.Module) -> int:
+    """Let a peft prompt-tuning model train on packed rows (``PackedCollator(virtual_tokens=n)``):
+    its forward embeds the row and puts the learned prompt at every sample's placeholder positions
+    (position ids below n), then runs the base model with those embeddings and the packed position ids
+    — instead of peft's forward, which would prepend one prompt to the whole row. Returns n."""
+    config = model.peft_config[model.active_adapter]
+    virtual = int(config.num_virtual_tokens)
+    encoder = model.prompt_encoder[model.active_adapter]
+    base = model.get_base_model()
+
+    def forward(input_ids: torch.Tensor, position_ids: torch.Tensor, **kwargs: Any) -> Any:
+        kwargs.pop("attention_mask", None)  # packed rows carry none: samples are told apart by positions
+        embeds = base.get_input_embeddings()(input_ids)
+        prompt = encoder(torch.arange(virtual, device=input_ids.device)).to(embeds.dtype)
+        placeholder = (position_ids < virtual).unsqueeze(-1)
+        embeds = torch.where(placeholder, prompt[position_ids.clamp(max=virtual - 1)], embeds)
+        return base(inputs_embeds=embeds, position_ids=position_ids, **kwargs)
+
+    model.forward = forward
+    return virtual
 
 
 def base_causal_lm(model: torch.nn.Module) -> torch.nn.Module:

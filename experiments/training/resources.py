@@ -220,7 +220,8 @@ def trainable_params(shape: ModelShape, approach: str, hp: dict[str, Any]) -> in
     )
 
 
-PACKABLE_APPROACHES = ("full", "lora", "qlora")
+# Prompt tuning packs too: every packed sample carries its own copy of the prompt (packing.py).
+PACKABLE_APPROACHES = ("full", "lora", "qlora", "prompt_tuning")
 # Bytes per parameter beyond the weights for a full fine-tune, by recipe (experiments/training/optim.py):
 # fp32 grad + two fp32 moments; bf16 grad + two bf16 moments + bf16 Kahan compensation; fp32 grad +
 # two 8-bit moments (bitsandbytes' block-wise scales add ~0.03 bytes).
@@ -246,7 +247,7 @@ def micro_batch_tokens(hp: dict[str, Any]) -> int:
 
 
 def packable_run(approach: str, task_type: str) -> bool:
-    """Padding-free batches apply to generative tasks trained with full, LoRA or QLoRA."""
+    """Padding-free batches apply to generative tasks (full, LoRA, QLoRA and prompt tuning)."""
     return task_type != "classification" and approach in PACKABLE_APPROACHES
 
 
@@ -303,10 +304,15 @@ def _packed_gpu_breakdown(shape: ModelShape, approach: str, hp: dict[str, Any]) 
     fine-tuning's fp32 master weights, QLoRA's fp32 norms), LoRA's dropped-out inputs and their masks,
     and for full fine-tuning the Linear inputs the weight gradients need (2·h + I). Weights: full
     fine-tuning keeps fp32 masters plus autocast's bf16 copy of every matrix; QLoRA keeps NF4 blocks
-    plus fp32 everything else (peft's prepare_model_for_kbit_training) and a bf16 copy of the head."""
+    plus fp32 everything else (peft's prepare_model_for_kbit_training) and a bf16 copy of the head.
+    Prompt tuning keeps what LoRA keeps less the adapters' inputs (the frozen Linear layers need no
+    inputs for weight gradients), and only the virtual-token embeddings as trainable state."""
     h, inter, layers = shape.hidden_size, shape.intermediate_size, shape.num_layers
     head = shape.vocab_size * h
     tokens = micro_batch_tokens(hp)
+    if approach == "prompt_tuning":
+        # every packed sample carries the virtual tokens; the budget counts them, a lone sample may not fit it
+        tokens = max(tokens, int(hp.get("max_seq_length", 512)) + int(hp.get("num_virtual_tokens", 20)))
     trainable = trainable_params(shape, approach, hp)
     recipe = full_recipe(approach, hp)
     if approach == "full" and recipe == "bf16_kahan":
@@ -718,6 +724,15 @@ def estimate(
         training_time = fmt_hours(hours) + (f" on {device_name}" if device_note else "")
         cost = f"${hours * price:.2f}"
     recipe = plan["recipe"]
+    if measured:
+        time_source = (
+            f"measured on worker {measured[0]}: {round(measured[1])} tokens/s over {measured[2]} "
+            f"job{'s' if measured[2] != 1 else ''} ({approach}, {size} models, on {device_name})"
+        )
+    elif rate:
+        time_source = f"{int(mfu * 100)}% MFU assumed on {device_name}{device_note} (no measurement)"
+    else:
+        time_source = training_time
     return {
         "gpu_memory": f"{math.ceil(total_bytes / 1e9)}GB",
         "training_time": training_time,
@@ -737,15 +752,8 @@ def estimate(
         "basis": f"{shape.total_params / 1e9:.3g}B params from {shape.source}; {approach}"
         f"{' (' + recipe + ')' if approach == 'full' else ''}; "
         f"batch {hp.get('batch_size')} × {hp.get('max_seq_length')} tokens; "
-        f"{train_tokens} train tokens × {epochs:g} epochs; "
-        + (
-            f"measured on worker {measured[0]}: {round(measured[1])} tokens/s over {measured[2]} "
-            f"job{'s' if measured[2] != 1 else ''} ({approach}, {size} models, on {device_name})"
-            if measured
-            else f"{int(mfu * 100)}% MFU on {device_name}{device_note}"
-            if rate
-            else training_time
-        ),
+        f"{train_tokens} train tokens × {epochs:g} epochs; " + time_source,
         "time_basis": "measured" if measured else ("mfu" if rate else None),
+        "time_source": time_source,
         "size_class": size,
     }

@@ -53,8 +53,10 @@
     const data = await response.json();
     if (!response.ok) { showError(data.error.message); return; }
     showError("");
-    for (const field of ["gpu_memory", "training_time", "estimated_cost", "recommended_gpu"]) {
-      document.getElementById("est-" + field).textContent = data.estimate[field];
+    // training_device: where the time applies (a GPU, or "cpu"); time_source: a worker's measured
+    // tokens/s for this model size and approach, or the assumed MFU.
+    for (const field of ["gpu_memory", "training_time", "estimated_cost", "recommended_gpu", "training_device", "time_source"]) {
+      document.getElementById("est-" + field).textContent = data.estimate[field] ?? "—";
     }
     document.getElementById("est-basis").textContent = data.estimate.basis || "";
   }

@@ -28,8 +28,8 @@ def test_the_subscriber_table():
             "experiments.subscribers.job_status_broadcast",
             "models_registry.subscribers.version_auto_create",
             "experiments.workflows.subscribers.workflow_job_finished",
-        ],
             "experiments.subscribers.worker_throughput",
+        ],
         JobCancelRequested: ["experiments.subscribers.job_status_broadcast"],
         EvaluationProgressed: [
             "experiments.evaluation.subscribers.evaluation_outbox",

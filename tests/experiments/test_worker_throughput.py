@@ -92,7 +92,7 @@ def test_a_gpu_workers_measurement_is_used_for_its_gpu_only(api, researcher, art
     assert "measured on worker gpu0@box: 9000 tokens/s over 3 jobs" in lora["basis"]
     # a 1B model is another size class: the assumed-MFU model, said so
     small = api.post(researcher, "/estimate", {"model_base": "llama-3.2-1b", "approach": "lora"}).json()
-    assert small["time_basis"] == "mfu" and "MFU on H200-141GB" in small["basis"]
+    assert small["time_basis"] == "mfu" and "MFU assumed on H200-141GB" in small["time_source"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -132,3 +132,22 @@ def test_a_real_tiny_training_job_reports_its_speed_through_the_worker_api(live_
     assert estimate["training_device"] == "cpu" and estimate["time_basis"] == "measured"
     assert estimate["tokens_per_sec"] == round(row.tokens_per_sec)
     assert "measured on worker cpu-test@box" in estimate["basis"]
+
+
+def test_the_config_forms_estimate_names_the_device_and_the_measurement(client, demo_config):
+    """The form's panel has a row for each (static/js/config_form.js fills them from the form's live
+    estimate; the browser test tests/experiments/test_estimate_panel_browser.py reads them)."""
+    worker = Worker.objects.create(name="cpu0@box", gpu_count=0, last_heartbeat_at=timezone.now())
+    WorkerThroughput.objects.create(
+        worker=worker, size_class="<0.1B", approach="lora", device="cpu", tokens_per_sec=1234.4, samples=3
+    )
+    client.force_login(demo_config.owner)
+    page = client.get("/configs/new/").content.decode()
+    assert 'id="est-training_device"' in page and 'id="est-time_source"' in page
+    estimate = client.post(
+        "/configs/estimate/",
+        {"model_base": "t4dm-tiny", "approach": "lora"},
+        content_type="application/json",
+    ).json()["estimate"]
+    assert estimate["training_device"] == "cpu"
+    assert estimate["time_source"].startswith("measured on worker cpu0@box: 1234 tokens/s over 3 jobs")

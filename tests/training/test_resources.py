@@ -84,13 +84,20 @@ def test_units_are_labelled():
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_prompt_tuning_is_below_lora_on_the_same_batches(model):
-    # Same data path (padded batches, as the engine runs prompt tuning): a frozen base with a few
-    # virtual tokens keeps no adapter inputs.
-    prompt = _estimate(model, "prompt_tuning", packing=False)
-    lora = _estimate(model, "lora", packing=False)
-    assert prompt["gpu_memory_mib"] < lora["gpu_memory_mib"]
+@pytest.mark.parametrize("packing", ["auto", False])
+def test_prompt_tuning_is_below_lora(model, packing):
+    # With the defaults both train padding-free (the engine packs prompt tuning too, each sample with
+    # its own copy of the prompt), and with packing off both run padded: either way a frozen base with
+    # a few virtual tokens keeps no adapter inputs, no adapter gradients and almost no optimizer state.
+    prompt = _estimate(model, "prompt_tuning", packing=packing)
+    lora = _estimate(model, "lora", packing=packing)
+    assert prompt["gpu_memory_mib"] < lora["gpu_memory_mib"], (prompt["gpu_memory"], lora["gpu_memory"])
     assert prompt["trainable_parameters"] < lora["trainable_parameters"]
+    assert resources.packs("prompt_tuning", {"packing": packing}) == resources.packs(
+        "lora", {"packing": packing}
+    )
+    if packing == "auto":
+        assert prompt["memory_breakdown_mb"]["logits"] == 0  # the chunked loss: no full-vocabulary logits
 
 
 def test_lean_recipes_cost_fewer_bytes_per_parameter():
@@ -104,6 +111,77 @@ def test_lean_recipes_cost_fewer_bytes_per_parameter():
     # 8.03B params: fp32 masters ≥ 16 B/param, bf16 + Kahan AdamW 10 B/param
     assert totals["fp32_master"] > 16 * 8.03e9 / GIB
     assert 10 * 8.03e9 / GIB < totals["bf16_kahan"] < 12 * 8.03e9 / GIB
+
+
+def test_size_classes():
+    assert [
+        resources.size_class(n) for n in (5 * 10**7, 10**9, 3 * 10**9, 8 * 10**9, 3 * 10**10, 7 * 10**10)
+    ] == [
+        "<0.1B",
+        "<1.5B",
+        "<4B",
+        "<10B",
+        "<40B",
+        "≥40B",
+    ]
+    assert resources.size_class(resources.model_shape("llama-3.2-1b").total_params) == "<1.5B"
+    assert resources.size_class(resources.model_shape("llama-3-70b").total_params) == "≥40B"
+
+
+def _measured(name, gpu_name, gpu_count, rows, memory=None):
+    return {
+        "name": name,
+        "gpu_name": gpu_name,
+        "gpu_count": gpu_count,
+        "gpu_memory_total_mb": memory,
+        "throughput": [
+            {"size_class": s, "approach": a, "device": d, "tokens_per_sec": t, "samples": k}
+            for s, a, d, t, k in rows
+        ],
+    }
+
+
+def test_a_measured_cpu_speed_gives_a_real_cpu_time():
+    shape = resources.model_shape("llama-3.2-1b")
+    cpu = resources.estimate(
+        shape=shape,
+        approach="lora",
+        hyperparameters={**DEFAULT_HYPERPARAMETERS, "epochs": 2},
+        train_tokens=720_000,
+        workers=[
+            _measured("cpu0", "", 0, [("<1.5B", "lora", "cpu", 100.0, 4), ("<1.5B", "full", "cpu", 50.0, 9)]),
+            _measured("cpu1", "", 0, [("<1.5B", "lora", "cpu", 400.0, 1)]),
+        ],
+    )
+    # the measurement over the most jobs: 720,000 tokens × 2 epochs at 100 tokens/s = 4 hours
+    assert cpu["training_device"] == "cpu" and cpu["time_basis"] == "measured"
+    assert cpu["training_time"] == "4 hours on cpu" and cpu["training_hours"] == pytest.approx(4.0)
+    assert cpu["tokens_per_sec"] == 100
+    assert "measured on worker cpu0: 100 tokens/s over 4 jobs" in cpu["basis"]
+
+
+def test_a_measured_gpu_speed_counts_only_for_its_gpu():
+    shape = resources.model_shape("llama-3-8b")
+    hp = dict(DEFAULT_HYPERPARAMETERS)
+    workers = [
+        _measured(
+            "h100", "NVIDIA H100 80GB HBM3", 1, [("<10B", "lora", "NVIDIA H100 80GB HBM3", 7000.0, 2)], 81559
+        ),
+        _measured("h200", "NVIDIA H200", 1, [("<10B", "qlora", "NVIDIA H200", 5000.0, 1)], 143771),
+    ]
+    # the fastest registered GPU that holds the job is picked first (by peak FLOPs: H100 and H200 tie,
+    # the first wins); its own measurement for the size class and approach times the job
+    lora = resources.estimate(
+        shape=shape, approach="lora", hyperparameters=hp, train_tokens=10**6, workers=workers
+    )
+    assert lora["training_device"] == "H100-80GB" and lora["time_basis"] == "measured"
+    assert lora["tokens_per_sec"] == 7000
+    # no measurement of this approach on that GPU: the assumed-MFU model, said so
+    full = resources.estimate(
+        shape=shape, approach="qlora", hyperparameters=hp, train_tokens=10**6, workers=workers
+    )
+    assert full["training_device"] == "H100-80GB" and full["time_basis"] == "mfu"
+    assert "MFU assumed" in full["time_source"]
 
 
 def test_cpu_only_workers_get_no_gpu_time():

@@ -71,8 +71,8 @@ def test_packing_only_where_it_applies() -> None:
     assert Hyperparameters.from_dict({"packing": True}, approach="full").packing is True
     with pytest.raises(SpecError, match=r"^hyperparameters\.packing"):
         Hyperparameters.from_dict({"packing": True}, approach="lora", task_type="classification")
-    spec = TrainingSpec.from_dict({**BASE, "approach": "prompt_tuning"})
-    assert spec.packing is False and spec.to_dict()["hyperparameters"]["packing"] is False
+    spec = TrainingSpec.from_dict({**BASE, "approach": "prompt_tuning"})  # packs too (issue 20)
+    assert spec.packing is True and spec.to_dict()["hyperparameters"]["packing"] is True
     assert TrainingSpec.from_dict(BASE).packing is True  # "auto" on a causal LoRA run
 
 

@@ -1,6 +1,6 @@
 """Causal language modelling (chat, instruction, completion): loss on the response tokens.
 
-Where packing applies (full, LoRA, QLoRA), batches are padding-free with per-document attention and
+Where packing applies (full, LoRA, QLoRA, prompt tuning), batches are padding-free with per-document attention and
 the loss comes from the last hidden state through chunked (or Liger's fused) linear + cross entropy;
 on CUDA each decoder layer may be compiled. Otherwise batches are padded (DataCollatorForSeq2Seq).
 """
@@ -23,6 +23,7 @@ from experiments.training.packing import (
     base_causal_lm,
     chunked_causal_lm_loss,
     liger_available,
+    pack_prompt_tuning,
     register_varlen_attention,
     split_packed_batch,
     varlen_available,
@@ -47,6 +48,8 @@ class CausalLMRecipe(Recipe):
 
     def prepare_model(self, model: Any) -> None:
         packing = self.spec.packing
+        if packing and self.spec.approach == "prompt_tuning":
+            self.virtual_tokens = pack_prompt_tuning(model)
         compiled = self.device.on_gpu and self.spec.hyperparameters.compile in ("auto", True) and packing
         if compiled:
             compile_decoder_layers(model)
@@ -76,7 +79,9 @@ class CausalLMRecipe(Recipe):
 
     def collator(self, tokenizer: Any) -> Any:
         if self.spec.packing:
-            return PackedCollator(varlen_kwargs=self.attention != "sdpa")
+            return PackedCollator(
+                varlen_kwargs=self.attention != "sdpa", virtual_tokens=getattr(self, "virtual_tokens", 0)
+            )
         return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
 
     def compute_loss_func(self, model: Any) -> Any:

@@ -176,3 +176,40 @@ def test_a_cancel_stops_both_nodes_once(two_nodes) -> None:
     assert sum(e.startswith("cancelled by request") for e in events) == 1, events
     # Both nodes stopped: each worker's heartbeat says it runs nothing any more.
     _wait(lambda: _idle_workers(platform) == 2, 60, "both workers to let go of the job")
+
+
+def test_the_first_node_publishes_the_rendezvous_for_its_attempt_only(
+    api, researcher, demo_config, django_capture_on_commit_callbacks
+):
+    from django.db import transaction
+    from django.test import Client
+
+    from experiments.jobs import _job_lost
+    from experiments.models import TrainingJob
+
+    with django_capture_on_commit_callbacks(execute=False):
+        job_id = api.post(researcher, "/jobs", {"config_id": demo_config.public_id}).json()["job_id"]
+    job = TrainingJob.objects.get(pk=int(job_id.split("-")[1]))
+    worker = Client(headers={"Authorization": f"Bearer {job.issue_token()}"})
+
+    def post(path, data):
+        return worker.post(f"/api/v1/worker/jobs/{job_id}/{path}", data, content_type="application/json")
+
+    def error(response):
+        return response.status_code, response.json()["error"]["code"]
+
+    assert error(post("rendezvous", {"endpoint": "10.0.0.7:29400"})) == (409, "not_running")
+    assert post("status", {"status": "running", "worker": "node-a"}).status_code == 200
+    assert post("rendezvous", {"endpoint": "10.0.0.7"}).status_code == 400  # no port
+    published = post("rendezvous", {"endpoint": "10.0.0.7:29400"})
+    assert published.status_code == 200 and published.json()["endpoint"] == "10.0.0.7:29400"
+    assert worker.get(f"/api/v1/worker/jobs/{job_id}/spec").json()["rendezvous"] == "10.0.0.7:29400"
+    assert post("rendezvous", {"endpoint": "10.0.0.7:29400"}).status_code == 200  # a retried report
+    assert error(post("rendezvous", {"endpoint": "10.0.0.8:29400"})) == (409, "rendezvous_taken")
+
+    # A requeued attempt (its worker was lost) meets elsewhere: the old endpoint is not handed out.
+    with django_capture_on_commit_callbacks(execute=False), transaction.atomic():
+        _job_lost(TrainingJob.objects.select_for_update().get(pk=job.pk), reason="node-a went away")
+    job.refresh_from_db()
+    again = Client(headers={"Authorization": f"Bearer {job.issue_token()}"})
+    assert again.get(f"/api/v1/worker/jobs/{job_id}/spec").json()["rendezvous"] is None

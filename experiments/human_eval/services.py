@@ -107,8 +107,13 @@ def _questions_from_split(*, owner, test_dataset: str, max_questions: int | None
 
 
 def _typed_questions(eval_questions: list) -> list[dict]:
+    """Typed questions (strings), or an uploaded file's (see parse_questions_upload: dicts with a
+    prompt, a reference and maybe the turns of a conversation)."""
     questions = []
     for k, q in enumerate(eval_questions):
+        if isinstance(q, dict):  # from parse_questions_upload, already checked
+            questions.append(q)
+            continue
         if not isinstance(q, str) or not q.strip():
             raise InvalidInput(f"eval_questions[{k}]: must be a non-empty string")
         if len(q) > MAX_QUESTION_CHARS:
@@ -117,9 +122,37 @@ def _typed_questions(eval_questions: list) -> list[dict]:
     return questions
 
 
-def parse_questions_upload(content: bytes) -> list[str]:
-    """An uploaded question file: JSONL ({"question"|"prompt": ...} or a JSON string per line) or plain
-    text with one question per line."""
+ROLES = ("system", "user", "assistant")
+
+
+def _conversation_question(messages, number: int) -> dict:
+    """A JSONL line's {"messages": [...]}: the turns up to the last assistant turn are the question (with
+    their roles), that turn is the reference answer (as from a chat test split)."""
+    where = f"questions file line {number}"
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInput(f"{where}: 'messages' must be a non-empty list of {{role, content}}")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise InvalidInput(
+                f"{where}: each message needs a role ({', '.join(ROLES)}) and a content string"
+            )
+    last = max((k for k, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+    if last == len(messages) - 1 and any(m["role"] == "user" for m in messages[:last]):
+        turns, reference = messages[:last], messages[last]["content"]
+    else:
+        turns, reference = messages, ""
+    prompt = "\n\n".join(m["content"] for m in turns if m["role"] != "system")
+    if not prompt.strip() or sum(len(m["content"]) for m in turns) > MAX_QUESTION_CHARS:
+        raise InvalidInput(f"{where}: an empty conversation, or longer than {MAX_QUESTION_CHARS} characters")
+    clean = [{"role": m["role"], "content": m["content"]} for m in turns]
+    return {"prompt": prompt, "reference": reference, "messages": clean if len(clean) > 1 else []}
+
+
+def parse_questions_upload(content: bytes) -> list:
+    """An uploaded question file: JSONL ({"question"|"prompt": ..., optional "reference"|"answer": ...},
+    {"messages": [{role, content}, ...]} for a multi-turn question, or a JSON string per line) or plain
+    text with one question per line. Returns strings (plain questions) and dicts (with a reference or
+    turns)."""
     try:
         text = content.decode("utf-8-sig", errors="strict")
     except UnicodeDecodeError as exc:
@@ -128,7 +161,7 @@ def parse_questions_upload(content: bytes) -> list[str]:
         raise InvalidInput(
             f"questions file: binary data (a NUL byte at {text.index(chr(0))}), not a text file"
         )
-    questions = []
+    questions: list = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
@@ -141,10 +174,22 @@ def parse_questions_upload(content: bytes) -> list[str]:
                 value = loads_bounded(line, what=f"questions file line {number}")  # deep JSON: 400
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"questions file line {number}: not valid JSON ({exc.msg})") from None
+            if isinstance(value, dict) and "messages" in value:
+                questions.append(_conversation_question(value["messages"], number))
+                continue
+            reference = ""
             if isinstance(value, dict):
+                reference = value.get("reference") or value.get("answer") or ""
                 value = value.get("question") or value.get("prompt")
-            if not isinstance(value, str):
+            if not isinstance(value, str) or not isinstance(reference, str):
                 raise InvalidInput(f"questions file line {number}: expected a 'question' string")
+            if reference.strip():
+                if len(value) > MAX_QUESTION_CHARS or not value.strip():
+                    raise InvalidInput(
+                        f"questions file line {number}: empty or longer than {MAX_QUESTION_CHARS}"
+                    )
+                questions.append({"prompt": value.strip(), "reference": reference.strip()})
+                continue
             line = value
         questions.append(line)
     return questions

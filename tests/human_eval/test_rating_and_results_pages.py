@@ -232,3 +232,43 @@ async def test_a_rating_reaches_the_owners_socket_and_evaluators_are_refused(
 
     refused, code = await _communicator(task, ann.raw_token).connect()
     assert not refused and code == 4404
+
+
+def test_an_uploaded_file_keeps_references_and_conversations(api, researcher, evaluators, artifact_root):
+    from experiments.human_eval.models import HumanEvalTask
+
+    setup = json.dumps({"model_path": "t4dm-tiny", "evaluators": ["ann"], "overlap": 1})
+    lines = [
+        {"question": "What port does the dashboard use?", "reference": "8000 by default."},
+        _conversation(7),
+        "Plain question?",
+    ]
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    response = api.upload(
+        researcher, "/human-eval/tasks/upload", content=content, name="q.jsonl", setup=setup
+    )
+    assert response.status_code == 201, response.content
+    task = HumanEvalTask.objects.get()
+    assert [q["reference"] for q in task.questions] == [
+        "8000 by default.",
+        "Reference answer 7: the platform team.",
+        "",
+    ]
+    assert [m["role"] for m in task.questions[1]["messages"]] == ["system", "user", "assistant", "user"]
+    items_create(task=task, outputs=[["o1", "o2", "o3"]])
+    payloads = []
+    while (
+        item := api.get(evaluators[0], f"/human-eval/queue/{task.public_id}/next").json()["item"]
+    ) is not None:
+        payloads.append(item)
+        api.post(evaluators[0], f"/human-eval/assignments/{item['assignment_id']}/skip")
+        if len(payloads) == 3:
+            break
+    by_prompt = {p["prompt"]: p for p in payloads}
+    assert "8000 by default." in by_prompt["What port does the dashboard use?"]["reference_html"]
+    assert (
+        by_prompt["Plain question?"]["reference_html"] == "" and by_prompt["Plain question?"]["turns"] == []
+    )
+    bad = b'{"messages": [{"role": "robot", "content": "x"}]}\n'
+    response = api.upload(researcher, "/human-eval/tasks/upload", content=bad, name="q.jsonl", setup=setup)
+    assert response.status_code == 400 and "line 1" in response.json()["error"]["message"]

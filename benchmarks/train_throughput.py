@@ -17,7 +17,8 @@ padding each batch to its longest row, default optimizer, logging every step.
 Full-lean cases ("*-full-lean"): plain HF Trainer with its own memory-saving options, the model
 loaded in bf16 (pure bf16 weights and moments), gradient checkpointing, and either fused AdamW
 (``hf-bf16``) or ``optim="adamw_bnb_8bit"`` (``hf-8bit``), against the engine with
-``full_recipe: bf16_kahan`` (bf16 weights + Kahan-compensated AdamW, experiments/training/optim.py),
+``full_recipe: bf16_kahan`` (bf16 weights + Kahan-compensated AdamW, experiments/training/optim.py;
+``--full-recipe`` picks another, e.g. ``auto``: what a job gets on this GPU),
 all in one process, alternating for ``--rounds`` rounds (each run is reported; the table takes each
 variant's best round).
 T4DM: ``experiments.training.engine.train`` with its defaults (padding-free batches with per-document
@@ -348,7 +349,7 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
         row: dict[str, Any] = {"case": name, "mean_len": sum(lengths) / len(lengths)}
         if name.endswith("-full-lean"):
             lean = json.loads(json.dumps(spec))
-            lean["hyperparameters"]["full_recipe"] = "bf16_kahan"
+            lean["hyperparameters"]["full_recipe"] = args.full_recipe
             runs = []
             for round_ in range(1, args.rounds + 1):  # alternating: every variant once per round
                 for label, options in HF_LEAN_VARIANTS.items():
@@ -457,6 +458,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2, help="full-lean cases: alternating rounds")
     parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument(
+        "--full-recipe",
+        default="bf16_kahan",
+        choices=["auto", "bf16_kahan", "adamw_8bit", "fp32_master"],
+        help="full-lean cases: the engine's recipe (auto: what a job gets on this GPU)",
+    )
     parser.add_argument("--estimator", action="store_true", help="estimate vs measured peak memory")
     parser.add_argument("--estimator-steps", type=int, default=3)
     parser.add_argument(

@@ -272,3 +272,22 @@ def test_an_uploaded_file_keeps_references_and_conversations(api, researcher, ev
     bad = b'{"messages": [{"role": "robot", "content": "x"}]}\n'
     response = api.upload(researcher, "/human-eval/tasks/upload", content=bad, name="q.jsonl", setup=setup)
     assert response.status_code == 400 and "line 1" in response.json()["error"]["message"]
+
+
+def test_the_results_pages_outbox_is_pruned_like_the_others(make_task):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from t4dm_site.housekeeping import outbox_models, prune_outboxes
+    from t4dm_site.models import OutboxUpdate
+
+    assert issubclass(HumanEvalUpdate, OutboxUpdate) and HumanEvalUpdate in outbox_models()
+    task = make_task(n=1, overlap=1)
+    old = timezone.now() - timedelta(hours=48)
+    for _ in range(3):
+        HumanEvalUpdate.objects.create(task=task, kind="human_eval.rated", payload={}, created_at=old)
+    newest = HumanEvalUpdate.objects.filter(task=task).order_by("-id").first()
+    HumanEvalUpdate.objects.filter(task=task).update(created_at=old)
+    assert prune_outboxes(keep_hours=24)["human_eval.HumanEvalUpdate"] == 3
+    assert list(HumanEvalUpdate.objects.filter(task=task)) == [newest]  # the cursor a page starts from

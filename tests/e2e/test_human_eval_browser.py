@@ -266,6 +266,19 @@ def test_blind_pairwise_stays_blind_in_everything_the_rating_page_loads(page, li
     # the sides are shown in the stored order: A left, B right, with no hint which model is which
     assert page.locator("#rate-outputs .output h2").all_inner_texts() == ["A", "B"]
 
+    # The owner's results page says which side won and which model that side was.
+    owner = page.context.browser.new_page()
+    _log_in(owner, base, "rita")
+    owner.goto(f"{base}/human-eval/{pairwise_task.public_id}/")
+    item = pairwise_task.items.get(ratings__isnull=False)
+    names = [m["ref"] for m in pairwise_task.model_refs]
+    shown = owner.locator(f"#he-items .he-item[data-item='{item.index + 1}']")
+    assert shown.locator("td[data-criterion=overall]").inner_text() == f"B better → {names[item.model_b]}"
+    assert shown.locator("[data-side=A] .model").inner_text() == names[item.model_a]
+    assert owner.locator("#he-agreement .agree").first.inner_text() == "not enough ratings"
+    owner.set_viewport_size({"width": 1280, "height": 900})
+    owner.screenshot(path=str(SCREENSHOTS / "results_pairwise_owner.png"), full_page=True)
+
 
 def test_the_results_page_shows_items_and_agreement_in_words(page, live_server, chat_task):
     from django.contrib.auth import get_user_model

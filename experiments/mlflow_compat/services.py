@@ -12,8 +12,8 @@ import re
 import time
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q, Subquery, Value
+from django.db import connection, transaction
+from django.db.models import Q
 
 from datasets_app.models import Dataset, DatasetVersion, TaskType, ValidationStatus
 from experiments import services as training
@@ -46,6 +46,8 @@ MAX_TAG_VAL_LENGTH = 8000
 MAX_ENTITY_KEY_LENGTH = 250
 # (job, key, step) lookups OR-ed into one query: SQLite refuses an expression deeper than 1,000.
 _LOOKUPS_PER_QUERY = 300
+# Series whose latest value one query reads: 8 bound parameters each, under SQLite's oldest limit (999).
+_SERIES_PER_QUERY = 120
 TERMINAL_RUN_STATUS = {
     RunStatus.FINISHED: JobStatus.SUCCEEDED,
     RunStatus.FAILED: JobStatus.FAILED,
@@ -230,10 +232,19 @@ def runs_visible_to(user):
     return visible(_runs(), user, owner_field="job__owner")
 
 
+# What run_object and the run's readers use of the run, its job and its owner: the job row is wide
+# (tokens, paths, errors), and loading it whole was a good part of a runs/get.
+_RUN_FIELDS = (
+    *(f.name for f in MLflowRun._meta.concrete_fields),
+    "job__name", "job__status", "job__latest_metrics", "job__owner_id", "job__owner__username",
+)  # fmt: skip
+
+
 def run_get(*, user, run_id: str) -> MLflowRun:
     missing = NotFound(f"Run with id={run_id} not found", code="RESOURCE_DOES_NOT_EXIST")
+    lean = MLflowRun.objects.select_related("job__owner").only(*_RUN_FIELDS)
     return get_visible(
-        _runs(), user, run_id, "run", lookup="run_uuid", owner_field="job__owner", missing=missing
+        lean, user, run_id, "run", lookup="run_uuid", owner_field="job__owner", missing=missing
     )
 
 
@@ -454,37 +465,44 @@ def _extra_values_store(*, job_pk: int, sent: list[tuple[str, int, int, float]])
     )
 
 
+def _latest_sql(pairs: int) -> str:
+    """One statement for `pairs` (job, key) series: the point at each series' last step (found by one
+    backward step of the (job, key, step) index, an uncorrelated subquery run once) and any extra
+    values at that step. Written as SQL: building it with the ORM cost more than running it."""
+    q = connection.ops.quote_name
+    points, extras = q(MetricPoint._meta.db_table), q(MetricValueExtra._meta.db_table)
+    last = f"(SELECT {q('step')} FROM {points} WHERE {q('job_id')} = %s AND {q('key')} = %s ORDER BY {q('step')} DESC LIMIT 1)"
+
+    def where(table: str) -> str:
+        one = f"({table}.{q('job_id')} = %s AND {table}.{q('key')} = %s AND {table}.{q('step')} = {last})"
+        return " OR ".join([one] * pairs)
+
+    columns = f"{q('job_id')}, {q('key')}, {q('step')}"
+    return (
+        f"SELECT {columns}, {q('wall_time')}, {q('value')}, 0 FROM {points} WHERE {where(points)} "
+        f"UNION ALL SELECT {columns}, {q('timestamp')}, {q('value')}, 1 FROM {extras} WHERE {where(extras)}"
+    )
+
+
 def latest_metrics(jobs: list[TrainingJob]) -> dict[int, list[dict]]:
     """Each run's latest value per key, as MLflow picks it (highest step, then timestamp, then value),
-    in one query whatever the number of stored points. The keys are those of the job's
-    `latest_metrics`, which the ingest service keeps in the same transaction as the points; each key's
-    last step is one backward step of the (job, key, step) index (an uncorrelated subquery, run once),
-    and only the point and any extra values at that step are read."""
+    in one query whatever the number of stored points: the keys are those of the job's
+    `latest_metrics`, which the ingest service keeps in the same transaction as the points, and only
+    the rows at each key's last step are read."""
     out: dict[int, list[dict]] = {job.pk: [] for job in jobs}
     pairs = [(job.pk, key) for job in jobs for key in sorted(job.latest_metrics or {})]
-    candidates: list[tuple] = []
-    for begin in range(0, len(pairs), _LOOKUPS_PER_QUERY):
-        at = Q()
-        for job_pk, key in pairs[begin : begin + _LOOKUPS_PER_QUERY]:
-            last = MetricPoint.objects.filter(job_id=job_pk, key=key).order_by("-step").values("step")[:1]
-            at |= Q(job_id=job_pk, key=key, step=Subquery(last))
-        points = (
-            MetricPoint.objects.filter(at)
-            .annotate(extra=Value(False))
-            .values_list("job_id", "key", "step", "wall_time", "value", "extra")
-        )
-        extras = (
-            MetricValueExtra.objects.filter(at)
-            .annotate(extra=Value(True))
-            .values_list("job_id", "key", "step", "timestamp", "value", "extra")
-        )
-        for job_pk, key, step, t, value, extra in points.union(extras, all=True):
-            candidates.append((job_pk, key, step, int(t) if extra else round(t * 1000), value))
     best: dict[tuple[int, str], tuple] = {}
-    for job_pk, key, step, timestamp, value in candidates:
-        seen = best.get((job_pk, key))
-        if seen is None or (step, timestamp, value) > seen:
-            best[(job_pk, key)] = (step, timestamp, value)
+    for begin in range(0, len(pairs), _SERIES_PER_QUERY):
+        chunk = pairs[begin : begin + _SERIES_PER_QUERY]
+        params = [value for job_pk, key in chunk for value in (job_pk, key, job_pk, key)]
+        with connection.cursor() as cursor:
+            cursor.execute(_latest_sql(len(chunk)), params + params)
+            rows = cursor.fetchall()
+        for job_pk, key, step, t, value, extra in rows:
+            candidate = (step, int(t) if extra else round(t * 1000), value)
+            seen = best.get((job_pk, key))
+            if seen is None or candidate > seen:
+                best[(job_pk, key)] = candidate
     for (job_pk, key), (step, timestamp, value) in sorted(best.items()):
         out[job_pk].append({"key": key, "value": value, "timestamp": timestamp, "step": step})
     return out
@@ -664,8 +682,9 @@ def runs_search(
 ) -> dict:
     clauses = _run_clauses(filter_string)
     experiments = [experiment_get(user=user, experiment_id=e) for e in experiment_ids]
-    runs = runs_visible_to(user).filter(experiment__in=experiments, lifecycle_stage="active")
-    runs = list(runs.select_related("job__owner"))
+    lean = MLflowRun.objects.select_related("job__owner").only(*_RUN_FIELDS)
+    runs = visible(lean, user, owner_field="job__owner")
+    runs = list(runs.filter(experiment__in=experiments, lifecycle_stage="active"))
     latest = latest_metrics([r.job for r in runs])
     objects = [obj for obj in (run_object(r, latest[r.job_id]) for r in runs) if _matches(obj, clauses)]
     for spec in reversed(order_by or []):

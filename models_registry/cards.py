@@ -17,6 +17,17 @@ DEFAULT_LIMITATIONS = (
 )
 
 
+def _cell(value) -> str:
+    """A hyperparameter as a Markdown table cell: lists joined, mappings as compact JSON, pipes escaped."""
+    if isinstance(value, list | tuple):
+        text = ", ".join(str(v) for v in value)
+    elif isinstance(value, dict):
+        text = json.dumps(value, sort_keys=True)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ") or "—"
+
+
 def model_card_render(version, registered=None) -> str:
     config = version.config
     dv = version.dataset_version
@@ -44,11 +55,13 @@ def model_card_render(version, registered=None) -> str:
     if config is not None:
         lines += [
             f"- Config: {config.public_id}; approach: {config.approach}; task type: {config.task_type}",
-            "- Hyperparameters:",
             "",
-            "```json",
-            json.dumps(config.hyperparameters, indent=2, sort_keys=True),
-            "```",
+            "| Hyperparameter | Value |",
+            "|---|---|",
+            *(
+                f"| {name} | {_cell(value)} |"
+                for name, value in sorted((config.hyperparameters or {}).items())
+            ),
         ]
     else:
         lines.append("- Not recorded.")

@@ -80,3 +80,17 @@ def test_export_has_card_manifest_and_archive(version, researcher):
     with tarfile.open(export.archive_path) as tar:
         names = tar.getnames()
     assert f"{folder.name}/{MANIFEST_NAME}" in names and f"{folder.name}/model.safetensors" in names
+
+
+def test_card_hyperparameters_are_a_table_not_json(version):
+    """The card (README.md of an export, and the version page's card) lists hyperparameters as a
+    Markdown table that renders as one, not as a raw JSON block."""
+    from models_registry.cards import model_card_render
+
+    card = model_card_render(version)
+    assert (
+        "```" not in card and "{" not in card.split("## Training configuration")[1].split("## Evaluation")[0]
+    )
+    assert "| Hyperparameter | Value |" in card
+    for name in version.config.hyperparameters:
+        assert f"| {name} | " in card

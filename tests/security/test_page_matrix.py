@@ -56,7 +56,7 @@ PAGE_POLICY = {
     "registry-version-evaluate": ("POST", ACTION_OWNED),
     "registry-version-signoff": ("POST", ACTION_OWNED),
     "registry-version-export": ("POST", ACTION_OWNED),
-    "registry-export-download": ("GET", DASHBOARD_OWNED),  # export 1: made by the export action above
+    "registry-export-download": ("GET", DASHBOARD_OWNED),  # export 1: made before the identities run
     "finetune-settings": ("GET", DASHBOARD),  # read-only; webhook secrets never shown (test_secrets)
     "human-eval-new": ("GET", DASHBOARD),
     "evaluation-new": ("GET", DASHBOARD),
@@ -136,6 +136,12 @@ def test_each_identity_gets_what_the_page_policy_says(
     client, people, world, django_capture_on_commit_callbacks
 ):
     """One world, the identities in turn (the owner's actions come after the non-owner's were refused)."""
+    from models_registry.models import ModelVersion
+    from models_registry.services import model_version_export
+
+    # Export 1, finished (the page's Export action only queues one for a worker now).
+    version = ModelVersion.objects.get(model_id=world["model_id"], version=world["version"])
+    assert model_version_export(version=version, merge=False, actor=people["owner"]).pk == 1
     wrong = []
     for identity in IDENTITIES:
         client.logout()

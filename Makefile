@@ -41,7 +41,7 @@ check: lint
 # Production pieces, started separately (see docs/configuration.md, "Production mode").
 web: setup
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py t4dm_up --no-worker --host 0.0.0.0
+	$(PY) manage.py t4dm_up --no-worker --host 0.0.0.0 --server uvicorn
 
 worker: setup
 	$(PY) -m celery -A t4dm_site worker -Q $${T4DM_TRAINING_QUEUE:-training} -P solo --loglevel INFO

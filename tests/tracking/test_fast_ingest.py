@@ -1,6 +1,7 @@
-"""The worker ingest's lean ASGI path (t4dm_site/fast_ingest.py) in production mode (PostgreSQL, Redis,
-daphne): the same answers, storing rules and live broadcast as the Django endpoint, whichever path a
-request takes. Error cases go to the endpoint, so their status and message are the endpoint's."""
+"""The worker ingest's lean ASGI path (t4dm_site/fast_ingest.py) in production mode (PostgreSQL, Redis),
+under both ASGI servers `t4dm_up` runs (daphne, and uvicorn as `make web` does): the same answers,
+storing rules and live broadcast as the Django endpoint, whichever path a request takes. Error cases go
+to the endpoint, so their status and message are the endpoint's."""
 
 from __future__ import annotations
 
@@ -10,18 +11,36 @@ import json
 import httpx
 import pytest
 
-from tests.platform import production_web, running_jobs, stop_production_web
+from t4dm_site.management.commands.t4dm_up import web_command
+from tests.platform import free_port, production_web, running_jobs, stop_production_web
 
 pytestmark = [pytest.mark.e2e, pytest.mark.production]
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    platform = production_web(tmp_path_factory.mktemp("fast-ingest"), asgi_processes=1)
+def platform(tmp_path_factory):
+    data = tmp_path_factory.mktemp("fast-ingest")
+    platform = production_web(data, asgi_processes=1)  # daphne
     try:
+        port = str(free_port())
+        platform.access_log = data / "uvicorn-access.log"
+        platform.spawn(
+            *web_command("uvicorn", "127.0.0.1", port, platform.access_log), log=data / "uvicorn.log"
+        )
+        platform.uvicorn_url = f"http://127.0.0.1:{port}"
+        platform.wait_until_up(url=platform.uvicorn_url)
         yield platform
     finally:
         stop_production_web(platform)
+
+
+@pytest.fixture(params=["daphne", "uvicorn"])
+def web(request, platform):
+    """The platform, with `base_url` the chosen server's (both share the database and Redis)."""
+    daphne_url = platform.base_urls[0]
+    platform.base_url = daphne_url if request.param == "daphne" else platform.uvicorn_url
+    yield platform
+    platform.base_url = daphne_url
 
 
 def _series(web, job_id: str, key: str) -> list:
@@ -120,3 +139,5 @@ def test_a_viewer_gets_the_points_live(web):
             return got
 
     assert asyncio.run(watch()) == [(s, float(s)) for s in range(5)]
+    if web.base_url == web.uvicorn_url:  # t4dm_up's uvicorn writes the access log like daphne
+        assert f"/api/v1/ingest/jobs/{job_id}/metrics" in web.access_log.read_text()

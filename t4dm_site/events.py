@@ -162,6 +162,8 @@ SUBSCRIBERS: dict[type, list[str]] = {
     DatasetTaskChanged: [
         "datasets_app.subscribers.dataset_task_outbox",  # in the transaction: the page's outbox row
         "datasets_app.subscribers.dataset_task_live_wake",  # the page's websockets read the outbox
+        # an OpenAI fine-tuning job's combined files: queue the job, or fail it naming the file
+        "experiments.openai_compat.subscribers.validation_files_done",
     ],
     HumanEvalChanged: [
         "experiments.human_eval.subscribers.human_eval_outbox",  # in the transaction: the page's outbox row

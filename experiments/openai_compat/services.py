@@ -7,24 +7,37 @@ objects returned here are plain dicts in OpenAI's shapes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from datasets_app import storage
 from datasets_app.models import DatasetTask, DatasetTaskStatus, DatasetVersion, TaskType
 from datasets_app.services import dataset_prepare, keep_upload, sync_prepare_bytes
 from datasets_app.sources import check_name
 from experiments import services as training
-from experiments.models import Approach, Checkpoint, JobEvent, JobStatus, MetricPoint, TrainingJob
+from experiments.jobs import _enqueue_on_commit as enqueue_on_commit  # queue an existing job's attempt
+from experiments.models import (
+    Approach,
+    Checkpoint,
+    JobEvent,
+    JobStatus,
+    MetricPoint,
+    TrainingConfig,
+    TrainingJob,
+)
 from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob, new_file_id
 from t4dm_site.access import get_visible, visible
-from t4dm_site.errors import InvalidInput, NotFound
+from t4dm_site.errors import DomainError, InvalidInput, NotFound
+from t4dm_site.events import DatasetTaskChanged, publish
 
 PURPOSES = ("fine-tune",)
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -338,17 +351,15 @@ def job_create(
     seed = int(seed) if seed is not None else 42
     ours, resolved = _training_hyperparameters(hyperparameters or Hyperparameters(), seed)
     dataset_version = train.dataset_version
-    if validation is not None:
+    # Above sync_prepare_bytes() together, the two files are combined on the dataset worker: the job
+    # answers at once as "validating_files" and is queued when the combination succeeds (a subscriber).
+    on_worker = validation is not None and file_size(train) + file_size(validation) > sync_prepare_bytes()
+    if validation is not None and not on_worker:
         # The validation file's rows become the validation split: the job then reports valid_loss.
-        dataset_version = dataset_prepare(
-            owner=owner,
-            name=f"{train.filename} + {validation.filename}",
-            content=file_bytes(train),
-            validation_content=file_bytes(validation),
-            task_type=TaskType.CHAT,
-            format="jsonl",
-        )
+        dataset_version = _combine_files(owner=owner, train=train, validation=validation)
     with transaction.atomic():
+        # On the worker path this config (on the training file's dataset) checks the model and the
+        # hyperparameters now (a 400 at once); the combined dataset's config replaces it later.
         config = training.training_config_create(
             owner=owner,
             dataset_id=dataset_version.dataset.public_id,
@@ -356,8 +367,12 @@ def job_create(
             approach=Approach.LORA,
             hyperparams=ours,
         )
-        job = training.job_start(owner=owner, config=config)
-        return OpenAIFineTuneJob.objects.create(
+        job = (
+            _job_validating(owner=owner, config=config)
+            if on_worker
+            else training.job_start(owner=owner, config=config)
+        )
+        ftjob = OpenAIFineTuneJob.objects.create(
             job=job,
             training_file=train,
             validation_file=validation,
@@ -367,6 +382,177 @@ def job_create(
             metadata=metadata,
             hyperparameters=resolved,
         )
+        if on_worker:
+            task = DatasetTask.objects.create(
+                kind=VALIDATION_TASK_KIND,
+                owner=owner,
+                params={
+                    "openai_ftjob": ftjob.ftjob_id,
+                    "training_file": train.file_id,
+                    "validation_file": validation.file_id,
+                    "hyperparams": ours,
+                },
+            )
+            transaction.on_commit(lambda: _enqueue_validation_files(task.pk))
+        return ftjob
+
+
+# --- a job with a large validation file: its files are combined on the dataset worker ----------------
+# POST answers at once with status "validating_files" (our job's "validating", not queued for a training
+# worker); a DatasetTask of kind VALIDATION_TASK_KIND combines the two kept files into one dataset
+# version (training file's rows: train split; validation file's rows: validation split) on the dataset
+# worker. Its end publishes DatasetTaskChanged; the subscriber `subscribers.validation_files_done` then
+# queues the job on the combined dataset, or fails it with the refusal naming the file.
+
+VALIDATION_TASK_KIND = "openai_validation"
+
+
+def _job_validating(*, owner, config) -> TrainingJob:
+    """A training job that stays "validating" (not sent to a training worker) until its files are ready."""
+    job = TrainingJob.objects.create(owner=owner, config=config, experiment=config.experiment)
+    job.output_dir = str(Path(settings.ARTIFACT_ROOT) / "jobs" / job.public_id)
+    job.save(update_fields=["output_dir"])
+    training.job_event_add(job=job, message="validating files: combining the training and validation files")
+    return job
+
+
+def _enqueue_validation_files(task_pk: int) -> None:
+    from experiments.openai_compat.tasks import validation_files_task
+
+    validation_files_task.apply_async(args=[task_pk], queue=settings.CELERY_DATASET_QUEUE)
+
+
+def _kept_bytes(f: OpenAIFile, param: str) -> bytes:
+    content = file_bytes(f)
+    if not content.strip():
+        raise InvalidInput(
+            f"{param} {f.file_id} ({f.filename}): the uploaded file is gone",
+            code="no_source",
+            details={"param": param},
+        )
+    return content
+
+
+def _combine_files(*, owner, train: OpenAIFile, validation: OpenAIFile) -> DatasetVersion:
+    """One dataset version: the training file's rows as train, the validation file's as validation. A
+    refusal names the file (and its own line) that it is about."""
+    train_bytes = _kept_bytes(train, "training_file")
+    validation_bytes = _kept_bytes(validation, "validation_file")
+    try:
+        return dataset_prepare(
+            owner=owner,
+            name=f"{train.filename} + {validation.filename}",
+            content=train_bytes,
+            validation_content=validation_bytes,
+            task_type=TaskType.CHAT,
+            format="jsonl",
+        )
+    except InvalidInput as exc:
+        details = dict(exc.details) if isinstance(exc.details, dict) else {}
+        line = details.get("line")
+        train_lines = train_bytes.rstrip(b"\r\n").count(b"\n") + 1
+        f, param, message = validation, "validation_file", exc.message
+        if isinstance(line, int):
+            if line <= train_lines:
+                f, param = train, "training_file"
+            else:
+                details["line"] = line - train_lines
+                message = re.sub(rf"\bline {line}\b", f"line {line - train_lines}", message, count=1)
+        raise InvalidInput(
+            f"{param} {f.file_id} ({f.filename}): {message}",
+            code=exc.code,
+            details={**details, "param": param},
+        ) from exc
+
+
+def validation_files_run(*, task: DatasetTask) -> DatasetVersion | None:
+    """The dataset worker's side: combine the job's two files. Success or refusal ends the task (and
+    publishes DatasetTaskChanged: the job's reaction is a subscriber); a refusal stores nothing."""
+    if task.status not in (DatasetTaskStatus.QUEUED, DatasetTaskStatus.RUNNING):
+        return task.result_version
+    with transaction.atomic():
+        task.mark_running()
+        publish(DatasetTaskChanged(task_pk=task.pk, status=task.status))
+    ftjob = (
+        OpenAIFineTuneJob.objects.select_related("job", "training_file", "validation_file")
+        .filter(ftjob_id=task.params.get("openai_ftjob"))
+        .first()
+    )
+    try:
+        if ftjob is None or ftjob.job.is_terminal:
+            raise InvalidInput("the fine-tuning job ended before its files were validated", code="job_ended")
+        version = _combine_files(
+            owner=task.owner, train=ftjob.training_file, validation=ftjob.validation_file
+        )
+    except Exception as exc:
+        with transaction.atomic():
+            if isinstance(exc, InvalidInput):
+                details = exc.details if isinstance(exc.details, dict) else {}
+                task.mark_failed(exc.message, {**details, "code": exc.code})
+            else:
+                task.mark_failed(f"{type(exc).__name__}: {exc}")
+            publish(DatasetTaskChanged(task_pk=task.pk, status=task.status))
+        if isinstance(exc, InvalidInput):
+            return None
+        raise
+    with transaction.atomic():
+        task.mark_succeeded(version)
+        publish(DatasetTaskChanged(task_pk=task.pk, status=task.status))
+    return version
+
+
+def job_files_validated(*, task: DatasetTask) -> None:
+    """After the combine task ended: queue the job on the combined dataset (its config replaces the
+    placeholder), or fail it with the refusal. A job cancelled meanwhile is left as it is."""
+    with transaction.atomic():
+        ftjob = OpenAIFineTuneJob.objects.filter(ftjob_id=task.params.get("openai_ftjob")).first()
+        if ftjob is None:
+            return
+        job = TrainingJob.objects.select_for_update().select_related("config").get(pk=ftjob.job_id)
+        if job.status != JobStatus.VALIDATING:
+            return
+        if task.status == DatasetTaskStatus.FAILED:
+            error = task.error or "the files could not be validated"
+        elif task.status != DatasetTaskStatus.SUCCEEDED:
+            return
+        elif task.result_version_id is None:
+            error = "the combined dataset of the training and validation files was deleted"
+        else:
+            placeholder = job.config
+            try:
+                with transaction.atomic():
+                    config = training.training_config_create(
+                        owner=job.owner,
+                        dataset_id=task.result_version.dataset.public_id,
+                        model_base=placeholder.model_base,
+                        approach=placeholder.approach,
+                        hyperparams=task.params.get("hyperparams"),
+                        experiment=placeholder.experiment,
+                    )
+            except DomainError as exc:
+                error = exc.message
+            else:
+                job.config = config
+                job.save(update_fields=["config"])
+                with contextlib.suppress(ProtectedError):
+                    with transaction.atomic():
+                        TrainingConfig.objects.filter(pk=placeholder.pk, jobs__isnull=True).delete()
+                token = job.issue_token()
+                training.job_transition(job=job, to=JobStatus.QUEUED)
+                training.job_event_add(
+                    job=job,
+                    message=f"files validated; queued for a worker on queue {training.job_queue(job)!r}",
+                )
+                enqueue_on_commit(job, token)
+                return
+        training.job_transition(job=job, to=JobStatus.FAILED, error=error)
+        training.job_event_add(job=job, message=error, level=JobEvent.Level.ERROR)
+
+
+def _validation_task_failed(ftjob: OpenAIFineTuneJob) -> bool:
+    return DatasetTask.objects.filter(
+        kind=VALIDATION_TASK_KIND, params__openai_ftjob=ftjob.ftjob_id, status=DatasetTaskStatus.FAILED
+    ).exists()
 
 
 def _ftjobs():
@@ -405,6 +591,9 @@ def job_object(ftjob: OpenAIFineTuneJob) -> dict:
     error = None
     if job.status == JobStatus.FAILED:
         error = {"code": "training_failed", "message": job.error or "training failed", "param": None}
+        if ftjob.validation_file_id and _validation_task_failed(ftjob):
+            param = "training_file" if job.error.startswith("training_file ") else "validation_file"
+            error = {"code": "invalid_file", "message": job.error, "param": param}
     hyperparameters = dict(ftjob.hyperparameters)
     return {
         "object": "fine_tuning.job",

@@ -1,5 +1,6 @@
 """Celery tasks of the OpenAI-compatible API, thin (load by id, call the service): preparing a large
-/v1/files upload on the dataset worker, and following an outside provider's fine-tuning job
+/v1/files upload on the dataset worker, combining a fine-tuning job's large training and validation files
+there, and following an outside provider's fine-tuning job
 (finetune_openai)."""
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ def file_prepare_task(task_pk: int) -> str | None:
 
     f = file_prepare_run(task=DatasetTask.objects.select_related("owner").get(pk=task_pk))
     return f.file_id if f else None
+
+
+@shared_task(name="openai_compat.validation_files", acks_late=True, reject_on_worker_lost=True)
+def validation_files_task(task_pk: int) -> int | None:
+    """A fine-tuning job's training and validation files (above T4DM_SYNC_PREPARE_BYTES together) combined
+    into one dataset version here rather than in the web request; the job reacts to the task's end."""
+    from experiments.openai_compat.services import validation_files_run
+
+    version = validation_files_run(task=DatasetTask.objects.select_related("owner").get(pk=task_pk))
+    return version.pk if version else None
 
 
 @shared_task(name="openai_compat.provider_job_follow")

@@ -49,6 +49,7 @@ def test_the_subscriber_table():
         DatasetTaskChanged: [
             "datasets_app.subscribers.dataset_task_outbox",
             "datasets_app.subscribers.dataset_task_live_wake",
+            "experiments.openai_compat.subscribers.validation_files_done",
         ],
         HumanEvalChanged: [
             "experiments.human_eval.subscribers.human_eval_outbox",

@@ -110,7 +110,9 @@ def version_detail(request, model_id: str, version: str):
     detail = selectors.model_version_detail(found)
     for h in detail["history"]:
         h["when_at"] = _when(h.get("when"))
-        h["from_label"] = STAGE_LABELS.get(h["from_stage"], h["from_stage"])
+        # the first row registers the version: it came from nowhere, not from "Unstaged"
+        registered = h["from_stage"] == h["to_stage"]
+        h["from_label"] = "—" if registered else STAGE_LABELS.get(h["from_stage"], h["from_stage"])
         h["to_label"] = STAGE_LABELS.get(h["to_stage"], h["to_stage"])
     for e in detail["exports"]:
         e["created"] = _when(e.get("created_at"))
@@ -130,6 +132,7 @@ def version_detail(request, model_id: str, version: str):
             "stage_label": STAGE_LABELS.get(found.stage, found.stage),
             "card_html": card_html(found.model_card),
             "next_stages": sorted(TRANSITIONS[found.stage]),
+            "stage_labels": STAGE_LABELS,
             "is_admin": is_admin(request.user),
             "production": Stage.PRODUCTION,
             "promotion_people": settings.PROMOTION_PEOPLE,

@@ -9,7 +9,8 @@ query, the job-row lock and the insert as three round trips in a transaction, th
 statement (experiments/tracking/ingest.py `INSERT_POSTGRESQL_JOB_TOKEN`) checks the token's hash against
 the job's running attempt, takes the job row's lock, checks and inserts the points and folds the rollups
 and the latest values; it commits by itself (autocommit), and the new points go to the job's channel
-group with an awaited `group_send`.
+group: gathered per job for a short window (T4DM_INGEST_BROADCAST_WINDOW_MS, 20 ms) and sent as one
+`group_send` after the answer.
 
 Only the success path is handled here. Anything else goes, with the body already read, to the Django
 endpoint, which answers it as before: another kind of credential (a user's API token or session), a
@@ -101,6 +102,25 @@ class _Pool:
 
 
 _pool = _Pool()
+_coalescer = None
+
+
+async def _broadcast(job_pk: int, message: dict) -> None:
+    """To the job's viewers: gathered per job for T4DM_INGEST_BROADCAST_WINDOW_MS (default 20) and sent
+    after the answer (experiments/tracking/live.py `PointsCoalescer`); `0` sends each batch before
+    answering."""
+    global _coalescer
+    from experiments.tracking.live import PointsCoalescer, broadcast_async
+
+    if _coalescer is None:
+        window = float(os.environ.get("T4DM_INGEST_BROADCAST_WINDOW_MS", "20")) / 1000
+        _coalescer = PointsCoalescer(window) if window > 0 else False
+    if _coalescer:
+        _coalescer.add(job_pk, message)
+    else:
+        await broadcast_async(job_pk, message)
+
+
 _route_label: str | None = None
 
 
@@ -187,10 +207,9 @@ class FastIngestMiddleware:
         if stored is None:
             return await self.app(scope, _replay(body, receive), send)
         from experiments.tracking.ingest import ingest_result, points_message
-        from experiments.tracking.live import broadcast_async
 
         if stored.created:
-            await broadcast_async(job_pk, points_message(stored))
+            await _broadcast(job_pk, points_message(stored))
         result = ingest_result(stored)
         answer = json.dumps({"created": result.created, "duplicates": result.duplicates}).encode()
         await send(

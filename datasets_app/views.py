@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from functools import wraps
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from datasets_app.augmentation import METHODS, MODEL_FREE
 from datasets_app.models import TaskType
@@ -21,10 +23,16 @@ from datasets_app.selectors import (
     datasets_visible_to,
 )
 from datasets_app.sources import FORMATS
-from t4dm_site.errors import NotFound
+from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.roles import can_train
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+KNOWLEDGE_TYPE_LABELS = [
+    ("all", "everything"),
+    ("concepts", "concepts → questions and answers"),
+    ("procedures", "procedures → instructions"),
+    ("facts", "facts → retrieval questions"),
+]
 
 
 def trainers_only(view):
@@ -40,14 +48,55 @@ def trainers_only(view):
     return wrapped
 
 
+KNOWLEDGE_MAX_BYTES = 32 * 1024 * 1024  # as POST /api/v1/datasets/knowledge
+
+
 @trainers_only
 def dataset_list(request):
+    if request.method == "POST":
+        return _knowledge_import(request)
     datasets = datasets_visible_to(request.user).select_related("owner")[:200]
     return render(
         request,
         "datasets/list.html",
-        {"datasets": datasets, "task_types": TaskType.choices, "formats": [f for f in FORMATS if f != "hf"]},
+        {
+            "datasets": datasets,
+            "task_types": TaskType.choices,
+            "formats": [f for f in FORMATS if f != "hf"],
+            "knowledge_types": KNOWLEDGE_TYPE_LABELS,
+        },
     )
+
+
+def _knowledge_import(request):
+    """The page's "Import a knowledge base" form: the same service as POST /api/v1/datasets/knowledge
+    (an uploaded knowledge-base JSON, or the shipped example when no file is given); opens the new dataset."""
+    from datasets_app.knowledge import KNOWLEDGE_TYPES
+    from datasets_app.services import dataset_prepare_from_knowledge
+
+    upload = request.FILES.get("knowledge_file")
+    knowledge_type = request.POST.get("knowledge_type", "all")
+    try:
+        if upload is not None and upload.size > KNOWLEDGE_MAX_BYTES:
+            raise DomainError(
+                f"the knowledge base has {upload.size} bytes; the limit is {KNOWLEDGE_MAX_BYTES}"
+            )
+        version = dataset_prepare_from_knowledge(
+            owner=request.user,
+            content=upload.read() if upload is not None else None,
+            knowledge_type=knowledge_type if knowledge_type in KNOWLEDGE_TYPES else "all",
+            format="instruction" if request.POST.get("knowledge_format") == "instruction" else "chat",
+            name=request.POST.get("knowledge_name", "").strip()[:200],
+        )
+    except DomainError as error:
+        messages.error(request, f"The knowledge base was not imported: {error}")
+        return redirect(reverse("dataset-list") + "#knowledge-import")
+    messages.success(
+        request,
+        f"Imported {version.statistics.get('total_samples', '?')} samples from the knowledge base "
+        f"as {version.dataset.public_id}.",
+    )
+    return redirect("dataset-detail", version.dataset.public_id)
 
 
 @trainers_only

@@ -131,21 +131,43 @@ def job_detail(request, job_id: str):
     except NotFound as exc:
         raise Http404(str(exc)) from None
     checkpoints = list(job.checkpoints.order_by("step"))
+    overview = _job_overview(job)
     return render(
         request,
         "job_detail.html",
         {
             "job": job,
-            "job_json": selectors.job_to_dict(job),
+            "job_json": {**selectors.job_to_dict(job), **_job_page_extras(job, overview)},
             "config": job.config,
             "checkpoints": checkpoints,
             # Resume continues a stopped run; a succeeded job has nothing left to resume.
             "can_resume": job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and bool(checkpoints),
             "version": job.model_versions.order_by("-created_at").first(),
             "events": list(job.events.order_by("-id")[:50])[::-1],
-            "overview": _job_overview(job),
+            "overview": overview,
         },
     )
+
+
+def _job_page_extras(job, overview: dict) -> dict:
+    """What the job page's charts draw besides the job's own points: the parent's curve up to the
+    step a resumed job started from, and the job's evaluations' metrics (a bar chart)."""
+    parent = None
+    if job.resume_from_id is not None:
+        checkpoint = job.resume_from
+        parent = {"job_id": checkpoint.job.public_id, "step": checkpoint.step}
+    evaluations = []
+    for e in reversed(overview["evaluations"]):  # oldest first, as the bars read left to right
+        metrics = {
+            k: v
+            for k, v in (e.metrics or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        if metrics:
+            step = e.checkpoint.step if e.checkpoint_id else None
+            label = f"{e.public_id} (step {step})" if step is not None else e.public_id
+            evaluations.append({"evaluation_id": e.public_id, "label": label, "metrics": metrics})
+    return {"parent": parent, "evaluations": evaluations}
 
 
 def _job_overview(job) -> dict:
@@ -163,7 +185,9 @@ def _job_overview(job) -> dict:
         "final_metrics": sorted(metrics.items()),
         "train_tokens": (config.estimate or {}).get("train_tokens"),
         "evaluations": list(
-            job.evaluations.filter(status=EvaluationStatus.SUCCEEDED).order_by("-created_at")[:5]
+            job.evaluations.filter(status=EvaluationStatus.SUCCEEDED)
+            .select_related("checkpoint")
+            .order_by("-created_at")[:5]
         ),
     }
 

@@ -24,21 +24,27 @@
     const x = points.map((p) => (byTime ? new Date(p[2] * 1000) : p[0]));
     const y = points.map((p) => p[1]);
     const steps = points.map((p) => p[0]);
-    const hover = "<b>" + name + "</b>: %{y:.8g}<br>step %{customdata}<extra></extra>";
+    const label = opts.label || name;
+    const hover = (what) => "<b>" + what + "</b>: %{y:.8g}<br>step %{customdata}<extra></extra>";
     // A sparse series (validation every N steps) gets markers, or a single point would not show.
     const mode = points.length < 30 ? "lines+markers" : "lines";
-    const base = { x, y, customdata: steps, type: "scatter", mode, name, hovertemplate: hover };
+    const base = { x, y, customdata: steps, type: "scatter", mode, name: label, hovertemplate: hover(label) };
     if (opts.color) base.line = { color: opts.color };
+    if (opts.dash) base.line = { ...(base.line || {}), dash: opts.dash };
     if (!opts.smoothing) return [base];
-    const smoothed = { ...base, y: ema(y, opts.smoothing), name: name + " (smoothed)", legendgroup: name };
-    const raw = { ...base, y, opacity: 0.25, showlegend: false, legendgroup: name, hoverinfo: "skip" };
-    delete raw.hovertemplate;
+    // Smoothed and raw both answer a hover (the unified hover box lists the two values).
+    const smoothed = {
+      ...base, y: ema(y, opts.smoothing), name: label + " (smoothed)", legendgroup: label,
+      hovertemplate: hover(label + " (smoothed)"),
+    };
+    const raw = { ...base, y, opacity: 0.25, showlegend: false, legendgroup: label, hovertemplate: hover(label + " (raw)") };
     return [raw, smoothed];
   }
 
   function layout(title, opts) {
     return {
-      title: { text: title },
+      // At the left, clear of the mode bar at the top right (it covered centred titles).
+      title: { text: title, x: 0, xref: "paper", xanchor: "left", y: 0.98, yref: "container", yanchor: "top" },
       margin: { t: 40, r: 10, b: 70, l: 60 },
       xaxis: { title: { text: opts.xAxis === "time" ? "wall time" : "step" }, type: opts.xAxis === "time" ? "date" : "linear" },
       yaxis: { type: opts.logScale ? "log" : "linear", exponentformat: "e" },
@@ -50,6 +56,7 @@
     };
   }
 
-  const CONFIG = { responsive: true, displaylogo: false };
+  // The selection tools do nothing on these charts: without them the mode bar is half as wide.
+  const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"] };
   window.T4DMCharts = { ema, traces, layout, CONFIG };
 })();

@@ -8,7 +8,8 @@
   const job = JSON.parse(document.getElementById("job-data").textContent);
   const CHARTS = {
     loss: { title: "Loss", keys: ["loss", "val_loss"] },
-    learning_rate: { title: "Learning rate", keys: ["learning_rate"] },
+    // A schedule, not a noisy measurement: smoothing would only shift it.
+    learning_rate: { title: "Learning rate", keys: ["learning_rate"], smooth: false },
     grad_norm: { title: "Gradient norm", keys: ["grad_norm"] },
     gpu_memory: {
       title: "GPU memory (MB)", keys: ["gpu_mem_allocated_mb", "gpu_mem_reserved_mb"], tickformat: ",.0f",
@@ -20,6 +21,8 @@
   const NOT_CHARTED = new Set(["eta_seconds", "epoch"]);
   const ZOOM_POINTS = 2000;
   const series = new Map(); // key -> Map(step -> [value, t])
+  // A resumed job's parent's points up to the step it resumed from: key -> [[step, value, t]]
+  const parentSeries = new Map();
   const detail = new Map(); // chart name -> {start, end, byKey: {key: [[step, value, t]]}}
   const downsampledKeys = new Set();
   const opts = { smoothing: 0, logScale: false, xAxis: "step" };
@@ -80,12 +83,20 @@
       if (!div) continue;
       const traces = [];
       let count = 0;
+      const chartOpts = { ...opts, smoothing: chart.smooth === false ? 0 : opts.smoothing };
       chart.keys.forEach((key, i) => {
+        const color = colors[i % colors.length];
+        const before = parentSeries.get(key);
+        if (before && before.length) {
+          count += before.length;
+          const label = key + " · " + job.parent.job_id;
+          traces.push(...C.traces(key, before, { ...chartOpts, color, dash: "dot", label }));
+        }
         const points = sortedPoints(key);
         if (!points) return;
         count += points.length;
         const shown = withDetail(name, key, points);
-        traces.push(...C.traces(key, shown, { ...opts, color: colors[i % colors.length] }));
+        traces.push(...C.traces(key, shown, { ...chartOpts, color }));
       });
       div.dataset.points = String(count);
       const layout = C.layout(chart.title, opts);
@@ -99,7 +110,12 @@
         layout.yaxis.visible = false;
       }
       const drawn = Plotly.react(div, traces, layout, C.CONFIG);
-      if (!div.dataset.zoomBound) { div.dataset.zoomBound = "1"; div.on("plotly_relayout", (ev) => onZoom(name, ev)); }
+      if (!div.dataset.zoomBound) {
+        div.dataset.zoomBound = "1";
+        div.on("plotly_relayout", (ev) => { onZoom(name, ev); shareZoom(div, ev); });
+        div.on("plotly_hover", (ev) => shareHover(div, ev));
+        div.on("plotly_unhover", () => shareUnhover(div));
+      }
       if (!firstDraw && name === "loss" && count > 0) {
         firstDraw = true;
         Promise.resolve(drawn).then(() => { window.t4dmFirstDraw = performance.now(); });
@@ -108,6 +124,69 @@
   }
   setInterval(render, 250);
   render(true); // empty panels say what they wait for, before any snapshot arrives
+
+  // --- one x axis for every panel: a zoom or a hover on one chart applies to the others ------------
+  let sharing = false;
+  function otherCharts(div) {
+    return [...document.querySelectorAll("#charts .chart")].filter(
+      (d) => d !== div && d.layout && !d.closest(".chart-card").hidden && Number(d.dataset.points) > 0 && d.dataset.shared !== "no");
+  }
+  function shareZoom(div, ev) {
+    if (sharing) return;
+    let update = null;
+    if (ev["xaxis.autorange"]) update = { "xaxis.autorange": true };
+    else if (ev["xaxis.range"]) update = { "xaxis.range": ev["xaxis.range"].slice() };
+    else if (ev["xaxis.range[0]"] !== undefined) update = { "xaxis.range": [ev["xaxis.range[0]"], ev["xaxis.range[1]"]] };
+    if (!update) return;
+    sharing = true;
+    Promise.all(otherCharts(div).map((d) => Plotly.relayout(d, update))).finally(() => { sharing = false; });
+  }
+  // Only a person's hover is shared (the hovers it causes on the other panels are not passed on), and
+  // after plotly has drawn the first panel's own hover box.
+  function shareHover(div, ev) {
+    if (!ev.points || !ev.points.length || !(ev.event instanceof MouseEvent)) return;
+    const xval = ev.points[0].x;
+    setTimeout(() => { for (const d of otherCharts(div)) Plotly.Fx.hover(d, { xval }, "xy"); }, 0);
+  }
+  function shareUnhover(div) {
+    setTimeout(() => { for (const d of otherCharts(div)) Plotly.Fx.unhover(d); }, 0);
+  }
+
+  // --- a resumed job starts where its parent stopped: the parent's curve up to that step ----------
+  async function loadParent() {
+    if (!job.parent) return;
+    const response = await fetch("/api/v1/jobs/" + job.parent.job_id + "/metrics", { credentials: "same-origin" });
+    if (!response.ok) return;
+    const data = await response.json();
+    for (const [key, points] of Object.entries(data.series || {})) {
+      const kept = points.filter((p) => p[0] <= job.parent.step);
+      if (!kept.length || NOT_CHARTED.has(key)) continue;
+      parentSeries.set(key, kept);
+      chartFor(key);
+    }
+    render(true);
+  }
+  loadParent();
+
+  // --- the job's evaluations: their metrics as bars, one group per metric -------------------------
+  function renderEvaluations() {
+    const div = document.getElementById("chart-evaluations");
+    if (!div) return;
+    const evaluations = job.evaluations || [];
+    div.closest(".chart-card").hidden = !evaluations.length;
+    if (!evaluations.length) return;
+    const traces = evaluations.map((e) => ({
+      type: "bar", name: e.label, x: Object.keys(e.metrics), y: Object.values(e.metrics),
+      hovertemplate: "<b>%{x}</b>: %{y:.4g}<extra>" + e.label + "</extra>",
+    }));
+    const layout = C.layout("Evaluation metrics", opts);
+    layout.xaxis = { title: { text: "metric" }, type: "category" };
+    layout.yaxis = { type: "linear" };
+    layout.hovermode = "closest";
+    layout.barmode = "group";
+    Plotly.react(div, traces, layout, C.CONFIG);
+  }
+  renderEvaluations();
 
   // --- zoom: fetch the visible range at higher resolution ------------------------------------------
   function toStep(x, key) {

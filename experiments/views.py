@@ -19,7 +19,6 @@ from django.views.decorators.http import require_POST
 from datasets_app.selectors import datasets_visible_to
 from experiments import selectors, services
 from experiments.demo import demo_job_start
-from experiments.model_refs import base_model_catalogue
 from experiments.models import Approach, JobStatus
 from t4dm_site.access import visible
 from t4dm_site.errors import DomainError, NotFound
@@ -299,7 +298,9 @@ def config_new(request):
         "approaches": [
             (value, label, value in services.LOCAL_APPROACHES) for value, label in Approach.choices
         ],
-        "model_bases": base_model_catalogue(),
+        # Only what a worker here can load: the built-in model, then the user's registered versions and
+        # finished jobs (a hub id is still accepted typed by hand, where a worker has it cached).
+        "model_bases": _loadable_bases(request.user),
     }
     experiments = selectors.experiments_visible_to(request.user).order_by("-created_at")[:100]
     return render(
@@ -307,6 +308,11 @@ def config_new(request):
         "config_form.html",
         {"datasets": datasets, "form": form, "form_json": form, "experiments": experiments},
     )
+
+
+def _loadable_bases(user) -> list[dict]:
+    choices = model_choices(user)  # versions, finished jobs, then the built-in model
+    return [choices[-1], *choices[:-1]]
 
 
 @dashboard

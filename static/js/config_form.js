@@ -20,14 +20,37 @@
     }
     return out;
   }
+  // Advanced options: sent only when set, so the server's defaults apply otherwise.
+  function advanced(out) {
+    const el = form.elements;
+    const modules = el.target_modules.value.split(",").map((t) => t.trim()).filter(Boolean);
+    if (modules.length) out.target_modules = modules;
+    if (el.max_steps.value !== "") out.max_steps = Number(el.max_steps.value);
+    if (el.logging_steps.value !== "" && Number(el.logging_steps.value) !== 1) out.logging_steps = Number(el.logging_steps.value);
+    if (el.gradient_checkpointing.checked) out.gradient_checkpointing = true;
+    return out;
+  }
   function payload() {
-    return {
-      dataset_id: form.elements.dataset_id.value,
-      model_base: form.elements.model_base.value.trim(),
-      approach: form.elements.approach.value,
-      template: form.elements.template.value || null,
-      hyperparams: hyperparams(),
+    const el = form.elements;
+    const body = {
+      dataset_id: el.dataset_id.value,
+      model_base: el.model_base.value.trim(),
+      approach: el.approach.value,
+      template: el.template.value || null,
+      hyperparams: advanced(hyperparams()),
     };
+    const checkpointing = {};
+    if (el.save_steps.value !== "") checkpointing.save_steps = Number(el.save_steps.value);
+    if (el.save_total_limit.value !== "") checkpointing.save_total_limit = Number(el.save_total_limit.value);
+    if (Object.keys(checkpointing).length) body.checkpointing = checkpointing;
+    if (el.early_stopping.checked) {
+      body.early_stopping = {
+        metric: el.early_stopping_metric.value,
+        patience: Number(el.early_stopping_patience.value),
+        min_delta: Number(el.early_stopping_min_delta.value),
+      };
+    }
+    return body;
   }
   function showError(message) { errorBox.textContent = message || ""; errorBox.hidden = !message; }
   function validate() {
@@ -38,6 +61,15 @@
     }
     if (first) showError((first.labels[0] ? first.labels[0].textContent.trim() : first.name) + ": " + first.validationMessage);
     return first;
+  }
+
+  // "0.000202B params" reads as "202k params"; "7.24B params" stays.
+  function readableParams(text) {
+    return text.replace(/(\d+(?:\.\d+)?(?:e[-+]?\d+)?)B params/, (match, n) => {
+      const v = Number(n) * 1e9;
+      const [d, unit] = v >= 1e9 ? [1e9, "B"] : v >= 1e6 ? [1e6, "M"] : v >= 1e3 ? [1e3, "k"] : [1, ""];
+      return Number((v / d).toPrecision(3)) + unit + " params";
+    });
   }
 
   let timer = null;
@@ -58,7 +90,13 @@
     for (const field of ["gpu_memory", "training_time", "estimated_cost", "recommended_gpu", "training_device", "time_source"]) {
       document.getElementById("est-" + field).textContent = data.estimate[field] ?? "—";
     }
-    document.getElementById("est-basis").textContent = data.estimate.basis || "";
+    document.getElementById("est-basis").textContent = readableParams(data.estimate.basis || "");
+    // A configuration no known GPU holds is said in words, next to the Start button.
+    const warning = document.getElementById("est-warning");
+    const plan = data.estimate.plan;
+    warning.hidden = !(plan && plan.fits === false);
+    warning.textContent = warning.hidden ? "" :
+      "No known GPU can hold this configuration (" + data.estimate.gpu_memory + " needed): lower the batch size or the sequence length, or turn on gradient checkpointing.";
   }
   form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(estimate, 300); });
   form.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(estimate, 100); });

@@ -394,3 +394,24 @@ def runs_compare(*, user, job_ids: list[str]) -> dict:
         "metrics": metrics,
         "differing": [p["name"] for p in parameters if p["differs"]],
     }
+
+
+def checkpoint_best(checkpoints: list) -> tuple[object | None, str]:
+    """The best of a job's checkpoints, by the rule the workflow page uses: the one the Trainer marked
+    (best by the early-stopping metric); else the lowest val_loss (or loss) among the scored ones; else
+    the latest. Returns (checkpoint or None, how it was chosen)."""
+    best = next((c for c in checkpoints if c.is_best), None)
+    if best is not None:
+        return best, "best by the early-stopping metric"
+    if not checkpoints:
+        return None, ""
+
+    def score(c):
+        metrics = c.metrics or {}
+        return metrics.get("val_loss", metrics.get("loss"))
+
+    scored = [c for c in checkpoints if isinstance(score(c), int | float)]
+    if scored:
+        best = min(scored, key=score)
+        return best, "lowest val_loss" if "val_loss" in (best.metrics or {}) else "lowest loss"
+    return checkpoints[-1], "latest"

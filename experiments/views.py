@@ -130,6 +130,11 @@ def job_detail(request, job_id: str):
     except NotFound as exc:
         raise Http404(str(exc)) from None
     checkpoints = list(job.checkpoints.order_by("step"))
+    # The best checkpoint by the workflow page's rule, once the job has finished (while it runs, only
+    # the one the Trainer marked).
+    best, best_by = selectors.checkpoint_best(
+        checkpoints if job.is_terminal else [c for c in checkpoints if c.is_best]
+    )
     overview = _job_overview(job)
     return render(
         request,
@@ -139,6 +144,8 @@ def job_detail(request, job_id: str):
             "job_json": {**selectors.job_to_dict(job), **_job_page_extras(job, overview)},
             "config": job.config,
             "checkpoints": checkpoints,
+            "best_step": best.step if best is not None else None,
+            "best_by": best_by,
             # Resume continues a stopped run; a succeeded job has nothing left to resume.
             "can_resume": job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and bool(checkpoints),
             "version": job.model_versions.order_by("-created_at").first(),

@@ -108,8 +108,11 @@ def model_detail(request, model_id: str):
 def version_detail(request, model_id: str, version: str):
     found = _version_or_404(request, model_id, version)
     detail = selectors.model_version_detail(found)
-    for h in detail["history"]:
+    for h, transition in zip(detail["history"], found.transitions.all(), strict=False):
         h["when_at"] = _when(h.get("when"))
+        # the four-eyes record of a production promotion: who signed off and who promoted
+        four_eyes = [i for i in transition.gate or [] if i.get("key") == "second_person_signoff"]
+        h["four_eyes"] = four_eyes[0].get("detail", "") if four_eyes else ""
         # the first row registers the version: it came from nowhere, not from "Unstaged"
         registered = h["from_stage"] == h["to_stage"]
         h["from_label"] = "—" if registered else STAGE_LABELS.get(h["from_stage"], h["from_stage"])

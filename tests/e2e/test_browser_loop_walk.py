@@ -247,6 +247,10 @@ def test_a_browser_only_user_walks_the_whole_loop(page, browser, walk_platform, 
     page.click("#to-production")
     errors = page.locator(".messages li.error")
     assert page.text_content("#stage") == "Production", errors.all_inner_texts()
+    promoted = page.locator("#history tbody tr").last
+    assert promoted.locator("[data-role=four-eyes]").inner_text() == (
+        "signed off by admin, walk-ada; promoted by admin"
+    )  # the second sign-off is recorded with the promotion
     _shot(page, "6-promoted")
 
     # 6b. export it (merged) and download the archive

@@ -5,7 +5,7 @@
 Production mode (tests/platform.py `production_web`: PostgreSQL, Redis), one web process per variant, all
 up at once on the same database: daphne as the tests start it, uvicorn as `make web` starts it
 (`t4dm_up --server uvicorn`), each with `T4DM_FAST_INGEST` 0 and 1 (a variant is
-server:T4DM_FAST_INGEST[:T4DM_INGEST_BROADCAST_WINDOW_MS]). Each round runs every variant (the
+server:T4DM_FAST_INGEST[:T4DM_INGEST_BROADCAST_WINDOW_MS[:T4DM_INGEST_SYNCHRONOUS_COMMIT]]). Each round runs every variant (the
 order reversed every other round): 4 clients, each with its own fresh job and job token, post
 `--requests` one-step (2-point) batches, then 4 × 1,000-point batches; the server's CPU time
 (process and children, psutil) is read before and after. Prints req/s, points/s and CPU ms per request;
@@ -100,12 +100,13 @@ def main() -> None:
     try:
         env, servers = dict(platform.env), {}
         for variant in variants:
-            server, fast, *window = variant.split(":")
+            server, fast, window, commit = [*variant.split(":"), "20", "on"][:4]
             port = str(free_port())
             platform.env = {
                 **env,
                 "T4DM_FAST_INGEST": fast,
-                "T4DM_INGEST_BROADCAST_WINDOW_MS": (window or ["20"])[0],
+                "T4DM_INGEST_BROADCAST_WINDOW_MS": window,
+                "T4DM_INGEST_SYNCHRONOUS_COMMIT": commit,
             }
             platform.spawn(*web_command(server, "127.0.0.1", port, data / f"access-{variant}.log"),
                            log=data / f"{variant}.log")  # fmt: skip

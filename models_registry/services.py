@@ -70,8 +70,15 @@ def semver_key(version: str) -> tuple[int, int, int]:
     return tuple(int(part) for part in match.groups()) if match else (-1, -1, -1)
 
 
+DATA_FILE_EXTENSIONS = {"jsonl", "json", "csv", "tsv", "parquet", "txt", "gz", "zip"}
+
+
 def default_model_id(job: TrainingJob) -> str:
-    slug = slugify(job.config.dataset_version.dataset.name) or "model"
+    name = job.config.dataset_version.dataset.name
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and extension.lower() in DATA_FILE_EXTENSIONS:  # "support.jsonl" → "support"
+        name = stem
+    slug = slugify(name) or "model"
     return slug if slug.startswith("t4dm-") else f"t4dm-{slug}"
 
 

@@ -50,7 +50,11 @@
     });
     let data = {};
     try { data = await response.json(); } catch (e) { /* an empty or non-JSON answer */ }
-    if (!response.ok) throw new Error((data.error && data.error.message) || "request failed (" + response.status + ")");
+    if (!response.ok) {
+      const failure = new Error((data.error && data.error.message) || "request failed (" + response.status + ")");
+      failure.code = data.error && data.error.code;
+      throw failure;
+    }
     return data;
   }
 
@@ -66,7 +70,13 @@
         fix_formatting: form.fix_formatting.checked,
       });
       open(result.version);
-    } catch (e) { fail(e.message); message.textContent = ""; }
+    } catch (e) {
+      if (e.code === "nothing_to_clean") {  // not a failure: the data is already clean (a notice, not red)
+        busy(false); progress.hidden = true; message.textContent = e.message;
+        return;
+      }
+      fail(e.message); message.textContent = "";
+    }
   });
 
   document.getElementById("augment-form").addEventListener("submit", async (event) => {

@@ -149,3 +149,12 @@ def test_auto_version_off_creates_nothing(make_config, succeeded_job, settings):
     settings.T4DM_VERSIONING = {"auto_version": False}
     assert model_version_auto_create(job=succeeded_job(make_config())) is None
     assert not ModelVersion.objects.exists()
+
+
+def test_the_automatic_model_id_leaves_out_the_data_file_extension(make_config, succeeded_job):
+    """A dataset uploaded as "support.jsonl" names its model t4dm-support, not t4dm-supportjsonl."""
+    job = succeeded_job(make_config())
+    dataset = job.config.dataset_version.dataset
+    dataset.name = "Support Tickets.JSONL"
+    dataset.save(update_fields=["name"])
+    assert model_version_auto_create(job=job).model_id == "t4dm-support-tickets"

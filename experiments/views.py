@@ -229,7 +229,8 @@ def experiments_list(request):
     runs = selectors.job_runs(user=request.user, **params).select_related("experiment")
     total = runs.count()
     start = (page - 1) * RUNS_PAGE_SIZE
-    jobs = selectors.job_runs_page(runs, sort=sort, start=start, size=RUNS_PAGE_SIZE)
+    grouped = request.GET.get("group") == "experiment"
+    jobs = selectors.job_runs_page(runs, sort=sort, start=start, size=RUNS_PAGE_SIZE, by_experiment=grouped)
     summaries = selectors.job_metric_summaries(jobs=jobs, keys=metric_keys)
     evaluated = selectors.job_evaluation_metrics(jobs=jobs)
     for job in jobs:  # a key the training never logged may be an evaluation's (accuracy)
@@ -250,8 +251,12 @@ def experiments_list(request):
     ]
     # Each metric: its final value and its best one (min where lower is better, else max).
     columns = [c for k in metric_keys for c in ((k, "final"), (k, _best_stat(k)))]
-    for row in rows:
+    for i, row in enumerate(rows):
         row["cells"] = [row["metrics"].get(k, {}).get(stat) for k, stat in columns]
+        # Grouped by experiment: a heading row before each experiment's first run on the page.
+        row["group_start"] = grouped and (
+            i == 0 or rows[i - 1]["job"].experiment_id != row["job"].experiment_id
+        )
     return render(
         request,
         "experiments_list.html",
@@ -270,6 +275,8 @@ def experiments_list(request):
             "hp_keys": hp_keys,
             "hp_requested": ",".join(requested_hp),
             "sort": sort,
+            "grouped": grouped,
+            "column_count": 9 + len(hp_keys) + len(columns),
             "query": request.GET.urlencode(),
         },
     )

@@ -379,6 +379,14 @@ def training_flops(shape: ModelShape, approach: str, hp: dict[str, Any], tokens:
     return (per_token + attention) * tokens
 
 
+def fmt_params(n: float) -> str:
+    """A parameter count as people write it: 8.03B, 124M, 202k (never 0.000202B)."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return str(int(n))
+
+
 def fmt_hours(hours: float) -> str:
     if hours < 1 / 60:
         seconds = max(1, round(hours * 3600))
@@ -749,7 +757,7 @@ def estimate(
         "trainable_parameters": trainable_params(shape, approach, hp),
         "tokens_per_sec": rate,
         "training_hours": hours,
-        "basis": f"{shape.total_params / 1e9:.3g}B params from {shape.source}; {approach}"
+        "basis": f"{fmt_params(shape.total_params)} params from {shape.source}; {approach}"
         f"{' (' + recipe + ')' if approach == 'full' else ''}; "
         f"batch {hp.get('batch_size')} × {hp.get('max_seq_length')} tokens; "
         f"{train_tokens} train tokens × {epochs:g} epochs; " + time_source,

@@ -371,21 +371,10 @@ def workflow_retry(*, workflow: Workflow, hyperparams: dict | None = None) -> Wo
 
 
 def _best_checkpoint(job: TrainingJob, result: dict | None) -> dict | None:
-    """The Trainer's best checkpoint when it tracked one; else the lowest-loss saved checkpoint."""
-    checkpoints = list(job.checkpoints.order_by("step"))
-    best = next((c for c in checkpoints if c.is_best), None)
-    how = "best by the early-stopping metric"
-    if best is None and checkpoints:
-        scored = [
-            c
-            for c in checkpoints
-            if isinstance((c.metrics or {}).get("val_loss", (c.metrics or {}).get("loss")), int | float)
-        ]
-        if scored:
-            best = min(scored, key=lambda c: c.metrics.get("val_loss", c.metrics.get("loss")))
-            how = "lowest val_loss" if "val_loss" in best.metrics else "lowest loss"
-        else:
-            best, how = checkpoints[-1], "latest"
+    """The best checkpoint by the one rule the job page and the API use (selectors.checkpoint_best)."""
+    from experiments.selectors import checkpoint_best
+
+    best, how = checkpoint_best(list(job.checkpoints.order_by("step")))
     if best is None:
         return None
     return {

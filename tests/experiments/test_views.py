@@ -123,6 +123,18 @@ def test_the_compare_page_highlights_the_differing_parameter(client, demo_config
     assert "(-0.5000)" in html  # the loss delta against the first run
 
 
+def test_the_compare_page_writes_settings_as_people_read_them(client, demo_config, job):
+    """Lists and booleans showed as Python text (['q_proj', 'v_proj'], False) (issue 19 audit)."""
+    other = _second_job(demo_config, learning_rate=1e-3)
+    html = (
+        _login(client, job.owner)
+        .get("/experiments/compare/", {"jobs": f"{job.public_id},{other.public_id}"})
+        .content.decode()
+    )
+    table = html.split('<tr class="', 1)[1].split("</table>", 1)[0]
+    assert "[&#x27;" not in table and "[" not in table and ">False<" not in table and ">True<" not in table
+
+
 def test_the_compare_page_needs_two_to_ten_runs(client, job):
     response = _login(client, job.owner).get("/experiments/compare/", {"jobs": job.public_id})
     assert response.status_code == 400 and b"pick 2 to 10 runs" in response.content

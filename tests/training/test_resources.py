@@ -208,3 +208,10 @@ def test_cpu_only_workers_get_no_gpu_time():
     assert h200["training_time"].endswith("on H200-141GB")
     # the plan still names the smallest GPU that holds the job
     assert h200["recommended_gpu"] == "T4-16GB"
+
+
+def test_the_basis_writes_parameter_counts_as_people_do():
+    """The estimate's basis said "0.000202B params" for the tiny model (issue 19)."""
+    from experiments.training.resources import fmt_params
+
+    assert [fmt_params(n) for n in (8.03e9, 124_000_000, 202_000, 512)] == ["8.03B", "124M", "202k", "512"]

@@ -71,6 +71,7 @@ def config_create(request, payload: ConfigIn):
     config = services.training_config_create(
         owner=request.auth,
         dataset_id=payload.dataset_id,
+        dataset_version=payload.dataset_version,
         model_base=payload.model_base,
         approach=payload.approach,
         hyperparams=payload.hyperparams,

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 
 from datasets_app.models import DatasetVersion
-from datasets_app.selectors import dataset_version_latest
+from datasets_app.selectors import dataset_version_get, dataset_version_latest
 from experiments.estimate import estimate_for, registered_workers
 from experiments.models import (
     Approach,
@@ -20,7 +20,7 @@ from experiments.models import (
 )
 from experiments.training import spec as training_spec
 from t4dm_site import finetune_config
-from t4dm_site.errors import InvalidInput
+from t4dm_site.errors import InvalidInput, NotFound
 
 TINY_MODEL_NAME = "t4dm-tiny"
 
@@ -203,6 +203,24 @@ def _checkpointing(value: dict | None, *, has_validation: bool) -> dict:
     return settings_.to_dict()
 
 
+def _dataset_version(*, owner, dataset_id: str, number: int | None) -> DatasetVersion:
+    """The version a config trains on: the given number of a visible dataset, or its latest."""
+    if number is None:
+        return dataset_version_latest(user=owner, dataset_id=dataset_id)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise InvalidInput(
+            "dataset_version: must be a version number (1, 2, ...)", details={"param": "dataset_version"}
+        )
+    latest = dataset_version_latest(user=owner, dataset_id=dataset_id)  # the dataset's own 404 first
+    try:
+        return dataset_version_get(user=owner, dataset_id=dataset_id, number=number)
+    except NotFound as exc:
+        raise NotFound(
+            f"dataset_version: {dataset_id} has no version {number} (its latest is version {latest.number})",
+            details={"param": "dataset_version"},
+        ) from exc
+
+
 def _has_validation(version: DatasetVersion) -> bool:
     return bool((version.splits or {}).get("validation", {}).get("rows"))
 
@@ -233,17 +251,23 @@ def training_config_create(
     early_stopping: dict | None = None,
     checkpointing: dict | None = None,
     queue: str | None = None,
+    dataset_version: int | None = None,
 ) -> TrainingConfig:
     """configure_training: resolve defaults and a template, validate against the model and the
-    hardware, estimate resources, store."""
+    hardware, estimate resources, store. dataset_version: the version number to train on (None: the
+    dataset's latest); the config records the version it used."""
     approach = approach or default_approach()
-    version = dataset_version_latest(user=owner, dataset_id=dataset_id)
+    version = _dataset_version(owner=owner, dataset_id=dataset_id, number=dataset_version)
     if version.task_type == "preference":
         raise InvalidInput(
             f"{dataset_id} is a preference dataset (prompt/chosen/rejected): preference tuning (DPO) is not "
             "available yet; train on a chat, instruction, completion or classification dataset"
         )
     base_path = resolve_model_base(model_base, user=owner)
+    if approach in LOCAL_APPROACHES:
+        from experiments.model_refs import base_model_check_loadable
+
+        base_model_check_loadable(name=model_base, resolved=base_path, user=owner)
     hyperparameters = hyperparameters_resolve(
         template, hyperparams, approach=approach, task_type=version.task_type
     )

@@ -296,6 +296,33 @@ def base_model_resolve(*, user, name: str | None, field: str = "model_base") -> 
     return model_resolve(user=user, ref=name, field=field).path
 
 
+def hub_models_enabled() -> bool:
+    """Whether workers here may download a base model from the Hugging Face hub: settings.HUB_MODELS
+    (env T4DM_HUB_MODELS, off by default) and not HF_HUB_OFFLINE."""
+    import os
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(getattr(settings, "HUB_MODELS", False)) and not offline
+
+
+def base_model_check_loadable(*, name: str, resolved: str, user) -> None:
+    """Refuse (400) a base model for local training that only the hub has, when workers cannot reach
+    the hub: the job would otherwise fail on the worker a minute later with a raw OSError."""
+    if Path(resolved).is_absolute() or hub_models_enabled():
+        return  # a built-in, a model-root folder, a job, checkpoint or version: on this server
+    folders = sorted(
+        p.name for root in _configured_roots() if root.is_dir() for p in root.iterdir() if is_model_folder(p)
+    )
+    usable = [*builtin_models(), *folders[:20]]
+    raise InvalidInput(
+        f"model_base: {name} is a Hugging Face hub id and the workers here cannot download models "
+        "(T4DM_HUB_MODELS is off or HF_HUB_OFFLINE=1); train on one of: "
+        f"{', '.join(usable)}, a finished job (job-001), a checkpoint (job-001/step-40) or a registered "
+        "version (model_id@1.0.0)",
+        details={"param": "model_base", "usable": usable},
+    )
+
+
 def base_model_or_none(*, user, name: str | None) -> str | None:
     """`base_model_resolve`, or None where the base is not the user's to use (e.g. a config stored
     before this resolver existed): callers then have nothing to run for it."""

@@ -38,6 +38,7 @@ class CheckpointingIn(Schema):
 class ConfigIn(Schema):
     model_base: str = Field(..., min_length=1, max_length=300)
     dataset_id: str
+    dataset_version: int | None = None  # a version number of the dataset; None: its latest
     approach: str | None = None  # None: the finetune configuration file's default_approach
     # Checked by experiments/training/spec.py (the engine reads jobs with the same module): a bad value
     # is a 400 whose message and details.param name the field, e.g. "hyperparameters.logging_steps".
@@ -59,6 +60,7 @@ class ConfigOut(Schema):
     estimated_time: str
     estimated_cost: str
     dataset_id: str
+    dataset_version: int  # the version number the config trains on
     experiment_id: str
     estimate: dict[str, Any]
     early_stopping: dict[str, Any] | None

@@ -80,6 +80,7 @@ def config_to_dict(config: TrainingConfig) -> dict:
         "estimated_time": estimate.get("training_time", "unknown"),
         "estimated_cost": estimate.get("estimated_cost", "unknown"),
         "dataset_id": config.dataset_version.dataset.public_id,
+        "dataset_version": config.dataset_version.number,
         "experiment_id": config.experiment.public_id,
         "estimate": estimate,
         "early_stopping": config.early_stopping,

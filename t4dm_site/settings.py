@@ -396,6 +396,10 @@ MODEL_ROOTS = [
     for p in (env_str("T4DM_MODEL_ROOTS") or f"{TINY_MODEL_DIR}:{DATA_DIR / 'models'}").split(":")
     if p.strip()
 ]
+# Whether workers may download base models from the Hugging Face hub (experiments/model_refs.py
+# hub_models_enabled). Off by default: workers here have no network, so a hub id for local training is
+# refused at config creation (400 listing what can be used) instead of failing on the worker.
+HUB_MODELS = env_bool("T4DM_HUB_MODELS", False)
 # Evaluations run on a worker with database access; by default the training queue (the embedded worker).
 EVAL_QUEUE = env_str("T4DM_EVAL_QUEUE") or CELERY_TASK_DEFAULT_QUEUE
 

@@ -34,6 +34,7 @@
     const el = form.elements;
     const body = {
       dataset_id: el.dataset_id.value,
+      dataset_version: el.dataset_version.value ? Number(el.dataset_version.value) : null,
       model_base: el.model_base.value.trim(),
       approach: el.approach.value,
       template: el.template.value || null,
@@ -98,6 +99,24 @@
     warning.textContent = warning.hidden ? "" :
       "No known GPU can hold this configuration (" + data.estimate.gpu_memory + " needed): lower the batch size or the sequence length, or turn on gradient checkpointing.";
   }
+  // The chosen dataset's versions, newest first (GET /api/v1/datasets/{id}/versions); the latest is selected.
+  const versionSelect = form.elements.dataset_version;
+  async function loadVersions() {
+    const datasetId = form.elements.dataset_id.value;
+    if (!datasetId) { versionSelect.replaceChildren(); return; }
+    const response = await fetch("/api/v1/datasets/" + encodeURIComponent(datasetId) + "/versions", { credentials: "same-origin" });
+    if (!response.ok || form.elements.dataset_id.value !== datasetId) return;
+    const versions = (await response.json()).sort((a, b) => b.version - a.version);
+    versionSelect.replaceChildren(...versions.map((v, i) => {
+      const parts = i === 0 ? ["latest"] : [];
+      if (v.origin) parts.push(v.origin);
+      if (v.statistics && v.statistics.total_samples != null) parts.push(v.statistics.total_samples + " rows");
+      const label = "v" + v.version + (parts.length ? " (" + parts.join(", ") + ")" : "");
+      return new Option(label, String(v.version), i === 0, i === 0);
+    }));
+  }
+  form.elements.dataset_id.addEventListener("change", loadVersions);
+  loadVersions();
   form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(estimate, 300); });
   form.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(estimate, 100); });
   estimate();

@@ -40,7 +40,11 @@ def test_a_bad_row_names_its_line_and_stores_nothing(api, researcher, artifact_r
     assert Dataset.objects.count() == 0
 
 
-def test_configure_training_returns_the_seed_shape_with_defaults(api, researcher, dataset_id):
+def test_configure_training_returns_the_seed_shape_with_defaults(
+    api, researcher, dataset_id, settings, monkeypatch
+):
+    settings.HUB_MODELS = True  # a hub id trains only where workers can download it (issue 19)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     response = api.post(researcher, "/configs", {"model_base": "llama-3-8b", "dataset_id": dataset_id})
     assert response.status_code == 201, response.content
     body = response.json()

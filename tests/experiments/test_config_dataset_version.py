@@ -70,3 +70,26 @@ def test_the_form_has_a_version_picker(client, researcher, two_versions):
     assert ">v2 (latest)<" in page
     versions = client.get(f"/api/v1/datasets/{two_versions[0].dataset.public_id}/versions").json()
     assert [v["version"] for v in versions] == [2, 1]  # what the form's script lists, newest first
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_the_form_trains_on_the_version_picked(page, live_server, transactional_db, researcher, two_versions):
+    v1, _ = two_versions
+    page.goto(live_server.url + "/login/")
+    page.fill("input[name=username]", "rita")
+    page.fill("input[name=password]", "pw-rita")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+    page.goto(live_server.url + "/configs/new/")
+    page.select_option("select[name=dataset_id]", v1.dataset.public_id)
+    page.wait_for_function("document.querySelectorAll('#dataset-version option').length === 2")
+    options = page.eval_on_selector_all("#dataset-version option", "os => os.map(o => [o.value, o.selected])")
+    assert options == [["2", True], ["1", False]], options  # newest first, the latest chosen
+    page.select_option("#dataset-version", "1")
+    page.screenshot(path="/tmp/t19/config_form_version.png", full_page=True)
+    page.click("#start-training")
+    page.wait_for_url("**/jobs/job-*/")
+    from experiments.models import TrainingJob
+
+    assert TrainingJob.objects.order_by("pk").last().config.dataset_version == v1

@@ -310,10 +310,10 @@ def base_model_check_loadable(*, name: str, resolved: str, user) -> None:
     the hub: the job would otherwise fail on the worker a minute later with a raw OSError."""
     if Path(resolved).is_absolute() or hub_models_enabled():
         return  # a built-in, a model-root folder, a job, checkpoint or version: on this server
-    folders = sorted(
-        p.name for root in _configured_roots() if root.is_dir() for p in root.iterdir() if is_model_folder(p)
-    )
-    usable = [*builtin_models(), *folders[:20]]
+    # only folders model_resolve accepts by name (inside their root after symlinks, holding a model)
+    names = {p.name for root in _configured_roots() if root.is_dir() for p in root.iterdir()}
+    folders = sorted(n for n in names if _named_folder(n) is not None)
+    usable = list(dict.fromkeys([*builtin_models(), *folders[:20]]))
     raise InvalidInput(
         f"model_base: {name} is a Hugging Face hub id and the workers here cannot download models "
         "(T4DM_HUB_MODELS is off or HF_HUB_OFFLINE=1); train on one of: "

@@ -187,7 +187,9 @@ def test_workflows_refuse_another_owners_folder_as_model_base(api, refs):
     assert not Workflow.objects.filter(owner=b).exists()
 
 
-def test_what_the_sharing_rule_and_the_roots_allow_is_still_accepted(api, refs, people, tiny_model_dir):
+def test_what_the_sharing_rule_and_the_roots_allow_is_still_accepted(
+    api, refs, people, tiny_model_dir, settings, monkeypatch
+):
     a, b, admin = refs["a"], refs["b"], people["admin"]
     dataset, root = refs["b_dataset"], refs["root"]
     allowed = [
@@ -210,7 +212,9 @@ def test_what_the_sharing_rule_and_the_roots_allow_is_still_accepted(api, refs, 
     assert api.post(admin, "/evaluations", {"model_path": refs["a_job"].public_id}).status_code == 202
     admin_by_path = api.post(admin, "/evaluations", {"model_path": refs["a_job"].final_model_path})
     assert admin_by_path.status_code == 404
-    # configs: a built-in, a hub id (checked by the worker), a folder in a model root
+    # configs: a built-in, a hub id (where workers can download it: T4DM_HUB_MODELS=1), a model-root folder
+    settings.HUB_MODELS = True
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     for base in ("t4dm-tiny", "meta-llama/Meta-Llama-3-8B", str(root / "shared-tiny")):
         response = api.post(b, "/configs", {"dataset_id": dataset, "model_base": base})
         assert response.status_code == 201, (base, response.json())

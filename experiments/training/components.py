@@ -213,6 +213,8 @@ def training_arguments(
     return TrainingArguments(
         output_dir=spec.output_dir,
         learning_rate=hp.learning_rate,
+        weight_decay=float(hp.weight_decay),
+        lr_scheduler_type=hp.lr_scheduler,
         # Packed: the Trainer hands over a whole optimizer step (batch_size × gradient_accumulation
         # samples) and PackedTrainer splits it into micro-batches by token budget.
         per_device_train_batch_size=hp.batch_size * (hp.gradient_accumulation if packing else 1),
@@ -232,7 +234,7 @@ def training_arguments(
         save_steps=checkpointing.save_steps,
         save_total_limit=1 if checkpointing.best_only else checkpointing.save_total_limit,
         eval_strategy="steps" if spec.has_validation else "no",
-        eval_steps=checkpointing.save_steps if spec.has_validation else None,
+        eval_steps=(hp.eval_steps or checkpointing.save_steps) if spec.has_validation else None,
         eval_on_start=spec.eval_on_start,
         load_best_model_at_end=spec.early_stopping is not None,
         metric_for_best_model=best_metric if wants_best else None,

@@ -54,6 +54,8 @@ SEED_HYPERPARAMETERS = (
     "max_seq_length",
     "seed",
 )
+# Learning-rate schedules (HF Trainer's lr_scheduler_type names), after the warmup.
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 # config.json keys that hold a model's longest sequence, by architecture family.
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 
@@ -161,6 +163,13 @@ class Hyperparameters:
     # data parallel (a whole copy per GPU); "auto" shards when the plan says one GPU does not hold
     # the job (resources.sharding, experiments/training/sharding.py).
     sharding: str = "auto"
+    # AdamW's decoupled weight decay (0 = none, the Trainer's default).
+    weight_decay: float = 0.0
+    # The learning-rate schedule after the warmup (LR_SCHEDULERS).
+    lr_scheduler: str = "linear"
+    # Evaluate on the validation split every this many steps; None = at each checkpoint (save_steps).
+    # With a best checkpoint tracked, save_steps must be a multiple of it (the Trainer's rule).
+    eval_steps: int | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -199,6 +208,16 @@ class Hyperparameters:
             _whole(where("max_steps"), merged["max_steps"], minimum=1)
         for name in ("warmup_ratio", "lora_dropout"):
             _fraction(where(name), merged[name])
+        decay = merged["weight_decay"]
+        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 <= decay <= 1:
+            raise SpecError(where("weight_decay"), f"must be a number in [0, 1], got {decay!r}")
+        if merged["lr_scheduler"] not in LR_SCHEDULERS:
+            raise SpecError(
+                where("lr_scheduler"),
+                f"unknown {merged['lr_scheduler']!r}; choose one of {', '.join(LR_SCHEDULERS)}",
+            )
+        if merged["eval_steps"] is not None:
+            _whole(where("eval_steps"), merged["eval_steps"], minimum=1)
         modules = merged["target_modules"]
         if not (isinstance(modules, list) and modules and all(isinstance(m, str) and m for m in modules)):
             raise SpecError(
@@ -418,6 +437,13 @@ class TrainingSpec:
         checkpointing = Checkpointing.from_dict(spec.get("checkpointing"))
         early_stopping = EarlyStopping.from_dict(spec.get("early_stopping"), task_type=task_type)
         check_validation_needs(checkpointing, early_stopping, has_validation=splits.validation is not None)
+        every = hyperparameters.eval_steps
+        if every is not None and splits.validation is not None and checkpointing.save_steps % every:
+            raise SpecError(
+                "hyperparameters.eval_steps",
+                f"checkpointing.save_steps ({checkpointing.save_steps}) must be a multiple of it (the best "
+                "checkpoint is chosen among evaluated steps)",
+            )
         warmup = spec.get("throughput_warmup_steps") or 1
         _whole("throughput_warmup_steps", warmup, minimum=1)
         attempt = spec.get("attempt")

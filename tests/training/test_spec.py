@@ -150,3 +150,58 @@ def test_the_spec_imports_neither_torch_nor_django() -> None:
     )
 
     assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"weight_decay": -0.1}, "hyperparameters.weight_decay"),
+        ({"weight_decay": "lots"}, "hyperparameters.weight_decay"),
+        ({"lr_scheduler": "wobbly"}, "hyperparameters.lr_scheduler"),
+        ({"eval_steps": 0}, "hyperparameters.eval_steps"),
+    ],
+)
+def test_the_training_forms_advanced_options_name_their_field(values: dict, field: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        Hyperparameters.from_dict(values)
+    assert raised.value.field == field
+
+
+def test_weight_decay_scheduler_and_eval_interval_reach_the_trainer(tmp_path) -> None:
+    """Issue 19's advanced options: weight decay, the LR schedule and the evaluation interval are
+    hyperparameters the engine hands to the Trainer (they were fixed before)."""
+    from experiments.training.components import training_arguments
+
+    spec = TrainingSpec.from_dict(
+        {
+            **BASE,
+            "output_dir": str(tmp_path),
+            "dataset": {"train": "/t", "validation": "/v"},
+            "hyperparameters": {"weight_decay": 0.05, "lr_scheduler": "cosine", "eval_steps": 5},
+            "checkpointing": {"save_steps": 20},
+        }
+    )
+    args = training_arguments(spec, use_bf16=False, on_gpu=False)
+    assert args.weight_decay == 0.05
+    assert getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type) == "cosine"
+    assert args.eval_steps == 5 and args.save_steps == 20
+    default = training_arguments(
+        TrainingSpec.from_dict(
+            {**BASE, "output_dir": str(tmp_path), "dataset": {"train": "/t", "validation": "/v"}}
+        ),
+        use_bf16=False,
+        on_gpu=False,
+    )
+    assert default.weight_decay == 0.0
+    assert getattr(default.lr_scheduler_type, "value", default.lr_scheduler_type) == "linear"
+    assert default.eval_steps == default.save_steps
+    with pytest.raises(SpecError) as raised:  # the best checkpoint is chosen among evaluated steps
+        TrainingSpec.from_dict(
+            {
+                **BASE,
+                "dataset": {"train": "/t", "validation": "/v"},
+                "hyperparameters": {"eval_steps": 7},
+                "checkpointing": {"save_steps": 20},
+            }
+        )
+    assert raised.value.field == "hyperparameters.eval_steps"

@@ -28,6 +28,9 @@
     if (el.max_steps.value !== "") out.max_steps = Number(el.max_steps.value);
     if (el.logging_steps.value !== "" && Number(el.logging_steps.value) !== 1) out.logging_steps = Number(el.logging_steps.value);
     if (el.gradient_checkpointing.checked) out.gradient_checkpointing = true;
+    if (el.weight_decay.value !== "") out.weight_decay = Number(el.weight_decay.value);
+    if (el.lr_scheduler.value !== "linear") out.lr_scheduler = el.lr_scheduler.value;
+    if (el.eval_steps.value !== "") out.eval_steps = Number(el.eval_steps.value);
     return out;
   }
   function payload() {

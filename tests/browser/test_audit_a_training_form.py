@@ -58,6 +58,9 @@ def test_advanced_options_reach_the_config_and_impossible_sizes_are_named(
     page.fill("input[name=target_modules]", "q_proj, v_proj")
     page.fill("input[name=max_steps]", "7")
     page.check("input[name=gradient_checkpointing]")
+    page.fill("input[name=weight_decay]", "0.01")
+    page.select_option("select[name=lr_scheduler]", "cosine")
+    page.fill("input[name=eval_steps]", "5")
     page.fill("input[name=save_steps]", "5")
     page.fill("input[name=save_total_limit]", "2")
     page.check("input[name=early_stopping]")
@@ -72,5 +75,6 @@ def test_advanced_options_reach_the_config_and_impossible_sizes_are_named(
         7,
         True,
     )
+    assert (hp["weight_decay"], hp["lr_scheduler"], hp["eval_steps"]) == (0.01, "cosine", 5)
     assert (config.checkpointing["save_steps"], config.checkpointing["save_total_limit"]) == (5, 2)
     assert (config.early_stopping["metric"], config.early_stopping["patience"]) == ("val_loss", 2)

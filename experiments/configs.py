@@ -296,10 +296,10 @@ def training_config_create(
         workers=registered_workers(),
     )
     with transaction.atomic():
-        if experiment is None:
-            experiment = Experiment.objects.create(
-                owner=owner, name=f"{model_base} on {version.dataset.name}"
-            )
+        if experiment is None:  # runs of one model on one dataset group under one automatic experiment
+            name = f"{model_base} on {version.dataset.name}"
+            experiment = Experiment.objects.filter(owner=owner, name=name).order_by("-pk").first()
+            experiment = experiment or Experiment.objects.create(owner=owner, name=name)
         return TrainingConfig.objects.create(
             owner=owner,
             experiment=experiment,

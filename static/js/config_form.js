@@ -135,6 +135,9 @@
     const name = form.elements.experiment_name.value.trim();
     const tags = form.elements.experiment_tags.value.split(",").map((t) => t.trim()).filter(Boolean);
     if (!name && !tags.length) return null;
+    // A name you already use joins that experiment instead of making a second one of the same name.
+    const same = [...choice.options].find((o) => o.value && (o.dataset.name || "").trim().toLowerCase() === name.toLowerCase());
+    if (name && same) return same.value;
     const dataset = form.elements.dataset_id.selectedOptions[0];
     const fallback = form.elements.model_base.value.trim() + " on " + (dataset ? dataset.textContent.split(" · ")[1].split(" (")[0] : "data");
     const response = await window.t4dm.request("POST", "/api/v1/experiments", { name: name || fallback, tags });

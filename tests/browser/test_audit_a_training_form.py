@@ -78,3 +78,19 @@ def test_advanced_options_reach_the_config_and_impossible_sizes_are_named(
     assert (hp["weight_decay"], hp["lr_scheduler"], hp["eval_steps"]) == (0.01, "cosine", 5)
     assert (config.checkpointing["save_steps"], config.checkpointing["save_total_limit"]) == (5, 2)
     assert (config.early_stopping["metric"], config.early_stopping["patience"]) == ("val_loss", 2)
+
+
+def test_a_new_experiment_named_like_an_existing_one_joins_it(
+    page, live_server, transactional_db, demo_config
+):
+    """Typing the name of an experiment you already have made a second one of the same name."""
+    from experiments.models import Experiment, TrainingJob
+
+    _log_in(page, live_server.url)
+    page.goto(live_server.url + "/configs/new/")
+    page.wait_for_function("document.getElementById('est-training_device').textContent !== '—'")
+    page.fill("input[name=experiment_name]", demo_config.experiment.name.upper())
+    page.click("#start-training")
+    page.wait_for_url("**/jobs/job-*/")
+    assert TrainingJob.objects.order_by("pk").last().config.experiment_id == demo_config.experiment_id
+    assert Experiment.objects.filter(name__iexact=demo_config.experiment.name).count() == 1

@@ -97,3 +97,23 @@ def test_the_training_form_asks_for_a_run_name_and_tags_and_sends_them(client, r
     assert 'name="run_name"' in html and 'name="run_tags"' in html
     script = (Path(__file__).resolve().parents[2] / "static" / "js" / "config_form.js").read_text()
     assert "runFields(configData.config_id)" in script
+
+
+def test_configs_without_an_experiment_group_under_one_automatic_experiment(researcher, demo_config):
+    """Every submission made its own experiment with the same automatic name, so experiments did not
+    group runs (issue 19); a second config of the same model on the same dataset joins the first's,
+    while another person's runs stay in their own."""
+    from experiments.services import training_config_create
+
+    again = training_config_create(
+        owner=researcher,
+        dataset_id=demo_config.dataset_version.dataset.public_id,
+        model_base="t4dm-tiny",
+        approach="lora",
+        hyperparams={"learning_rate": 1e-3, "epochs": 1},
+    )
+    assert again.experiment_id == demo_config.experiment_id
+    assert demo_config.experiment.name == f"t4dm-tiny on {demo_config.dataset_version.dataset.name}"
+    from experiments.models import Experiment
+
+    assert Experiment.objects.filter(owner=researcher, name=demo_config.experiment.name).count() == 1

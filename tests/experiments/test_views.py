@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 
@@ -74,6 +75,22 @@ def test_the_job_page_shows_charts_checkpoints_and_a_resume_button(client, job):
     assert 'title="the job becomes a model version when it succeeds"' in html  # no version: disabled
     assert 'id="resume-job" disabled' in html  # succeeded: nothing to resume (issue 19)
     assert "The job finished: nothing to resume" in html
+
+
+def test_the_job_page_says_when_the_job_started_and_finished(client, job):
+    """The job page showed no start or finish time (issue 19 audit)."""
+    from datetime import datetime
+
+    queued = _login(client, job.owner).get(f"/jobs/{job.public_id}/").content.decode()
+    assert 'id="ov-started"' in queued and "not yet (queued" in queued and 'id="ov-finished"' not in queued
+    type(job).objects.filter(pk=job.pk).update(
+        started_at=datetime(2026, 12, 5, 9, 30, tzinfo=UTC),
+        finished_at=datetime(2026, 12, 5, 9, 42, tzinfo=UTC),
+        status="succeeded",
+    )
+    html = client.get(f"/jobs/{job.public_id}/").content.decode()
+    assert '<time datetime="2026-12-05T09:30:00+00:00">2026-12-05 09:30</time>' in html
+    assert '<dd id="ov-finished"><time datetime="2026-12-05T09:42:00+00:00">2026-12-05 09:42</time>' in html
 
 
 def test_the_overview_shows_active_jobs_and_dataset_problems(client, job):

@@ -63,7 +63,9 @@ def test_set_up_a_human_evaluation_and_rate_it_with_the_guides(page, browser, li
     rater.wait_for_selector("#rate-item:not([hidden])")
     accuracy = rater.locator("fieldset[data-criterion=accuracy]")
     assert accuracy.locator(".guide").inner_text() == "Every fact in the answer is right"
-    assert accuracy.locator(".scale .anchor.low").inner_text() == "1 = mostly wrong"  # beside the scale (9da70f0)
+    assert (
+        accuracy.locator(".scale .anchor.low").inner_text() == "1 = mostly wrong"
+    )  # beside the scale (9da70f0)
     assert accuracy.locator(".scale .anchor.high").inner_text() == "5 = all correct"
     assert rater.locator("fieldset[data-criterion=helpfulness] .guide").count() == 0
     rater.screenshot(path=str(SHOTS / "human_eval_rate_guides.png"), full_page=True)

@@ -324,9 +324,14 @@ def config_new(request):
     )
 
 
-def _loadable_bases(user) -> list[dict]:
+def loadable_bases(user) -> list[dict]:
+    """Base models the training and workflow forms offer: those a worker here loads (the built-in
+    model first, then the user's versions and finished runs), never the estimator's hub names."""
     choices = model_choices(user)  # versions, finished jobs, then the built-in model
     return [choices[-1], *choices[:-1]]
+
+
+_loadable_bases = loadable_bases
 
 
 @dashboard

@@ -8,9 +8,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from datasets_app.selectors import datasets_visible_to
-from experiments.model_refs import base_model_catalogue
 from experiments.models import Approach
 from experiments.services import LOCAL_APPROACHES, TEMPLATES
+from experiments.views import loadable_bases
 from experiments.workflows import selectors, services
 from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.pages import dashboard
@@ -29,7 +29,7 @@ def _form_context(request, *, values: dict | None = None, error: str | None = No
         "datasets": datasets,
         "approaches": [(v, label) for v, label in Approach.choices if v in LOCAL_APPROACHES],
         "templates": list(TEMPLATES),
-        "model_bases": base_model_catalogue(),
+        "model_bases": [c["ref"] for c in loadable_bases(request.user)],
         "demo_hyperparams": services.DEMO_HYPERPARAMETERS,
         "values": values or {},
         "error": error,

@@ -8,6 +8,7 @@ from experiments.models import (
     JobEvent,
     MetricPoint,
     MetricRollup,
+    SavedRunsView,
     TrainingConfig,
     TrainingJob,
     Worker,
@@ -21,6 +22,12 @@ class ExperimentAdmin(admin.ModelAdmin):
     list_display = ["public_id", "name", "owner", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["name", "notes", "owner__username"]
+
+
+@admin.register(SavedRunsView)
+class SavedRunsViewAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "query", "updated_at"]
+    search_fields = ["name", "owner__username"]
 
 
 @admin.register(TrainingConfig)

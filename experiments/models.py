@@ -406,3 +406,20 @@ class WorkerThroughput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker.name} {self.size_class} {self.approach} on {self.device}: {self.tokens_per_sec:.0f} tokens/s"
+
+
+class SavedRunsView(models.Model):
+    """A name for a runs-table query (filters, columns, sort, grouping: the page's query string), kept
+    per account on the server so it follows its owner to any browser."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs_views")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="saved_runs_view_per_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} · {self.name}"

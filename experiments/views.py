@@ -20,6 +20,7 @@ from datasets_app.selectors import datasets_visible_to
 from experiments import selectors, services
 from experiments.demo import demo_job_start
 from experiments.models import Approach, JobStatus
+from experiments.saved_views import runs_view_delete, runs_view_save, runs_views_for
 from t4dm_site.access import visible
 from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.pages import dashboard
@@ -278,8 +279,40 @@ def experiments_list(request):
             "grouped": grouped,
             "column_count": 9 + len(hp_keys) + len(columns),
             "query": request.GET.urlencode(),
+            "saved_views": runs_views_for(request.user),
         },
     )
+
+
+@dashboard
+@require_POST
+def runs_view_save_action(request):
+    """Save the runs table's current query under a name (JSON in, the account's views out)."""
+    try:
+        payload = json.loads(request.body or b"{}")
+        runs_view_save(
+            owner=request.user, name=str(payload.get("name", "")), query=str(payload.get("query", ""))
+        )
+    except (ValueError, TypeError):
+        return JsonResponse(
+            {"error": {"code": "invalid_input", "message": "send JSON {name, query}"}}, status=400
+        )
+    except DomainError as exc:
+        return JsonResponse({"error": {"code": exc.code, "message": str(exc)}}, status=exc.status)
+    return JsonResponse({"views": runs_views_for(request.user)})
+
+
+@dashboard
+@require_POST
+def runs_view_delete_action(request):
+    try:
+        payload = json.loads(request.body or b"{}")
+        runs_view_delete(owner=request.user, name=str(payload.get("name", "")))
+    except (ValueError, TypeError):
+        return JsonResponse({"error": {"code": "invalid_input", "message": "send JSON {name}"}}, status=400)
+    except DomainError as exc:
+        return JsonResponse({"error": {"code": exc.code, "message": str(exc)}}, status=exc.status)
+    return JsonResponse({"views": runs_views_for(request.user)})
 
 
 @dashboard

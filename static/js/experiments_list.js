@@ -15,43 +15,43 @@
 })();
 
 // Saved views: a name for the current filters, columns, sort and grouping (the query string), kept per
-// account in this browser's localStorage; choosing one opens it.
+// account on the server (POST /experiments/views/save/ and /delete/); choosing one opens it.
 (function () {
   const box = document.getElementById("saved-views");
   if (!box) return;
-  const storageKey = "t4dm.runs.views." + box.dataset.user;
   const list = document.getElementById("saved-view-list");
   const nameInput = document.getElementById("saved-view-name");
-  const load = () => { try { return JSON.parse(localStorage.getItem(storageKey)) || {}; } catch (e) { return {}; } };
-  const store = (views) => localStorage.setItem(storageKey, JSON.stringify(views));
+  let views = JSON.parse(document.getElementById("saved-views-data").textContent || "[]");
   const here = () => { const q = new URLSearchParams(location.search); q.delete("page"); return q.toString(); };
   function fill() {
-    const views = load();
     list.length = 1;
-    for (const name of Object.keys(views).sort()) {
-      const option = new Option(name, name);
-      if (views[name] === here()) option.selected = true;
+    for (const view of views) {
+      const option = new Option(view.name, view.name);
+      if (view.query === here()) option.selected = true;
       list.add(option);
     }
   }
+  async function send(path, body) {
+    const response = await fetch("/experiments/views/" + path + "/", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": window.t4dm.csrf() },
+      body: JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) { alert((data.error && data.error.message) || "could not save the view"); return; }
+    views = data.views; fill();
+  }
   fill();
   list.addEventListener("change", () => {
-    const views = load();
-    if (list.value && list.value in views) location.search = views[list.value];
+    const view = views.find((v) => v.name === list.value);
+    if (view) location.search = view.query;
   });
   document.getElementById("saved-view-save").addEventListener("click", () => {
     const name = nameInput.value.trim();
     if (!name) { nameInput.focus(); return; }
-    const views = load();
-    views[name] = here();
-    store(views);
-    fill();
+    send("save", { name, query: here() });
   });
   document.getElementById("saved-view-delete").addEventListener("click", () => {
-    const views = load();
-    if (!list.value) return;
-    delete views[list.value];
-    store(views);
-    fill();
+    if (list.value) send("delete", { name: list.value });
   });
 })();

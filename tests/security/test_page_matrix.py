@@ -32,6 +32,9 @@ PAGE_POLICY = {
         "GET",
         {**DASHBOARD, "other": "ok", "owner": "ok", "admin": "ok"},
     ),  # 400: no runs named
+    # Saved runs views: per account (the fixture's form body is refused with a 400: past the role gate).
+    "runs-view-save": ("POST", ACTION),
+    "runs-view-delete": ("POST", ACTION),
     "config-new": ("GET", DASHBOARD),
     "config-estimate": ("POST", ACTION),
     "rating-queue": ("GET", LOGGED_IN),

@@ -284,35 +284,35 @@ def experiments_list(request):
     )
 
 
-@dashboard
-@require_POST
-def runs_view_save_action(request):
-    """Save the runs table's current query under a name (JSON in, the account's views out)."""
+def _runs_view_action(request, change) -> JsonResponse:
+    """A saved-view change from the runs page's script: JSON in, the account's views (or an error) out."""
     try:
-        payload = json.loads(request.body or b"{}")
-        runs_view_save(
-            owner=request.user, name=str(payload.get("name", "")), query=str(payload.get("query", ""))
-        )
-    except (ValueError, TypeError):
-        return JsonResponse(
-            {"error": {"code": "invalid_input", "message": "send JSON {name, query}"}}, status=400
-        )
+        change(json.loads(request.body or b"{}"))
+    except (ValueError, TypeError, AttributeError):
+        return JsonResponse({"error": {"code": "invalid_input", "message": "send a JSON object"}}, status=400)
     except DomainError as exc:
         return JsonResponse({"error": {"code": exc.code, "message": str(exc)}}, status=exc.status)
     return JsonResponse({"views": runs_views_for(request.user)})
+
+
+@dashboard
+@require_POST
+def runs_view_save_action(request):
+    """Save the runs table's current query under a name."""
+    return _runs_view_action(
+        request,
+        lambda p: runs_view_save(
+            owner=request.user, name=str(p.get("name", "")), query=str(p.get("query", ""))
+        ),
+    )
 
 
 @dashboard
 @require_POST
 def runs_view_delete_action(request):
-    try:
-        payload = json.loads(request.body or b"{}")
-        runs_view_delete(owner=request.user, name=str(payload.get("name", "")))
-    except (ValueError, TypeError):
-        return JsonResponse({"error": {"code": "invalid_input", "message": "send JSON {name}"}}, status=400)
-    except DomainError as exc:
-        return JsonResponse({"error": {"code": exc.code, "message": str(exc)}}, status=exc.status)
-    return JsonResponse({"views": runs_views_for(request.user)})
+    return _runs_view_action(
+        request, lambda p: runs_view_delete(owner=request.user, name=str(p.get("name", "")))
+    )
 
 
 @dashboard
@@ -347,7 +347,7 @@ def config_new(request):
         ],
         # Only what a worker here can load: the built-in model, then the user's registered versions and
         # finished jobs (a hub id is still accepted typed by hand, where a worker has it cached).
-        "model_bases": _loadable_bases(request.user),
+        "model_bases": loadable_bases(request.user),
     }
     experiments = selectors.experiments_visible_to(request.user).order_by("-created_at")[:100]
     return render(
@@ -362,9 +362,6 @@ def loadable_bases(user) -> list[dict]:
     model first, then the user's versions and finished runs), never the estimator's hub names."""
     choices = model_choices(user)  # versions, finished jobs, then the built-in model
     return [choices[-1], *choices[:-1]]
-
-
-_loadable_bases = loadable_bases
 
 
 @dashboard

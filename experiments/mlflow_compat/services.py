@@ -228,10 +228,6 @@ def _runs():
     return MLflowRun.objects.select_related("job__owner", "experiment")
 
 
-def runs_visible_to(user):
-    return visible(_runs(), user, owner_field="job__owner")
-
-
 # What run_object and the run's readers use of the run, its job and its owner: the job row is wide
 # (tokens, paths, errors), and loading it whole was a good part of a runs/get.
 _RUN_FIELDS = (

@@ -8,7 +8,7 @@ same points, phases alternating between the two servers, repeated.
 venv has only `mlflow-skinny`, the client.)
 
 - T4DM: the production web tier (tests/platform.py `production_web`: PostgreSQL, Redis channel layer)
-  with ONE daphne process.
+  with ONE web process: uvicorn as `make web` runs it (`--server daphne`: the embedded default's server).
 - MLflow: `mlflow server --workers 1` (uvicorn) on its own fresh database of the same PostgreSQL server.
 
 Phases (each repetition runs every phase on both servers, the order of the two swapped every
@@ -17,6 +17,8 @@ time so that nothing is a duplicate):
 
 - `native, N points/request`: T4DM's worker ingest (POST /api/v1/ingest/jobs/<id>/metrics, job
   token) against MLflow's `runs/log-batch` with the same points per request (≤ 1,000, MLflow's limit).
+- `native, max batch`: T4DM's largest batch (INGEST_MAX_BATCH, 5,000 points) against MLflow's largest
+  (1,000), the same points: each server at its best.
 - `native, one step/request`: one training step (`--keys` points) per request, what a live run sends
   between flushes.
 - `MLflow API log-batch` / `MLflow API, one step/request`: the same `runs/log-batch` bodies to both
@@ -26,6 +28,11 @@ Request bodies are serialised before the clock starts. After each phase every po
 (T4DM native: the series endpoint, exact when max_points covers the series; MLflow API on both:
 `metrics/get-history`) and counted: the benchmark fails unless each was stored exactly once.
 Then reads: `runs/get`, `runs/search` and one `get-history` of a `--read-points` run, timed on both.
+
+Besides the rates, the table gives T4DM's web-process CPU per 1,000 points in each phase (psutil, the
+one web process and its children) and the rate one web process could answer at that cost
+(points / web CPU seconds): the capacity of a web process apart from PostgreSQL and the clients, which
+share this machine's cores with it.
 
 The machine is shared: print the load average with the figures, and read ratios, not absolutes.
 """
@@ -248,6 +255,8 @@ def run_phase(phase: dict, server: Server, t4dm_jobs: list, clients: int, keys: 
         bodies = [[native_body(chunk) for chunk in _chunks(points, per_request)] for points in sent]
         check = _native_ok
     else:
+        if server.name == "MLflow":
+            per_request = phase.get("per_request_mlflow", per_request)
         runs = server.new_runs(clients)
         urls = [server.mlflow + "/runs/log-batch"] * clients
         headers = [server.headers] * clients
@@ -309,6 +318,11 @@ def main() -> None:
     parser.add_argument("--batch-steps", type=int, default=5_000, help="steps per client in batch phases")
     parser.add_argument("--step-requests", type=int, default=100, help="requests per client, one-step phases")
     parser.add_argument("--read-points", type=int, default=20_000, help="points of the run the reads use")
+    parser.add_argument(
+        "--server", choices=["uvicorn", "daphne"], default="uvicorn", help="T4DM's ASGI server"
+    )
+    parser.add_argument("--max-batch", type=int, default=5_000,
+                        help="T4DM's points per request in the max-batch phase (its INGEST_MAX_BATCH); 0 skips it")  # fmt: skip
     args = parser.parse_args()
     if not Path(args.mlflow).exists() and not shutil.which(args.mlflow):
         sys.exit(
@@ -320,9 +334,12 @@ def main() -> None:
     from tests.platform import production_web, running_jobs, stop_production_web
 
     batch = min(MLFLOW_BATCH, 1000) // args.keys * args.keys
+    largest = args.max_batch // args.keys * args.keys
     phases = [
         {"name": f"native, {batch:,} points/request", "api": "native", "per_request": batch,
          "steps": args.batch_steps},
+        {"name": f"native, max batch (T4DM {largest:,}, MLflow {batch:,})", "api": "native",
+         "per_request": largest, "per_request_mlflow": batch, "steps": args.batch_steps},
         {"name": f"native, one step ({args.keys} points)/request", "api": "native", "per_request": args.keys,
          "steps": args.step_requests},
         {"name": f"MLflow API log-batch, {batch:,}/request", "api": "mlflow", "per_request": batch,
@@ -330,12 +347,14 @@ def main() -> None:
         {"name": "MLflow API, one step/request", "api": "mlflow", "per_request": args.keys,
          "steps": args.step_requests},
     ]  # fmt: skip
+    if not args.max_batch:
+        phases = [p for p in phases if "per_request_mlflow" not in p]
     data = Path(tempfile.mkdtemp(prefix="t4dm-tracking-bench-"))
     (data / "t4dm").mkdir()
     results: dict[str, dict[str, list[dict]]] = {p["name"]: {"T4DM": [], "MLflow": []} for p in phases}
     platform = mlflow_process = None
     try:
-        platform = production_web(data / "t4dm", asgi_processes=1)
+        platform = production_web(data / "t4dm", asgi_processes=1, server=args.server)
         mlflow_process, mlflow_base, mlflow_db, mlflow_log, version = start_mlflow(args.mlflow, data)
         native_phases = sum(p["api"] == "native" for p in phases)
         t4dm_jobs = list(running_jobs(platform, args.reps * native_phases * args.clients))
@@ -343,7 +362,7 @@ def main() -> None:
             "T4DM": Server("T4DM", platform.base_url, platform.token, platform.processes[0].pid),
             "MLflow": Server("MLflow", mlflow_base, None, mlflow_process.pid),
         }
-        print(f"T4DM (daphne, 1 process, PostgreSQL) vs {version} (uvicorn --workers 1, PostgreSQL); "
+        print(f"T4DM ({args.server}, 1 process, PostgreSQL) vs {version} (uvicorn --workers 1, PostgreSQL); "
               f"{args.clients} clients, {args.keys} series per run, {args.reps} repetitions", flush=True)  # fmt: skip
         seed = 0
         for rep in range(args.reps):
@@ -375,14 +394,18 @@ def main() -> None:
         shutil.rmtree(data, ignore_errors=True)
 
     print()
-    header = ("phase", "T4DM points/s", "MLflow points/s", "ratio T4DM/MLflow")
+    header = ("phase", "T4DM points/s", "MLflow points/s", "ratio T4DM/MLflow",
+              "T4DM web CPU ms/1,000 points", "points/s per T4DM web CPU-second")  # fmt: skip
     rows = []
     for phase in phases:
         t4dm = [r["rate"] for r in results[phase["name"]]["T4DM"]]
         mlflow = [r["rate"] for r in results[phase["name"]]["MLflow"]]
         ratios = [a / b for a, b in zip(t4dm, mlflow, strict=True)]
+        per_point = [r["cpu"] / r["points"] for r in results[phase["name"]]["T4DM"]]
         rows.append((phase["name"], _spread(t4dm), _spread(mlflow),
-                     f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}–{max(ratios):.1f})"))  # fmt: skip
+                     f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}–{max(ratios):.1f})",
+                     f"{statistics.median(per_point) * 1e6:.2f} ({min(per_point) * 1e6:.2f}–{max(per_point) * 1e6:.2f})",
+                     _spread([1 / c for c in per_point])))  # fmt: skip
     for name in ("runs/get", "runs/search", "get-history"):
         a, b = reads["T4DM"][name], reads["MLflow"][name]
         label = (
@@ -391,7 +414,7 @@ def main() -> None:
             else (f"{name} ({args.read_points:,}-point run)")
         )
         verdict = f"{b / a:.1f}x faster" if a < b else f"{a / b:.1f}x slower"
-        rows.append((label, f"{a * 1000:.1f} ms", f"{b * 1000:.1f} ms", verdict))
+        rows.append((label, f"{a * 1000:.1f} ms", f"{b * 1000:.1f} ms", verdict, "", ""))
     width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, width, strict=True)))
     print("  ".join("-" * w for w in width))

@@ -169,12 +169,17 @@ def _redis_ready() -> None:
         skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
 
 
-def production_web(data: Path, *, asgi_processes: int = 2, tiny_model_dir: Path | None = None) -> Platform:
+def production_web(
+    data: Path, *, asgi_processes: int = 2, tiny_model_dir: Path | None = None, server: str = "daphne"
+) -> Platform:
     """The production web tier without a worker, for load tests and benchmarks: a fresh PostgreSQL
-    database, Redis as the channel layer, and `asgi_processes` daphne processes on their own ports
-    behind it (`platform.base_urls`; `base_url` is the first). `stop_production_web` ends it.
+    database, Redis as the channel layer, and `asgi_processes` ASGI processes (`server`: daphne, or
+    uvicorn as `make web` runs it) on their own ports behind it (`platform.base_urls`; `base_url` is
+    the first). `stop_production_web` ends it.
     Redis databases 12 and 13, so that it never flushes those of a production_platform running beside it."""
     import redis
+
+    from t4dm_site.management.commands.t4dm_up import web_command
 
     try:
         for db in (12, 13):
@@ -204,14 +209,7 @@ def production_web(data: Path, *, asgi_processes: int = 2, tiny_model_dir: Path 
         _boot(platform)
         for index, port in enumerate(ports):
             platform.spawn(
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "t4dm_site.asgi:application",
+                *web_command(server, "127.0.0.1", str(port), data / f"access{index}.log"),
                 log=data / f"web{index}.log",
             )
         for url in platform.base_urls:

@@ -106,7 +106,7 @@ def job_start(
     token = job.issue_token()
     job_transition(job=job, to=JobStatus.QUEUED)
     job_event_add(job=job, message=f"queued for a worker on queue {job_queue(job)!r}")
-    _enqueue_on_commit(job, token)
+    job_enqueue_on_commit(job, token)
     return job
 
 
@@ -156,7 +156,8 @@ def job_queue(job: TrainingJob) -> str:
     return job.config.queue or settings.CELERY_TASK_DEFAULT_QUEUE
 
 
-def _enqueue_on_commit(job: TrainingJob, token: str) -> None:
+def job_enqueue_on_commit(job: TrainingJob, token: str) -> None:
+    """Queue the job's training message(s) once the surrounding transaction commits."""
     from experiments.tasks import train_job
 
     queue = job_queue(job)
@@ -360,7 +361,7 @@ def job_refuse(*, job: TrainingJob, worker: str, reason: str) -> dict:
     if refusals < settings.JOB_MAX_REFUSALS:
         token = job.issue_token()
         job_transition(job=job, to=JobStatus.QUEUED)  # job.queued again, as after a lost worker
-        _enqueue_on_commit(job, token)
+        job_enqueue_on_commit(job, token)
         return {"requeued": True, "refusals": refusals}
     job_transition(
         job=job,
@@ -517,7 +518,7 @@ def _job_lost(job: TrainingJob, *, reason: str) -> None:
             message=f"lost: {reason}; requeued on {job_queue(job)!r} "
             f"(attempt {job.lost_count + 1}), it resumes from its last checkpoint",
         )
-        _enqueue_on_commit(job, token)
+        job_enqueue_on_commit(job, token)
     else:
         job_transition(job=job, to=JobStatus.FAILED, error=f"lost: {reason}")
         job_event_add(job=job, level=JobEvent.Level.ERROR, message=f"failed: {job.error}")

@@ -24,7 +24,7 @@ from datasets_app.models import DatasetTask, DatasetTaskStatus, DatasetVersion, 
 from datasets_app.services import dataset_prepare, keep_upload, sync_prepare_bytes
 from datasets_app.sources import check_name
 from experiments import services as training
-from experiments.jobs import _enqueue_on_commit as enqueue_on_commit  # queue an existing job's attempt
+from experiments.jobs import job_enqueue_on_commit  # queue an existing job's attempt
 from experiments.models import (
     Approach,
     Checkpoint,
@@ -543,7 +543,7 @@ def job_files_validated(*, task: DatasetTask) -> None:
                     job=job,
                     message=f"files validated; queued for a worker on queue {training.job_queue(job)!r}",
                 )
-                enqueue_on_commit(job, token)
+                job_enqueue_on_commit(job, token)
                 return
         training.job_transition(job=job, to=JobStatus.FAILED, error=error)
         training.job_event_add(job=job, message=error, level=JobEvent.Level.ERROR)

@@ -77,7 +77,7 @@ def test_a_silent_job_is_requeued_with_a_new_token(
     assert [j.pk for j in changed] == [job.pk]
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED and job.lost_count == 1 and job.token_hash != old_token_hash
-    assert any(cb.__qualname__.startswith("_enqueue_on_commit") for cb in callbacks)
+    assert any(cb.__qualname__.startswith("job_enqueue_on_commit") for cb in callbacks)
     assert "lost" in job.events.last().message
     assert Worker.objects.get().status == WorkerStatus.LOST
 

@@ -8,7 +8,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce, Now
 
 from experiments.metric_direction import delta_trend, metric_direction
-from experiments.models import Experiment, MetricPoint, TrainingConfig, TrainingJob, Worker
+from experiments.models import Experiment, JobStatus, MetricPoint, TrainingConfig, TrainingJob, Worker
 
 # Series reads live in experiments/tracking/series.py; these names stay importable from here.
 from experiments.tracking.series import metric_keys, metric_series, metric_series_range  # noqa: F401
@@ -423,3 +423,30 @@ def checkpoint_best(checkpoints: list) -> tuple[object | None, str]:
         best = min(scored, key=score)
         return best, "lowest val_loss" if "val_loss" in (best.metrics or {}) else "lowest loss"
     return checkpoints[-1], "latest"
+
+
+# --- the base models the set-up forms offer ------------------------------------------------------
+
+
+def model_choices(user) -> list[dict]:
+    """Models a set-up form offers (evaluation, human evaluation): registered versions, then finished
+    jobs' final models, then the built-in tiny model; each {ref, label}. Any other reference still works
+    typed by hand (a checkpoint job-001/step-40, a model folder)."""
+    from models_registry.models import ModelVersion
+
+    versions = visible(ModelVersion.objects.select_related("job"), user, owner_field="job__owner")
+    versions = versions.order_by("-created_at")
+    choices = [{"ref": v.ref, "label": f"{v.ref} · {v.stage}"} for v in versions[:50]]
+    jobs = visible(TrainingJob.objects.filter(status=JobStatus.SUCCEEDED).select_related("config"), user)
+    jobs = jobs.order_by("-created_at")
+    choices += [{"ref": j.public_id, "label": f"{j.public_id} · {j.config.model_base} {j.config.approach}"}
+                for j in jobs[:50]]  # fmt: skip
+    choices.append({"ref": "t4dm-tiny", "label": "t4dm-tiny · the built-in tiny model (untrained)"})
+    return choices
+
+
+def loadable_bases(user) -> list[dict]:
+    """Base models the training and workflow forms offer: those a worker here loads (the built-in
+    model first, then the user's versions and finished runs), never the estimator's hub names."""
+    choices = model_choices(user)  # versions, finished jobs, then the built-in model
+    return [choices[-1], *choices[:-1]]

@@ -21,6 +21,7 @@ from experiments import selectors, services
 from experiments.demo import demo_job_start
 from experiments.models import Approach, JobStatus
 from experiments.saved_views import runs_view_delete, runs_view_save, runs_views_for
+from experiments.selectors import model_choices  # noqa: F401 (the evaluation set-up pages import it here)
 from t4dm_site.access import visible
 from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.pages import dashboard
@@ -61,25 +62,6 @@ def favicon(request):
     response = FileResponse(FAVICON.open("rb"), content_type="image/x-icon")
     response["Cache-Control"] = "public, max-age=86400"
     return response
-
-
-def model_choices(user) -> list[dict]:
-    """Models a set-up form offers (evaluation, human evaluation): registered versions, then finished
-    jobs' final models, then the built-in tiny model; each {ref, label}. Any other reference still works
-    typed by hand (a checkpoint job-001/step-40, a model folder)."""
-    from models_registry.models import ModelVersion
-
-    versions = visible(ModelVersion.objects.select_related("job"), user, owner_field="job__owner")
-    versions = versions.order_by("-created_at")
-    choices = [{"ref": v.ref, "label": f"{v.ref} · {v.stage}"} for v in versions[:50]]
-    from experiments.models import TrainingJob
-
-    jobs = visible(TrainingJob.objects.filter(status=JobStatus.SUCCEEDED).select_related("config"), user)
-    jobs = jobs.order_by("-created_at")
-    choices += [{"ref": j.public_id, "label": f"{j.public_id} · {j.config.model_base} {j.config.approach}"}
-                for j in jobs[:50]]  # fmt: skip
-    choices.append({"ref": "t4dm-tiny", "label": "t4dm-tiny · the built-in tiny model (untrained)"})
-    return choices
 
 
 def _recent_model_versions(user) -> list:
@@ -347,7 +329,7 @@ def config_new(request):
         ],
         # Only what a worker here can load: the built-in model, then the user's registered versions and
         # finished jobs (a hub id is still accepted typed by hand, where a worker has it cached).
-        "model_bases": loadable_bases(request.user),
+        "model_bases": selectors.loadable_bases(request.user),
     }
     experiments = selectors.experiments_visible_to(request.user).order_by("-created_at")[:100]
     return render(
@@ -355,13 +337,6 @@ def config_new(request):
         "config_form.html",
         {"datasets": datasets, "form": form, "form_json": form, "experiments": experiments},
     )
-
-
-def loadable_bases(user) -> list[dict]:
-    """Base models the training and workflow forms offer: those a worker here loads (the built-in
-    model first, then the user's versions and finished runs), never the estimator's hub names."""
-    choices = model_choices(user)  # versions, finished jobs, then the built-in model
-    return [choices[-1], *choices[:-1]]
 
 
 @dashboard

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_POST
 
 from datasets_app.selectors import datasets_visible_to
 from experiments.models import Approach
+from experiments.selectors import loadable_bases
 from experiments.services import LOCAL_APPROACHES, TEMPLATES
-from experiments.views import loadable_bases
 from experiments.workflows import selectors, services
 from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.pages import dashboard

@@ -31,3 +31,12 @@ def test_openai_compat_queues_a_job_through_the_public_jobs_function():
     assert private == []
     assert callable(jobs.job_enqueue_on_commit)
     assert not hasattr(jobs, "_enqueue_on_commit")  # one name, not an alias kept beside it
+
+
+def test_the_workflow_page_reads_the_loadable_bases_from_selectors_not_another_view():
+    from experiments import selectors
+
+    assert ("experiments.views", "loadable_bases") not in _imports(ROOT / "experiments/workflows/views.py")
+    assert ("experiments.selectors", "loadable_bases") in _imports(ROOT / "experiments/workflows/views.py")
+    assert callable(selectors.loadable_bases)
+    assert "def loadable_bases" not in (ROOT / "experiments/views.py").read_text()  # one home

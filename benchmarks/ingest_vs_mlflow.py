@@ -408,11 +408,11 @@ def main() -> None:
                      _spread([1 / c for c in per_point])))  # fmt: skip
     for name in ("runs/get", "runs/search", "get-history"):
         a, b = reads["T4DM"][name], reads["MLflow"][name]
-        label = (
-            "runs/search (the experiment's runs)"
-            if name == "runs/search"
-            else (f"{name} ({args.read_points:,}-point run)")
-        )
+        label = {
+            "runs/get": f"runs/get ({args.read_points:,}-point run)",
+            "runs/search": "runs/search (the experiment's runs)",
+            "get-history": f"get-history, all {args.read_points // args.keys:,} points of one series",
+        }[name]
         verdict = f"{b / a:.1f}x faster" if a < b else f"{a / b:.1f}x slower"
         rows.append((label, f"{a * 1000:.1f} ms", f"{b * 1000:.1f} ms", verdict, "", ""))
     width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

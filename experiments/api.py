@@ -105,6 +105,7 @@ def resource_estimate(request, payload: EstimateIn):
         hyperparams=payload.hyperparams,
         template=payload.template,
         dataset_id=payload.dataset_id,
+        dataset_version=payload.dataset_version,
         task_type=payload.task_type,
     )
 

@@ -324,15 +324,17 @@ def resource_estimate(
     hyperparams: dict | None = None,
     template: str | None = None,
     dataset_id: str | None = None,
+    dataset_version: int | None = None,
     task_type: str = "chat",
 ) -> dict:
-    """estimate_resources for a config that is not stored yet (the config form's live estimate)."""
+    """estimate_resources for a config that is not stored yet (the config form's live estimate), on
+    the dataset version the config would train on (dataset_version; None: the latest)."""
     if not model_base.strip():
         raise InvalidInput("pick a base model")
     approach = approach or default_approach()
     train_tokens = 0
     if dataset_id:
-        version = dataset_version_latest(user=owner, dataset_id=dataset_id)
+        version = _dataset_version(owner=owner, dataset_id=dataset_id, number=dataset_version)
         train_tokens, task_type = _train_tokens(version), version.task_type
     base_path = resolve_model_base(model_base, user=owner)
     hyperparameters = hyperparameters_resolve(template, hyperparams, approach=approach, task_type=task_type)

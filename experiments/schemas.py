@@ -225,6 +225,7 @@ class EstimateIn(Schema):
     config_id: str | None = None
     model_base: str | None = Field(None, max_length=300)
     dataset_id: str | None = None
+    dataset_version: int | None = None  # with dataset_id: that version (default: the latest)
     approach: str | None = None
     hyperparams: dict[str, Any] | None = None
     template: str | None = None

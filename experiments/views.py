@@ -355,6 +355,7 @@ def config_estimate(request):
             hyperparams=payload.get("hyperparams"),
             template=payload.get("template") or None,
             dataset_id=payload.get("dataset_id") or None,
+            dataset_version=payload.get("dataset_version"),
         )
     except (ValueError, TypeError) as exc:
         return JsonResponse(

@@ -56,7 +56,9 @@ class PointsCoalescer:
     """The lean ingest path's broadcasts (t4dm_site/fast_ingest.py), gathered per job for `window`
     seconds and sent as one `group_send`, off the request's path: a worker's small batches cost the
     channel layer (Redis) one round trip per window instead of one per batch. A viewer sees points at
-    most `window` later; the ids stay ascending within a message, and the websocket skips what it had."""
+    most `window` later; the ids stay ascending within a message, but one job's messages may still reach
+    a viewer out of id order (another window, another web process): the websocket forwards each all
+    the same, skipping only what its snapshot had (tracking/consumers.py)."""
 
     def __init__(self, window: float) -> None:
         self.window = window

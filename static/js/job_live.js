@@ -1,5 +1,6 @@
 // Live job page: a websocket that sends a snapshot then live points; reconnects by itself and asks
-// for everything after the last point id it has, so a dropped connection leaves no gap.
+// for what it may have missed (static/js/live_points.js keeps the points by (key, step) and the cursor),
+// so neither a dropped connection nor batches arriving out of id order leave a gap.
 // Long series arrive downsampled (min/max per bucket); zooming a chart fetches the visible range at
 // higher resolution from GET /api/v1/jobs/<id>/metrics?key=&start=&end=.
 (function () {
@@ -20,13 +21,12 @@
   };
   const NOT_CHARTED = new Set(["eta_seconds", "epoch"]);
   const ZOOM_POINTS = 2000;
-  const series = new Map(); // key -> Map(step -> [value, t])
+  const live = new window.T4DMLivePoints(); // key -> step -> [value, t], and the reconnect cursor
   // A resumed job's parent's points up to the step it resumed from: key -> [[step, value, t]]
   const parentSeries = new Map();
   const detail = new Map(); // chart name -> {start, end, byKey: {key: [[step, value, t]]}}
   const downsampledKeys = new Set();
   const opts = { smoothing: 0, logScale: false, xAxis: "step" };
-  let lastId = 0;
   let dirty = false;
   let retry = 500;
   let socket = null;
@@ -53,16 +53,8 @@
     return name;
   }
 
-  function addPoint(key, step, value, t) {
-    if (!series.has(key)) { series.set(key, new Map()); chartFor(key); }
-    series.get(key).set(step, [value, t]);
-    dirty = true;
-  }
-
   function sortedPoints(key) {
-    const points = series.get(key);
-    if (!points) return null;
-    return [...points.entries()].sort((a, b) => a[0] - b[0]).map(([s, [v, t]]) => [s, v, t]);
+    return live.sorted(key);
   }
 
   function withDetail(name, key, points) {
@@ -351,22 +343,20 @@
   }
 
   function connect() {
-    socket = new WebSocket(window.t4dm.wsURL("/ws/jobs/" + job.job_id + "/?after=" + lastId));
+    socket = new WebSocket(window.t4dm.wsURL("/ws/jobs/" + job.job_id + "/?" + live.query()));
     const state = document.getElementById("ws-state");
     socket.onopen = () => { retry = 500; showConnection(); };
     socket.onmessage = (message) => {
       const data = JSON.parse(message.data);
       if (data.type === "snapshot") {
-        for (const [key, points] of Object.entries(data.series)) {
-          if (data.downsampled) downsampledKeys.add(key);
-          for (const [step, value, t] of points) addPoint(key, step, value, t);
-        }
-        lastId = Math.max(lastId, data.last_id);
+        if (data.downsampled) for (const key of Object.keys(data.series)) downsampledKeys.add(key);
+        live.snapshot(data, chartFor);
+        dirty = true;
         setStatus(data.job);
         render(true); // draw now rather than at the next tick: this is the page's first paint of data
       } else if (data.type === "points") {
-        for (const p of data.points) addPoint(p.key, p.step, p.value, p.t);
-        lastId = Math.max(lastId, data.last_id);
+        live.points(data, chartFor); // in whatever order the batches come
+        dirty = true;
         window.t4dmLastReceipt = Date.now();
       } else if (data.type === "status") {
         setStatus(data.job);

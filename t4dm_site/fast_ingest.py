@@ -37,14 +37,45 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^/api/v1/ingest/jobs/([^/]+)/metrics$")
-_JSON_HEADERS = [
-    (b"content-type", b"application/json; charset=utf-8"),
-    # What Django's middleware adds to an API answer (SecurityMiddleware, XFrameOptionsMiddleware).
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
+_answer_headers: dict[tuple[str, bool], list[tuple[bytes, bytes]]] = {}
+
+
+def answer_headers(path: str, secure: bool, body: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers of Django's JSON answer `body` to `path`: its content type and what the middleware
+    adds to it (SecurityMiddleware, XFrameOptionsMiddleware, django-csp's Content-Security-Policy; HSTS
+    when `secure`), read once from those middleware themselves."""
+    found = _answer_headers.get((path, secure))
+    if found is None:
+        from csp.middleware import CSPMiddleware
+        from django.http import HttpRequest, HttpResponse
+        from django.middleware.clickjacking import XFrameOptionsMiddleware
+        from django.middleware.security import SecurityMiddleware
+
+        request = HttpRequest()
+        request.method, request.path, request.path_info = "POST", path, path
+        request.is_secure = lambda: secure
+        response = HttpResponse(b"", content_type="application/json; charset=utf-8")
+        for middleware in (CSPMiddleware, XFrameOptionsMiddleware, SecurityMiddleware):  # innermost first
+            response = middleware(HttpResponse).process_response(request, response)
+        found = _answer_headers[(path, secure)] = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.items()
+            if name.lower() != "content-length"
+        ]
+    return [*found, (b"content-length", str(len(body)).encode())]
+
+
+def request_secure(scope) -> bool:
+    """request.is_secure() as Django decides it (SECURE_PROXY_SSL_HEADER, else the ASGI scheme)."""
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    headers = scope.get("headers", [])
+    if proxy:
+        name, secure_value = proxy
+        wanted = name.removeprefix("HTTP_").lower().replace("_", "-").encode()
+        values = [value for key, value in headers if key.lower() == wanted]
+        if values:
+            return b",".join(values).decode("latin-1").split(",", 1)[0].strip() == secure_value
+    return scope.get("scheme") == "https"
 
 
 def enabled() -> bool:
@@ -134,6 +165,7 @@ async def _broadcast(job_pk: int, message: dict) -> None:
 
 
 _route_label: str | None = None
+_SOME_PATH = "/api/v1/ingest/jobs/job-001/metrics"  # one of this endpoint's paths (its route, its headers)
 
 
 async def _store(job_pk: int, token: str, text: str):
@@ -172,7 +204,7 @@ def _observe(started: float) -> None:
     if _route_label is None:
         from django.urls import resolve
 
-        _route_label = resolve("/api/v1/ingest/jobs/job-001/metrics").route or "unmatched"
+        _route_label = resolve(_SOME_PATH).route or "unmatched"
     REQUEST_LATENCY.labels("POST", _route_label, "200").observe(time.perf_counter() - started)
 
 
@@ -224,13 +256,8 @@ class FastIngestMiddleware:
             await _broadcast(job_pk, points_message(stored))
         result = ingest_result(stored)
         answer = json.dumps({"created": result.created, "duplicates": result.duplicates}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(answer)).encode())],
-            }
-        )
+        headers = answer_headers(_SOME_PATH, request_secure(scope), answer)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
         _observe(started)
 

@@ -106,7 +106,10 @@
   const versionSelect = form.elements.dataset_version;
   async function loadVersions() {
     const datasetId = form.elements.dataset_id.value;
-    if (!datasetId) { versionSelect.replaceChildren(); return; }
+    // The previous dataset's version numbers must not reach an estimate of this one: none (the latest)
+    // until this dataset's versions are here, then the estimate again for the one selected.
+    versionSelect.replaceChildren();
+    if (!datasetId) return;
     const response = await fetch("/api/v1/datasets/" + encodeURIComponent(datasetId) + "/versions", { credentials: "same-origin" });
     if (!response.ok || form.elements.dataset_id.value !== datasetId) return;
     const versions = (await response.json()).sort((a, b) => b.version - a.version);
@@ -117,6 +120,8 @@
       const label = "v" + v.version + (parts.length ? " (" + parts.join(", ") + ")" : "");
       return new Option(label, String(v.version), i === 0, i === 0);
     }));
+    clearTimeout(timer);
+    timer = setTimeout(estimate, 0);
   }
   form.elements.dataset_id.addEventListener("change", loadVersions);
   loadVersions();

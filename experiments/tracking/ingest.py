@@ -10,9 +10,9 @@ clients may log several values at one step, keeps the others beside it (mlflow_c
 MetricValueExtra) and merges them back into get-history.
 
 On PostgreSQL a batch is one statement that takes the request body as it came: the database parses
-and checks the points, inserts them with `ON CONFLICT DO NOTHING`, folds the inserted rows into the
-series' rollups and the job's latest values (data-modifying CTEs) and returns them, as JSON text, for
-the broadcast. The web process handles no point one by one. A batch the statement refuses goes to the
+and checks the points, inserts the ones not stored yet (under the job row's lock), folds the inserted
+rows into the series' rollups and the job's latest values (data-modifying CTEs) and returns them, as
+JSON text, for the broadcast. The web process handles no point one by one. A batch the statement refuses goes to the
 Python validator, which names the problem. Other databases (the embedded SQLite) take the ORM path,
 with the same rules and guarantees (tests/experiments/test_ingest.py runs on both).
 """
@@ -119,51 +119,87 @@ _JOBS = TrainingJob._meta.db_table
 # values into the job row and returns the inserted points as the broadcast's JSON. The web process
 # touches no point. A batch that fails a check (or that PostgreSQL cannot even read) inserts nothing;
 # the caller then runs the Python validator, which names the bad point.
+#
+# What a point costs PostgreSQL (benchmarks/ingest_statement.py measures it) is mostly the row and
+# its three index entries; the rest is kept to one pass where it can be:
+# - No `ON CONFLICT` on the points: speculative insertion (a lock, an extra index probe and a WAL
+#   record per row) cost a third of the insert. Repeats are filtered before the insert instead, under
+#   the job row's lock, which every writer of a job's points holds (`locked`): a point above the
+#   highest step stored for the batch's keys (`stored`, one index probe per key) cannot be a repeat;
+#   only the others are probed one by one (a resent batch). The filter reads the statement's
+#   snapshot, which must therefore hold everything committed before the lock was granted: `ok` is
+#   false when the job row changed between the snapshot and the lock (a variant that takes the lock
+#   in this statement and waited for another batch of the job): the caller goes the usual way, where
+#   the lock comes before the statement's snapshot. A writer that ignored the lock would still meet
+#   the unique index (an error, never a second copy).
+# - Keys are checked once per distinct key, on the JSON text json_to_recordset gives for a `json`
+#   column (a string is always re-quoted: `"name"`; a number, `null` or an object never starts with
+#   `"`), so each point's key is that text without its quotes, not a JSON parse per point.
+# - The rollups and the latest values come from one hashed pass over the inserted rows: each bucket's
+#   extremes and last step are min/max over [value, step] arrays (the step split in two exact float8
+#   halves), whose order is the value and then the step: the earliest step on a tie, as before.
+# - The broadcast JSON is concatenated text (keys match the key pattern: nothing to escape).
 _INSERT_POSTGRESQL = f"""
 WITH body AS (
     SELECT %(body)s::json -> 'points' AS points
 ), incoming AS (
-    SELECT t.raw_key #>> '{{}}' AS key, t.raw_key::text AS raw_key, t.step, t.value,
+    SELECT btrim(t.raw_key::text, '"') AS key, t.raw_key::text AS raw_key, t.step, t.value,
            COALESCE(t.wall_time, %(now)s) AS wall_time, t.wall_time AS sent_wall_time, t.epoch, t.i
     FROM body, ROWS FROM (
         json_to_recordset(CASE json_typeof(points) WHEN 'array' THEN points ELSE '[]' END)
         AS (key json, step bigint, value float8, wall_time float8, epoch float8)
     ) WITH ORDINALITY AS t(raw_key, step, value, wall_time, epoch, i)
-), problems AS (
+), checked AS (
     -- A value PostgreSQL cannot read as its column's type (1.5 as a step, 1e400, "abc") is an error,
-    -- handled like these. Keys are checked once per distinct key: JSON strings, matching the pattern.
-    SELECT (
-        SELECT count(*) FROM incoming
-        WHERE (
-            step >= 0 AND value NOT IN ('NaN', 'Infinity', '-Infinity')
-            AND (sent_wall_time IS NULL OR sent_wall_time NOT IN ('NaN', 'Infinity', '-Infinity'))
-            AND (epoch IS NULL OR epoch NOT IN ('NaN', 'Infinity', '-Infinity'))
-        ) IS NOT TRUE
-    ) + (
-        SELECT count(*) FROM (SELECT DISTINCT raw_key FROM incoming OFFSET 0) AS keys
-        WHERE (json_typeof(raw_key::json) = 'string' AND (raw_key::json #>> '{{}}') ~ %(key_pattern)s)
-              IS NOT TRUE
-    ) AS n
+    -- handled like these.
+    SELECT count(*) AS received, count(*) FILTER (WHERE (
+        step >= 0 AND value NOT IN ('NaN', 'Infinity', '-Infinity')
+        AND (sent_wall_time IS NULL OR sent_wall_time NOT IN ('NaN', 'Infinity', '-Infinity'))
+        AND (epoch IS NULL OR epoch NOT IN ('NaN', 'Infinity', '-Infinity'))
+    ) IS NOT TRUE) AS bad
+    FROM incoming
+), keys AS (
+    SELECT raw_key, (left(raw_key, 1) = '"' AND btrim(raw_key, '"') ~ %(key_pattern)s) IS TRUE AS good
+    FROM (SELECT DISTINCT raw_key FROM incoming OFFSET 0) AS distinct_keys
+), locked AS (
+    SELECT ctid AS version FROM {_JOBS} WHERE id = %(job)s FOR UPDATE
 ), accepted AS (
     SELECT (SELECT json_typeof(points) = 'array' FROM body)
-           AND (SELECT count(*) FROM incoming) <= %(limit)s AND (SELECT n FROM problems) = 0 AS ok
+           AND (SELECT received <= %(limit)s AND bad = 0 FROM checked)
+           AND NOT EXISTS (SELECT FROM keys WHERE NOT good)
+           AND (SELECT version FROM locked) = (SELECT ctid FROM {_JOBS} WHERE id = %(job)s) AS ok
+), stored AS (
+    SELECT COALESCE(max((
+        SELECT p.step FROM {_POINTS} AS p WHERE p.job_id = %(job)s AND p.key = btrim(raw_key, '"')
+        ORDER BY p.step DESC LIMIT 1
+    )), -1) AS top
+    FROM keys
 ), inserted AS (
-    -- Within a batch the last value for a (key, step) wins: it is inserted first, the others conflict.
+    -- Within a batch the last value for a (key, step) wins; a point already stored is kept.
     INSERT INTO {_POINTS} (job_id, key, step, value, wall_time, epoch)
-    SELECT %(job)s, key, step, value, wall_time, epoch FROM incoming
-    WHERE (SELECT ok FROM accepted)
-    ORDER BY key, step, i DESC
-    ON CONFLICT (job_id, key, step) DO NOTHING
+    SELECT DISTINCT ON (n.key, n.step) %(job)s, n.key, n.step, n.value, n.wall_time, n.epoch
+    FROM incoming AS n
+    WHERE (SELECT ok FROM accepted) AND (n.step > (SELECT top FROM stored) OR NOT EXISTS (
+        -- OFFSET 0: probed through the unique index, never joined to all of the job's points.
+        SELECT FROM {_POINTS} AS p WHERE p.job_id = %(job)s AND p.key = n.key AND p.step = n.step OFFSET 0
+    ))
+    ORDER BY n.key, n.step, n.i DESC
     RETURNING id, key, step, value, wall_time
-), folded AS (
+), buckets AS (
     -- Each bucket also remembers its first step and the steps of its extremes (the earliest on a
     -- tie), so a downsampled read places every point at its own step (M4).
+    SELECT key, step / %(width)s::bigint AS bucket, min(value) AS lo, max(value) AS hi, count(*) AS n,
+           min(wall_time) AS first_wall_time, max(step) AS last_step, min(step) AS first_step,
+           min(ARRAY[value, (step >> 26)::float8, (step & 67108863)::float8]) AS lo_at,
+           max(ARRAY[value, -(step >> 26)::float8, -(step & 67108863)::float8]) AS hi_at,
+           max(ARRAY[(step >> 26)::float8, (step & 67108863)::float8, value]) AS last_at
+    FROM inserted GROUP BY key, step / %(width)s::bigint
+), folded AS (
     INSERT INTO {_ROLLUPS} AS r (job_id, key, bucket, lo, hi, n, first_wall_time, last_step,
                                  first_step, lo_step, hi_step)
-    SELECT %(job)s, key, step / %(width)s::bigint, min(value), max(value), count(*),
-           min(wall_time), max(step), min(step),
-           (array_agg(step ORDER BY value, step))[1], (array_agg(step ORDER BY value DESC, step))[1]
-    FROM inserted GROUP BY key, step / %(width)s::bigint
+    SELECT %(job)s, key, bucket, lo, hi, n, first_wall_time, last_step, first_step,
+           (lo_at[2]::bigint << 26) | lo_at[3]::bigint, ((-hi_at[2])::bigint << 26) | (-hi_at[3])::bigint
+    FROM buckets
     ON CONFLICT (job_id, key, bucket) DO UPDATE SET
         lo = LEAST(r.lo, EXCLUDED.lo),
         hi = GREATEST(r.hi, EXCLUDED.hi),
@@ -175,14 +211,14 @@ WITH body AS (
         hi_step = CASE WHEN EXCLUDED.hi > r.hi THEN EXCLUDED.hi_step ELSE r.hi_step END
 ), latest AS (
     UPDATE {_JOBS} SET latest_metrics = latest_metrics || (
-        SELECT jsonb_object_agg(key, value)
-        FROM (SELECT DISTINCT ON (key) key, value FROM inserted ORDER BY key, step DESC) AS last
+        SELECT jsonb_object_agg(key, last_at[3])
+        FROM (SELECT DISTINCT ON (key) key, last_at FROM buckets ORDER BY key, bucket DESC) AS last
     )
-    WHERE id = %(job)s AND EXISTS (SELECT 1 FROM inserted)
+    WHERE id = %(job)s AND EXISTS (SELECT FROM buckets)
 )
-SELECT (SELECT ok FROM accepted), (SELECT count(*) FROM incoming), count(*), min(id), max(id),
-       json_agg(json_build_object('id', id, 'key', key, 'step', step, 'value', value, 't', wall_time)
-                ORDER BY id)::text
+SELECT (SELECT ok FROM accepted), (SELECT received FROM checked), count(*), min(id), max(id),
+       '[' || string_agg('{{"id":' || id || ',"key":"' || key || '","step":' || step || ',"value":' || value
+                         || ',"t":' || wall_time || '}}', ',' ORDER BY id) || ']'
 FROM inserted
 """
 
@@ -258,7 +294,8 @@ def _rollups_fold(*, job_pk: int, rows: list[Row]) -> None:
     width = MetricRollup.ROLLUP_WIDTH
     # (key, bucket) -> [lo, hi, n, first wall time, last step, first step, lo step, hi step]
     fresh: dict[tuple[str, int], list] = {}
-    for _, key, step, value, wall_time in rows:
+    # In step order: an extreme reached at several steps is kept at the earliest (as on PostgreSQL).
+    for _, key, step, value, wall_time in sorted(rows, key=lambda row: row[2]):
         agg = fresh.get((key, step // width))
         if agg is None:
             fresh[(key, step // width)] = [value, value, 1, wall_time, step, step, step, step]

@@ -19,6 +19,7 @@ def test_the_ingest_rules_hold_on_postgresql():
         "tests/experiments/test_ingest.py",
         "tests/experiments/test_consumer.py",
         "tests/tracking/test_series_shape.py",  # the rollups' extreme steps, kept by the SQL statement
+        "tests/tracking/test_ingest_statement.py",  # ties, repeats, latest, a batch that waited for the lock
         db_prefix="t4dm_ingest",
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

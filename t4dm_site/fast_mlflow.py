@@ -25,9 +25,9 @@ stores anything:
 Then the ingest statement's own checks (key pattern, finite values, non-negative steps) and storing: the
 points (wall time = timestamp / 1000), their rollups and the job's latest values, in that one statement;
 the new points go to the job's viewers through fast_ingest's coalescer; the answer is Django's: 200, `{}`,
-the same headers. A stored (key, step) that appears between the check and the insert (a concurrent
-request) makes the insert fail as a whole (it has no ON CONFLICT here), so nothing is stored and Django
-answers.
+the same headers. A (key, step) stored by a concurrent request between this statement's snapshot and
+its lock on the job row is never skipped silently: the statement refuses (the job row changed under it)
+or the insert meets the unique index, nothing is stored, and Django answers.
 
 Anything else goes, body replayed, to Django, which answers it as before: a session, another credential,
 a refused or unprivileged token (401/403, the rate limit of refused tokens), a shared run or an admin's
@@ -139,15 +139,13 @@ def _statement() -> str | None:
                            ON p.job_id = %(job)s AND p.key = i.key AND p.step = i.step)
            AND (SELECT json_typeof(points) = 'array' FROM body)"""
     text = ingest._INSERT_POSTGRESQL
-    conflict = "ON CONFLICT (job_id, key, step) DO NOTHING"
-    if any(text.count(marker) != 1 for marker in ("WITH body AS (", ingest._ACCEPTED, conflict)):
+    if any(text.count(marker) != 1 for marker in ("WITH body AS (", ingest._ACCEPTED)):
         logger.error("the MLflow lean path is off: the ingest statement no longer has its markers")
         return None
-    return (
-        text.replace("WITH body AS (", prefix)
-        .replace(ingest._ACCEPTED, accepted)
-        .replace(conflict, "-- no ON CONFLICT: a point stored meanwhile fails the statement, Django answers")
-    )
+    # Where the statement still skips stored points by ON CONFLICT, none is skipped here: a point stored
+    # after the check above (by a request that held the job's lock) fails the insert as a whole.
+    conflict = "ON CONFLICT (job_id, key, step) DO NOTHING"
+    return text.replace("WITH body AS (", prefix).replace(ingest._ACCEPTED, accepted).replace(conflict, "")
 
 
 _sql: str | None = None

@@ -12,9 +12,10 @@ MetricValueExtra) and merges them back into get-history.
 On PostgreSQL a batch is one statement that takes the request body as it came: the database parses
 and checks the points, inserts the ones not stored yet (under the job row's lock), folds the inserted
 rows into the series' rollups and the job's latest values (data-modifying CTEs) and returns them, as
-JSON text, for the broadcast. The web process handles no point one by one. A batch the statement refuses goes to the
-Python validator, which names the problem. Other databases (the embedded SQLite) take the ORM path,
-with the same rules and guarantees (tests/experiments/test_ingest.py runs on both).
+JSON text, for the broadcast. The web process handles no point one by one. A batch the statement
+refuses goes to the Python validator, which names the problem. Other databases (the embedded SQLite)
+take the ORM path, with the same rules and guarantees (tests/experiments/test_ingest.py and
+tests/tracking/test_ingest_statement.py run on both).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Django's request stack, on PostgreSQL.
 
 The `mlflow` client sends one request per `log_metric` / `log_metrics` call, live, usually one step. Through
-Django each costs ~8-9 ms of web-process CPU: the middleware list, ninja, the token and roles queries, the
-run lookup, then the ingest's lock and insert. Here it is one statement on the worker ingest's async
-connections (t4dm_site/fast_ingest.py, autocommit): `_STATEMENT` below is the ingest statement
+Django each costs ~7 ms of web-process CPU: the middleware list, ninja, the token and roles queries, the
+run lookup, then the ingest's lock and insert; here ~1 ms (benchmarks/mlflow_server_cpu.py). It is one
+statement on the worker ingest's async connections (t4dm_site/fast_ingest.py, autocommit; the run's job
+is looked up once per run and process): `_statement()` below builds it from the ingest statement
 (experiments/tracking/ingest.py `_INSERT_POSTGRESQL`) with, in front, what Django's path checks before it
 stores anything:
 
@@ -37,7 +38,8 @@ would redirect, a database error. A tracking run has no heartbeat (run_create cl
 reaper never takes it, however it logs.
 
 On with the worker ingest's lean path (T4DM_FAST_INGEST, PostgreSQL only); the body limits
-(t4dm_site/asgi_limits.py) sit in front of it.
+(t4dm_site/asgi_limits.py) sit in front of it. /metrics counts the requests it answered
+(`t4dm_mlflow_lean_requests_total`) beside the latency histogram both paths feed.
 """
 
 from __future__ import annotations
@@ -257,7 +259,10 @@ class FastMlflowMiddleware:
 
     def __init__(self, app) -> None:
         self.app = app
-        self.enabled = fast_ingest.enabled()
+        # CommonMiddleware's user-agent refusal and www redirect, where configured, stay Django's.
+        self.enabled = (
+            fast_ingest.enabled() and not settings.DISALLOWED_USER_AGENTS and not settings.PREPEND_WWW
+        )
 
     async def __call__(self, scope, receive, send):
         if not self.enabled or scope["type"] != "http" or scope.get("method") != "POST":

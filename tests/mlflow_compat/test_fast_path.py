@@ -358,3 +358,24 @@ def test_a_viewer_gets_the_points_live(web):
             return got
 
     assert asyncio.run(watch()) == [(s, float(s)) for s in range(5)]
+
+
+def test_concurrent_values_at_one_step_are_all_kept(web):
+    """Requests racing on one (key, step): whichever stores first, none of the others is dropped (the
+    lean path refuses them, and Django stores them as extra values)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run_id = _run(web)
+
+    def log(value: int):
+        body = {"run_id": run_id, "key": "race", "value": value, "step": 7, "timestamp": 1000 + value}
+        return _post(web.base_url, "runs/log-metric", body, web.users["alice"]).status_code
+
+    for round_ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(log, range(round_ * 8, round_ * 8 + 8))) == [200] * 8
+    history = _history(web, run_id, "race")
+    assert sorted(v for _, _, v in history) == [float(v) for v in range(24)]
+    assert {(s, t) for s, t, v in history} == {(7, 1000 + int(v)) for _, _, v in history}
+    points, extras = _stored(web, run_id)
+    assert len(points) == 1 and len(extras) == 23

@@ -21,7 +21,6 @@ from experiments import selectors, services
 from experiments.demo import demo_job_start
 from experiments.models import Approach, JobStatus
 from experiments.saved_views import runs_view_delete, runs_view_save, runs_views_for
-from experiments.selectors import model_choices  # noqa: F401 (the evaluation set-up pages import it here)
 from t4dm_site.access import visible
 from t4dm_site.errors import DomainError, NotFound
 from t4dm_site.pages import dashboard

@@ -8,8 +8,8 @@ from django.shortcuts import redirect, render
 
 from experiments.evaluation import selectors, services
 from experiments.models import EvaluationKind
+from experiments.selectors import model_choices
 from experiments.training.evaluation.metrics import DEFAULT_METRICS, LOWER_IS_BETTER, metrics_for_task
-from experiments.views import model_choices
 from t4dm_site.errors import DomainError, InvalidInput, NotFound
 from t4dm_site.pages import dashboard
 

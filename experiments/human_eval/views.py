@@ -10,7 +10,8 @@ from django.shortcuts import redirect, render
 
 from experiments.human_eval import selectors, services
 from experiments.human_eval.models import EvalMode
-from experiments.views import dashboard, model_choices
+from experiments.selectors import model_choices
+from experiments.views import dashboard
 from t4dm_site.errors import DomainError, InvalidInput, NotFound
 from t4dm_site.roles import can_train
 

@@ -205,7 +205,9 @@ def test_a_batch_that_waited_for_another_of_its_job_stores_each_point_once_in_co
         except Exception as exc:  # noqa: BLE001 - the assertion below names it
             outcome["error"] = exc
 
-    with psycopg.connect(**params) as a:
+    # The lock waits are watched from a third connection: a transaction sees pg_stat_activity as of its
+    # first look.
+    with psycopg.connect(**params) as a, psycopg.connect(**params, autocommit=True) as watch:
         with a.transaction():
             assert (
                 a.execute(
@@ -215,14 +217,14 @@ def test_a_batch_that_waited_for_another_of_its_job_stores_each_point_once_in_co
             )
             waiter = threading.Thread(target=send_second)
             waiter.start()
-            for _ in range(200):  # until the second statement waits for the lock
-                waiting = a.execute(
+            for _ in range(500):  # until the second statement waits for the lock
+                waiting = watch.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
                 ).fetchone()[0]
                 if waiting:
                     break
                 time.sleep(0.02)
-            assert waiting, "the second batch did not wait for the job row's lock"
+            assert waiting, f"the second batch did not wait for the job row's lock: {outcome}"
         waiter.join(30)
     assert "error" not in outcome, outcome.get("error")
     stored = ingest.stored_from_row(outcome["row"])
@@ -235,3 +237,42 @@ def test_a_batch_that_waited_for_another_of_its_job_stores_each_point_once_in_co
     assert rows == [(s, 1.0) for s in range(10)] + [(s, 2.0) for s in range(10, 15)]
     rollup = MetricRollup.objects.get(job=job, key="loss", bucket=0)
     assert (rollup.n, rollup.lo, rollup.hi, rollup.last_step) == (15, 1.0, 2.0, 14)
+
+
+def test_a_batch_reads_the_points_table_only_through_its_unique_index(job):
+    """The repeats filter probes the (job, key, step) index: per key for the stored front, per point
+    below it. Joined to all of the job's points instead, every batch would cost as much as the job is
+    long (a plan choice that no answer shows, so the plan is what is checked)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: tests/experiments/test_ingest_postgresql.py runs it")
+    for begin in range(0, 20_000, 5_000):
+        metric_points_ingest(
+            job=job, points=[PointIn(k, s, 1.0) for s in range(begin, begin + 2_500) for k in "ab"]
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE " + ingest._POINTS)
+    fresh = [PointIn(k, s, 2.0) for s in range(20_000, 20_050) for k in "ab"]
+    for points in (fresh, fresh[:10] + [PointIn("a", 3_000, 3.0)]):  # new points; then repeats, one late
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF) " + ingest._INSERT_POSTGRESQL,
+                ingest.statement_params(job.pk, ingest._points_json(points), time.time()),
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        scans = [
+            line.strip()
+            for line in plan.splitlines()
+            if f" on {ingest._POINTS}" in line and "Insert" not in line
+        ]
+        index = f"using {_unique_index()} on"
+        assert scans and all("Index Only Scan" in scan and index in scan for scan in scans), plan
+    assert MetricPoint.objects.filter(job=job).count() == 20_000 + 100 + 1
+
+
+def _unique_index() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
+            [ingest._POINTS, "%UNIQUE%(job_id, key, step)%"],
+        )
+        return cursor.fetchone()[0]

@@ -9,8 +9,9 @@ lean path runs them (t4dm_site/fast_ingest.py): the job-token variant (`INSERT_P
 built from each statement by the same marker replacement), prepared, one autocommit statement per batch.
 `old` is the statement as of commit 73e76a9 (frozen below); `new` is experiments/tracking/ingest.py's.
 
-- One connection: batches of 1,000 and 5,000 fresh points (2 series stepping together, as
-  benchmarks/ingest_vs_mlflow.py sends them), the variants alternating batch by batch, `--reps` each:
+- One connection: batches of one step (2 points: ms per batch), 1,000 and 5,000 fresh points (2 series
+  stepping together, as benchmarks/ingest_vs_mlflow.py sends them), the variants alternating batch by
+  batch, `--reps` each:
   wall ms per batch (statement + commit, as the client sees it) and the backend's CPU ms
   (/proc/<pid>/schedstat), median and min-max. Then 1,000 points that are all repeats (a resent batch).
 - 1, 2 and 4 connections at once, each with its own job, `--batches` batches of 1,000 points each:
@@ -278,12 +279,14 @@ def main() -> None:
             f"ingest statement, old vs new; {os.cpu_count()} CPUs; PostgreSQL at {base_url.rsplit('@', 1)[-1]}"
         )
         rows = []
-        for size, repeats in ((1000, False), (5000, False), (1000, True)):
+        for size, repeats in ((2, False), (1000, False), (5000, False), (1000, True)):
             result = one_connection(variants, size, args.reps, repeats)
             label = f"{size:,} {'repeated ' if repeats else ''}points, 1 connection"
+            if size < 1000:
+                label += " (ms per batch)"
             for v in variants:
                 wall, cpu = result["wall"][v.name], result["cpu"][v.name]
-                per = 1000 / size
+                per = 1000 / size if size >= 1000 else 1
                 rows.append((label, v.name, spread([w * per for w in wall]),
                              spread([c * per for c in cpu]) if cpu else "-", "-"))  # fmt: skip
             print(f"  {label}: done", flush=True)

@@ -24,7 +24,8 @@ time so that nothing is a duplicate):
 - `MLflow API log-batch` / `MLflow API, one step/request`: the same `runs/log-batch` bodies to both
   servers (T4DM's MLflow-compatible API with an API token).
 
-Request bodies are serialised before the clock starts. After each phase every point is read back
+A warm-up round (every phase once on each server, at most `--warmup-steps` steps per client) comes
+first and is not counted. Request bodies are serialised before the clock starts. After each phase every point is read back
 (T4DM native: the series endpoint, exact when max_points covers the series; MLflow API on both:
 `metrics/get-history`) and counted: the benchmark fails unless each was stored exactly once.
 Then reads: `runs/get`, `runs/search` and one `get-history` of a `--read-points` run, timed on both.
@@ -317,6 +318,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=2, help="series per run: the points of one step")
     parser.add_argument("--batch-steps", type=int, default=5_000, help="steps per client in batch phases")
     parser.add_argument("--step-requests", type=int, default=100, help="requests per client, one-step phases")
+    parser.add_argument("--warmup-steps", type=int, default=500, help="steps per client, warm-up round")
     parser.add_argument("--read-points", type=int, default=20_000, help="points of the run the reads use")
     parser.add_argument(
         "--server", choices=["uvicorn", "daphne"], default="uvicorn", help="T4DM's ASGI server"
@@ -357,7 +359,7 @@ def main() -> None:
         platform = production_web(data / "t4dm", asgi_processes=1, server=args.server)
         mlflow_process, mlflow_base, mlflow_db, mlflow_log, version = start_mlflow(args.mlflow, data)
         native_phases = sum(p["api"] == "native" for p in phases)
-        t4dm_jobs = list(running_jobs(platform, args.reps * native_phases * args.clients))
+        t4dm_jobs = list(running_jobs(platform, (args.reps + 1) * native_phases * args.clients))
         servers = {
             "T4DM": Server("T4DM", platform.base_url, platform.token, platform.processes[0].pid),
             "MLflow": Server("MLflow", mlflow_base, None, mlflow_process.pid),
@@ -365,6 +367,13 @@ def main() -> None:
         print(f"T4DM ({args.server}, 1 process, PostgreSQL) vs {version} (uvicorn --workers 1, PostgreSQL); "
               f"{args.clients} clients, {args.keys} series per run, {args.reps} repetitions", flush=True)  # fmt: skip
         seed = 0
+        # Warm-up, not counted: every phase once on each server with at most --warmup-steps steps per
+        # client (each server's first requests pay for lazy imports, new connections, prepared plans).
+        for phase in phases:
+            for name in ("T4DM", "MLflow"):
+                seed += args.clients
+                short = {**phase, "steps": min(phase["steps"], args.warmup_steps)}
+                run_phase(short, servers[name], t4dm_jobs, args.clients, args.keys, seed * 1000)
         for rep in range(args.reps):
             order = ["T4DM", "MLflow"] if rep % 2 == 0 else ["MLflow", "T4DM"]
             for phase in phases:

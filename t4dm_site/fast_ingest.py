@@ -231,15 +231,9 @@ class FastIngestMiddleware:
         if job_pk is None:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away (or the body limit cut it)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:  # the client went away (or the body limit cut it)
+            return
         stored = None
         if b"\x00" not in body:
             try:
@@ -260,6 +254,18 @@ class FastIngestMiddleware:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
         _observe(started)
+
+
+async def read_body(receive) -> bytes | None:
+    """The whole request body, or None when the client went away first (or the body limit cut it)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
 def _replay(body: bytes, receive):

@@ -281,15 +281,9 @@ class FastMlflowMiddleware:
         ):
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away (or the body limit cut it)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await fast_ingest.read_body(receive)
+        if body is None:  # the client went away (or the body limit cut it)
+            return
         done = None
         try:
             done = await _store(single, token, body)

@@ -91,7 +91,9 @@ def test_start_monitor_and_cancel_a_queued_job(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api.post(researcher, "/jobs", {"config_id": demo_config.public_id})
     assert response.status_code == 201
-    assert any(cb.__qualname__.startswith("job_enqueue_on_commit") for cb in callbacks)  # enqueued after commit
+    assert any(
+        cb.__qualname__.startswith("job_enqueue_on_commit") for cb in callbacks
+    )  # enqueued after commit
     body = response.json()
     assert set(body) >= {"job_id", "status", "started_at", "progress", "metrics"}
     assert body["status"] == "queued" and body["progress"] == {"epoch": 0.0, "step": 0, "total_steps": 0}

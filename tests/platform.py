@@ -299,6 +299,15 @@ def production_platform(tmp_path_factory, tiny_model_dir):
         _drop_postgres_database(database)
 
 
+def browser_log_in(page, base: str, username: str = "rita", password: str | None = None) -> None:
+    """Log in through the login page (the test users' password is "pw-<username>" unless given)."""
+    page.goto(base + "/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password or f"pw-{username}")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args():
     """pytest-playwright drives the system Chromium (Playwright cannot download its own browser here)."""

@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.platform import browser_log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 SHOTS = Path("/tmp/auditA-shots")
-
-
-def _log_in(page, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", "rita")
-    page.fill("input[name=password]", "pw-rita")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
 
 
 @pytest.fixture
@@ -56,7 +50,7 @@ def resumed_job(transactional_db, demo_config):
 def test_parent_curve_eval_chart_smoothing_and_shared_axis(page, live_server, resumed_job):
     SHOTS.mkdir(exist_ok=True)
     parent, child = resumed_job
-    _log_in(page, live_server.url)
+    browser_log_in(page, live_server.url)
     page.goto(f"{live_server.url}/jobs/{child.public_id}/")
     # the parent's points up to step 10 (not after): the resumed job does not start with empty charts
     page.wait_for_function("Number(document.getElementById('chart-loss').dataset.points) > 0")

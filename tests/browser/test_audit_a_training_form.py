@@ -10,21 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.platform import browser_log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 SHOTS = Path("/tmp/auditA-shots")
 
 
-def _log_in(page, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", "rita")
-    page.fill("input[name=password]", "pw-rita")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
-
-
 def test_the_form_offers_only_loadable_bases(page, live_server, transactional_db, demo_config):
-    _log_in(page, live_server.url)
+    browser_log_in(page, live_server.url)
     page.goto(live_server.url + "/configs/new/")
     offered = page.eval_on_selector_all("#model-bases option", "os => os.map(o => o.value)")
     assert offered[0] == "t4dm-tiny"
@@ -38,7 +32,7 @@ def test_advanced_options_reach_the_config_and_impossible_sizes_are_named(
     from experiments.models import TrainingJob
 
     SHOTS.mkdir(exist_ok=True)
-    _log_in(page, live_server.url)
+    browser_log_in(page, live_server.url)
     page.goto(live_server.url + "/configs/new/")
     page.wait_for_function("document.getElementById('est-training_device').textContent !== '—'")
     assert page.locator("#est-training_device").inner_text().strip() not in ("", "—", "unknown")
@@ -86,7 +80,7 @@ def test_a_new_experiment_named_like_an_existing_one_joins_it(
     """Typing the name of an experiment you already have made a second one of the same name."""
     from experiments.models import Experiment, TrainingJob
 
-    _log_in(page, live_server.url)
+    browser_log_in(page, live_server.url)
     page.goto(live_server.url + "/configs/new/")
     page.wait_for_function("document.getElementById('est-training_device').textContent !== '—'")
     page.fill("input[name=experiment_name]", demo_config.experiment.name.upper())

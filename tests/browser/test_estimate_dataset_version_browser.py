@@ -6,15 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.platform import browser_log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-
-def _log_in(page, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", "rita")
-    page.fill("input[name=password]", "pw-rita")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
 
 
 def _tokens(version) -> int:
@@ -36,7 +30,7 @@ def test_the_estimate_follows_the_picked_version(page, live_server, transactiona
     v2.save()
     other = dataset_prepare(owner=demo_config.owner, name="other", content=DEMO_ROWS.read_bytes() * 2,
                             task_type="chat", reuse_same_content=False)  # fmt: skip
-    _log_in(page, live_server.url)
+    browser_log_in(page, live_server.url)
     page.goto(live_server.url + "/configs/new/")
     page.select_option("select[name=dataset_id]", v1.dataset.public_id)
     page.wait_for_function("document.querySelectorAll('#dataset-version option').length === 2")

@@ -8,13 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-
-def _log_in(page, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", "rita")
-    page.fill("input[name=password]", "pw-rita")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
+from tests.platform import browser_log_in
 
 
 @pytest.mark.django_db
@@ -55,7 +49,7 @@ def test_success_updates_overview_and_buttons_live(page, live_server, transactio
     # live_server has no websocket: a stand-in server lets the test send what the job's group sends
     page.route_web_socket("**/ws/jobs/**", lambda ws: sockets.append(ws))
     base = live_server.url
-    _log_in(page, base)
+    browser_log_in(page, base)
     page.goto(f"{base}/jobs/{job.public_id}/")
     page.wait_for_function("document.getElementById('job-status').textContent === 'running'")
     assert page.locator("#ov-duration").inner_text() != "3m 2s"

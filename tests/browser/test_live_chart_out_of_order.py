@@ -8,15 +8,9 @@ import json
 
 import pytest
 
+from tests.platform import browser_log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-
-def _log_in(page, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", "rita")
-    page.fill("input[name=password]", "pw-rita")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
 
 
 def _batch(*points) -> str:
@@ -44,7 +38,7 @@ def test_out_of_order_batches_reach_the_chart_once_and_a_reconnect_says_what_it_
     sockets = []
     # live_server has no websocket: a stand-in server sends what the job's consumer would
     page.route_web_socket("**/ws/jobs/**", lambda ws: sockets.append(ws))
-    _log_in(page, live_server.url)
+    browser_log_in(page, live_server.url)
     page.goto(f"{live_server.url}/jobs/{job.public_id}/")
     page.wait_for_function("window.t4dmJobSocket() && window.t4dmJobSocket().readyState === 1")
     assert sockets[0].url.endswith("?after=0")

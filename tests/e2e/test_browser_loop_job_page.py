@@ -7,17 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.platform import browser_log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 SHOTS = Path("/tmp/shots")
-
-
-def _log_in(page, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", "rita")
-    page.fill("input[name=password]", "pw-rita")
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
 
 
 @pytest.fixture
@@ -33,7 +27,7 @@ def job_with_checkpoint(transactional_db, demo_config):
 def test_cancel_enables_resume_and_ends_live(page, live_server, job_with_checkpoint):
     SHOTS.mkdir(exist_ok=True)
     base = live_server.url
-    _log_in(page, base)
+    browser_log_in(page, base)
     page.goto(f"{base}/jobs/{job_with_checkpoint.public_id}/")
     assert page.locator("#resume-job").is_disabled()  # queued: nothing to resume yet
     page.click("#cancel-job")
@@ -51,7 +45,7 @@ def test_a_succeeded_job_cannot_be_resumed_and_is_not_live(page, live_server, jo
     job.status = JobStatus.SUCCEEDED
     job.save(update_fields=["status"])
     base = live_server.url
-    _log_in(page, base)
+    browser_log_in(page, base)
     page.goto(f"{base}/jobs/{job.public_id}/")
     page.wait_for_timeout(500)  # the websocket tries (and fails: live_server has none) meanwhile
     assert page.locator("#resume-job").is_disabled()
@@ -76,7 +70,7 @@ def test_the_training_form_groups_runs_in_a_named_experiment(
 
     SHOTS.mkdir(exist_ok=True)
     base = live_server.url
-    _log_in(page, base)
+    browser_log_in(page, base)
     page.goto(base + "/configs/new/")
     page.fill("input[name=experiment_name]", "lr sweep")
     page.fill("input[name=experiment_tags]", "sweep, tiny")

@@ -104,15 +104,25 @@
   }
   // The chosen dataset's versions, newest first (GET /api/v1/datasets/{id}/versions); the latest is selected.
   const versionSelect = form.elements.dataset_version;
+  // Only the newest request's answer fills the picker, and a change event that keeps the same dataset
+  // keeps the picker (and the version the user chose) as it is.
+  let versionsFor = null, versionsRequest = 0;
   async function loadVersions() {
     const datasetId = form.elements.dataset_id.value;
+    if (datasetId === versionsFor) return;
+    versionsFor = datasetId;
+    const mine = ++versionsRequest;
     // The previous dataset's version numbers must not reach an estimate of this one: none (the latest)
     // until this dataset's versions are here, then the estimate again for the one selected.
     versionSelect.replaceChildren();
     if (!datasetId) return;
     const response = await fetch("/api/v1/datasets/" + encodeURIComponent(datasetId) + "/versions", { credentials: "same-origin" });
-    if (!response.ok || form.elements.dataset_id.value !== datasetId) return;
+    if (!response.ok || mine !== versionsRequest) {
+      if (mine === versionsRequest) versionsFor = null;  // a failed load is tried again on the next change
+      return;
+    }
     const versions = (await response.json()).sort((a, b) => b.version - a.version);
+    if (mine !== versionsRequest) return;
     versionSelect.replaceChildren(...versions.map((v, i) => {
       const parts = i === 0 ? ["latest"] : [];
       if (v.origin) parts.push(v.origin);

@@ -87,6 +87,11 @@ def test_the_form_trains_on_the_version_picked(page, live_server, transactional_
     options = page.eval_on_selector_all("#dataset-version option", "os => os.map(o => [o.value, o.selected])")
     assert options == [["2", True], ["1", False]], options  # newest first, the latest chosen
     page.select_option("#dataset-version", "1")
+    # The same dataset chosen again (a change event, as when the page's own first load is still on its
+    # way) keeps the version picked.
+    page.select_option("select[name=dataset_id]", v1.dataset.public_id)
+    page.wait_for_load_state("networkidle")
+    assert page.input_value("#dataset-version") == "1"
     page.screenshot(path="/tmp/t19/config_form_version.png", full_page=True)
     page.click("#start-training")
     page.wait_for_url("**/jobs/job-*/")

@@ -32,9 +32,10 @@ def _steps_on_disk(folder: Path) -> list[int]:
 
 
 def test_best_only_keeps_the_best_checkpoint_and_the_newest_until_the_end(make_spec) -> None:
-    # given a learning rate high enough that val_loss goes back up after its best evaluation
+    # given a learning rate high enough, and kept constant (a decaying one lets late steps settle lower
+    # again), that val_loss goes back up after its best evaluation
     spec = make_spec(
-        hyperparameters={"learning_rate": 1.0, "max_steps": 20},
+        hyperparameters={"learning_rate": 1.0, "max_steps": 20, "lr_scheduler": "constant"},
         dataset={"train": str(KNOWLEDGE_CHAT), "validation": str(KNOWLEDGE_CHAT)},
         checkpointing={"save_steps": 4, "save_total_limit": 3, "best_only": True},
     )
@@ -62,7 +63,7 @@ def test_without_best_only_the_best_is_still_named_and_kept(make_spec) -> None:
     """With a validation split the Trainer tracks the best checkpoint for every run (the job page and
     the registry mark it); rotation keeps it besides the newest ones."""
     spec = make_spec(
-        hyperparameters={"learning_rate": 1.0, "max_steps": 20},
+        hyperparameters={"learning_rate": 1.0, "max_steps": 20, "lr_scheduler": "constant"},
         dataset={"train": str(KNOWLEDGE_CHAT), "validation": str(KNOWLEDGE_CHAT)},
         checkpointing={"save_steps": 4, "save_total_limit": 2, "best_only": False},
     )

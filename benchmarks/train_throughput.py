@@ -477,12 +477,26 @@ def main() -> int:
     )
     parser.add_argument("--profile", action="store_true", help="profile the engine's CUDA kernels")
     parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="the engine writes no checkpoint or final model (disk-bound machines)",
+    )
+    parser.add_argument(
         "--variants",
         type=json.loads,
         default=None,
         help="JSON list of hyperparameter overrides, each run as an extra engine row",
     )
     args = parser.parse_args()
+    if args.no_save:
+        # The engine's checkpoint and final model of an 8B full fine-tune (weights + optimizer state,
+        # ~80 GB) do not fit a 64 GB disk; tokens/s is measured before they are written.
+        import transformers
+
+        from experiments.training.checkpoints import AtomicCheckpointTrainer
+
+        AtomicCheckpointTrainer._save_checkpoint = lambda self, model, trial: None
+        transformers.Trainer.save_model = lambda self, *args, **kwargs: None
     if args.warmup >= args.steps:
         parser.error("--warmup must be below --steps")
     import datasets

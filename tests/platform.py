@@ -4,6 +4,7 @@ started separately) against the machine's real servers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -218,6 +219,29 @@ def production_web(
         stop_production_web(platform)
         raise
     return platform
+
+
+def add_uvicorn(platform: Platform, data: Path) -> None:
+    """A uvicorn process, as `make web` runs it, beside production_web's daphne on the same database and
+    Redis: `platform.uvicorn_url`, its access log `platform.access_log`."""
+    from t4dm_site.management.commands.t4dm_up import web_command
+
+    port = str(free_port())
+    platform.access_log = data / "uvicorn-access.log"
+    platform.spawn(*web_command("uvicorn", "127.0.0.1", port, platform.access_log), log=data / "uvicorn.log")
+    platform.uvicorn_url = f"http://127.0.0.1:{port}"
+    platform.wait_until_up(url=platform.uvicorn_url)
+
+
+@contextlib.contextmanager
+def served_by(platform: Platform, server: str):
+    """`platform.base_url` set to its daphne (`server="daphne"`) or its add_uvicorn process for the block."""
+    daphne_url = platform.base_urls[0]
+    platform.base_url = daphne_url if server == "daphne" else platform.uvicorn_url
+    try:
+        yield platform
+    finally:
+        platform.base_url = daphne_url
 
 
 def stop_production_web(platform: Platform) -> None:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from t4dm_site.management.commands.t4dm_up import web_command
-from tests.platform import ROOT, free_port, production_web, stop_production_web
+from tests.platform import ROOT, add_uvicorn, free_port, production_web, served_by, stop_production_web
 
 pytestmark = [pytest.mark.e2e, pytest.mark.production]
 
@@ -26,10 +26,7 @@ def platform(tmp_path_factory):
     data = tmp_path_factory.mktemp("fast-mlflow")
     platform = production_web(data, asgi_processes=1)  # daphne, lean paths on
     try:
-        port = str(free_port())
-        platform.spawn(*web_command("uvicorn", "127.0.0.1", port, data / "uvicorn-access.log"),
-                       log=data / "uvicorn.log")  # fmt: skip
-        platform.uvicorn_url = f"http://127.0.0.1:{port}"
+        add_uvicorn(platform, data)
         # The reference: Django answers everything (same database).
         port = str(free_port())
         log = open(data / "django.log", "w")  # noqa: SIM115 - closed with the process
@@ -41,7 +38,6 @@ def platform(tmp_path_factory):
             )
         )  # fmt: skip
         platform.django_url = f"http://127.0.0.1:{port}"
-        platform.wait_until_up(url=platform.uvicorn_url)
         platform.wait_until_up(url=platform.django_url)
         platform.users = {
             name: platform.manage("create_api_token", name, "--create-user", "--role", role).strip()
@@ -55,10 +51,8 @@ def platform(tmp_path_factory):
 @pytest.fixture(params=["daphne", "uvicorn"])
 def web(request, platform):
     """The platform, with `base_url` the chosen lean server's."""
-    daphne_url = platform.base_urls[0]
-    platform.base_url = daphne_url if request.param == "daphne" else platform.uvicorn_url
-    yield platform
-    platform.base_url = daphne_url
+    with served_by(platform, request.param):
+        yield platform
 
 
 def _sql(web, query: str, params=()) -> list:

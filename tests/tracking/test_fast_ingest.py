@@ -11,8 +11,7 @@ import json
 import httpx
 import pytest
 
-from t4dm_site.management.commands.t4dm_up import web_command
-from tests.platform import free_port, production_web, running_jobs, stop_production_web
+from tests.platform import add_uvicorn, production_web, running_jobs, served_by, stop_production_web
 
 pytestmark = [pytest.mark.e2e, pytest.mark.production]
 
@@ -22,13 +21,7 @@ def platform(tmp_path_factory):
     data = tmp_path_factory.mktemp("fast-ingest")
     platform = production_web(data, asgi_processes=1)  # daphne
     try:
-        port = str(free_port())
-        platform.access_log = data / "uvicorn-access.log"
-        platform.spawn(
-            *web_command("uvicorn", "127.0.0.1", port, platform.access_log), log=data / "uvicorn.log"
-        )
-        platform.uvicorn_url = f"http://127.0.0.1:{port}"
-        platform.wait_until_up(url=platform.uvicorn_url)
+        add_uvicorn(platform, data)
         yield platform
     finally:
         stop_production_web(platform)
@@ -37,10 +30,8 @@ def platform(tmp_path_factory):
 @pytest.fixture(params=["daphne", "uvicorn"])
 def web(request, platform):
     """The platform, with `base_url` the chosen server's (both share the database and Redis)."""
-    daphne_url = platform.base_urls[0]
-    platform.base_url = daphne_url if request.param == "daphne" else platform.uvicorn_url
-    yield platform
-    platform.base_url = daphne_url
+    with served_by(platform, request.param):
+        yield platform
 
 
 def _series(web, job_id: str, key: str) -> list:

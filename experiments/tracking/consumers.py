@@ -27,10 +27,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from experiments.models import MetricPoint
 from experiments.selectors import job_get, job_to_dict
 from experiments.tracking.live import job_group
-from experiments.tracking.series import metric_series
+from experiments.tracking.series import metric_series, points_between
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
 from t4dm_site.ws_revocation import RevocableConsumerMixin
@@ -83,13 +82,10 @@ class JobConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
 
     def _snapshot(self, after: int, seen: int = 0, upto: int = 0) -> dict:
         self.job.refresh_from_db()
-        if seen > 0 and upto > after and self._holds(after, upto) == seen:
+        if seen > 0 and upto > after and points_between(job=self.job, after_id=after, upto_id=upto) == seen:
             after = upto  # the client had every point up to `upto`
         series = metric_series(job=self.job, after_id=after, max_points=settings.WS_MAX_POINTS_PER_SERIES)
         return {"job": job_to_dict(self.job), **series}
-
-    def _holds(self, after: int, upto: int) -> int:
-        return MetricPoint.objects.filter(job=self.job, id__gt=after, id__lte=upto).count()
 
     async def disconnect(self, code):
         await self.stop_revocation_checks()

@@ -261,6 +261,12 @@ def metric_series_range(
     return {"series": {key: points}, "last_id": last_id, "downsampled": len(rows) > max_points}
 
 
+def points_between(*, job: TrainingJob, after_id: int, upto_id: int) -> int:
+    """How many of the job's points have ids in (after_id, upto_id]: a reconnecting viewer's check that
+    it got every live point up to `upto_id` (tracking/consumers.py)."""
+    return MetricPoint.objects.filter(job=job, id__gt=after_id, id__lte=upto_id).count()
+
+
 def metric_keys(*, job: TrainingJob) -> list[str]:
     """The job's metric keys, found by skipping through the (job, key, step) index one key at a time
     rather than reading every point."""

@@ -261,7 +261,10 @@ class MetricPoint(models.Model):
     # No database foreign key or job_id index on the two metric tables: the ingest inserts points only
     # for a job row it holds locked, so no point can be an orphan, and Django still deletes a job's
     # points with it (on_delete). A per-row foreign key check cost a quarter of PostgreSQL's time per
-    # batch; the (job, key, step) and (job, id) indexes serve every query by job.
+    # batch; the (job, key, step) and (job, id) indexes serve every query by job. On PostgreSQL the
+    # (job, id) index is the table's primary key (migration 0015): one index less for every point
+    # stored; `id` stays unique (an identity column), but a lookup by id alone scans the table — every
+    # query names the job. A later migration that alters `id` or this index must do so in SQL there.
     job = models.ForeignKey(
         TrainingJob,
         on_delete=models.CASCADE,

@@ -19,7 +19,7 @@ import time
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -39,7 +39,8 @@ class PlatformCollector(Collector):
     """Platform state, queried from the database on every scrape."""
 
     def collect(self):
-        from experiments.models import Evaluation, JobStatus, MetricPoint, TrainingJob, Worker
+        from experiments.models import Evaluation, JobStatus, TrainingJob, Worker
+        from experiments.tracking.series import points_last_id
 
         jobs = GaugeMetricFamily("t4dm_jobs", "Training jobs by status.", labels=["status"])
         counts = dict(TrainingJob.objects.values_list("status").annotate(n=Count("id")).order_by())
@@ -89,9 +90,9 @@ class PlatformCollector(Collector):
 
         points = CounterMetricFamily(
             "t4dm_metric_points_ingested",
-            "Training metric points stored (the highest point id); rate() of it is the ingest rate.",
+            "Training metric points stored (the last point id given out); rate() of it is the ingest rate.",
         )
-        points.add_metric([], MetricPoint.objects.aggregate(last=Max("id"))["last"] or 0)
+        points.add_metric([], points_last_id())
         yield points
 
 

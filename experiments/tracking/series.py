@@ -8,7 +8,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict, defaultdict
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Min
 
 from experiments.models import MetricPoint, MetricRollup, TrainingJob
@@ -259,6 +259,20 @@ def metric_series_range(
     rows = _raw_range(job, key, start, end, after_id, held + LONG_SERIES_POINTS)
     points = [[step, value, t] for _, step, value, t in _downsample(rows, max_points)]
     return {"series": {key: points}, "last_id": last_id, "downsampled": len(rows) > max_points}
+
+
+def points_last_id() -> int:
+    """The last metric point id given out (0 before the first): ids only grow, so this counts the points
+    ever stored. On PostgreSQL it is the id sequence's value: the points' primary key there is
+    (job_id, id) (migration 0015), so max(id) over every job would read the whole table."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass), 0)",
+                [MetricPoint._meta.db_table],
+            )
+            return cursor.fetchone()[0]
+    return MetricPoint.objects.aggregate(top=Max("id"))["top"] or 0
 
 
 def points_between(*, job: TrainingJob, after_id: int, upto_id: int) -> int:

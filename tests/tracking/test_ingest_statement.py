@@ -276,3 +276,33 @@ def _unique_index() -> str:
             [ingest._POINTS, "%UNIQUE%(job_id, key, step)%"],
         )
         return cursor.fetchone()[0]
+
+
+def test_the_points_table_costs_each_point_two_index_entries_and_reads_by_job_and_id_stay_indexed(job):
+    """On PostgreSQL the (job_id, id) index is the points' primary key (migration 0015): each stored
+    point adds to two indexes, not three, and the reads by job and id (a viewer's cursor, the points
+    counter) still go through an index."""
+    from experiments.tracking.series import metric_series, points_between, points_last_id
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: tests/experiments/test_ingest_postgresql.py runs it")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname", [ingest._POINTS]
+        )
+        indexes = [row[0].split(" USING ")[1] for row in cursor.fetchall()]
+    assert indexes == ["btree (job_id, id)", "btree (job_id, key, step)"], indexes
+    before = points_last_id()
+    for begin in (0, 1_500):
+        metric_points_ingest(
+            job=job, points=[PointIn(k, s, 1.0) for s in range(begin, begin + 1_500) for k in "ab"]
+        )
+    ids = list(MetricPoint.objects.filter(job=job).order_by("id").values_list("id", flat=True))
+    first, last = ids[0], ids[-1]
+    assert points_last_id() == last >= before + 6_000
+    assert points_between(job=job, after_id=first, upto_id=last) == 6_000 - 1
+    assert sum(len(v) for v in metric_series(job=job, after_id=ids[-11])["series"].values()) == 10
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE " + ingest._POINTS)
+    plan = MetricPoint.objects.filter(job=job, id__gt=ids[-11]).order_by("id").values_list("id").explain()
+    assert "using metric_point_job_id" in plan, plan

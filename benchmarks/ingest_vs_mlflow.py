@@ -11,9 +11,11 @@ venv has only `mlflow-skinny`, the client.)
   with ONE web process: uvicorn as `make web` runs it (`--server daphne`: the embedded default's server).
 - MLflow: `mlflow server --workers 1` (uvicorn) on its own fresh database of the same PostgreSQL server.
 
-Phases (each repetition runs every phase on both servers, the order of the two swapped every
-repetition; `--clients` concurrent connections, each for its own job/run, with fresh jobs/runs every
-time so that nothing is a duplicate):
+Phases (each repetition runs every phase as T4DM, MLflow, T4DM; `--clients` concurrent connections,
+each for its own job/run, with fresh jobs/runs every time so that nothing is a duplicate). T4DM's runs
+last ~1/15 of MLflow's, and this shared VM's speed drifts within seconds (a fixed CPU loop took
+0.93-1.55 s within one minute): T4DM's figure for a repetition is its two runs together (points over
+seconds), which bracket MLflow's run, so that both servers are measured over the same stretch of time.
 
 - `native, N points/request`: T4DM's worker ingest (POST /api/v1/ingest/jobs/<id>/metrics, job
   token) against MLflow's `runs/log-batch` with the same points per request (≤ 1,000, MLflow's limit).
@@ -29,6 +31,12 @@ first and is not counted. Request bodies are serialised before the clock starts.
 (T4DM native: the series endpoint, exact when max_points covers the series; MLflow API on both:
 `metrics/get-history`) and counted: the benchmark fails unless each was stored exactly once.
 Then reads: `runs/get`, `runs/search` and one `get-history` of a `--read-points` run, timed on both.
+
+The clients are threads of this process, each with one keep-alive connection of the standard
+library's `http.client` (`--client httpx`: httpx, as earlier runs did). They share the machine's cores
+with both servers: httpx spent 3-5 ms of CPU per 80 kB request here, a fifth of the machine while T4DM
+answered 1,000-point batches (and under 3 % of it during MLflow's), so a heavy client takes CPU from
+the faster server. The table gives the client threads' CPU per 1,000 points for each server.
 
 Besides the rates, the table gives T4DM's web-process CPU per 1,000 points in each phase (psutil, the
 one web process and its children) and the rate one web process could answer at that cost
@@ -98,36 +106,89 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def blast(urls: list[str], headers: list[dict], bodies: list[list[bytes]], check) -> float:
-    """Each client posts its bodies in order over one keep-alive connection; returns wall seconds."""
+class _Answer:
+    """What a phase's check reads of an answer: the status, the text and the JSON (like httpx's)."""
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code, self.content = status_code, content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+def _post_with_http_client(url: str, headers: dict, bodies: list[bytes], check, barrier, errors) -> None:
+    """One keep-alive connection (the standard library's http.client), the bodies posted in order."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=300)
+    try:
+        connection.request("GET", "/")  # open the connection before the clock
+        connection.getresponse().read()
+        barrier.wait()
+        for body in bodies:
+            connection.request("POST", where.path, body=body, headers=headers)
+            answer = connection.getresponse()
+            problem = check(_Answer(answer.status, answer.read()))
+            if problem:
+                errors.append(problem)
+                return
+    finally:
+        connection.close()
+
+
+def _post_with_httpx(url: str, headers: dict, bodies: list[bytes], check, barrier, errors) -> None:
     import httpx
 
+    with httpx.Client(headers=headers, timeout=300) as http:
+        http.get(url.split("/api/")[0] + "/")  # open the connection before the clock
+        barrier.wait()
+        for body in bodies:
+            problem = check(http.post(url, content=body))
+            if problem:
+                errors.append(problem)
+                return
+
+
+CLIENTS = {"http.client": _post_with_http_client, "httpx": _post_with_httpx}
+CLIENT = "http.client"  # main() sets it from --client
+
+
+def blast(urls: list[str], headers: list[dict], bodies: list[list[bytes]], check) -> tuple[float, float]:
+    """Each client posts its bodies in order over one keep-alive connection; returns wall seconds and
+    the CPU seconds the client threads used meanwhile (this process's, which runs nothing else then)."""
     errors: list = []
     barrier = threading.Barrier(len(bodies) + 1)
-
-    def client(index: int) -> None:
-        with httpx.Client(
-            headers={**headers[index], "Content-Type": "application/json"}, timeout=300
-        ) as http:
-            http.get(urls[index].split("/api/")[0] + "/")  # open the connection before the clock
-            barrier.wait()
-            for body in bodies[index]:
-                problem = check(http.post(urls[index], content=body))
-                if problem:
-                    errors.append(problem)
-                    return
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
+    post = CLIENTS[CLIENT]
+    threads = [
+        threading.Thread(
+            target=post,
+            args=(
+                urls[i],
+                {**headers[i], "Content-Type": "application/json"},
+                bodies[i],
+                check,
+                barrier,
+                errors,
+            ),
+        )
+        for i in range(len(bodies))
+    ]
     for thread in threads:
         thread.start()
     barrier.wait()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.join()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if errors:
         raise RuntimeError(errors[:3])
-    return seconds
+    return seconds, cpu
 
 
 def _ok(response):
@@ -211,6 +272,9 @@ def start_mlflow(mlflow: str, data: Path):
         [mlflow, "server", "--backend-store-uri", store, "--default-artifact-root", str(data / "artifacts"),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # Tracking only: MLflow's job runner (huey consumers for its GenAI jobs, ~10 % of a core here
+        # while idle, taken from both servers' share) stays off.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
@@ -267,7 +331,7 @@ def run_phase(phase: dict, server: Server, t4dm_jobs: list, clients: int, keys: 
         ]
         check = _ok
     cpu = _cpu_seconds(server.pid)
-    seconds = blast(urls, headers, bodies, check)
+    seconds, client_cpu = blast(urls, headers, bodies, check)
     cpu = _cpu_seconds(server.pid) - cpu
     stored = 0
     for c in range(clients):
@@ -278,7 +342,13 @@ def run_phase(phase: dict, server: Server, t4dm_jobs: list, clients: int, keys: 
         stored += check_exactly_once(found, sent[c], f"{server.name} {phase['name']} client {c}")
     points = sum(len(p) for p in sent)
     return {"seconds": seconds, "points": points, "stored": stored, "rate": points / seconds,
-            "requests": sum(len(b) for b in bodies), "cpu": cpu}  # fmt: skip
+            "requests": sum(len(b) for b in bodies), "cpu": cpu, "client_cpu": client_cpu}  # fmt: skip
+
+
+def _together(a: dict, b: dict) -> dict:
+    """Two runs of one phase on one server as one: their points over their seconds."""
+    out = {k: a[k] + b[k] for k in ("seconds", "points", "stored", "requests", "cpu", "client_cpu")}
+    return {**out, "rate": out["points"] / out["seconds"]}
 
 
 def time_reads(server: Server, run_id: str, key: str, reps: int) -> dict:
@@ -308,12 +378,17 @@ def _spread(values: list[float]) -> str:
 
 
 def main() -> None:
+    global CLIENT
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mlflow", default=os.environ.get("MLFLOW_SERVER_BIN", "/tmp/mlflow-venv/bin/mlflow"),
                         help="the `mlflow` command of a full MLflow install (server included)")  # fmt: skip
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--client", choices=sorted(CLIENTS), default=CLIENT,
+        help="the HTTP client of the posting threads (the same for both servers)",
+    )  # fmt: skip
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--keys", type=int, default=2, help="series per run: the points of one step")
     parser.add_argument("--batch-steps", type=int, default=5_000, help="steps per client in batch phases")
@@ -330,6 +405,7 @@ def main() -> None:
         sys.exit(
             f"no MLflow server command at {args.mlflow}: install the full mlflow package (see the docstring)"
         )
+    CLIENT = args.client
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -359,13 +435,14 @@ def main() -> None:
         platform = production_web(data / "t4dm", asgi_processes=1, server=args.server)
         mlflow_process, mlflow_base, mlflow_db, mlflow_log, version = start_mlflow(args.mlflow, data)
         native_phases = sum(p["api"] == "native" for p in phases)
-        t4dm_jobs = list(running_jobs(platform, (args.reps + 1) * native_phases * args.clients))
+        t4dm_jobs = list(running_jobs(platform, (2 * args.reps + 1) * native_phases * args.clients))
         servers = {
             "T4DM": Server("T4DM", platform.base_url, platform.token, platform.processes[0].pid),
             "MLflow": Server("MLflow", mlflow_base, None, mlflow_process.pid),
         }
         print(f"T4DM ({args.server}, 1 process, PostgreSQL) vs {version} (uvicorn --workers 1, PostgreSQL); "
-              f"{args.clients} clients, {args.keys} series per run, {args.reps} repetitions", flush=True)  # fmt: skip
+              f"{args.clients} clients ({args.client}), {args.keys} series per run, {args.reps} repetitions",
+              flush=True)  # fmt: skip
         seed = 0
         # Warm-up, not counted: every phase once on each server with at most --warmup-steps steps per
         # client (each server's first requests pay for lazy imports, new connections, prepared plans).
@@ -375,15 +452,17 @@ def main() -> None:
                 short = {**phase, "steps": min(phase["steps"], args.warmup_steps)}
                 run_phase(short, servers[name], t4dm_jobs, args.clients, args.keys, seed * 1000)
         for rep in range(args.reps):
-            order = ["T4DM", "MLflow"] if rep % 2 == 0 else ["MLflow", "T4DM"]
             for phase in phases:
-                for name in order:
+                runs = []
+                for name in ("T4DM", "MLflow", "T4DM"):
                     seed += args.clients
                     r = run_phase(phase, servers[name], t4dm_jobs, args.clients, args.keys, seed * 1000)
-                    results[phase["name"]][name].append(r)
+                    runs.append(r)
                     print(f"  rep {rep + 1} {phase['name']:<40} {name:<6} {r['points']:>8,} points "
                           f"{r['requests']:>6,} requests {r['seconds']:7.2f} s {r['rate']:>10,.0f} points/s "
                           f"stored exactly once: {r['stored']:,}", flush=True)  # fmt: skip
+                results[phase["name"]]["T4DM"].append(_together(runs[0], runs[2]))
+                results[phase["name"]]["MLflow"].append(runs[1])
         # Reads: one run of --read-points points on each server (log-batch, the same bodies).
         reads = {}
         steps = args.read_points // args.keys
@@ -404,7 +483,8 @@ def main() -> None:
 
     print()
     header = ("phase", "T4DM points/s", "MLflow points/s", "ratio T4DM/MLflow",
-              "T4DM web CPU ms/1,000 points", "points/s per T4DM web CPU-second")  # fmt: skip
+              "T4DM web CPU ms/1,000 points", "points/s per T4DM web CPU-second",
+              "client CPU ms/1,000 points (T4DM / MLflow)")  # fmt: skip
     rows = []
     for phase in phases:
         t4dm = [r["rate"] for r in results[phase["name"]]["T4DM"]]
@@ -414,7 +494,9 @@ def main() -> None:
         rows.append((phase["name"], _spread(t4dm), _spread(mlflow),
                      f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}–{max(ratios):.1f})",
                      f"{statistics.median(per_point) * 1e6:.2f} ({min(per_point) * 1e6:.2f}–{max(per_point) * 1e6:.2f})",
-                     _spread([1 / c for c in per_point])))  # fmt: skip
+                     _spread([1 / c for c in per_point]),
+                     " / ".join(f"{statistics.median(r['client_cpu'] / r['points'] for r in results[phase['name']][name]) * 1e6:.2f}"
+                                for name in ("T4DM", "MLflow"))))  # fmt: skip
     for name in ("runs/get", "runs/search", "get-history"):
         a, b = reads["T4DM"][name], reads["MLflow"][name]
         label = {
@@ -423,7 +505,7 @@ def main() -> None:
             "get-history": f"get-history, all {args.read_points // args.keys:,} points of one series",
         }[name]
         verdict = f"{b / a:.1f}x faster" if a < b else f"{a / b:.1f}x slower"
-        rows.append((label, f"{a * 1000:.1f} ms", f"{b * 1000:.1f} ms", verdict, "", ""))
+        rows.append((label, f"{a * 1000:.1f} ms", f"{b * 1000:.1f} ms", verdict, "", "", ""))
     width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, width, strict=True)))
     print("  ".join("-" * w for w in width))

@@ -29,7 +29,7 @@ from django.conf import settings
 
 from experiments.selectors import job_get, job_to_dict
 from experiments.tracking.live import job_group
-from experiments.tracking.series import metric_series, points_between
+from experiments.tracking.series import metric_series, points_between, points_in_range
 from t4dm_site.errors import DomainError
 from t4dm_site.roles import can_train
 from t4dm_site.ws_revocation import RevocableConsumerMixin
@@ -98,11 +98,18 @@ class JobConsumer(RevocableConsumerMixin, AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong"})
 
     async def job_points(self, event):
-        # The ingest broadcasts the new points as JSON text, ids ascending. Each batch comes once, but
+        # The ingest broadcasts the new points as JSON text, ids ascending (a large batch as its id range
+        # alone, read here: experiments/tracking/ingest.py `points_message`). Each batch comes once, but
         # not necessarily in id order, so only the snapshot's cursor decides what this client had: a
         # batch wholly after it (the usual case) is forwarded as it is — no decoding per viewer — and
         # one that the snapshot overlaps loses only the overlapped points.
         if self.revoked or event["last_id"] <= self.last_id:
+            return
+        if "points_json" not in event:  # a large batch, broadcast as its id range: read what is new
+            fresh = await database_sync_to_async(points_in_range)(
+                job=self.job, after_id=max(self.last_id, event["first_id"] - 1), upto_id=event["last_id"]
+            )
+            await self.send_json({"type": "points", "points": fresh, "last_id": event["last_id"]})
             return
         if event["first_id"] > self.last_id:
             await self.send(

@@ -37,6 +37,9 @@ from t4dm_site.public_ids import format_public_id
 # The same pattern runs in PostgreSQL (`~`) and in Python (fullmatch): `-` last, no Python-only syntax.
 METRIC_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,99}$")
 MAX_STEP = 2**63 - 1  # a PostgreSQL bigint
+# A batch of at most this many points reaches live viewers with its points; a larger one as its id range,
+# which each viewer reads (points_message).
+LIVE_INLINE_POINTS = 200
 
 # (id, key, step, value, wall_time) of a stored point.
 Row = tuple[int, str, int, float, float]
@@ -218,8 +221,11 @@ WITH body AS (
     WHERE id = %(job)s AND EXISTS (SELECT FROM buckets)
 )
 SELECT (SELECT ok FROM accepted), (SELECT received FROM checked), count(*), min(id), max(id),
+       -- The live broadcast's points as JSON text, for a batch of at most LIVE_INLINE_POINTS points
+       -- (NULL for a larger one: each viewer reads its id range, tracking/consumers.py).
        '[' || string_agg('{{"id":' || id || ',"key":"' || key || '","step":' || step || ',"value":' || value
-                         || ',"t":' || wall_time || '}}', ',' ORDER BY id) || ']'
+                         || ',"t":' || wall_time || '}}', ',' ORDER BY id)
+              FILTER (WHERE (SELECT received FROM checked) <= %(inline)s) || ']'
 FROM inserted
 """
 
@@ -230,7 +236,9 @@ class _Stored:
     created: int
     first_id: int | None
     last_id: int | None
-    points_json: str  # the inserted points in id order: [{"id", "key", "step", "value", "t"}, ...]
+    # The inserted points in id order, [{"id", "key", "step", "value", "t"}, ...], for a batch of at most
+    # LIVE_INLINE_POINTS points; None for a larger one (or when nothing was inserted).
+    points_json: str | None
 
 
 # The worker's one-round-trip variant (t4dm_site/fast_ingest.py): the same statement, which also checks
@@ -255,6 +263,7 @@ def statement_params(job_pk: int, body: str, now: float, **extra) -> dict:
         "now": now,
         "job": job_pk,
         "width": MetricRollup.ROLLUP_WIDTH,  # read per call: tests scale it down
+        "inline": LIVE_INLINE_POINTS,
         **extra,
     }
 
@@ -264,7 +273,7 @@ def stored_from_row(row) -> _Stored | None:
     ok, received, created, first_id, last_id, points_json = row
     if not ok:
         return None
-    return _Stored(received, created, first_id, last_id, points_json or "[]")
+    return _Stored(received, created, first_id, last_id, points_json)
 
 
 def _store_postgresql(job_pk: int, body: str, now: float) -> _Stored | None:
@@ -405,8 +414,12 @@ def _store_orm_stored(job_pk: int, points: list[PointIn], now: float) -> _Stored
                 latest[key] = (step, value)
         locked.latest_metrics = {**locked.latest_metrics, **{k: v for k, (_, v) in latest.items()}}
         locked.save(update_fields=["latest_metrics"])
-    points_json = json.dumps(
-        [{"id": i, "key": key, "step": step, "value": value, "t": t} for i, key, step, value, t in rows]
+    points_json = (
+        json.dumps(
+            [{"id": i, "key": key, "step": step, "value": value, "t": t} for i, key, step, value, t in rows]
+        )
+        if len(points) <= LIVE_INLINE_POINTS
+        else None
     )
     return _Stored(
         len(points), len(rows), rows[0][0] if rows else None, rows[-1][0] if rows else None, points_json
@@ -422,13 +435,14 @@ def _lock_job(job_pk: int) -> None:
 
 
 def points_message(stored: _Stored) -> dict:
-    """The live broadcast of a stored batch (tracking/consumers.py `job_points`)."""
-    return {
-        "type": "job.points",
-        "first_id": stored.first_id,
-        "last_id": stored.last_id,
-        "points_json": stored.points_json,
-    }
+    """The live broadcast of a stored batch (tracking/consumers.py `job_points`): its id range, and its
+    points as JSON text when the batch had at most LIVE_INLINE_POINTS points. A larger batch (a flush, an
+    import) goes out as its range alone and each viewer reads the points it lacks: the statement does
+    not build, nor the channel layer carry, ~80 kB of JSON per 1,000 points that nobody may be watching."""
+    message = {"type": "job.points", "first_id": stored.first_id, "last_id": stored.last_id}
+    if stored.points_json is not None:
+        message["points_json"] = stored.points_json
+    return message
 
 
 def ingest_result(stored: _Stored) -> IngestResult:

@@ -41,15 +41,18 @@ async def broadcast_async(job_pk: int, message: dict[str, Any]) -> None:
 
 
 def merge_points(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several committed `job.points` broadcasts of one job as one, ids ascending."""
+    """Several committed `job.points` broadcasts of one job as one, ids ascending. When one of them is a
+    range without its points (a large batch), so is the merged one: its viewers read the whole range."""
     messages = sorted(messages, key=lambda m: m["first_id"])
-    parts = [m["points_json"].strip()[1:-1].strip() for m in messages]
-    return {
+    merged = {
         "type": "job.points",
         "first_id": messages[0]["first_id"],
         "last_id": max(m["last_id"] for m in messages),
-        "points_json": "[" + ",".join(part for part in parts if part) + "]",
     }
+    if all("points_json" in m for m in messages):
+        parts = [m["points_json"].strip()[1:-1].strip() for m in messages]
+        merged["points_json"] = "[" + ",".join(part for part in parts if part) + "]"
+    return merged
 
 
 class PointsCoalescer:

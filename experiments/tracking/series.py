@@ -261,6 +261,17 @@ def metric_series_range(
     return {"series": {key: points}, "last_id": last_id, "downsampled": len(rows) > max_points}
 
 
+def points_in_range(*, job: TrainingJob, after_id: int, upto_id: int) -> list[dict]:
+    """The job's points with ids in (after_id, upto_id], ids ascending, as the live broadcast carries
+    them: a viewer's read of a large batch that was broadcast as its id range (tracking/consumers.py)."""
+    rows = (
+        MetricPoint.objects.filter(job=job, id__gt=after_id, id__lte=upto_id)
+        .order_by("id")
+        .values_list("id", "key", "step", "value", "wall_time")
+    )
+    return [{"id": i, "key": key, "step": step, "value": value, "t": t} for i, key, step, value, t in rows]
+
+
 def points_last_id() -> int:
     """The last metric point id given out (0 before the first): ids only grow, so this counts the points
     ever stored. On PostgreSQL it is the id sequence's value: the points' primary key there is

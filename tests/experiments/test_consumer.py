@@ -128,6 +128,34 @@ async def test_a_broadcast_overlapping_the_snapshot_sends_only_the_new_points(jo
 
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_a_large_batch_reaches_the_open_page_read_from_its_id_range(job):
+    # A batch over LIVE_INLINE_POINTS is broadcast without its points; the viewer reads them, exactly
+    # once, and a range the snapshot partly had gives only the rest.
+    from channels.layers import get_channel_layer
+
+    from experiments.live import job_group
+    from experiments.tracking.ingest import LIVE_INLINE_POINTS
+
+    await _ingest(job, [PointIn("loss", 0, 3.0)])
+    communicator = _communicator(job, job.owner.raw_token)
+    assert (await communicator.connect())[0]
+    seen = (await communicator.receive_json_from(timeout=5))["last_id"]
+    values = [(s, 1.0 / s) for s in range(1, LIVE_INLINE_POINTS + 2)]
+    await _ingest(job, [PointIn("loss", s, v) for s, v in values])
+    live = await communicator.receive_json_from(timeout=5)
+    assert [(p["step"], p["value"]) for p in live["points"]] == values
+    ids = [p["id"] for p in live["points"]]
+    assert ids == sorted(ids) and ids[0] > seen and live["last_id"] == ids[-1]
+    await get_channel_layer().group_send(
+        job_group(job.pk), {"type": "job.points", "first_id": seen - 5, "last_id": ids[1]}
+    )  # the snapshot had everything up to `seen`
+    again = await communicator.receive_json_from(timeout=5)
+    assert [p["id"] for p in again["points"]] == ids[:2]
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_a_saved_checkpoint_reaches_the_open_page(job):
     from asgiref.sync import sync_to_async
 

@@ -218,6 +218,23 @@ def test_the_broadcast_carries_the_new_points_in_id_order(client, job, job_token
     assert {p["id"]: (p["key"], p["step"], p["value"], p["t"]) for p in broadcast} == stored
 
 
+def test_a_large_batch_is_broadcast_as_its_id_range_without_its_points(client, job, job_token, monkeypatch):
+    # Viewers read a large batch from the database (tracking/consumers.py): its JSON text is neither
+    # built nor sent through the channel layer; a batch of up to LIVE_INLINE_POINTS still carries it.
+    from experiments.tracking import ingest
+
+    sent = []
+    monkeypatch.setattr(ingest, "broadcast_on_commit", lambda pk, message: sent.append(message))
+    limit = ingest.LIVE_INLINE_POINTS
+    _post(client, job.public_id, job_token, [{"key": "a", "step": s, "value": 1.0} for s in range(limit)])
+    _post(client, job.public_id, job_token, [{"key": "b", "step": s, "value": 1.0} for s in range(limit + 1)])
+    small, large = sent
+    assert len(json.loads(small["points_json"])) == limit
+    assert "points_json" not in large
+    ids = sorted(MetricPoint.objects.filter(job=job, key="b").values_list("id", flat=True))
+    assert (large["first_id"], large["last_id"]) == (ids[0], ids[-1]) and len(ids) == limit + 1
+
+
 def test_loose_json_types_are_read_the_same_on_every_database(client, job, job_token):
     # The Python schema reads "5" as 5 (pydantic's lax mode); PostgreSQL's strict check hands such a
     # batch to it, so both databases store the same.

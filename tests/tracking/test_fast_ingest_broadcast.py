@@ -29,6 +29,13 @@ def test_merge_keeps_every_point_in_id_order():
     assert [p["id"] for p in json.loads(merged["points_json"])] == [1, 2, 3, 5, 6]
 
 
+def test_merge_with_a_large_batch_is_one_range_without_points():
+    # A large batch is broadcast as its id range alone; gathered with others, the viewer reads them all.
+    large = {"type": "job.points", "first_id": 3, "last_id": 4}
+    merged = live.merge_points([_message(5, 2), large, _message(1, 2)])
+    assert merged == {"type": "job.points", "first_id": 1, "last_id": 6}
+
+
 def test_batches_within_the_window_go_out_as_one_message_per_job(monkeypatch):
     layer = InMemoryChannelLayer()
     monkeypatch.setattr(live, "get_channel_layer", lambda: layer)

@@ -13,8 +13,8 @@ venv has only `mlflow-skinny`, the client.)
 
 Phases (each repetition runs every phase as T4DM, MLflow, T4DM; `--clients` concurrent connections,
 each for its own job/run, with fresh jobs/runs every time so that nothing is a duplicate). T4DM's runs
-last ~1/15 of MLflow's, and this shared VM's speed drifts within seconds (a fixed CPU loop took
-0.93-1.55 s within one minute): T4DM's figure for a repetition is its two runs together (points over
+last ~1/15 of MLflow's, and this shared VM's speed drifts within minutes (a fixed CPU loop took
+0.93-1.55 s within two minutes): T4DM's figure for a repetition is its two runs together (points over
 seconds), which bracket MLflow's run, so that both servers are measured over the same stretch of time.
 
 - `native, N points/request`: T4DM's worker ingest (POST /api/v1/ingest/jobs/<id>/metrics, job

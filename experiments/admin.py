@@ -140,8 +140,6 @@ class MetricRollupAdmin(admin.ModelAdmin):
     search_fields = ["key"]
     raw_id_fields = ["job"]
     show_full_result_count = False
-    # Newest job's points first, along the (job, id) key (the default, -id alone, would sort the table).
-    ordering = ["-job_id", "-id"]
 
 
 @admin.register(EvaluationUpdate)

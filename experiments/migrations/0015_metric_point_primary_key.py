@@ -2,8 +2,8 @@
 key and the (job_id, id) index `metric_point_job_id` (its name is kept, as the key's constraint).
 
 Every query of points names the job, and each index costs every ingested point an insert and its WAL:
-with two indexes instead of three the ingest statement took ~10 % less database CPU per 1,000 points
-(benchmarks/ingest_statement.py). Django's model is unchanged: `id` is still unique (an identity
+with two indexes instead of three the ingest statement alone took ~5–10 % less database CPU per 1,000
+points (docs/benchmarks.md). Django's model is unchanged: `id` is still unique (an identity
 column) and the model's primary key; a lookup by `id` alone (no job) scans the table, which no code
 path does (t4dm_site/metrics.py reads the id sequence instead of max(id)). SQLite keeps its rowid key
 and the index.

@@ -45,6 +45,11 @@ LIVE_INLINE_POINTS = 200
 Row = tuple[int, str, int, float, float]
 
 
+def live_points(rows) -> list[dict]:
+    """Stored points as the live broadcast carries them (the statement's JSON text has the same shape)."""
+    return [{"id": i, "key": key, "step": step, "value": value, "t": t} for i, key, step, value, t in rows]
+
+
 @dataclass(frozen=True)
 class PointIn:
     key: str
@@ -414,13 +419,7 @@ def _store_orm_stored(job_pk: int, points: list[PointIn], now: float) -> _Stored
                 latest[key] = (step, value)
         locked.latest_metrics = {**locked.latest_metrics, **{k: v for k, (_, v) in latest.items()}}
         locked.save(update_fields=["latest_metrics"])
-    points_json = (
-        json.dumps(
-            [{"id": i, "key": key, "step": step, "value": value, "t": t} for i, key, step, value, t in rows]
-        )
-        if len(points) <= LIVE_INLINE_POINTS
-        else None
-    )
+    points_json = json.dumps(live_points(rows)) if len(points) <= LIVE_INLINE_POINTS else None
     return _Stored(
         len(points), len(rows), rows[0][0] if rows else None, rows[-1][0] if rows else None, points_json
     )

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Min
 
 from experiments.models import MetricPoint, MetricRollup, TrainingJob
-from experiments.tracking.ingest import rollup_merge
+from experiments.tracking.ingest import live_points, rollup_merge
 
 
 def _downsample(
@@ -265,11 +265,11 @@ def points_in_range(*, job: TrainingJob, after_id: int, upto_id: int) -> list[di
     """The job's points with ids in (after_id, upto_id], ids ascending, as the live broadcast carries
     them: a viewer's read of a large batch that was broadcast as its id range (tracking/consumers.py)."""
     rows = (
-        MetricPoint.objects.filter(job=job, id__gt=after_id, id__lte=upto_id)
+        _points_in(job, after_id, upto_id)
         .order_by("id")
         .values_list("id", "key", "step", "value", "wall_time")
     )
-    return [{"id": i, "key": key, "step": step, "value": value, "t": t} for i, key, step, value, t in rows]
+    return live_points(rows)
 
 
 def points_last_id() -> int:
@@ -289,7 +289,11 @@ def points_last_id() -> int:
 def points_between(*, job: TrainingJob, after_id: int, upto_id: int) -> int:
     """How many of the job's points have ids in (after_id, upto_id]: a reconnecting viewer's check that
     it got every live point up to `upto_id` (tracking/consumers.py)."""
-    return MetricPoint.objects.filter(job=job, id__gt=after_id, id__lte=upto_id).count()
+    return _points_in(job, after_id, upto_id).count()
+
+
+def _points_in(job: TrainingJob, after_id: int, upto_id: int):
+    return MetricPoint.objects.filter(job=job, id__gt=after_id, id__lte=upto_id)
 
 
 def metric_keys(*, job: TrainingJob) -> list[str]:

@@ -63,3 +63,33 @@ def test_a_refused_setup_shows_the_reason_and_keeps_the_answers(logged_in):
     assert 'id="he-error">model_path: required' in page
     assert 'value="Pairs"' in page and 'value="ann" checked' in page
     assert not HumanEvalTask.objects.exists()
+
+
+def _tag(html: str, marker: str) -> str:
+    """The opening tag that carries `marker` (an id or data attribute)."""
+    start = html.index(marker)
+    return html[html.rindex("<", 0, start) : html.index(">", start) + 1]
+
+
+def _text(html: str, marker: str) -> str:
+    end = html.index(">", html.index(marker)) + 1
+    return html[end : html.index("<", end)]
+
+
+def test_the_page_is_served_in_its_mode_before_any_script_runs(logged_in):
+    """The first paint already shows one model for rating and only the chosen question source: the
+    second-model field no longer shows until the script hides it (a browser test saw it visible)."""
+    page = logged_in.get("/human-eval/new/").content.decode()
+    assert " hidden" in _tag(page, 'id="he-model-b-label"')
+    assert _text(page, 'id="he-model-a-text"') == "Model" and _text(page, 'class="he-low"') == "1 means"
+    assert " hidden" not in _tag(page, 'data-source="typed"')
+    assert " hidden" in _tag(page, 'data-source="file"') and " hidden" in _tag(page, 'data-source="dataset"')
+
+    refused = logged_in.post("/human-eval/new/", {
+        "mode": "pairwise", "model_a": "t4dm-tiny", "source": "file", "evaluators": ["ann"],
+    }).content.decode()  # fmt: skip
+    assert " hidden" not in _tag(refused, 'id="he-model-b-label"')
+    assert _text(refused, 'id="he-model-a-text"') == "First model"
+    assert _text(refused, 'class="he-low"') == "A better means"
+    assert " hidden" in _tag(refused, 'data-source="typed"')
+    assert " hidden" not in _tag(refused, 'data-source="file"')

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -35,10 +36,11 @@ def test_set_up_a_human_evaluation_and_rate_it_with_the_guides(page, browser, li
     log_in(page, base, "rita")
     page.goto(base + "/human-eval/")
     page.click("#he-new-link")
-    assert page.locator("input[name=model_b]").is_hidden()  # rating mode: one model
+    page.wait_for_url("**/human-eval/new/")
+    expect(page.locator("input[name=model_b]")).to_be_hidden()  # rating mode: one model
     page.select_option("#he-mode", "pairwise")
-    assert page.locator("input[name=model_b]").is_visible()
-    assert page.locator(".he-low").first.inner_text() == "A better means"
+    expect(page.locator("input[name=model_b]")).to_be_visible()
+    expect(page.locator(".he-low").first).to_have_text("A better means")
     page.select_option("#he-mode", "rating")
     page.fill("input[name=name]", "Support answers")
     page.fill("input[name=model_a]", "t4dm-tiny")

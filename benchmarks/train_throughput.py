@@ -352,7 +352,7 @@ def throughput(args: argparse.Namespace, root: Path) -> list[dict]:
             lean["hyperparameters"]["full_recipe"] = args.full_recipe
             runs = []
             for round_ in range(1, args.rounds + 1):  # alternating: every variant once per round
-                for label, options in HF_LEAN_VARIANTS.items():
+                for label, options in {} if args.no_baseline else HF_LEAN_VARIANTS.items():
                     runs.append(
                         (f"{label}-r{round_}", partial(run_baseline, case_dir, spec, args.warmup, options))
                     )

@@ -167,13 +167,16 @@ def job_create(request, payload: JobCreateIn):
         suffix=payload.suffix,
         seed=payload.seed,
         metadata=payload.metadata,
+        integrations=payload.integrations,
     )
     return services.job_object(ftjob)
 
 
 @openai_api.get("/fine_tuning/jobs", tags=["fine-tuning"])
 def job_list(request, after: str | None = None, limit: int = 20):
-    objects = [services.job_object(j) for j in services.jobs_visible_to(request.auth)]
+    # `metadata[k]=v` (or `metadata=null`) in the query filters, as OpenAI's
+    metadata = services.metadata_filter(request.GET)
+    objects = services.jobs_listed(user=request.auth, metadata=metadata)
     return services.page(objects, after=after, limit=limit)
 
 

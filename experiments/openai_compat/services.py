@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -36,12 +37,13 @@ from experiments.models import (
 )
 from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob, new_file_id
 from t4dm_site.access import get_visible, visible
-from t4dm_site.errors import DomainError, InvalidInput, NotFound
+from t4dm_site.errors import Conflict, DomainError, InvalidInput, NotFound
 from t4dm_site.events import DatasetTaskChanged, publish
 
 PURPOSES = ("fine-tune",)
 MAX_FILE_BYTES = 512 * 1024 * 1024
 ORGANIZATION_ID = "org-t4dm"
+MAX_SEED = 2_147_483_647  # OpenAI's range for `seed`: 0 to 2**31 - 1
 # Our status words are OpenAI's, except the first one.
 STATUS_OUT = {JobStatus.VALIDATING: "validating_files"}
 # OpenAI's metric names for ours, in the `metrics` events and checkpoint metrics.
@@ -281,7 +283,12 @@ class Hyperparameters:
 def _resolve(name: str, value, auto, kind):
     if value is None or value == "auto":
         return auto
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise InvalidInput(
             f"hyperparameters.{name} must be a positive number or 'auto', got {value!r}",
             details={"param": f"hyperparameters.{name}"},
@@ -337,10 +344,21 @@ def job_create(
     suffix: str | None = None,
     seed: int | None = None,
     metadata: dict | None = None,
+    integrations: list | None = None,
 ) -> OpenAIFineTuneJob:
-    """POST /v1/fine_tuning/jobs: a LoRA config of `model` on the file's dataset, started at once."""
+    """POST /v1/fine_tuning/jobs: a LoRA config of `model` on the file's dataset version, started at once."""
     if suffix and len(suffix) > 64:
         raise InvalidInput("suffix must be at most 64 characters", details={"param": "suffix"})
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        raise InvalidInput(f"seed must be an integer from 0 to {MAX_SEED}", details={"param": "seed"})
+    if integrations:
+        # Not silently dropped: the job would not report where the caller expects it to.
+        raise InvalidInput(
+            "integrations are not supported here (no Weights & Biases reporting); the job's metrics are on "
+            "the T4DM dashboard and in its `metrics` events. Leave integrations out.",
+            code="unsupported_parameter",
+            details={"param": "integrations"},
+        )
     _check_metadata(metadata)
     train = _ready_file(owner=owner, file_id=training_file, param="training_file")
     validation = (
@@ -363,6 +381,7 @@ def job_create(
         config = training.training_config_create(
             owner=owner,
             dataset_id=dataset_version.dataset.public_id,
+            dataset_version=dataset_version.number,  # this file's rows, not a later version of its dataset
             model_base=model,
             approach=Approach.LORA,
             hyperparams=ours,
@@ -524,6 +543,7 @@ def job_files_validated(*, task: DatasetTask) -> None:
                     config = training.training_config_create(
                         owner=job.owner,
                         dataset_id=task.result_version.dataset.public_id,
+                        dataset_version=task.result_version.number,
                         model_base=placeholder.model_base,
                         approach=placeholder.approach,
                         hyperparams=task.params.get("hyperparams"),
@@ -563,6 +583,35 @@ def jobs_visible_to(user):
     return visible(_ftjobs(), user, owner_field="job__owner")
 
 
+# The metadata filter of GET /v1/fine_tuning/jobs: `metadata[k]=v` (deepObject, as the `openai` package
+# sends `jobs.list(metadata={...})`), or `metadata=null` for the jobs created without metadata.
+_NO_METADATA = object()
+
+
+def metadata_filter(query) -> dict | object | None:
+    """The filter a list request's query asks for: a dict of pairs all of which a job's metadata must hold,
+    _NO_METADATA for `metadata=null`, or None (no filter)."""
+    if query.get("metadata") == "null":
+        return _NO_METADATA
+    pairs = {
+        key[len("metadata[") : -1]: value
+        for key, value in query.items()
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+    return pairs or None
+
+
+def jobs_listed(*, user, metadata=None) -> list[dict]:
+    """GET /v1/fine_tuning/jobs: the caller's jobs as OpenAI's objects, newest first, filtered by
+    `metadata_filter`'s answer."""
+    jobs = jobs_visible_to(user)
+    if metadata is _NO_METADATA:
+        jobs = [j for j in jobs if not j.metadata]
+    elif metadata:
+        jobs = [j for j in jobs if isinstance(j.metadata, dict) and metadata.items() <= j.metadata.items()]
+    return [job_object(j) for j in jobs]
+
+
 def job_get(*, user, ftjob_id: str) -> OpenAIFineTuneJob:
     missing = NotFound(f"No such fine-tuning job: {ftjob_id}", details={"param": "fine_tuning_job_id"})
     return get_visible(
@@ -571,7 +620,17 @@ def job_get(*, user, ftjob_id: str) -> OpenAIFineTuneJob:
 
 
 def job_cancel(*, ftjob: OpenAIFineTuneJob) -> OpenAIFineTuneJob:
-    training.job_cancel(job=ftjob.job)
+    try:
+        training.job_cancel(job=ftjob.job)
+    except Conflict as exc:  # already finished: say so with the id the caller knows (not our job-…)
+        ftjob.job.refresh_from_db()
+        status = STATUS_OUT.get(ftjob.job.status, ftjob.job.status)
+        raise Conflict(
+            f"Job {ftjob.ftjob_id} has already finished ({status}); only a job that has not finished can be "
+            "cancelled",
+            code="job_finished",
+            details={"param": "fine_tuning_job_id"},
+        ) from exc
     ftjob.job.refresh_from_db()
     return ftjob
 
@@ -681,10 +740,14 @@ def job_checkpoints(ftjob: OpenAIFineTuneJob) -> list[dict]:
     ]
 
 
+MAX_PAGE = 100
+
+
 def page(objects: list[dict], *, after: str | None, limit: int) -> dict:
     """Cursor pagination: the objects after the one whose id is `after`, `limit` of them."""
-    if not 1 <= limit <= 100:
-        raise InvalidInput("limit must be between 1 and 100", details={"param": "limit"})
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1", details={"param": "limit"})
+    limit = min(limit, MAX_PAGE)  # more: has_more is true and the client asks for the next page
     start = 0
     if after:
         ids = [o["id"] for o in objects]

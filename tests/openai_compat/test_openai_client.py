@@ -1,0 +1,131 @@
+"""The real `openai` package on the calls OpenAI documents, in-process (an httpx transport onto Django's
+test client): the jobs list's metadata filter and page size, the range of `seed`, what is refused
+rather than dropped (integrations, non-finite hyperparameters), a job trains on its file's own rows, and
+cancelling a finished job."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from datasets_app.services import dataset_clean
+from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob
+from tests.conftest import DEMO_ROWS
+from tests.openai_compat.test_files_worker import DjangoTransport
+
+
+def _sdk(client, user) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url="http://testserver/v1",
+        api_key=user.raw_token,
+        max_retries=0,
+        http_client=httpx.Client(transport=DjangoTransport(client)),
+    )
+
+
+@pytest.fixture
+def sdk(client, researcher, artifact_root):
+    return _sdk(client, researcher)
+
+
+@pytest.fixture
+def training_file(sdk):
+    return sdk.files.create(file=("kb.jsonl", DEMO_ROWS.read_bytes()), purpose="fine-tune")
+
+
+def test_jobs_list_filters_by_metadata(sdk, training_file):
+    def create(metadata):
+        return sdk.fine_tuning.jobs.create(
+            model="t4dm-tiny", training_file=training_file.id, metadata=metadata
+        ).id
+
+    docs_a = create({"team": "docs", "run": "a"})
+    docs_b = create({"team": "docs", "run": "b"})
+    create({"team": "search"})
+    plain = create(None)
+
+    assert [j.id for j in sdk.fine_tuning.jobs.list(metadata={"team": "docs"})] == [docs_b, docs_a]
+    assert [j.id for j in sdk.fine_tuning.jobs.list(metadata={"team": "docs", "run": "a"})] == [docs_a]
+    assert sdk.fine_tuning.jobs.list(metadata={"team": "nobody"}).data == []
+    assert [j.id for j in sdk.fine_tuning.jobs.list(extra_query={"metadata": "null"})] == [plain]
+    assert len(sdk.fine_tuning.jobs.list().data) == 4
+
+
+def test_a_page_larger_than_100_is_served_in_pages_not_refused(sdk, training_file):
+    ids = [
+        sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id).id for _ in range(3)
+    ]
+
+    page = sdk.fine_tuning.jobs.list(limit=1000)
+    assert [j.id for j in page.data] == ids[::-1] and page.has_more is False
+    events = sdk.fine_tuning.jobs.list_events(ids[0], limit=500)
+    assert events.data and events.has_more is False
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31, 2**64])
+def test_a_seed_outside_openais_range_is_a_400_naming_it(sdk, training_file, seed):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id, seed=seed)
+    assert refused.value.param == "seed"
+    assert OpenAIFineTuneJob.objects.count() == 0
+
+
+def test_the_largest_seed_is_accepted(sdk, training_file):
+    job = sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id, seed=2**31 - 1)
+    assert job.seed == 2**31 - 1 == sdk.fine_tuning.jobs.retrieve(job.id).seed
+
+
+def test_integrations_are_refused_rather_than_dropped(sdk, training_file):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.fine_tuning.jobs.create(
+            model="t4dm-tiny",
+            training_file=training_file.id,
+            integrations=[{"type": "wandb", "wandb": {"project": "my-project"}}],
+        )
+    assert refused.value.param == "integrations"
+    assert OpenAIFineTuneJob.objects.count() == 0
+    assert sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id, integrations=[])
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
+def test_a_non_finite_learning_rate_multiplier_is_a_400(client, researcher, training_file, value):
+    """The `openai` package will not send these, but Python's json reads them from any other client."""
+    body = (
+        f'{{"model": "t4dm-tiny", "training_file": "{training_file.id}", "method": {{"type": "supervised", '
+        f'"supervised": {{"hyperparameters": {{"learning_rate_multiplier": {value}}}}}}}}}'
+    )
+    response = client.post(
+        "/v1/fine_tuning/jobs",
+        body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {researcher.raw_token}"},
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["param"] == "hyperparameters.learning_rate_multiplier"
+    assert OpenAIFineTuneJob.objects.count() == 0
+
+
+def test_a_job_trains_on_the_files_rows_not_a_later_version_of_their_dataset(sdk):
+    rows = DEMO_ROWS.read_bytes().splitlines(keepends=True)
+    uploaded = sdk.files.create(file=("dup.jsonl", b"".join(rows + rows[:5])), purpose="fine-tune")
+    version = OpenAIFile.objects.get(file_id=uploaded.id).dataset_version
+    cleaned = dataset_clean(version=version)  # on the dataset page: a new version of the same dataset
+    assert cleaned.dataset_id == version.dataset_id and cleaned.number == version.number + 1
+
+    job = sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=uploaded.id)
+
+    assert OpenAIFineTuneJob.objects.get(ftjob_id=job.id).job.config.dataset_version == version
+
+
+def test_cancelling_a_finished_job_names_the_job_the_caller_knows(sdk, training_file):
+    job = sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id)
+    assert sdk.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+
+    with pytest.raises(openai.ConflictError) as again:
+        sdk.fine_tuning.jobs.cancel(job.id)
+
+    assert job.id in again.value.message and "cancelled" in again.value.message
+    assert OpenAIFineTuneJob.objects.get().job.public_id not in again.value.message
+    assert again.value.code == "job_finished"
+    assert sdk.fine_tuning.jobs.retrieve(job.id).status == "cancelled"

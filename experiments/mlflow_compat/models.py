@@ -36,6 +36,11 @@ class MLflowRun(models.Model):
     params = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=dict, blank=True)
     lifecycle_stage = models.CharField(max_length=10, default="active")
+    inputs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="MLflow's run inputs: {dataset_inputs: [...], model_inputs: [...]}.",
+    )
 
     class Meta:
         ordering = ["-start_time", "-id"]
@@ -73,3 +78,20 @@ class MetricValueExtra(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}:{self.key}@{self.step}={self.value} ({self.timestamp})"
+
+
+class MLflowExperiment(models.Model):
+    """What MLflow keeps on an experiment beyond T4DM's Experiment: its lifecycle stage (MLflow deletes
+    and restores experiments, and the runs in them, by marking them), its tags and last update time.
+    An experiment without one is active, untagged, last updated when it was created."""
+
+    experiment = models.OneToOneField(Experiment, on_delete=models.CASCADE, related_name="mlflow_state")
+    lifecycle_stage = models.CharField(max_length=10, default="active")
+    tags = models.JSONField(default=dict, blank=True)
+    last_update_time = models.BigIntegerField(null=True, blank=True, help_text="Unix milliseconds.")
+
+    class Meta:
+        verbose_name = "MLflow experiment state"
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id} ({self.lifecycle_stage})"

@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import time
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 
 from datasets_app.models import Dataset, DatasetVersion, TaskType, ValidationStatus
 from experiments import services as training
 from experiments.ingest import metric_points_ingest_body
 from experiments.jobs import RUN_NAME_MAX, job_update
-from experiments.mlflow_compat.models import MetricValueExtra, MLflowRun, RunStatus
+from experiments.mlflow_compat.models import MetricValueExtra, MLflowExperiment, MLflowRun, RunStatus
 from experiments.models import (
     Approach,
     Experiment,
@@ -33,6 +34,11 @@ from t4dm_site.access import get_visible, visible
 from t4dm_site.errors import Conflict, InvalidInput, NotFound
 
 DEFAULT_EXPERIMENT_ID = "0"
+# Where MLflow's server says artifacts go (`mlflow server` serves them under this scheme). T4DM stores
+# no MLflow artifacts: with this URI the client's log_artifact/log_text/log_dict ask the server, which
+# answers 404, and the call fails. An empty URI made the client copy them into its working directory
+# (`log_text(..., "plots/a.txt")` wrote ./plots/a.txt) and report success.
+ARTIFACTS_SCHEME = "mlflow-artifacts:"
 DEFAULT_EXPERIMENT_NAME = "Default"
 EXTERNAL_DATASET_NAME = "external runs"
 EXTERNAL_MODEL = "external"
@@ -44,10 +50,13 @@ MAX_ENTITIES_PER_BATCH = 1000
 MAX_PARAM_VAL_LENGTH = 6000
 MAX_TAG_VAL_LENGTH = 8000
 MAX_ENTITY_KEY_LENGTH = 250
+MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
 # (job, key, step) lookups OR-ed into one query: SQLite refuses an expression deeper than 1,000.
 _LOOKUPS_PER_QUERY = 300
 # Series whose latest value one query reads: 8 bound parameters each, under SQLite's oldest limit (999).
 _SERIES_PER_QUERY = 120
+ACTIVE, DELETED = "active", "deleted"  # MLflow's lifecycle stages
+_ALL_STAGES = (ACTIVE, DELETED)
 TERMINAL_RUN_STATUS = {
     RunStatus.FINISHED: JobStatus.SUCCEEDED,
     RunStatus.FAILED: JobStatus.FAILED,
@@ -59,19 +68,51 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# An experiment id or page token: ASCII digits that fit a 64-bit integer (str.isdigit also takes "²",
+# which int() refuses, and a 30-digit id overflows the database's integer: both were a 500).
+_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def _numeric(value) -> int | None:
+    text = str(value)
+    return int(text) if _NUMBER.fullmatch(text) else None
+
+
+def _page_offset(page_token: str) -> int:
+    """The offset a page token names; MLflow's 400 for one that is not a token this API gave out."""
+    if not page_token:
+        return 0
+    offset = _numeric(page_token)
+    if offset is None:
+        raise InvalidInput(f"Invalid page token {page_token!r}", code="INVALID_PARAMETER_VALUE")
+    return offset
+
+
 # --- experiments ------------------------------------------------------------------------------------
+
+
+def _state(experiment: Experiment) -> MLflowExperiment | None:
+    try:
+        return experiment.mlflow_state
+    except MLflowExperiment.DoesNotExist:
+        return None
 
 
 def experiment_object(experiment: Experiment) -> dict:
     created = int(experiment.created_at.timestamp() * 1000)
+    state = _state(experiment)
+    tags = state.tags if state else {}
     return {
         "experiment_id": str(experiment.pk),
         "name": experiment.name,
-        "artifact_location": "",
-        "lifecycle_stage": "active",
+        "artifact_location": f"{ARTIFACTS_SCHEME}/{experiment.pk}",
+        "lifecycle_stage": state.lifecycle_stage if state else ACTIVE,
         "creation_time": created,
-        "last_update_time": created,
-        "tags": [{"key": "t4dm.experiment_id", "value": experiment.public_id}],
+        "last_update_time": (state.last_update_time if state else None) or created,
+        "tags": [
+            *({"key": k, "value": v} for k, v in tags.items()),
+            {"key": "t4dm.experiment_id", "value": experiment.public_id},
+        ],
     }
 
 
@@ -83,16 +124,18 @@ def experiment_default(*, owner) -> Experiment:
 def experiment_get(*, user, experiment_id: str) -> Experiment:
     if str(experiment_id) == DEFAULT_EXPERIMENT_ID:
         return experiment_default(owner=user)
-    found = None
-    if str(experiment_id).isdigit():
-        found = experiments_visible_to(user).filter(pk=int(experiment_id)).first()
+    pk = _numeric(experiment_id)
+    found = experiments_visible_to(user).filter(pk=pk).first() if pk is not None else None
     if found is None:
         raise NotFound(f"No Experiment with id={experiment_id} exists", code="RESOURCE_DOES_NOT_EXIST")
     return found
 
 
 def experiment_get_by_name(*, user, name: str) -> Experiment:
-    found = experiments_visible_to(user).filter(name=name).order_by("pk").first()
+    """The caller's own experiment of that name: an admin sees everyone's, and `mlflow.set_experiment`
+    must not pick another user's experiment of the same name (and log runs into it)."""
+    own = Case(When(owner=user, then=Value(0)), default=Value(1))
+    found = experiments_visible_to(user).filter(name=name).order_by(own, "pk").first()
     if found is None:
         if name == DEFAULT_EXPERIMENT_NAME:
             return experiment_default(owner=user)
@@ -100,22 +143,165 @@ def experiment_get_by_name(*, user, name: str) -> Experiment:
     return found
 
 
-def experiment_create(*, owner, name: str) -> Experiment:
-    if not name or not name.strip():
-        raise InvalidInput("Experiment name must not be empty", code="INVALID_PARAMETER_VALUE")
-    if Experiment.objects.filter(owner=owner, name=name).exists():
+def _experiment_name(name) -> str:
+    """MLflow's check of an experiment name; the name is kept as given (MLflow does not strip it, and
+    `mlflow.set_experiment(name)` finds it again by that exact name)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"Invalid experiment name: '{name}'", code="INVALID_PARAMETER_VALUE")
+    limit = Experiment._meta.get_field("name").max_length
+    if len(name) > limit:
+        raise InvalidInput(
+            f"Experiment name must be at most {limit} characters", code="INVALID_PARAMETER_VALUE"
+        )
+    return name
+
+
+def _experiment_tag(key, value) -> tuple[str, str]:
+    key, value = str(key), str(value)
+    if not key or len(key) > MAX_ENTITY_KEY_LENGTH:
+        raise InvalidInput(
+            f"experiment tag key must be 1-{MAX_ENTITY_KEY_LENGTH} characters", code="INVALID_PARAMETER_VALUE"
+        )
+    if len(value) > MAX_EXPERIMENT_TAG_VAL_LENGTH:
+        raise InvalidInput(
+            f"experiment tag {key!r} value exceeds {MAX_EXPERIMENT_TAG_VAL_LENGTH} characters",
+            code="INVALID_PARAMETER_VALUE",
+        )
+    return key, value
+
+
+def _name_free(*, owner, name: str, but: Experiment | None = None) -> None:
+    taken = Experiment.objects.filter(owner=owner, name=name)
+    if but is not None:
+        taken = taken.exclude(pk=but.pk)
+    if taken.exists():
         raise InvalidInput(f"Experiment '{name}' already exists.", code="RESOURCE_ALREADY_EXISTS")
-    return training.experiment_create(owner=owner, name=name)
+
+
+@transaction.atomic
+def experiment_create(*, owner, name: str, tags: list[tuple[str, str]] | None = None) -> Experiment:
+    name = _experiment_name(name)
+    checked = dict(_experiment_tag(k, v) for k, v in tags or [])
+    _name_free(owner=owner, name=name)
+    experiment = training.experiment_create(owner=owner, name=name)
+    if experiment.name != name:  # T4DM strips a name; MLflow keeps it as sent
+        experiment.name = name
+        experiment.save(update_fields=["name"])
+    if checked:
+        MLflowExperiment.objects.create(experiment=experiment, tags=checked)
+    return experiment
+
+
+def _experiment_active(experiment: Experiment, state: MLflowExperiment | None = None) -> None:
+    state = state or _state(experiment)
+    if state is not None and state.lifecycle_stage != ACTIVE:
+        raise InvalidInput(
+            f"The experiment {experiment.pk} must be in the 'active' state. "
+            f"Current state is {state.lifecycle_stage}.",
+            code="INVALID_PARAMETER_VALUE",
+        )
+
+
+def _state_for_update(experiment: Experiment) -> MLflowExperiment:
+    state, _ = MLflowExperiment.objects.select_for_update().get_or_create(experiment=experiment)
+    return state
+
+
+@transaction.atomic
+def experiment_set_lifecycle(*, experiment: Experiment, stage: str) -> None:
+    """experiments/delete (stage "deleted") and experiments/restore ("active"): as MLflow, the
+    experiment and every run in it take the stage; deleting a deleted experiment (or restoring an
+    active one) is MLflow's 404."""
+    state = _state_for_update(experiment)
+    if state.lifecycle_stage == stage:
+        raise NotFound(f"No Experiment with id={experiment.pk} exists", code="RESOURCE_DOES_NOT_EXIST")
+    state.lifecycle_stage, state.last_update_time = stage, now_ms()
+    state.save(update_fields=["lifecycle_stage", "last_update_time"])
+    MLflowRun.objects.filter(experiment=experiment).update(lifecycle_stage=stage)
+
+
+@transaction.atomic
+def experiment_rename(*, experiment: Experiment, new_name: str) -> None:
+    new_name = _experiment_name(new_name)
+    state = _state_for_update(experiment)
+    if state.lifecycle_stage != ACTIVE:
+        raise InvalidInput("Cannot rename a non-active experiment.", code="INVALID_STATE")
+    _name_free(owner=experiment.owner_id, name=new_name, but=experiment)
+    Experiment.objects.filter(pk=experiment.pk).update(name=new_name)
+    state.last_update_time = now_ms()
+    state.save(update_fields=["last_update_time"])
+
+
+@transaction.atomic
+def experiment_tag_set(*, experiment: Experiment, key, value) -> None:
+    key, value = _experiment_tag(key, value)
+    state = _state_for_update(experiment)
+    _experiment_active(experiment, state)
+    state.tags = {**state.tags, key: value}
+    state.save(update_fields=["tags"])
+
+
+@transaction.atomic
+def experiment_tag_delete(*, experiment: Experiment, key: str) -> None:
+    state = _state_for_update(experiment)
+    _experiment_active(experiment, state)
+    if key not in state.tags:
+        raise NotFound(
+            f"No tag with name: {key} in experiment with id {experiment.pk}", code="RESOURCE_DOES_NOT_EXIST"
+        )
+    state.tags = {k: v for k, v in state.tags.items() if k != key}
+    state.save(update_fields=["tags"])
+
+
+_EXPERIMENT_ORDER_KEYS = ("name", "experiment_id", "creation_time", "last_update_time")
+
+
+def _experiment_orderings(order_by: list[str] | None) -> list[tuple[str, bool]]:
+    """MLflow's search_experiments order_by (`name`, `experiment_id`, `creation_time`,
+    `last_update_time`, optionally `attribute.`-prefixed, ASC or DESC): (key, ascending); none given:
+    newest first, then by id (MLflow's default)."""
+    out = []
+    for spec in order_by or ["creation_time DESC", "experiment_id ASC"]:
+        field, _, direction = str(spec).strip().partition(" ")
+        field = field.removeprefix("attributes.").removeprefix("attribute.").strip("`")
+        direction = direction.strip().upper() or "ASC"
+        if field not in _EXPERIMENT_ORDER_KEYS or direction not in ("ASC", "DESC"):
+            raise InvalidInput(f"Invalid order_by clause '{spec}'", code="INVALID_PARAMETER_VALUE")
+        out.append((field, direction == "ASC"))
+    if not any(field == "experiment_id" for field, _ in out):
+        out.append(("experiment_id", True))
+    return out
 
 
 def experiments_search(
-    *, user, filter_string: str = "", max_results: int = 1000, page_token: str = ""
-) -> dict:
-    experiments = experiments_visible_to(user).order_by("pk")
+    *, user, filter_string: str = "", max_results: int = 1000, page_token: str = "",
+    order_by: list[str] | None = None, view_type=None,
+) -> dict:  # fmt: skip
+    orderings = _experiment_orderings(order_by)
+    stages = lifecycle_stages(view_type)
+    experiments = experiments_visible_to(user).select_related("mlflow_state")
+    if ACTIVE in stages:
+        experiments = experiments.exclude(
+            mlflow_state__lifecycle_stage__in=[s for s in _ALL_STAGES if s not in stages]
+        )
+    else:
+        experiments = experiments.filter(mlflow_state__lifecycle_stage__in=stages)
+    tag_clauses = []
     for field, op, value, _ in _clauses(filter_string):
-        if field.split(".")[-1] != "name":
+        entity, dot, key = field.partition(".")
+        if not dot:
+            entity, key = "", entity
+        if entity.lower() in ("tag", "tags"):
+            if op not in ("=", "!=", "LIKE", "ILIKE"):
+                raise InvalidInput(
+                    f"unsupported comparison {op!r} for tag {key!r}", code="INVALID_PARAMETER_VALUE"
+                )
+            tag_clauses.append((key, op, value))
+            continue
+        if key != "name" or entity.lower() not in ("", "attribute", "attributes"):
             raise InvalidInput(
-                f"experiments can be filtered by name only, not {field}", code="INVALID_PARAMETER_VALUE"
+                f"experiments can be filtered by name and tags only, not {field}",
+                code="INVALID_PARAMETER_VALUE",
             )
         if op == "=":
             experiments = experiments.filter(name=value)
@@ -128,7 +314,17 @@ def experiments_search(
             )
         else:
             raise InvalidInput(f"unsupported comparison {op!r} for name", code="INVALID_PARAMETER_VALUE")
-    return _paged([experiment_object(e) for e in experiments], "experiments", max_results, page_token)
+    objects = [experiment_object(e) for e in experiments]
+    if tag_clauses:
+        objects = [
+            o for o in objects
+            if all(_compare({t["key"]: t["value"] for t in o["tags"]}.get(k), op, v) for k, op, v in tag_clauses)
+        ]  # fmt: skip
+    for field, ascending in reversed(orderings):  # stable sorts, the last clause first
+        objects.sort(
+            key=lambda o, f=field: int(o[f]) if f == "experiment_id" else o[f], reverse=not ascending
+        )
+    return _paged(objects, "experiments", max_results, page_token)
 
 
 # --- runs -------------------------------------------------------------------------------------------
@@ -171,7 +367,8 @@ def run_create(
     tags: dict | None = None,
 ) -> MLflowRun:
     """A tracking-only TrainingJob, running from the start: no worker picks it up."""
-    tags = dict(tags or {})
+    _experiment_active(experiment)
+    tags = {_key(str(k), "tag"): str(v)[:MAX_TAG_VAL_LENGTH] for k, v in (tags or {}).items()}
     run_name = _checked_run_name(run_name or tags.get("mlflow.runName", "") or "")
     model_base = tags.get("t4dm.model_base") or EXTERNAL_MODEL
     config = TrainingConfig.objects.create(
@@ -256,8 +453,12 @@ def run_get_for_logging(*, user, run_id: str) -> MLflowRun:
 
 
 def _active(run: MLflowRun) -> None:
-    if run.lifecycle_stage != "active":
-        raise InvalidInput(f"The run {run.run_uuid} must be in the 'active' state.", code="INVALID_STATE")
+    """MLflow's refusal to change a deleted run (its _check_run_is_active)."""
+    if run.lifecycle_stage != ACTIVE:
+        raise InvalidInput(
+            f"The run {run.run_uuid} must be in the 'active' state. Current state is {run.lifecycle_stage}.",
+            code="INVALID_PARAMETER_VALUE",
+        )
 
 
 @transaction.atomic
@@ -265,6 +466,7 @@ def run_update(
     *, run: MLflowRun, status: str | None = None, end_time: int | None = None, run_name: str | None = None
 ) -> MLflowRun:
     run = MLflowRun.objects.select_for_update().select_related("job__owner").get(pk=run.pk)
+    _active(run)
     fields = []
     if run_name:
         run.run_name = _checked_run_name(run_name)
@@ -295,6 +497,92 @@ def run_update(
     if fields:
         run.save(update_fields=list(dict.fromkeys(fields)))
     return run
+
+
+def run_set_lifecycle(*, run: MLflowRun, stage: str) -> None:
+    """runs/delete and runs/restore: MLflow marks the run (it keeps its data; a deleted run is left out
+    of searches and refuses logging). The job stays on T4DM's dashboard."""
+    MLflowRun.objects.filter(pk=run.pk).update(lifecycle_stage=stage)
+
+
+@transaction.atomic
+def run_tag_delete(*, run: MLflowRun, key: str) -> None:
+    """runs/delete-tag: MLflow's 404 for a tag the run does not have, 400 on a deleted run."""
+    locked = MLflowRun.objects.select_for_update().get(pk=run.pk)
+    _active(locked)
+    if key not in locked.tags:
+        raise NotFound(
+            f"No tag with name: {key} in run with id {run.run_uuid}", code="RESOURCE_DOES_NOT_EXIST"
+        )
+    locked.tags = {k: v for k, v in locked.tags.items() if k != key}
+    locked.save(update_fields=["tags"])
+
+
+# MLflow's limits on a logged dataset (mlflow/utils/validation.py, _validate_dataset).
+_DATASET_FIELDS = {"name": 500, "digest": 36, "source_type": None, "source": 65535, "schema": 1048575,
+                   "profile": 16777215}  # fmt: skip
+_DATASET_REQUIRED = ("name", "digest", "source_type", "source")
+MAX_INPUT_TAG_KEY_SIZE, MAX_INPUT_TAG_VALUE_SIZE = 255, 500
+
+
+def _dataset_input(item) -> dict:
+    dataset = item.get("dataset") if isinstance(item, dict) else None
+    if not isinstance(dataset, dict):
+        raise InvalidInput("Dataset cannot be None", code="INVALID_PARAMETER_VALUE")
+    kept = {}
+    for field, limit in _DATASET_FIELDS.items():
+        value = dataset.get(field)
+        if value is None:
+            if field in _DATASET_REQUIRED:
+                raise InvalidInput(f"Dataset {field} cannot be None", code="INVALID_PARAMETER_VALUE")
+            continue
+        value = str(value)
+        if limit is not None and len(value) > limit:
+            raise InvalidInput(
+                f"'{field}' exceeds the maximum length of {limit} characters", code="INVALID_PARAMETER_VALUE"
+            )
+        kept[field] = value
+    tags = []
+    for tag in item.get("tags") or []:
+        key, value = str(tag.get("key") or ""), str(tag.get("value") or "")
+        if not key or len(key) > MAX_INPUT_TAG_KEY_SIZE or len(value) > MAX_INPUT_TAG_VALUE_SIZE:
+            raise InvalidInput(
+                f"input tag keys must be 1-{MAX_INPUT_TAG_KEY_SIZE} characters and values at most "
+                f"{MAX_INPUT_TAG_VALUE_SIZE}",
+                code="INVALID_PARAMETER_VALUE",
+            )
+        tags.append({"key": key, "value": value})
+    return {"tags": tags, "dataset": kept}
+
+
+@transaction.atomic
+def run_log_inputs(*, run: MLflowRun, datasets: list = (), models: list = ()) -> None:
+    """runs/log-inputs (`mlflow.log_input`): the datasets (and logged-model ids) a run used, shown in
+    runs/get's `inputs`. As in MLflow, a dataset already logged to the run (same name and digest) is
+    kept once, the first time's tags with it."""
+    checked = [_dataset_input(item) for item in datasets or []]
+    locked = MLflowRun.objects.select_for_update().get(pk=run.pk)
+    _active(locked)
+    inputs = dict(locked.inputs or {})
+    dataset_inputs = list(inputs.get("dataset_inputs", []))
+    seen = {(d["dataset"]["name"], d["dataset"]["digest"]) for d in dataset_inputs}
+    for item in checked:
+        at = (item["dataset"]["name"], item["dataset"]["digest"])
+        if at not in seen:
+            seen.add(at)
+            dataset_inputs.append(item)
+    model_inputs = list(inputs.get("model_inputs", []))
+    for model in models or []:
+        model_id = str(model.get("model_id") or "") if isinstance(model, dict) else ""
+        if not model_id:
+            raise InvalidInput("model input must have a model_id", code="INVALID_PARAMETER_VALUE")
+        if {"model_id": model_id} not in model_inputs:
+            model_inputs.append({"model_id": model_id})
+    locked.inputs = {
+        **({"dataset_inputs": dataset_inputs} if dataset_inputs else {}),
+        **({"model_inputs": model_inputs} if model_inputs else {}),
+    }
+    locked.save(update_fields=["inputs"])
 
 
 def _key(key: str, what: str) -> str:
@@ -398,12 +686,9 @@ def _params_tags_store(*, run: MLflowRun, params: list[dict], tags: list[dict]) 
     locked = MLflowRun.objects.select_for_update().get(pk=run.pk)
     new_params = dict(locked.params)
     for p in params:
-        key, value = _key(str(p.get("key", "")), "param"), str(p.get("value", ""))
-        if len(value) > MAX_PARAM_VAL_LENGTH:
-            raise InvalidInput(
-                f"param {key!r} value exceeds {MAX_PARAM_VAL_LENGTH} characters",
-                code="INVALID_PARAMETER_VALUE",
-            )
+        # MLflow's server keeps the first 6,000 characters of a longer value (MLFLOW_TRUNCATE_LONG_VALUES,
+        # on by default) and compares that with a value already logged.
+        key, value = _key(str(p.get("key", "")), "param"), str(p.get("value", ""))[:MAX_PARAM_VAL_LENGTH]
         if key in new_params and new_params[key] != value:
             raise InvalidInput(
                 f"Changing param values is not allowed. Param with key='{key}' was already logged with "
@@ -413,12 +698,7 @@ def _params_tags_store(*, run: MLflowRun, params: list[dict], tags: list[dict]) 
         new_params[key] = value
     new_tags = dict(locked.tags)
     for t in tags:
-        key, value = _key(str(t.get("key", "")), "tag"), str(t.get("value", ""))
-        if len(value) > MAX_TAG_VAL_LENGTH:
-            raise InvalidInput(
-                f"tag {key!r} value exceeds {MAX_TAG_VAL_LENGTH} characters",
-                code="INVALID_PARAMETER_VALUE",
-            )
+        key, value = _key(str(t.get("key", "")), "tag"), str(t.get("value", ""))[:MAX_TAG_VAL_LENGTH]
         new_tags[key] = value
     locked.params, locked.tags = new_params, new_tags
     fields = ["params", "tags"]
@@ -515,7 +795,7 @@ def run_object(run: MLflowRun, metrics: list[dict] | None = None) -> dict:
         "user_id": run.job.owner.username,
         "status": run.status,
         "start_time": run.start_time,
-        "artifact_uri": "",
+        "artifact_uri": f"{ARTIFACTS_SCHEME}/{run.experiment_id}/{run.run_uuid}/artifacts",
         "lifecycle_stage": run.lifecycle_stage,
     }
     if run.end_time is not None:
@@ -530,7 +810,7 @@ def run_object(run: MLflowRun, metrics: list[dict] | None = None) -> dict:
                 for k, v in run.tags.items()
             ],
         },
-        "inputs": {},
+        "inputs": run.inputs or {},
     }
 
 
@@ -541,9 +821,7 @@ def metric_history(*, run: MLflowRun, key: str, max_results: int | None = None, 
     step, so a page reads its own rows through the (job, key, step) index, never the series before it."""
     if max_results is not None and not 1 <= int(max_results) <= 1_000_000:
         raise InvalidInput("max_results must be between 1 and 1000000", code="INVALID_PARAMETER_VALUE")
-    if page_token and not page_token.isdigit():
-        raise InvalidInput(f"invalid page_token {page_token!r}", code="INVALID_PARAMETER_VALUE")
-    first_step = int(page_token) if page_token else 0
+    first_step = _page_offset(page_token)
     points = MetricPoint.objects.filter(job_id=run.job_id, key=key, step__gte=first_step).order_by("step")
     rows = points.values_list("step", "wall_time", "value")
     rows = list(rows[: int(max_results) + 1] if max_results is not None else rows)
@@ -575,9 +853,22 @@ _CLAUSE = re.compile(
 _METRIC_ENTITIES = ("metric", "metrics")
 _PARAM_ENTITIES = ("param", "params")
 _TAG_ENTITIES = ("tag", "tags")
-_ATTRIBUTE_ENTITIES = ("attribute", "attributes", "run")
-_ATTRIBUTES = ("run_name", "status", "run_id", "start_time", "end_time")
+_ATTRIBUTE_ENTITIES = ("attribute", "attributes", "attr", "run")
+_ATTRIBUTES = ("run_name", "status", "run_id", "user_id", "start_time", "end_time")
 _TIME_ATTRIBUTES = ("start_time", "end_time")
+
+
+def _and_parts(text: str) -> list[str]:
+    """The clauses of `a AND b`, split outside quotes: `tags.note = 'this and that'` is one clause."""
+    parts = [""]
+    for index, piece in enumerate(re.split(r"""('[^']*'|"[^"]*"|`[^`]*`)""", text)):
+        if index % 2:  # a quoted value or key, kept whole
+            parts[-1] += piece
+            continue
+        first, *rest = re.split(r"\s+AND\s+", piece, flags=re.IGNORECASE)
+        parts[-1] += first
+        parts.extend(rest)
+    return parts
 
 
 def _clauses(filter_string: str) -> list[tuple[str, str, str, bool]]:
@@ -586,7 +877,7 @@ def _clauses(filter_string: str) -> list[tuple[str, str, str, bool]]:
     if not filter_string or not filter_string.strip():
         return []
     out = []
-    for part in re.split(r"\s+AND\s+", filter_string.strip(), flags=re.IGNORECASE):
+    for part in _and_parts(filter_string.strip()):
         match = _CLAUSE.fullmatch(part)
         if not match:
             raise InvalidInput(f"could not parse filter clause {part!r}", code="INVALID_PARAMETER_VALUE")
@@ -607,7 +898,7 @@ def _run_clauses(filter_string: str) -> list[tuple[str, str, str, Any]]:
         value: Any = raw
         entity, _, key = field.partition(".")
         entity = entity.lower()
-        if entity in ("run_name", "status"):
+        if entity in ("run_name", "status", "user_id", "start_time", "end_time", "run_id", "created"):
             entity, key = "attributes", entity
         if entity in _METRIC_ENTITIES:
             if op in ("LIKE", "ILIKE"):
@@ -616,6 +907,7 @@ def _run_clauses(filter_string: str) -> list[tuple[str, str, str, Any]]:
                 )
             value = _number(raw, f"metric {key!r}", float)
         elif entity in _ATTRIBUTE_ENTITIES:
+            key = _ATTRIBUTE_ALIASES.get(key, key)
             if key not in _ATTRIBUTES:
                 raise InvalidInput(f"unsupported attribute {key!r} in filter", code="INVALID_PARAMETER_VALUE")
             if key in _TIME_ATTRIBUTES:
@@ -675,43 +967,117 @@ def runs_search(
     max_results: int = 1000,
     page_token: str = "",
     order_by: list[str] | None = None,
+    run_view_type=None,
 ) -> dict:
     clauses = _run_clauses(filter_string)
+    orderings = _orderings(order_by)
+    stages = lifecycle_stages(run_view_type)
     experiments = [experiment_get(user=user, experiment_id=e) for e in experiment_ids]
     lean = MLflowRun.objects.select_related("job__owner").only(*_RUN_FIELDS)
     runs = visible(lean, user, owner_field="job__owner")
-    runs = list(runs.filter(experiment__in=experiments, lifecycle_stage="active"))
+    runs = list(runs.filter(experiment__in=experiments, lifecycle_stage__in=stages))
     latest = latest_metrics([r.job for r in runs])
     objects = [obj for obj in (run_object(r, latest[r.job_id]) for r in runs) if _matches(obj, clauses)]
-    for spec in reversed(order_by or []):
-        field, _, direction = spec.strip().partition(" ")
-        descending = direction.strip().upper() == "DESC"
-        entity, _, key = field.partition(".")
-        if entity.lower() in ("metric", "metrics"):
-            objects.sort(
-                key=lambda o, k=key: next(
-                    (m["value"] for m in o["data"]["metrics"] if m["key"] == k), math.inf
-                ),
-                reverse=descending,
-            )
-        else:
-            objects.sort(key=lambda o, k=key or entity: _sort_key(o["info"].get(k)), reverse=descending)
+    # MLflow's natural order (newest first, then by run id), then each order_by clause, last one first:
+    # the sort is stable (mlflow/utils/search_utils.py, SearchUtils.sort).
+    objects.sort(key=lambda o: (-o["info"]["start_time"], o["info"]["run_id"]))
+    for entity, key, ascending in reversed(orderings):
+        objects.sort(
+            key=lambda o, e=entity, k=key, a=ascending: _sort_value(o, e, k, a), reverse=not ascending
+        )
     return _paged(objects, "runs", max_results, page_token)
 
 
-def _sort_key(value) -> tuple:
-    """Orders numbers, then strings, then missing values, without comparing a str with an int."""
-    if value is None:
-        return (2, "")
-    if isinstance(value, (int, float)):
-        return (0, value)
-    return (1, str(value))
+_ORDER_ENTITIES = {
+    **dict.fromkeys(("metric", "metrics"), "metric"),
+    **dict.fromkeys(("param", "params", "parameter", "parameters"), "param"),
+    **dict.fromkeys(("tag", "tags"), "tag"),
+    **dict.fromkeys(("attribute", "attributes", "attr", "run"), "attribute"),
+}
+_ORDER_ATTRIBUTES = ("run_id", "run_name", "user_id", "status", "start_time", "end_time", "artifact_uri")
+_ATTRIBUTE_ALIASES = {"created": "start_time", "Created": "start_time", "run name": "run_name",
+                      "Run name": "run_name", "Run Name": "run_name"}  # fmt: skip
+
+
+def _orderings(order_by: list[str] | None) -> list[tuple[str, str, bool]]:
+    """MLflow's order_by clauses (`metrics.loss DESC`, ``params.`lr` ``, `start_time`), checked before
+    any run is read: (entity, key, ascending). An unknown entity or attribute is MLflow's 400."""
+    out: list[tuple[str, str, bool]] = []
+    for spec in order_by or []:
+        bad = InvalidInput(
+            f"Invalid order_by clause '{spec}'. Could not be parsed.", code="INVALID_PARAMETER_VALUE"
+        )
+        try:
+            tokens = shlex.split(str(spec).replace("`", '"'))
+        except ValueError:
+            raise bad from None
+        if not 1 <= len(tokens) <= 2 or (len(tokens) == 2 and tokens[1].lower() not in ("asc", "desc")):
+            raise bad
+        ascending = len(tokens) == 1 or tokens[1].lower() == "asc"
+        entity, dot, key = tokens[0].partition(".")
+        if not dot:
+            entity, key = "attribute", entity
+        if entity not in _ORDER_ENTITIES or not key:
+            raise InvalidInput(
+                f"Invalid order_by entity '{entity}' in '{spec}'", code="INVALID_PARAMETER_VALUE"
+            )
+        entity = _ORDER_ENTITIES[entity]
+        if entity == "attribute":
+            key = _ATTRIBUTE_ALIASES.get(key, key)
+            if key not in _ORDER_ATTRIBUTES:
+                raise InvalidInput(
+                    f"Invalid attribute key '{key}' in order_by: one of {', '.join(_ORDER_ATTRIBUTES)}",
+                    code="INVALID_PARAMETER_VALUE",
+                )
+        if any((entity, key) == (e, k) for e, k, _ in out):
+            raise InvalidInput(
+                f"`order_by` contains duplicate fields: {order_by}", code="INVALID_PARAMETER_VALUE"
+            )
+        out.append((entity, key, ascending))
+    return out
+
+
+def _sort_value(obj: dict, entity: str, key: str, ascending: bool) -> tuple:
+    """MLflow's sort key (SearchUtils._get_value_for_sort): a run without the value comes last in
+    either direction, a NaN metric just before them."""
+    if entity == "attribute":
+        value = obj["info"].get(key)
+    else:
+        section = {"metric": "metrics", "param": "params", "tag": "tags"}[entity]
+        value = next((item["value"] for item in obj["data"][section] if item["key"] == key), None)
+    is_none = value is None
+    is_nan = isinstance(value, float) and math.isnan(value)
+    fill = (1 if ascending else -1) * math.inf
+    if is_none:
+        value = fill
+    elif is_nan:
+        value = -fill
+    missing = is_none or is_nan
+    return (missing, value) if ascending else (not missing, value)
+
+
+_VIEW_TYPES = {"ACTIVE_ONLY": ("active",), "DELETED_ONLY": ("deleted",), "ALL": ("active", "deleted")}
+_VIEW_TYPE_NUMBERS = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}  # the proto enum's values
+
+
+def lifecycle_stages(view_type) -> tuple[str, ...]:
+    """The lifecycle stages a `view_type` / `run_view_type` (MLflow's ViewType, by name or number)
+    lists; none given: the active ones, as in MLflow."""
+    if view_type is None or view_type == "":
+        return _VIEW_TYPES["ACTIVE_ONLY"]
+    name = _VIEW_TYPE_NUMBERS.get(view_type) if isinstance(view_type, int) else str(view_type).upper()
+    if name not in _VIEW_TYPES:
+        raise InvalidInput(
+            f"Invalid view type {view_type!r}: one of {', '.join(_VIEW_TYPES)}",
+            code="INVALID_PARAMETER_VALUE",
+        )
+    return _VIEW_TYPES[name]
 
 
 def _paged(objects: list[dict], name: str, max_results: int, page_token: str) -> dict:
     if max_results is not None and not 1 <= int(max_results) <= 50000:
         raise InvalidInput("max_results must be between 1 and 50000", code="INVALID_PARAMETER_VALUE")
-    start = int(page_token) if page_token and page_token.isdigit() else 0
+    start = _page_offset(page_token)
     end = start + int(max_results or 1000)
     out: dict = {name: objects[start:end]}
     if end < len(objects):

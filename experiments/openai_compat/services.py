@@ -334,6 +334,27 @@ def _check_metadata(metadata: dict | None) -> None:
         )
 
 
+_FT_CHECKPOINT = re.compile(r"^(?P<name>ft:.+):ckpt-step-(?P<step>\d{1,12})$")
+
+
+def _model_ref(*, user, model: str) -> str:
+    """The T4DM model reference for `model`: the name of a fine-tuned model as this API gives it
+    (`ft:<model>:<org>:<suffix>:<ftjob id>`, or a checkpoint's `…:ckpt-step-N`) is its job (`job-001`,
+    `job-001/step-N`), so a fine-tuned model is fine-tuned further as OpenAI's are; any other name is
+    resolved as a T4DM base model. A name that is not one of the caller's fine-tuned models: 404."""
+    if not model.startswith("ft:"):
+        return model
+    match = _FT_CHECKPOINT.match(model)
+    name, step = (match["name"], match["step"]) if match else (model, None)
+    ftjob = jobs_visible_to(user).filter(ftjob_id=name.rsplit(":", 1)[-1]).first()
+    if ftjob is None or fine_tuned_model_name(ftjob) != name:
+        raise NotFound(
+            f"model {model!r}: no fine-tuned model of yours goes by that name", code="model_not_found",
+            details={"param": "model"},
+        )  # fmt: skip
+    return ftjob.job.public_id + (f"/step-{step}" if step else "")
+
+
 def job_create(
     *,
     owner,
@@ -360,6 +381,7 @@ def job_create(
             details={"param": "integrations"},
         )
     _check_metadata(metadata)
+    model_base = _model_ref(user=owner, model=model)
     train = _ready_file(owner=owner, file_id=training_file, param="training_file")
     validation = (
         _ready_file(owner=owner, file_id=validation_file, param="validation_file")
@@ -382,7 +404,7 @@ def job_create(
             owner=owner,
             dataset_id=dataset_version.dataset.public_id,
             dataset_version=dataset_version.number,  # this file's rows, not a later version of its dataset
-            model_base=model,
+            model_base=model_base,
             approach=Approach.LORA,
             hyperparams=ours,
         )

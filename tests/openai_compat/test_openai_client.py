@@ -129,3 +129,34 @@ def test_cancelling_a_finished_job_names_the_job_the_caller_knows(sdk, training_
     assert OpenAIFineTuneJob.objects.get().job.public_id not in again.value.message
     assert again.value.code == "job_finished"
     assert sdk.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+
+
+def test_a_fine_tuned_model_is_fine_tuned_further_by_its_name(
+    sdk, client, make_user, training_file, tiny_model_dir
+):
+    """OpenAI's `model` takes a fine-tuned model's name (and a checkpoint's) to continue from it."""
+    from experiments.services import checkpoint_record
+
+    first = sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id, suffix="kb")
+    first_job = OpenAIFineTuneJob.objects.get(ftjob_id=first.id).job
+    first_job.mark_running(worker="w")
+    first_job.mark_succeeded(final_model_path=str(tiny_model_dir))
+    checkpoint_record(job=first_job, step=1, path=str(tiny_model_dir), metrics={})
+    name = sdk.fine_tuning.jobs.retrieve(first.id).fine_tuned_model
+    checkpoint_name = sdk.fine_tuning.jobs.checkpoints.list(first.id).data[0].fine_tuned_model_checkpoint
+
+    further = sdk.fine_tuning.jobs.create(model=name, training_file=training_file.id)
+    from_checkpoint = sdk.fine_tuning.jobs.create(model=checkpoint_name, training_file=training_file.id)
+
+    assert (further.model, further.status) == (name, "queued")
+    assert from_checkpoint.model == checkpoint_name
+    configs = {j.ftjob_id: j.job.config for j in OpenAIFineTuneJob.objects.all()}
+    assert configs[further.id].model_base == first_job.public_id
+    assert configs[from_checkpoint.id].model_base == f"{first_job.public_id}/step-1"
+    # the name of a model that is not the caller's, or not one of ours: 404 naming `model`
+    other = _sdk(client, make_user("otto"))
+    other_file = other.files.create(file=("kb.jsonl", DEMO_ROWS.read_bytes()), purpose="fine-tune")
+    for model in (name, name.replace("org-t4dm:kb", "org-t4dm:other")):
+        with pytest.raises(openai.NotFoundError) as missing:
+            other.fine_tuning.jobs.create(model=model, training_file=other_file.id)
+        assert missing.value.param == "model"

@@ -844,8 +844,8 @@ def metric_history(*, run: MLflowRun, key: str, max_results: int | None = None, 
 
 _CLAUSE = re.compile(
     r"""\s*(?P<field>[`"\w.\-/]+(?:\.(?:`[^`]+`|"[^"]+"|[\w.\-/]+))?)\s*
-        (?P<op>!=|>=|<=|=|<|>|\bI?LIKE\b)\s*
-        (?P<value>'[^']*'|"[^"]*"|[-+\d.eE]+)\s*""",
+        (?P<op>!=|>=|<=|=|<|>|\bI?LIKE\b|\bNOT\s+IN\b|\bIN\b|\bIS\s+NOT\s+NULL\b|\bIS\s+NULL\b)\s*
+        (?P<value>'[^']*'|"[^"]*"|[-+\d.eE]+|\([^)]*\))?\s*""",
     re.VERBOSE | re.IGNORECASE,
 )
 
@@ -881,11 +881,17 @@ def _clauses(filter_string: str) -> list[tuple[str, str, str, bool]]:
         match = _CLAUSE.fullmatch(part)
         if not match:
             raise InvalidInput(f"could not parse filter clause {part!r}", code="INVALID_PARAMETER_VALUE")
-        value = match["value"]
-        quoted = value[:1] in "'\""
+        op, value = " ".join(match["op"].upper().split()), match["value"]
+        if (value is None) != op.startswith("IS "):  # `IS NULL` takes no value, every other one does
+            raise InvalidInput(f"could not parse filter clause {part!r}", code="INVALID_PARAMETER_VALUE")
+        quoted = value is not None and value[:1] in "'\""
         if quoted:
             value = value[1:-1]
-        out.append((match["field"].replace("`", "").replace('"', ""), match["op"].upper(), value, quoted))
+        elif op in ("IN", "NOT IN"):
+            if not (value or "").startswith("("):
+                raise InvalidInput(f"{op} takes a list: {part!r}", code="INVALID_PARAMETER_VALUE")
+            value = [a if a or not b else b for a, b in re.findall(r"'([^']*)'|\"([^\"]*)\"", value)]
+        out.append((match["field"].replace("`", "").replace('"', ""), op, value, quoted))
     return out
 
 
@@ -900,6 +906,12 @@ def _run_clauses(filter_string: str) -> list[tuple[str, str, str, Any]]:
         entity = entity.lower()
         if entity in ("run_name", "status", "user_id", "start_time", "end_time", "run_id", "created"):
             entity, key = "attributes", entity
+        if isinstance(value, list) and not (entity in _ATTRIBUTE_ENTITIES and key == "run_id"):
+            raise InvalidInput(
+                f"{op} is only supported for attributes.run_id", code="INVALID_PARAMETER_VALUE"
+            )
+        if op.startswith("IS ") and entity not in _PARAM_ENTITIES + _TAG_ENTITIES:
+            raise InvalidInput(f"{op} is only supported for params and tags", code="INVALID_PARAMETER_VALUE")
         if entity in _METRIC_ENTITIES:
             if op in ("LIKE", "ILIKE"):
                 raise InvalidInput(
@@ -928,8 +940,12 @@ def _number(value: str, what: str, kind):
 
 
 def _compare(left, op: str, right) -> bool:
+    if op in ("IS NULL", "IS NOT NULL"):
+        return (left is None) == (op == "IS NULL")
     if left is None:
         return False
+    if op in ("IN", "NOT IN"):
+        return (str(left) in right) == (op == "IN")
     if op in ("LIKE", "ILIKE"):
         regex = "^" + re.escape(str(right)).replace("%", ".*").replace("_", ".") + "$"
         return (

@@ -240,3 +240,25 @@ def test_logging_an_artifact_fails_instead_of_landing_in_the_clients_working_dir
             mlflow.log_text("hello", "plots/a.txt")
     assert run.info.artifact_uri.endswith(f"/{run.info.run_id}/artifacts")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_search_runs_takes_mlflows_in_is_null_and_user_id_filters(tracking):
+    mlflow = tracking
+    client = mlflow.MlflowClient()
+    experiment_id = client.create_experiment("filters")
+    names = {client.create_run(experiment_id, run_name=n).info.run_id: n for n in ("a", "b", "c")}
+    ids = {n: run_id for run_id, n in names.items()}
+    client.set_tag(ids["a"], "reviewed", "yes")
+
+    def found(filter_string):
+        return {
+            names[r.info.run_id] for r in client.search_runs([experiment_id], filter_string=filter_string)
+        }
+
+    assert found(f"attributes.run_id IN ('{ids['a']}', '{ids['b']}')") == {"a", "b"}
+    assert found(f"run_id NOT IN ('{ids['a']}') AND tags.reviewed IS NULL") == {"b", "c"}
+    assert found("tags.reviewed IS NOT NULL") == {"a"}
+    assert found("attributes.user_id = 'rita'") == {"a", "b", "c"}
+    assert found("attributes.created > 0 AND attributes.`Run name` = 'c'") == {"c"}
+    assert _error_code(lambda: found("params.lr IN ('1')")) == "INVALID_PARAMETER_VALUE"
+    assert _error_code(lambda: found("metrics.loss IS NULL")) == "INVALID_PARAMETER_VALUE"

@@ -147,23 +147,18 @@ class JobCreateIn(Schema):
 
 @openai_api.post("/fine_tuning/jobs", tags=["fine-tuning"])
 def job_create(request, payload: JobCreateIn):
-    hp = payload.hyperparameters
-    if payload.method is not None:
-        if payload.method.type != "supervised":
-            from t4dm_site.errors import InvalidInput
-
-            raise InvalidInput(
-                f"method.type {payload.method.type!r} is not supported here; use 'supervised'",
-                details={"param": "method.type"},
-            )
-        if payload.method.supervised and payload.method.supervised.hyperparameters:
-            hp = payload.method.supervised.hyperparameters
+    method, top_level = payload.method, payload.hyperparameters
+    supervised = method.supervised.hyperparameters if method and method.supervised else None
     ftjob = services.job_create(
         owner=request.auth,
         model=payload.model,
         training_file=payload.training_file,
         validation_file=payload.validation_file,
-        hyperparameters=services.Hyperparameters(**hp.dict()) if hp else None,
+        hyperparameters=services.requested_hyperparameters(
+            method_type=method.type if method else None,
+            top_level=top_level.model_dump(exclude_unset=True) if top_level else None,
+            supervised=supervised.model_dump(exclude_unset=True) if supervised else None,
+        ),
         suffix=payload.suffix,
         seed=payload.seed,
         metadata=payload.metadata,

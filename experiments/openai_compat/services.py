@@ -253,8 +253,12 @@ def file_object(f: OpenAIFile) -> dict:
 
 
 def _ready_file(*, owner, file_id: str, param: str) -> OpenAIFile:
-    """The caller's file, processed; else 400 naming it (still processing, or its refusal)."""
-    f = file_get(user=owner, file_id=file_id)
+    """The caller's file, processed; else 400 naming it (still processing, or its refusal); a missing or
+    another user's file: 404 naming the field (`param`) that gave it."""
+    try:
+        f = file_get(user=owner, file_id=file_id)
+    except NotFound as exc:
+        raise NotFound(exc.message, details={"param": param}) from exc
     status, details = file_status(f)
     if status == FILE_STATUS_UPLOADED:
         raise InvalidInput(
@@ -278,6 +282,26 @@ class Hyperparameters:
     n_epochs: int | str = "auto"
     batch_size: int | str = "auto"
     learning_rate_multiplier: float | str = "auto"
+
+
+def requested_hyperparameters(
+    *, method_type: str | None, top_level: dict | None, supervised: dict | None
+) -> Hyperparameters | None:
+    """The hyperparameters a create request asks for: `method.supervised.hyperparameters`, or the deprecated
+    top-level `hyperparameters`. Both, with different values: 400 (neither is silently dropped)."""
+    if method_type is not None and method_type != "supervised":
+        raise InvalidInput(
+            f"method.type {method_type!r} is not supported here; use 'supervised'",
+            details={"param": "method.type"},
+        )
+    if top_level and supervised and top_level != supervised:
+        raise InvalidInput(
+            "hyperparameters and method.supervised.hyperparameters differ; give them once, in "
+            "method.supervised.hyperparameters (the top-level hyperparameters are deprecated)",
+            details={"param": "hyperparameters"},
+        )
+    chosen = supervised or top_level
+    return Hyperparameters(**chosen) if chosen else None
 
 
 def _resolve(name: str, value, auto, kind):

@@ -160,3 +160,28 @@ def test_a_fine_tuned_model_is_fine_tuned_further_by_its_name(
         with pytest.raises(openai.NotFoundError) as missing:
             other.fine_tuning.jobs.create(model=model, training_file=other_file.id)
         assert missing.value.param == "model"
+
+
+def test_conflicting_top_level_and_method_hyperparameters_are_refused_not_dropped(sdk, training_file):
+    method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.fine_tuning.jobs.create(
+            model="t4dm-tiny", training_file=training_file.id, hyperparameters={"n_epochs": 5}, method=method
+        )
+    assert refused.value.param == "hyperparameters"
+    assert OpenAIFineTuneJob.objects.count() == 0
+    same = sdk.fine_tuning.jobs.create(
+        model="t4dm-tiny", training_file=training_file.id, hyperparameters={"n_epochs": 2}, method=method
+    )
+    assert same.hyperparameters.n_epochs == 2
+
+
+@pytest.mark.parametrize("field", ["training_file", "validation_file"])
+def test_a_missing_or_others_file_in_a_job_names_its_field(sdk, client, make_user, training_file, field):
+    other = _sdk(client, make_user("otto"))
+    theirs = other.files.create(file=("kb.jsonl", DEMO_ROWS.read_bytes()), purpose="fine-tune")
+    for file_id in ("file-doesnotexist", theirs.id):
+        files = {"training_file": training_file.id, field: file_id}
+        with pytest.raises(openai.NotFoundError) as missing:
+            sdk.fine_tuning.jobs.create(model="t4dm-tiny", **files)
+        assert missing.value.param == field and file_id in missing.value.message

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -55,6 +57,14 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
 @mlflow_api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError):
     return _error(request, exc.status_code, str(exc))
+
+
+@mlflow_api.exception_handler(RequestDataTooBig)
+def _body_too_big(request: HttpRequest, exc: RequestDataTooBig):
+    """A body over Django's DATA_UPLOAD_MAX_MEMORY_SIZE: MLflow's 400 for an oversized request (a 500
+    made the mlflow client retry it for minutes)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _error(request, 400, f"Request body must be at most {limit} bytes", "INVALID_PARAMETER_VALUE")
 
 
 @mlflow_api.exception_handler(Exception)

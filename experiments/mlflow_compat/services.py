@@ -368,6 +368,7 @@ def run_create(
 ) -> MLflowRun:
     """A tracking-only TrainingJob, running from the start: no worker picks it up."""
     _experiment_active(experiment)
+    start_time = _millis(start_time, "start_time") if start_time else now_ms()
     tags = {_key(str(k), "tag"): str(v)[:MAX_TAG_VAL_LENGTH] for k, v in (tags or {}).items()}
     run_name = _checked_run_name(run_name or tags.get("mlflow.runName", "") or "")
     model_base = tags.get("t4dm.model_base") or EXTERNAL_MODEL
@@ -396,7 +397,7 @@ def run_create(
         job=job,
         experiment=experiment,
         run_name=run_name or job.public_id,
-        start_time=start_time or now_ms(),
+        start_time=start_time,
         tags={**tags, "mlflow.runName": run_name or job.public_id, JOB_ID_TAG: job.public_id},
     )
     return run
@@ -465,6 +466,7 @@ def _active(run: MLflowRun) -> None:
 def run_update(
     *, run: MLflowRun, status: str | None = None, end_time: int | None = None, run_name: str | None = None
 ) -> MLflowRun:
+    end_time = _millis(end_time, "end_time") if end_time is not None else None
     run = MLflowRun.objects.select_for_update().select_related("job__owner").get(pk=run.pk)
     _active(run)
     fields = []
@@ -627,6 +629,18 @@ def run_log_batch(
         _metrics_store(job_pk=run.job_id, body=body, sent=sent, repeats=repeats)
 
 
+_INT64 = 2**63
+
+
+def _millis(value, what: str) -> int:
+    """A time in Unix ms as MLflow's int64 fields hold it: a larger one is MLflow's 400 (it overflowed
+    the database's integer, a 500)."""
+    value = int(value)
+    if not -_INT64 <= value < _INT64:
+        raise InvalidInput(f"{what} {value} is not a 64-bit integer", code="INVALID_PARAMETER_VALUE")
+    return value
+
+
 def _metric_value(key: str, raw) -> float:
     try:
         value = float(raw)
@@ -660,7 +674,7 @@ def _ingest_body(metrics, *, received_at: int) -> tuple[bytes | None, list[tuple
         if type(value) is not float or not isfinite(value):
             value = _metric_value(key, value)
         timestamp = m.get("timestamp")
-        timestamp = received_at if timestamp is None else int(timestamp)
+        timestamp = received_at if timestamp is None else _millis(timestamp, f"metric {key!r} timestamp")
         step = int(m.get("step") or 0)
         sent.append((key, step, timestamp, value))
         at = (key, step)

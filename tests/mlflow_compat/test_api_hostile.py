@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.mlflow_compat.models import MLflowRun
-from experiments.models import Experiment
+from experiments.models import Experiment, MetricPoint
 
 
 @pytest.fixture
@@ -100,3 +100,35 @@ def test_an_experiment_name_longer_than_t4dm_keeps_is_mlflows_400_not_a_database
     response = ml.post("experiments/create", {"name": "x" * 201})
     assert response.status_code == 400 and response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert not Experiment.objects.filter(name__startswith="xxx").exists()
+
+
+def test_times_beyond_a_64_bit_integer_are_mlflows_400_not_a_500(ml):
+    experiment_id, run_id = _run(ml)
+    huge = 10**20
+    answers = {
+        "start_time": ml.post("runs/create", {"experiment_id": experiment_id, "start_time": huge}),
+        "end_time": ml.post("runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": huge}),
+        "timestamp": ml.post(
+            "runs/log-batch",
+            {
+                "run_id": run_id,
+                "metrics": [{"key": "m", "value": v, "step": 3, "timestamp": huge} for v in (1, 2)],
+            },
+        ),
+    }
+    for what, response in answers.items():
+        assert response.status_code == 400, (what, response.content)
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert not MetricPoint.objects.filter(job__mlflow_run__run_uuid=run_id).exists()
+    assert ml.get("runs/get", run_id=run_id).json()["run"]["info"]["status"] == "RUNNING"
+
+
+def test_a_body_over_djangos_limit_is_mlflows_400_not_a_500(ml, settings):
+    """A 500 made the mlflow client retry the request for minutes before failing."""
+    _, run_id = _run(ml)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100_000
+    response = ml.post("runs/set-tag", {"run_id": run_id, "key": "config", "value": "x" * 200_000})
+    assert response.status_code == 400, response.content
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    batch = ml.post("runs/log-batch", {"run_id": run_id, "tags": [{"key": "t", "value": "x" * 200_000}]})
+    assert batch.status_code == 400, batch.content

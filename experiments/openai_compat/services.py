@@ -23,7 +23,7 @@ from django.db.models import ProtectedError
 from datasets_app import storage
 from datasets_app.models import DatasetTask, DatasetTaskStatus, DatasetVersion, TaskType
 from datasets_app.services import dataset_prepare, keep_upload, sync_prepare_bytes
-from datasets_app.sources import check_name
+from datasets_app.sources import check_name, max_row_bytes
 from experiments import services as training
 from experiments.jobs import job_enqueue_on_commit  # queue an existing job's attempt
 from experiments.models import (
@@ -81,9 +81,43 @@ def _upload_size(content) -> int:
     return int(size)
 
 
+def _refuse_unlearned_messages(path: Path) -> None:
+    """OpenAI's chat format may mark an assistant message `"weight": 0` (not learned from); T4DM's chat rows
+    train on every assistant message, so such a file is refused with its line rather than trained on
+    silently. Only lines that mention "weight" are parsed; what is not readable JSON is left to the
+    dataset's own checks (which refuse it with its line)."""
+    limit, line_no, in_long_line = max_row_bytes(), 0, False
+    with path.open("rb") as stream:
+        while raw := stream.readline(limit + 1):
+            if in_long_line:  # the rest of a line over the limit (the dataset's checks refuse it)
+                in_long_line = not raw.endswith(b"\n")
+                continue
+            line_no += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                in_long_line = True
+                continue
+            if b'"weight"' not in raw:
+                continue
+            try:
+                row = json.loads(raw.removeprefix(b"\xef\xbb\xbf") if line_no == 1 else raw)
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep: the dataset's checks
+                continue
+            messages = row.get("messages") if isinstance(row, dict) else None
+            for i, message in enumerate(messages if isinstance(messages, list) else []):
+                if isinstance(message, dict) and message.get("weight", 1) != 1:
+                    raise InvalidInput(
+                        f"line {line_no}: messages[{i}].weight is {message['weight']!r}: T4DM learns from every "
+                        "assistant message and cannot skip one; remove that message (or its weight) and "
+                        "upload again",
+                        code="unsupported_weight",
+                        details={"line": line_no, "param": "file"},
+                    )
+
+
 def _prepare_file(*, owner, filename: str, path: Path) -> DatasetVersion:
     """The file's rows as a chat dataset version (all train: OpenAI trains on the whole training file; a
     separate validation file gives valid_loss). Read from the kept file as a stream."""
+    _refuse_unlearned_messages(path)
     with path.open("rb") as content:
         return dataset_prepare(
             owner=owner,

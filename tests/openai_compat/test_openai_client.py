@@ -185,3 +185,49 @@ def test_a_missing_or_others_file_in_a_job_names_its_field(sdk, client, make_use
         with pytest.raises(openai.NotFoundError) as missing:
             sdk.fine_tuning.jobs.create(model="t4dm-tiny", **files)
         assert missing.value.param == field and file_id in missing.value.message
+
+
+def _weighted(weight) -> bytes:
+    import json
+
+    row = {
+        "messages": [
+            {"role": "user", "content": "What is T4DM?"},
+            {"role": "assistant", "content": "A draft answer not to learn from.", "weight": weight},
+            {"role": "user", "content": "Again, please."},
+            {"role": "assistant", "content": "A fine-tuning platform."},
+        ]
+    }
+    plain = {"messages": row["messages"][2:]}
+    return b"".join(json.dumps(r).encode() + b"\n" for r in (plain, plain, row, plain))
+
+
+def test_an_assistant_message_of_weight_0_is_refused_not_trained_on(sdk):
+    """OpenAI skips learning from an assistant message with `weight: 0`; T4DM trains on every assistant
+    message, so such a file is a 400 with its line rather than trained on silently."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.files.create(file=("weighted.jsonl", _weighted(0)), purpose="fine-tune")
+    message = refused.value.message
+    assert "line 3" in message and "messages[1].weight" in message
+    assert sdk.files.list().data == []
+    assert sdk.files.create(file=("weighted.jsonl", _weighted(1)), purpose="fine-tune").status == "processed"
+
+
+def test_a_large_file_with_weight_0_ends_in_error_on_the_worker(sdk, settings):
+    from tests.openai_compat.test_files_worker import _run_worker
+
+    settings.SYNC_PREPARE_BYTES = 200
+    uploaded = sdk.files.create(file=("weighted.jsonl", _weighted(0)), purpose="fine-tune")
+    assert uploaded.status == "uploaded"
+
+    _run_worker(uploaded.id)
+
+    failed = sdk.files.retrieve(uploaded.id)
+    assert failed.status == "error" and "line 3" in failed.status_details
+
+
+def test_a_deeply_nested_weight_row_is_refused_with_its_line_not_a_500(sdk):
+    deep = b'{"weight": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.files.create(file=("deep.jsonl", _weighted(1) + deep), purpose="fine-tune")
+    assert "line 5" in refused.value.message

@@ -62,6 +62,7 @@ def test_another_users_run_and_experiment_are_not_found_and_stay_as_they_were(ml
     ml.post("runs/set-tag", {"run_id": run_id, "key": "team", "value": "nlp"})
     ml.post("experiments/set-experiment-tag", {"experiment_id": experiment_id, "key": "k", "value": "v"})
     other = _caller(client, make_user("otto"))
+    evaluator = _caller(client, make_user("eve", role="evaluator"))  # no trainer role
     for path, body in (
         ("runs/delete", {"run_id": run_id}),
         ("runs/restore", {"run_id": run_id}),
@@ -79,6 +80,7 @@ def test_another_users_run_and_experiment_are_not_found_and_stay_as_they_were(ml
         assert (
             client.post(f"/api/2.0/mlflow/{path}", body, content_type="application/json").status_code == 401
         )
+        assert evaluator.post(path, body).status_code == 403
     run = MLflowRun.objects.get(run_uuid=run_id)
     assert run.lifecycle_stage == "active" and run.tags["team"] == "nlp"
     experiment = ml.get("experiments/get", experiment_id=experiment_id).json()["experiment"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from ninja import File, Form, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -69,6 +71,14 @@ def _validation_error(request: HttpRequest, exc: ValidationError):
 @openai_api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError):
     return _error(request, exc.status_code, str(exc))
+
+
+@openai_api.exception_handler(RequestDataTooBig)
+def _body_too_big(request: HttpRequest, exc: RequestDataTooBig):
+    """A body (or a form field beside the file) over Django's DATA_UPLOAD_MAX_MEMORY_SIZE: 413, not a 500
+    (which the `openai` client would send twice more)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _error(request, 413, f"the request body must be at most {limit} bytes", code="request_too_large")
 
 
 @openai_api.exception_handler(Exception)

@@ -231,3 +231,24 @@ def test_a_deeply_nested_weight_row_is_refused_with_its_line_not_a_500(sdk):
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.files.create(file=("deep.jsonl", _weighted(1) + deep), purpose="fine-tune")
     assert "line 5" in refused.value.message
+
+
+def test_a_body_over_djangos_limit_is_a_413_in_openais_shape_not_a_500(sdk, training_file, settings):
+    """A 500 would make the client send it twice more (it retries 5xx)."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    calls = [
+        lambda: sdk.fine_tuning.jobs.create(
+            model="t4dm-tiny", training_file=training_file.id, extra_body={"pad": "x" * 20_000}
+        ),
+        lambda: sdk.files.create(
+            file=("kb.jsonl", DEMO_ROWS.read_bytes()), purpose="fine-tune", extra_body={"pad": "x" * 20_000}
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(openai.APIStatusError) as refused:
+            call()
+        assert refused.value.status_code == 413
+        assert (
+            refused.value.body["type"] == "invalid_request_error" and "10000 bytes" in refused.value.message
+        )
+    assert OpenAIFineTuneJob.objects.count() == 0 and [f.id for f in sdk.files.list()] == [training_file.id]

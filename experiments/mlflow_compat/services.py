@@ -11,6 +11,7 @@ import math
 import re
 import shlex
 import time
+from collections import Counter
 from typing import Any
 
 from django.db import connection, transaction
@@ -613,6 +614,13 @@ def run_log_batch(
     if len(metrics) + len(params) + len(tags) > MAX_ENTITIES_PER_BATCH:
         raise InvalidInput(
             f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} metrics, params and tags in total.",
+            code="INVALID_PARAMETER_VALUE",
+        )
+    keys = Counter(str(p.get("key", "")) for p in params)
+    if any(count > 1 for count in keys.values()):
+        raise InvalidInput(
+            f"Duplicate parameter keys have been submitted: {[k for k, n in keys.items() if n > 1]}. Please "
+            "ensure the request contains only one param value per param key.",
             code="INVALID_PARAMETER_VALUE",
         )
     _active(run)

@@ -134,3 +134,15 @@ def test_a_body_over_djangos_limit_is_mlflows_400_not_a_500(ml, settings):
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     batch = ml.post("runs/log-batch", {"run_id": run_id, "tags": [{"key": "t", "value": "x" * 200_000}]})
     assert batch.status_code == 400, batch.content
+
+
+def test_a_batch_naming_one_param_twice_is_mlflows_400_and_stores_nothing(ml):
+    """MLflow refuses it even when both values are the same (_validate_param_keys_unique)."""
+    _, run_id = _run(ml)
+    params = [{"key": "lr", "value": "0.1"}, {"key": "lr", "value": "0.1"}]
+    metrics = [{"key": "loss", "value": 1.0, "step": 1}]
+    response = ml.post("runs/log-batch", {"run_id": run_id, "params": params, "metrics": metrics})
+    assert response.status_code == 400 and response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "Duplicate parameter keys" in response.json()["message"]
+    assert MLflowRun.objects.get(run_uuid=run_id).params == {}
+    assert not MetricPoint.objects.filter(job__mlflow_run__run_uuid=run_id).exists()

@@ -101,13 +101,8 @@ def file_create(request, file: UploadedFile = File(...), purpose: str = Form(...
 def file_list(
     request, purpose: str | None = None, after: str | None = None, limit: int = 100, order: str = "desc"
 ):
-    files = services.files_visible_to(request.auth)
-    if purpose:
-        files = files.filter(purpose=purpose)
-    objects = [services.file_object(f) for f in files]
-    if order == "asc":
-        objects.reverse()
-    return services.page(objects, after=after, limit=min(limit, 100))
+    objects = services.files_listed(user=request.auth, purpose=purpose, order=order)
+    return services.page(objects, after=after, limit=limit)
 
 
 @openai_api.get("/files/{file_id}", tags=["files"])

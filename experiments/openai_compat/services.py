@@ -242,13 +242,29 @@ def file_status(f: OpenAIFile) -> tuple[str, str | None]:
     return FILE_STATUS_UPLOADED, None
 
 
+def _nul(value: str) -> bool:
+    """Whether `value` holds a NUL character, which PostgreSQL refuses in text and JSON (a 500 there)."""
+    return "\x00" in value
+
+
 def file_get(*, user, file_id: str) -> OpenAIFile:
     missing = NotFound(f"No such File object: {file_id}", details={"param": "id"})
+    if _nul(file_id):
+        raise missing
     return get_visible(OpenAIFile.objects.all(), user, file_id, "file", lookup="file_id", missing=missing)
 
 
 def files_visible_to(user):
     return visible(OpenAIFile.objects.all(), user)
+
+
+def files_listed(*, user, purpose: str | None = None, order: str = "desc") -> list[dict]:
+    """GET /v1/files: the caller's files as OpenAI's objects, newest first (`order="asc"`: oldest)."""
+    files = files_visible_to(user)
+    if purpose:
+        files = files.none() if _nul(purpose) else files.filter(purpose=purpose)
+    objects = [file_object(f) for f in files]
+    return objects[::-1] if order == "asc" else objects
 
 
 def file_size(f: OpenAIFile) -> int:
@@ -383,11 +399,11 @@ def _check_metadata(metadata: dict | None) -> None:
     if metadata is None:
         return
     if len(metadata) > 16 or any(
-        not isinstance(k, str) or not isinstance(v, str) or len(k) > 64 or len(v) > 512
+        not isinstance(k, str) or not isinstance(v, str) or len(k) > 64 or len(v) > 512 or _nul(k + v)
         for k, v in metadata.items()
     ):
         raise InvalidInput(
-            "metadata takes at most 16 string pairs, keys ≤ 64 and values ≤ 512 characters",
+            "metadata takes at most 16 string pairs, keys ≤ 64 and values ≤ 512 characters, without NUL",
             details={"param": "metadata"},
         )
 
@@ -428,6 +444,8 @@ def job_create(
     """POST /v1/fine_tuning/jobs: a LoRA config of `model` on the file's dataset version, started at once."""
     if suffix and len(suffix) > 64:
         raise InvalidInput("suffix must be at most 64 characters", details={"param": "suffix"})
+    if suffix and _nul(suffix):
+        raise InvalidInput("suffix must not contain NUL characters", details={"param": "suffix"})
     if seed is not None and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
         raise InvalidInput(f"seed must be an integer from 0 to {MAX_SEED}", details={"param": "seed"})
     if integrations:
@@ -694,6 +712,8 @@ def jobs_listed(*, user, metadata=None) -> list[dict]:
 
 def job_get(*, user, ftjob_id: str) -> OpenAIFineTuneJob:
     missing = NotFound(f"No such fine-tuning job: {ftjob_id}", details={"param": "fine_tuning_job_id"})
+    if _nul(ftjob_id):
+        raise missing
     return get_visible(
         _ftjobs(), user, ftjob_id, "job", lookup="ftjob_id", owner_field="job__owner", missing=missing
     )

@@ -252,3 +252,31 @@ def test_a_body_over_djangos_limit_is_a_413_in_openais_shape_not_a_500(sdk, trai
             refused.value.body["type"] == "invalid_request_error" and "10000 bytes" in refused.value.message
         )
     assert OpenAIFineTuneJob.objects.count() == 0 and [f.id for f in sdk.files.list()] == [training_file.id]
+
+
+def test_a_nul_character_is_a_4xx_not_a_database_error(sdk, training_file):
+    """PostgreSQL refuses NUL in text and JSON: a 500 there (which the client retries) before the check.
+    Run with DATABASE_URL=postgres://… to see the difference; the answers are the same on SQLite."""
+    create = sdk.fine_tuning.jobs.create
+    for kwargs, param in (
+        ({"suffix": "a\x00b"}, "suffix"),
+        ({"metadata": {"k": "a\x00b"}}, "metadata"),
+        ({"metadata": {"k\x00": "b"}}, "metadata"),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            create(model="t4dm-tiny", training_file=training_file.id, **kwargs)
+        assert refused.value.param == param
+    with pytest.raises(openai.NotFoundError) as missing:
+        create(model="t4dm-tiny", training_file="file-\x00")
+    assert missing.value.param == "training_file"
+    for call, missing_id in (
+        (sdk.files.retrieve, "file-\x00"),
+        (sdk.files.content, "file-\x00"),
+        (sdk.fine_tuning.jobs.retrieve, "ftjob-\x00"),
+        (sdk.fine_tuning.jobs.cancel, "ftjob-\x00"),
+        (sdk.fine_tuning.jobs.list_events, "ftjob-\x00"),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            call(missing_id)
+    assert sdk.files.list(purpose="fine\x00tune").data == []
+    assert OpenAIFineTuneJob.objects.count() == 0

@@ -42,7 +42,11 @@ def _error(request, status: int, message: str, *, code: str | None = None, param
             "code": code,
         }
     }
-    return openai_api.create_response(request, body, status=status)
+    response = openai_api.create_response(request, body, status=status)
+    if status == 409:
+        # The `openai` client retries a 409 (a lock conflict to it); ours (a finished job) do not change.
+        response["x-should-retry"] = "false"
+    return response
 
 
 @openai_api.exception_handler(DomainError)

@@ -280,3 +280,26 @@ def test_a_nul_character_is_a_4xx_not_a_database_error(sdk, training_file):
             call(missing_id)
     assert sdk.files.list(purpose="fine\x00tune").data == []
     assert OpenAIFineTuneJob.objects.count() == 0
+
+
+def test_cancelling_a_finished_job_is_not_retried_by_the_client(client, researcher, training_file, sdk):
+    """The `openai` client retries a 409 (it reads it as a lock conflict) unless told not to: the answer for
+    a finished job does not change, so the request is sent once."""
+    job = sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id)
+    sdk.fine_tuning.jobs.cancel(job.id)
+    sent = []
+
+    class Counting(DjangoTransport):
+        def handle_request(self, request):
+            sent.append(request.url.path)
+            return super().handle_request(request)
+
+    retrying = openai.OpenAI(
+        base_url="http://testserver/v1",
+        api_key=researcher.raw_token,
+        max_retries=2,
+        http_client=httpx.Client(transport=Counting(client)),
+    )
+    with pytest.raises(openai.ConflictError):
+        retrying.fine_tuning.jobs.cancel(job.id)
+    assert sent == [f"/v1/fine_tuning/jobs/{job.id}/cancel"]

@@ -52,7 +52,7 @@ def _error(request, status: int, message: str, *, code: str | None = None, param
 @openai_api.exception_handler(DomainError)
 def _domain_error(request: HttpRequest, exc: DomainError):
     param = exc.details.get("param") if isinstance(exc.details, dict) else None
-    return _error(request, exc.status, exc.message, code=exc.code, param=param)
+    return _error(request, exc.status, services.error_message(exc), code=exc.code, param=param)
 
 
 @openai_api.exception_handler(AuthenticationError)

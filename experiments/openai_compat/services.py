@@ -864,6 +864,18 @@ def page(objects: list[dict], *, after: str | None, limit: int) -> dict:
     }
 
 
+def error_message(exc: DomainError, listed: int = 3) -> str:
+    """A refusal's message for OpenAI's error object, which has no `details`: a dataset refusal's "(and N
+    more errors: see details)" names the next ones (their lines) instead."""
+    issues = exc.details.get("issues") if isinstance(exc.details, dict) else None
+    if not isinstance(issues, list) or not exc.message.endswith(": see details)"):
+        return exc.message
+    rest = [i["message"] for i in issues[1 : 1 + listed] if isinstance(i, dict) and i.get("message")]
+    if not rest:
+        return exc.message
+    return exc.message.removesuffix(": see details)") + "; next: " + "; ".join(rest) + ")"
+
+
 def parse_json_body(raw: bytes) -> dict:
     try:
         body = json.loads(raw or b"{}")

@@ -303,3 +303,13 @@ def test_cancelling_a_finished_job_is_not_retried_by_the_client(client, research
     with pytest.raises(openai.ConflictError):
         retrying.fine_tuning.jobs.cancel(job.id)
     assert sent == [f"/v1/fine_tuning/jobs/{job.id}/cancel"]
+
+
+def test_a_file_with_several_bad_rows_names_the_next_ones_in_the_message(sdk):
+    """OpenAI's error object has no details: the message says what the details would."""
+    bad = b'{"messages": 3}\n' * 3
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.files.create(file=("bad.jsonl", bad), purpose="fine-tune")
+    message = refused.value.message
+    assert "line 1" in message and "line 2" in message and "line 3" in message
+    assert "see details" not in message

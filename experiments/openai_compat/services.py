@@ -238,7 +238,8 @@ def file_status(f: OpenAIFile) -> tuple[str, str | None]:
         # No version and no task: an older row whose dataset was deleted.
         return FILE_STATUS_ERROR, "the file has no prepared dataset"
     if task.status == DatasetTaskStatus.FAILED:
-        return FILE_STATUS_ERROR, task.error or "the file could not be processed"
+        message = _without_details(task.error or "", task.error_details)
+        return FILE_STATUS_ERROR, message or "the file could not be processed"
     return FILE_STATUS_UPLOADED, None
 
 
@@ -864,16 +865,21 @@ def page(objects: list[dict], *, after: str | None, limit: int) -> dict:
     }
 
 
-def error_message(exc: DomainError, listed: int = 3) -> str:
-    """A refusal's message for OpenAI's error object, which has no `details`: a dataset refusal's "(and N
-    more errors: see details)" names the next ones (their lines) instead."""
-    issues = exc.details.get("issues") if isinstance(exc.details, dict) else None
-    if not isinstance(issues, list) or not exc.message.endswith(": see details)"):
-        return exc.message
+def error_message(exc: DomainError) -> str:
+    """A refusal's message for OpenAI's error object, which has no `details` (see `_without_details`)."""
+    return _without_details(exc.message, exc.details)
+
+
+def _without_details(message: str, details, listed: int = 3) -> str:
+    """A dataset refusal's "(and N more errors: see details)" naming the next ones (their lines) instead,
+    for OpenAI's objects, which carry no details."""
+    issues = details.get("issues") if isinstance(details, dict) else None
+    if not isinstance(issues, list) or not message.endswith(": see details)"):
+        return message
     rest = [i["message"] for i in issues[1 : 1 + listed] if isinstance(i, dict) and i.get("message")]
     if not rest:
-        return exc.message
-    return exc.message.removesuffix(": see details)") + "; next: " + "; ".join(rest) + ")"
+        return message
+    return message.removesuffix(": see details)") + "; next: " + "; ".join(rest) + ")"
 
 
 def parse_json_body(raw: bytes) -> dict:

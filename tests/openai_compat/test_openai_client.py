@@ -313,3 +313,16 @@ def test_a_file_with_several_bad_rows_names_the_next_ones_in_the_message(sdk):
     message = refused.value.message
     assert "line 1" in message and "line 2" in message and "line 3" in message
     assert "see details" not in message
+
+
+def test_a_large_file_with_several_bad_rows_names_the_next_ones_in_status_details(sdk, settings):
+    from tests.openai_compat.test_files_worker import _run_worker
+
+    settings.SYNC_PREPARE_BYTES = 20
+    uploaded = sdk.files.create(file=("bad.jsonl", b'{"messages": 3}\n' * 3), purpose="fine-tune")
+    assert uploaded.status == "uploaded"
+
+    _run_worker(uploaded.id)
+
+    details = sdk.files.retrieve(uploaded.id).status_details
+    assert "line 2" in details and "line 3" in details and "see details" not in details

@@ -221,17 +221,11 @@ def experiments_search_get(request, filter: str = "", max_results: int = 1000, p
     )
 
 
-# Operations added after the access matrix (tests/security/test_access_matrix.py) was written are left
-# out of the OpenAPI document until it names them: every operation in the document must have a policy
-# there. Their ownership rules are tested in tests/mlflow_compat/test_api_hostile.py.
-_UNLISTED = {"include_in_schema": False}
-
-
 def _experiment(request, experiment_id: str):
     return services.experiment_get(user=request.auth, experiment_id=experiment_id)
 
 
-@mlflow_api.post("/experiments/delete", **_UNLISTED)
+@mlflow_api.post("/experiments/delete")
 def experiment_delete(request, payload: ExperimentIdIn):
     services.experiment_set_lifecycle(
         experiment=_experiment(request, payload.experiment_id), stage=services.DELETED
@@ -239,7 +233,7 @@ def experiment_delete(request, payload: ExperimentIdIn):
     return {}
 
 
-@mlflow_api.post("/experiments/restore", **_UNLISTED)
+@mlflow_api.post("/experiments/restore")
 def experiment_restore(request, payload: ExperimentIdIn):
     services.experiment_set_lifecycle(
         experiment=_experiment(request, payload.experiment_id), stage=services.ACTIVE
@@ -247,7 +241,7 @@ def experiment_restore(request, payload: ExperimentIdIn):
     return {}
 
 
-@mlflow_api.post("/experiments/update", **_UNLISTED)
+@mlflow_api.post("/experiments/update")
 def experiment_update(request, payload: ExperimentUpdateIn):
     services.experiment_rename(
         experiment=_experiment(request, payload.experiment_id), new_name=payload.new_name
@@ -255,7 +249,7 @@ def experiment_update(request, payload: ExperimentUpdateIn):
     return {}
 
 
-@mlflow_api.post("/experiments/set-experiment-tag", **_UNLISTED)
+@mlflow_api.post("/experiments/set-experiment-tag")
 def experiment_tag_set(request, payload: ExperimentTagIn):
     services.experiment_tag_set(
         experiment=_experiment(request, payload.experiment_id), key=payload.key, value=payload.value
@@ -263,7 +257,7 @@ def experiment_tag_set(request, payload: ExperimentTagIn):
     return {}
 
 
-@mlflow_api.post("/experiments/delete-experiment-tag", **_UNLISTED)
+@mlflow_api.post("/experiments/delete-experiment-tag")
 def experiment_tag_delete(request, payload: ExperimentTagDeleteIn):
     services.experiment_tag_delete(experiment=_experiment(request, payload.experiment_id), key=payload.key)
     return {}
@@ -301,25 +295,25 @@ def run_get(request, run_id: str | None = None, run_uuid: str | None = None):
     return {"run": services.run_object(_run(request, run_id, run_uuid))}
 
 
-@mlflow_api.post("/runs/delete", **_UNLISTED)
+@mlflow_api.post("/runs/delete")
 def run_delete(request, payload: RunIdIn):
     services.run_set_lifecycle(run=_run(request, payload.run_id), stage=services.DELETED)
     return {}
 
 
-@mlflow_api.post("/runs/restore", **_UNLISTED)
+@mlflow_api.post("/runs/restore")
 def run_restore(request, payload: RunIdIn):
     services.run_set_lifecycle(run=_run(request, payload.run_id), stage=services.ACTIVE)
     return {}
 
 
-@mlflow_api.post("/runs/delete-tag", **_UNLISTED)
+@mlflow_api.post("/runs/delete-tag")
 def run_tag_delete(request, payload: RunTagDeleteIn):
     services.run_tag_delete(run=_run(request, payload.run_id), key=payload.key)
     return {}
 
 
-@mlflow_api.post("/runs/log-inputs", **_UNLISTED)
+@mlflow_api.post("/runs/log-inputs")
 def log_inputs(request, payload: LogInputsIn):
     services.run_log_inputs(
         run=_run_to_log(request, payload.run_id), datasets=payload.datasets, models=payload.models

@@ -79,7 +79,9 @@ def world(people, artifact_root, tiny_model_dir, settings, django_capture_on_com
             job=done, provider="openai", remote_job_id="ftjob-remote", base_url=settings.OPENAI_BASE_URL
         )
         mlflow_experiment = mlflow.experiment_create(owner=owner, name="owner-mlflow")
-        run = mlflow.run_create(owner=owner, experiment=mlflow_experiment, run_name="owner-run")
+        run = mlflow.run_create(
+            owner=owner, experiment=mlflow_experiment, run_name="owner-run", tags={"t": "1"}
+        )
     assert TrainingJob.objects.filter(owner=owner).count() >= 3
     from t4dm_site.services import api_token_create
 

@@ -107,6 +107,16 @@ _policy(
     "POST /api/2.0/mlflow/runs/log-metric", "POST /api/2.0/mlflow/runs/log-parameter",
     "POST /api/2.0/mlflow/runs/set-tag", "POST /api/2.0/mlflow/runs/log-batch",
     "GET /api/2.0/mlflow/metrics/get-history",
+    "POST /api/2.0/mlflow/experiments/update", "POST /api/2.0/mlflow/experiments/set-experiment-tag",
+    "POST /api/2.0/mlflow/runs/delete", "POST /api/2.0/mlflow/runs/restore",
+    "POST /api/2.0/mlflow/runs/log-inputs",
+)  # fmt: skip
+# Done once by the owner; the admin's same call then finds it done, which MLflow answers 404
+# (RESOURCE_DOES_NOT_EXIST: no active experiment to delete, no deleted one to restore, no such tag).
+_policy(
+    {**TRAINER_OWNED, "admin": "reached"},
+    "POST /api/2.0/mlflow/experiments/delete", "POST /api/2.0/mlflow/experiments/restore",
+    "POST /api/2.0/mlflow/experiments/delete-experiment-tag", "POST /api/2.0/mlflow/runs/delete-tag",
 )  # fmt: skip
 _policy(ANY_USER, "GET /api/v1/human-eval/queue", "GET /api/v1/finetune-config")
 _policy(TRAINER_OWNED, "GET /api/v1/jobs/{job_id}/events", "PATCH /api/v1/jobs/{job_id}")
@@ -200,6 +210,16 @@ BODIES = {
     "POST /api/2.0/mlflow/runs/log-parameter": {"run_id": "{run_id}", "key": "p", "value": "1"},
     "POST /api/2.0/mlflow/runs/set-tag": {"run_id": "{run_id}", "key": "t", "value": "1"},
     "POST /api/2.0/mlflow/runs/log-batch": {"run_id": "{run_id}", "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": 2}]},
+    # deleted, then restored by the next operation in the schema's order (the rows after see it active)
+    "POST /api/2.0/mlflow/experiments/delete": {"experiment_id": "{mlflow_experiment_id}"},
+    "POST /api/2.0/mlflow/experiments/restore": {"experiment_id": "{mlflow_experiment_id}"},
+    "POST /api/2.0/mlflow/experiments/update": {"experiment_id": "{mlflow_experiment_id}", "new_name": "renamed"},
+    "POST /api/2.0/mlflow/experiments/set-experiment-tag": {"experiment_id": "{mlflow_experiment_id}", "key": "t", "value": "1"},
+    "POST /api/2.0/mlflow/experiments/delete-experiment-tag": {"experiment_id": "{mlflow_experiment_id}", "key": "t"},
+    "POST /api/2.0/mlflow/runs/delete": {"run_id": "{run_id}"},
+    "POST /api/2.0/mlflow/runs/restore": {"run_id": "{run_id}"},
+    "POST /api/2.0/mlflow/runs/delete-tag": {"run_id": "{run_id}", "key": "t"},
+    "POST /api/2.0/mlflow/runs/log-inputs": {"run_id": "{run_id}", "datasets": []},
 }  # fmt: skip
 QUERIES = {
     "/api/2.0/mlflow/experiments/get": "?experiment_id={mlflow_experiment_id}",
@@ -223,6 +243,7 @@ def _call(client, method: str, path: str, url: str, headers: dict, world: dict):
     if method in ("GET", "DELETE"):
         return client.generic(method, url, headers=headers)
     body = json.dumps(BODIES.get(f"{method} {path}", {})).replace("{run_id}", world["run_id"])
+    body = body.replace("{mlflow_experiment_id}", str(world["mlflow_experiment_id"]))
     return client.generic(method, url, body, content_type="application/json", headers=headers)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
+from django.urls import re_path
+from django.views.decorators.csrf import csrf_exempt
 from ninja import File, Form, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
@@ -19,7 +21,17 @@ from experiments.openai_compat import services
 from t4dm_site.auth import trainer_auth
 from t4dm_site.errors import INTERNAL_ERROR_MESSAGE, DomainError, report_unhandled
 
-openai_api = NinjaAPI(
+
+class _OpenAINinjaAPI(NinjaAPI):
+    """Its URLs end with a catch-all: a /v1 path it does not serve (OpenAI's pause/resume, batches, …) is a
+    404 in OpenAI's error shape, not the site's HTML page (which the `openai` client cannot read). Not an
+    operation: it is in no schema."""
+
+    def _get_urls(self):
+        return [*super()._get_urls(), re_path(r"^.*$", _no_such_endpoint)]
+
+
+openai_api = _OpenAINinjaAPI(
     title="T4DM OpenAI-compatible fine-tuning API",
     version="openai-1",
     urls_namespace="openai-v1",
@@ -90,6 +102,14 @@ def _unhandled(request: HttpRequest, exc: Exception):
     """Anything else: OpenAI's error object, 500, without the traceback (ninja shows it under DEBUG)."""
     report_unhandled(request, exc)
     return _error(request, 500, INTERNAL_ERROR_MESSAGE, code="internal_error")
+
+
+@csrf_exempt
+def _no_such_endpoint(request: HttpRequest, *args, **kwargs):
+    return _error(
+        request, 404, f"Invalid URL ({request.method} {request.path}): T4DM does not serve this endpoint",
+        code="unknown_url",
+    )  # fmt: skip
 
 
 # --- files ------------------------------------------------------------------------------------------

@@ -326,3 +326,16 @@ def test_a_large_file_with_several_bad_rows_names_the_next_ones_in_status_detail
 
     details = sdk.files.retrieve(uploaded.id).status_details
     assert "line 2" in details and "line 3" in details and "see details" not in details
+
+
+def test_an_endpoint_t4dm_does_not_serve_is_a_404_in_openais_shape(sdk, training_file):
+    """pause/resume and any other /v1 path this API lacks: the client's NotFoundError with OpenAI's error
+    object, not the site's HTML page."""
+    job = sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id)
+    for call in (sdk.fine_tuning.jobs.pause, sdk.fine_tuning.jobs.resume):
+        with pytest.raises(openai.NotFoundError) as missing:
+            call(job.id)
+        assert isinstance(missing.value.body, dict), missing.value.body
+        assert missing.value.body["type"] == "invalid_request_error"
+        assert f"/v1/fine_tuning/jobs/{job.id}/" in missing.value.message
+    assert sdk.fine_tuning.jobs.retrieve(job.id).status == "queued"

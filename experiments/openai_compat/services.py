@@ -81,11 +81,33 @@ def _upload_size(content) -> int:
     return int(size)
 
 
-def _refuse_unlearned_messages(path: Path) -> None:
-    """OpenAI's chat format may mark an assistant message `"weight": 0` (not learned from); T4DM's chat rows
-    train on every assistant message, so such a file is refused with its line rather than trained on
-    silently. Only lines that mention "weight" are parsed; what is not readable JSON is left to the
-    dataset's own checks (which refuse it with its line)."""
+def _unsupported(row) -> tuple[str, str] | None:
+    """(field, why) for what OpenAI's chat format holds and T4DM's chat rows cannot: an assistant message
+    of weight 0 (not learned from: T4DM learns from every assistant message) and tool or function calls."""
+    messages = row.get("messages") if isinstance(row, dict) else None
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict):
+            continue
+        if message.get("weight", 1) != 1:
+            return (
+                f"messages[{i}].weight",
+                f" is {message['weight']!r}: T4DM learns from every assistant message and cannot skip one; "
+                "remove that message (or its weight) and upload again",
+            )
+        for key in ("tool_calls", "function_call"):
+            if message.get(key) is not None:
+                return f"messages[{i}].{key}", ": tool and function calls are not supported for training here"
+    for key in ("tools", "functions"):
+        if isinstance(row, dict) and row.get(key):
+            return key, ": tool and function definitions are not supported for training here"
+    return None
+
+
+def _refuse_unsupported_rows(path: Path) -> None:
+    """A file with rows `_unsupported` finds is refused with the first one's line, rather than trained on
+    without what it asks for (or refused for a consequence, such as an empty content). Only lines that
+    mention "weight", "tool…" or "function…" are parsed; what is not readable JSON is left to the dataset's
+    own checks (which refuse it with its line)."""
     limit, line_no, in_long_line = max_row_bytes(), 0, False
     with path.open("rb") as stream:
         while raw := stream.readline(limit + 1):
@@ -96,28 +118,26 @@ def _refuse_unlearned_messages(path: Path) -> None:
             if len(raw) > limit and not raw.endswith(b"\n"):
                 in_long_line = True
                 continue
-            if b'"weight"' not in raw:
+            if b'"weight"' not in raw and b'"tool' not in raw and b'"function' not in raw:
                 continue
             try:
                 row = json.loads(raw.removeprefix(b"\xef\xbb\xbf") if line_no == 1 else raw)
             except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep: the dataset's checks
                 continue
-            messages = row.get("messages") if isinstance(row, dict) else None
-            for i, message in enumerate(messages if isinstance(messages, list) else []):
-                if isinstance(message, dict) and message.get("weight", 1) != 1:
-                    raise InvalidInput(
-                        f"line {line_no}: messages[{i}].weight is {message['weight']!r}: T4DM learns from every "
-                        "assistant message and cannot skip one; remove that message (or its weight) and "
-                        "upload again",
-                        code="unsupported_weight",
-                        details={"line": line_no, "param": "file"},
-                    )
+            found = _unsupported(row)
+            if found:
+                field, why = found
+                raise InvalidInput(
+                    f"line {line_no}: {field}{why}",
+                    code="unsupported_field",
+                    details={"line": line_no, "field": field, "param": "file"},
+                )
 
 
 def _prepare_file(*, owner, filename: str, path: Path) -> DatasetVersion:
     """The file's rows as a chat dataset version (all train: OpenAI trains on the whole training file; a
     separate validation file gives valid_loss). Read from the kept file as a stream."""
-    _refuse_unlearned_messages(path)
+    _refuse_unsupported_rows(path)
     with path.open("rb") as content:
         return dataset_prepare(
             owner=owner,

@@ -339,3 +339,25 @@ def test_an_endpoint_t4dm_does_not_serve_is_a_404_in_openais_shape(sdk, training
         assert missing.value.body["type"] == "invalid_request_error"
         assert f"/v1/fine_tuning/jobs/{job.id}/" in missing.value.message
     assert sdk.fine_tuning.jobs.retrieve(job.id).status == "queued"
+
+
+def test_a_tool_calling_row_is_refused_saying_so(sdk):
+    """OpenAI's format may hold tool calls; T4DM's chat rows do not: the 400 says that, with the line
+    (it said an assistant message's content must be a string)."""
+    import json
+
+    plain = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    call = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    tools = {
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            {"role": "assistant", "content": "Sunny."},
+        ],
+        "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+    }
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in (plain, tools))
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.files.create(file=("tools.jsonl", body), purpose="fine-tune")
+    assert "line 2" in refused.value.message and "tool_calls" in refused.value.message

@@ -8,22 +8,6 @@ import pytest
 from experiments.models import MetricPoint, TrainingJob
 
 
-@pytest.fixture
-def ml(client, researcher):
-    headers = {"Authorization": f"Bearer {researcher.raw_token}"}
-
-    class ML:
-        def get(self, path, **params):
-            return client.get(f"/api/2.0/mlflow/{path}", params, headers=headers)
-
-        def post(self, path, data=None):
-            return client.post(
-                f"/api/2.0/mlflow/{path}", data or {}, content_type="application/json", headers=headers
-            )
-
-    return ML()
-
-
 def _run(ml, name="exp") -> tuple[str, str]:
     experiment_id = ml.post("experiments/create", {"name": name}).json()["experiment_id"]
     run = ml.post(

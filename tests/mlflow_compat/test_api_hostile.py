@@ -8,26 +8,7 @@ import pytest
 
 from experiments.mlflow_compat.models import MLflowRun
 from experiments.models import Experiment, MetricPoint
-
-
-@pytest.fixture
-def ml(client, researcher):
-    return _caller(client, researcher)
-
-
-def _caller(client, user):
-    headers = {"Authorization": f"Bearer {user.raw_token}"}
-
-    class ML:
-        def get(self, path, **params):
-            return client.get(f"/api/2.0/mlflow/{path}", params, headers=headers)
-
-        def post(self, path, data=None):
-            return client.post(
-                f"/api/2.0/mlflow/{path}", data or {}, content_type="application/json", headers=headers
-            )
-
-    return ML()
+from tests.mlflow_compat.conftest import mlflow_caller
 
 
 def _run(ml, name="exp") -> tuple[str, str]:
@@ -61,8 +42,8 @@ def test_another_users_run_and_experiment_are_not_found_and_stay_as_they_were(ml
     experiment_id, run_id = _run(ml)
     ml.post("runs/set-tag", {"run_id": run_id, "key": "team", "value": "nlp"})
     ml.post("experiments/set-experiment-tag", {"experiment_id": experiment_id, "key": "k", "value": "v"})
-    other = _caller(client, make_user("otto"))
-    evaluator = _caller(client, make_user("eve", role="evaluator"))  # no trainer role
+    other = mlflow_caller(client, make_user("otto"))
+    evaluator = mlflow_caller(client, make_user("eve", role="evaluator"))  # no trainer role
     for path, body in (
         ("runs/delete", {"run_id": run_id}),
         ("runs/restore", {"run_id": run_id}),
@@ -92,7 +73,7 @@ def test_an_admins_set_experiment_finds_the_admins_own_experiment_not_a_users(ml
     """An admin sees every user's experiments; `mlflow.set_experiment("exp")` (get-by-name) must still
     answer the admin's own "exp", not a researcher's older one (the admin's runs would land in it)."""
     theirs, _ = _run(ml, "exp")
-    admin = _caller(client, make_user("ada", role="admin"))
+    admin = mlflow_caller(client, make_user("ada", role="admin"))
     mine = admin.post("experiments/create", {"name": "exp"}).json()["experiment_id"]
     found = admin.get("experiments/get-by-name", experiment_name="exp").json()["experiment"]
     assert found["experiment_id"] == mine != theirs

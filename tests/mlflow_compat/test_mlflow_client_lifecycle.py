@@ -5,28 +5,9 @@ and filtering searches, long param values. Each answer is the one MLflow's own s
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def tracking(live_server, researcher, monkeypatch):
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", researcher.raw_token)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    yield mlflow
-    if mlflow.active_run() is not None:
-        mlflow.end_run()
-    # Close the client's cached connections while the live server still runs.
-    from mlflow.utils.request_utils import _cached_get_request_session
-
-    _cached_get_request_session.cache_clear()
-    gc.collect()
 
 
 def _error_code(call) -> str:

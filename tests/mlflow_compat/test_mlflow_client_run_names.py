@@ -4,30 +4,11 @@ T4DM (PATCH /api/v1/jobs/{id}) is the name the client reads back."""
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 
 from experiments.mlflow_compat.models import MLflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def tracking(live_server, researcher, monkeypatch):
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", researcher.raw_token)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    yield mlflow
-    if mlflow.active_run() is not None:
-        mlflow.end_run()
-    # Close the client's cached connections while the live server still runs.
-    from mlflow.utils.request_utils import _cached_get_request_session
-
-    _cached_get_request_session.cache_clear()
-    gc.collect()
 
 
 def _job(run_id: str):

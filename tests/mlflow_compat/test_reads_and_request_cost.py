@@ -21,30 +21,6 @@ pytestmark = pytest.mark.django_db
 POINTS = f'"{MetricPoint._meta.db_table}"'
 
 
-@pytest.fixture
-def ml(client, researcher):
-    headers = {"Authorization": f"Bearer {researcher.raw_token}"}
-
-    class ML:
-        def get(self, path, **params):
-            return client.get(f"/api/2.0/mlflow/{path}", params, headers=headers)
-
-        def post(self, path, data):
-            body = data if isinstance(data, (str, bytes)) else json.dumps(data)
-            return client.post(
-                f"/api/2.0/mlflow/{path}", body, content_type="application/json", headers=headers
-            )
-
-        def experiment(self, name: str) -> str:
-            return self.post("experiments/create", {"name": name}).json()["experiment_id"]
-
-        def run(self, experiment_id: str, **fields) -> str:
-            created = self.post("runs/create", {"experiment_id": experiment_id, **fields})
-            return created.json()["run"]["info"]["run_id"]
-
-    return ML()
-
-
 def _job(run_id: str) -> TrainingJob:
     return MLflowRun.objects.select_related("job").get(run_uuid=run_id).job
 

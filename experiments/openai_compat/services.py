@@ -281,6 +281,8 @@ def files_visible_to(user):
 
 def files_listed(*, user, purpose: str | None = None, order: str = "desc") -> list[dict]:
     """GET /v1/files: the caller's files as OpenAI's objects, newest first (`order="asc"`: oldest)."""
+    if order not in ("asc", "desc"):
+        raise InvalidInput(f"order must be 'asc' or 'desc', got {order!r}", details={"param": "order"})
     files = files_visible_to(user)
     if purpose:
         files = files.none() if _nul(purpose) else files.filter(purpose=purpose)

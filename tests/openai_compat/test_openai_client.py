@@ -361,3 +361,10 @@ def test_a_tool_calling_row_is_refused_saying_so(sdk):
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.files.create(file=("tools.jsonl", body), purpose="fine-tune")
     assert "line 2" in refused.value.message and "tool_calls" in refused.value.message
+
+
+def test_files_list_refuses_an_order_other_than_asc_or_desc(sdk, training_file):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.files.list(extra_query={"order": "newest"})
+    assert refused.value.param == "order"
+    assert [f.id for f in sdk.files.list(order="asc")] == [training_file.id]

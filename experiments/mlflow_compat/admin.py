@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from experiments.mlflow_compat.models import MetricValueExtra, MLflowRun
+from experiments.mlflow_compat.models import MetricValueExtra, MLflowExperiment, MLflowRun
 
 
 @admin.register(MLflowRun)
@@ -18,3 +18,13 @@ class MetricValueExtraAdmin(admin.ModelAdmin):
     list_display = ("job", "key", "step", "value")
     search_fields = ("key",)
     raw_id_fields = ("job",)
+
+
+@admin.register(MLflowExperiment)
+class MLflowExperimentAdmin(admin.ModelAdmin):
+    """An experiment's MLflow lifecycle (active/deleted) and tags."""
+
+    list_display = ("experiment", "lifecycle_stage", "last_update_time")
+    list_filter = ("lifecycle_stage",)
+    search_fields = ("experiment__name",)
+    raw_id_fields = ("experiment",)

@@ -134,6 +134,11 @@ def file_retrieve(request, file_id: str):
     return services.file_object(services.file_get(user=request.auth, file_id=file_id))
 
 
+@openai_api.delete("/files/{file_id}", tags=["files"])
+def file_delete(request, file_id: str):
+    return services.file_delete(f=services.file_get(user=request.auth, file_id=file_id))
+
+
 @openai_api.get("/files/{file_id}/content", tags=["files"])
 def file_content(request, file_id: str):
     from django.http import FileResponse, HttpResponse

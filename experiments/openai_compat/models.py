@@ -38,6 +38,12 @@ class OpenAIFile(models.Model):
         DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="openai_files"
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set by DELETE /v1/files/{id}: the bytes are removed and the id answers 404; the row stays "
+        "for the fine-tuning jobs that name it.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

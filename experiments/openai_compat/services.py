@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 
 from datasets_app import storage
 from datasets_app.models import DatasetTask, DatasetTaskStatus, DatasetVersion, TaskType
@@ -268,15 +269,32 @@ def _nul(value: str) -> bool:
     return "\x00" in value
 
 
+def _live_files():
+    return OpenAIFile.objects.filter(deleted_at__isnull=True)
+
+
 def file_get(*, user, file_id: str) -> OpenAIFile:
+    """The caller's file (a deleted one, another user's or none: 404 in OpenAI's words)."""
     missing = NotFound(f"No such File object: {file_id}", details={"param": "id"})
     if _nul(file_id):
         raise missing
-    return get_visible(OpenAIFile.objects.all(), user, file_id, "file", lookup="file_id", missing=missing)
+    return get_visible(_live_files(), user, file_id, "file", lookup="file_id", missing=missing)
 
 
 def files_visible_to(user):
-    return visible(OpenAIFile.objects.all(), user)
+    return visible(_live_files(), user)
+
+
+def file_delete(*, f: OpenAIFile) -> dict:
+    """DELETE /v1/files/{id}: the file's bytes are removed and its id answers 404 from now on, as OpenAI's.
+    The row stays (without bytes) so the fine-tuning jobs that name it still do; the chat dataset its rows
+    were prepared into stays too (jobs' configs train on it; delete it on the dataset page). A large file
+    still on the dataset worker ends in "the uploaded file is gone"."""
+    path = file_path(f)
+    OpenAIFile.objects.filter(pk=f.pk).update(deleted_at=timezone.now(), content=b"")
+    if path is not None:
+        path.unlink(missing_ok=True)
+    return {"id": f.file_id, "object": "file", "deleted": True}
 
 
 def files_listed(*, user, purpose: str | None = None, order: str = "desc") -> list[dict]:

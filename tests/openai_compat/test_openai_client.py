@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from datasets_app.services import dataset_clean
+from datasets_app.storage import datasets_root
 from experiments.openai_compat.models import OpenAIFile, OpenAIFineTuneJob
 from tests.conftest import DEMO_ROWS
 from tests.openai_compat.test_files_worker import DjangoTransport
@@ -32,6 +33,35 @@ def sdk(client, researcher, artifact_root):
 @pytest.fixture
 def training_file(sdk):
     return sdk.files.create(file=("kb.jsonl", DEMO_ROWS.read_bytes()), purpose="fine-tune")
+
+
+def test_files_delete_removes_the_file_as_openai_does(sdk, client, make_user, training_file):
+    other = _sdk(client, make_user("otto"))
+    with pytest.raises(openai.NotFoundError):
+        other.files.delete(training_file.id)  # another user's file: 404, and it stays
+    assert sdk.files.retrieve(training_file.id).id == training_file.id
+
+    deleted = sdk.files.delete(training_file.id)
+
+    assert isinstance(deleted, openai.types.FileDeleted)
+    assert (deleted.id, deleted.object, deleted.deleted) == (training_file.id, "file", True)
+    for call in (sdk.files.retrieve, sdk.files.content, sdk.files.delete):
+        with pytest.raises(openai.NotFoundError) as missing:
+            call(training_file.id)
+        assert training_file.id in missing.value.message
+    assert training_file.id not in [f.id for f in sdk.files.list()]
+    assert not (datasets_root() / ".openai_files" / training_file.id).exists()  # the bytes are gone
+    with pytest.raises(openai.NotFoundError):
+        sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id)
+
+
+def test_a_file_a_job_trained_on_can_be_deleted_and_the_job_still_names_it(sdk, training_file):
+    job = sdk.fine_tuning.jobs.create(model="t4dm-tiny", training_file=training_file.id)
+
+    assert sdk.files.delete(training_file.id).deleted is True
+
+    assert sdk.fine_tuning.jobs.retrieve(job.id).training_file == training_file.id
+    assert [j.id for j in sdk.fine_tuning.jobs.list()] == [job.id]
 
 
 def test_jobs_list_filters_by_metadata(sdk, training_file):

@@ -45,6 +45,9 @@ ADMIN_ONLY = {
 }  # fmt: skip
 # Operations on records this fixture does not create (a missing id): past the role gate is all we see.
 ADMIN_ONLY_BY_ID = {**ADMIN_ONLY, "admin": "reached"}
+# Deleting the owner's record: the owner's call deletes it, so the admin's after it only has to get past the
+# role gate (a 404 then). Deletions run after every other operation (see the test).
+TRAINER_OWNED_DELETE = {**TRAINER_OWNED, "admin": "reached"}
 TRAINER_BY_ID = {**TRAINER, "other": "reached", "owner": "reached", "admin": "reached"}
 WORKER_SECRET = {name: 401 for name in IDENTITIES}
 PUBLIC = {name: "ok" for name in IDENTITIES}
@@ -120,6 +123,7 @@ _policy(
 )  # fmt: skip
 _policy(ANY_USER, "GET /api/v1/human-eval/queue", "GET /api/v1/finetune-config")
 _policy(TRAINER_OWNED, "GET /api/v1/jobs/{job_id}/events", "PATCH /api/v1/jobs/{job_id}")
+_policy(TRAINER_OWNED_DELETE, "DELETE /v1/files/{file_id}")
 # Serving: an empty body is a 4xx past the role gate; a model that is not the caller's is 404 (tests/serving).
 _policy(TRAINER, "POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models")
 _policy(TRAINER_BY_ID, "GET /v1/models/{model}")
@@ -264,7 +268,8 @@ def test_each_identity_gets_what_the_policy_says(
     revoked = world["revoked_token"]
     wrong = []
     with django_capture_on_commit_callbacks(execute=False):
-        for method, path in OPERATIONS:
+        # deletions last: the records they remove are the ones the other operations are called on
+        for method, path in sorted(OPERATIONS, key=lambda operation: operation[0] == "DELETE"):
             policy = POLICY.get(f"{method} {path}")
             if policy is None:
                 continue

@@ -45,9 +45,10 @@ ADMIN_ONLY = {
 }  # fmt: skip
 # Operations on records this fixture does not create (a missing id): past the role gate is all we see.
 ADMIN_ONLY_BY_ID = {**ADMIN_ONLY, "admin": "reached"}
-# Deleting the owner's record: the owner's call deletes it, so the admin's after it only has to get past the
-# role gate (a 404 then). Deletions run after every other operation (see the test).
-TRAINER_OWNED_DELETE = {**TRAINER_OWNED, "admin": "reached"}
+# Done once: the owner's call deletes (restores, untags) the record, so the admin's same call after it only
+# has to get past the role gate (a 404 then, as MLflow and OpenAI answer). DELETE operations run after every
+# other operation (see the test); MLflow's delete/restore pairs follow each other in the schema's order.
+TRAINER_OWNED_ONCE = {**TRAINER_OWNED, "admin": "reached"}
 TRAINER_BY_ID = {**TRAINER, "other": "reached", "owner": "reached", "admin": "reached"}
 WORKER_SECRET = {name: 401 for name in IDENTITIES}
 PUBLIC = {name: "ok" for name in IDENTITIES}
@@ -114,16 +115,14 @@ _policy(
     "POST /api/2.0/mlflow/runs/delete", "POST /api/2.0/mlflow/runs/restore",
     "POST /api/2.0/mlflow/runs/log-inputs",
 )  # fmt: skip
-# Done once by the owner; the admin's same call then finds it done, which MLflow answers 404
-# (RESOURCE_DOES_NOT_EXIST: no active experiment to delete, no deleted one to restore, no such tag).
-_policy(
-    {**TRAINER_OWNED, "admin": "reached"},
+_policy(  # MLflow's RESOURCE_DOES_NOT_EXIST: no active experiment to delete, no deleted one to restore, no tag
+    TRAINER_OWNED_ONCE,
     "POST /api/2.0/mlflow/experiments/delete", "POST /api/2.0/mlflow/experiments/restore",
     "POST /api/2.0/mlflow/experiments/delete-experiment-tag", "POST /api/2.0/mlflow/runs/delete-tag",
 )  # fmt: skip
 _policy(ANY_USER, "GET /api/v1/human-eval/queue", "GET /api/v1/finetune-config")
 _policy(TRAINER_OWNED, "GET /api/v1/jobs/{job_id}/events", "PATCH /api/v1/jobs/{job_id}")
-_policy(TRAINER_OWNED_DELETE, "DELETE /v1/files/{file_id}")
+_policy(TRAINER_OWNED_ONCE, "DELETE /v1/files/{file_id}")
 # Serving: an empty body is a 4xx past the role gate; a model that is not the caller's is 404 (tests/serving).
 _policy(TRAINER, "POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models")
 _policy(TRAINER_BY_ID, "GET /v1/models/{model}")
